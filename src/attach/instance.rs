@@ -1,0 +1,255 @@
+//! One loaded copy of a program attached to one process.
+
+use super::libbpf_log;
+use super::program::PreparedProgram;
+use super::resolve::{self, ResolveError};
+use crate::config::ProbeKind;
+use crate::discovery::ProcessInfo;
+use crate::elf::ElfCache;
+use libbpf_rs::{Link, MapCore, Object, UprobeOpts};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+/// A probe that could not be attached in a process, kept for logs, metrics and the landing page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachFailure {
+    /// Probe kind.
+    pub kind: ProbeKind,
+    /// Probe spec as written (empty for failures of the whole instance).
+    pub probe: String,
+    /// What went wrong and where.
+    pub message: String,
+}
+
+/// A BPF program of a loaded instance, as the kernel knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BpfProgramInfo {
+    /// Function name.
+    pub name: String,
+    /// Kernel tag (hash of the instructions), hex.
+    pub tag: String,
+    /// Kernel program id.
+    pub id: u32,
+}
+
+/// Why no instance could be made for a process.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    /// The object could not be opened or loaded (verifier rejection included).
+    #[error("loading the BPF object failed: {message}")]
+    Load {
+        /// Error and the end of the verifier log.
+        message: String,
+    },
+    /// Not a single probe attached.
+    #[error("no probe attached: {}", .failures.iter().map(|f| f.message.as_str()).collect::<Vec<_>>().join("; "))]
+    NothingAttached {
+        /// One entry per probe.
+        failures: Vec<AttachFailure>,
+    },
+}
+
+impl InstanceError {
+    /// A load failure with the last lines of libbpf's log (the verifier's verdict is there).
+    pub(crate) fn load_failed(e: libbpf_rs::Error, log: &str) -> InstanceError {
+        let tail = libbpf_log::tail(log, 20);
+        InstanceError::Load {
+            message: if tail.is_empty() {
+                e.to_string()
+            } else {
+                format!("{e}\n--- end of the libbpf/verifier log ---\n{tail}")
+            },
+        }
+    }
+
+    /// The failures to count and show, one per probe (or one for the whole instance).
+    pub fn failures(&self) -> Vec<AttachFailure> {
+        match self {
+            InstanceError::NothingAttached { failures } => failures.clone(),
+            InstanceError::Load { message } => vec![AttachFailure {
+                kind: ProbeKind::Usdt,
+                probe: String::new(),
+                message: message.clone(),
+            }],
+        }
+    }
+}
+
+/// A program loaded for one process, with its probes attached. Dropping it detaches them.
+pub struct Instance {
+    /// The process.
+    pub process: ProcessInfo,
+    object: Object,
+    links: Vec<Link>,
+    /// Human descriptions of what is attached.
+    pub attached: Vec<String>,
+    /// Probes that did not attach (the others still count).
+    pub failures: Vec<AttachFailure>,
+    /// Kernel identity of each loaded BPF program.
+    pub programs: Vec<BpfProgramInfo>,
+    /// How long load + attach took.
+    pub attach_duration: Duration,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("pid", &self.process.pid())
+            .field("links", &self.links.len())
+            .field("failures", &self.failures)
+            .finish()
+    }
+}
+
+impl Instance {
+    pub(super) fn attach(
+        program: &PreparedProgram,
+        process: &ProcessInfo,
+        cache: &mut ElfCache,
+    ) -> Result<Instance, InstanceError> {
+        let started = Instant::now();
+        let open = program.open()?;
+        let (loaded, log) = libbpf_log::capture(|| open.load());
+        let object = loaded.map_err(|e| InstanceError::load_failed(e, &log))?;
+        let pid = process.pid();
+        let mut links = Vec::new();
+        let mut attached = Vec::new();
+        let mut failures = Vec::new();
+        for probe in &program.probes {
+            let fail = |message: String| AttachFailure {
+                kind: probe.kind,
+                probe: probe.spec.clone(),
+                message,
+            };
+            let Some(bpf_prog) = object
+                .progs_mut()
+                .find(|p| p.name().to_string_lossy() == probe.function)
+            else {
+                failures.push(fail(format!(
+                    "BPF function {:?} missing after load",
+                    probe.function
+                )));
+                continue;
+            };
+            let result: Result<Vec<(Link, String)>, String> = match probe.kind {
+                ProbeKind::Usdt => resolve::resolve_usdt(process, &probe.spec, cache)
+                    .map_err(|e| describe(&probe.spec, probe.kind, &e))
+                    .and_then(|targets| {
+                        targets
+                            .into_iter()
+                            .map(|t| {
+                                bpf_prog
+                                    .attach_usdt(pid, &t.host_path, &t.provider, &t.name)
+                                    .map(|link| {
+                                        (
+                                            link,
+                                            format!(
+                                                "usdt {}:{} in {}",
+                                                t.provider,
+                                                t.name,
+                                                t.path.display()
+                                            ),
+                                        )
+                                    })
+                                    .map_err(|e| {
+                                        format!(
+                                            "attaching usdt {}:{} in {} of pid {pid}: {e}",
+                                            t.provider,
+                                            t.name,
+                                            t.path.display()
+                                        )
+                                    })
+                            })
+                            .collect()
+                    }),
+                ProbeKind::Uprobe | ProbeKind::Uretprobe => {
+                    let retprobe = probe.kind == ProbeKind::Uretprobe;
+                    resolve::resolve_uprobe(process, &probe.spec, cache)
+                        .map_err(|e| describe(&probe.spec, probe.kind, &e))
+                        .and_then(|(t, is_go)| {
+                            if retprobe && is_go {
+                                return Err(format!(
+                                    "refusing uretprobe {:?} on Go binary {}: uretprobes rewrite return addresses, which corrupts Go's moving stacks and crashes the program; use a uprobe on the function's return instructions or time it with uprobes on entry and on the caller instead",
+                                    probe.spec,
+                                    t.path.display()
+                                ));
+                            }
+                            let opts = UprobeOpts { retprobe, func_name: Some(t.name.clone()), ..Default::default() };
+                            let kind = if retprobe { "uretprobe" } else { "uprobe" };
+                            bpf_prog
+                                .attach_uprobe_with_opts(pid, &t.host_path, 0, opts)
+                                .map(|link| vec![(link, format!("{kind} {} in {}", t.name, t.path.display()))])
+                                .map_err(|e| format!("attaching {kind} {} in {} of pid {pid}: {e}", t.name, t.path.display()))
+                        })
+                }
+            };
+            match result {
+                Ok(done) => {
+                    for (link, what) in done {
+                        links.push(link);
+                        attached.push(format!("{what} -> {}", probe.function));
+                    }
+                }
+                Err(message) => failures.push(fail(message)),
+            }
+        }
+        if links.is_empty() {
+            return Err(InstanceError::NothingAttached { failures });
+        }
+        let programs = object
+            .progs()
+            .filter(|p| {
+                program
+                    .probes
+                    .iter()
+                    .any(|probe| p.name().to_string_lossy() == probe.function)
+            })
+            .map(|p| program_info(p.name().to_string_lossy().into_owned(), p.as_fd()))
+            .collect();
+        Ok(Instance {
+            process: process.clone(),
+            object,
+            links,
+            attached,
+            failures,
+            programs,
+            attach_duration: started.elapsed(),
+        })
+    }
+
+    /// A map of this instance, by name.
+    pub fn map(&self, table: &str) -> Option<libbpf_rs::Map<'_>> {
+        self.object
+            .maps()
+            .find(|m| m.name().to_string_lossy() == table)
+    }
+
+    /// Number of attached links.
+    pub fn link_count(&self) -> usize {
+        self.links.len()
+    }
+}
+
+fn describe(spec: &str, kind: ProbeKind, e: &ResolveError) -> String {
+    format!("{} {spec:?}: {e}", kind.config_key())
+}
+
+fn program_info(name: String, fd: BorrowedFd<'_>) -> BpfProgramInfo {
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: info is a properly sized, zeroed bpf_prog_info and len says so.
+    let rc = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
+    if rc != 0 {
+        return BpfProgramInfo {
+            name,
+            tag: String::new(),
+            id: 0,
+        };
+    }
+    let tag = info.tag.iter().map(|b| format!("{b:02x}")).collect();
+    BpfProgramInfo {
+        name,
+        tag,
+        id: info.id,
+    }
+}

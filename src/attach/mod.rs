@@ -1,0 +1,18 @@
+//! Attaching programs to processes: one loaded instance per (program, process).
+//!
+//! [`PreparedProgram`] checks a program's object once against its config;
+//! [`PreparedProgram::instantiate`] loads a fresh copy for one process,
+//! resolves each probe among the files that process maps, and attaches.
+//! Dropping an [`Instance`] detaches its links and frees its maps.
+
+mod instance;
+mod libbpf_log;
+mod probe;
+mod program;
+mod resolve;
+
+pub use instance::{AttachFailure, BpfProgramInfo, Instance, InstanceError};
+pub use libbpf_log::install as install_libbpf_logger;
+pub use probe::{UprobeSpec, UsdtSpec};
+pub use program::{PreparedProgram, TableLayout};
+pub use resolve::{ResolveError, Target};

@@ -1,0 +1,147 @@
+//! Probe specs as written in the config.
+//!
+//! USDT: `name`, `provider:name`, `module:name` (when the first part is a path
+//! or contains `.so`), or `module:provider:name`.
+//! uprobes: `symbol` (in the executable) or `lib:symbol`, where `lib` is an
+//! absolute path, a file name (`libjemalloc.so.2`) or a short name (`c` = libc).
+
+use std::fmt;
+
+/// A parsed USDT probe spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsdtSpec {
+    /// Restrict the search to this file (path or library name).
+    pub module: Option<String>,
+    /// Provider; any provider when absent.
+    pub provider: Option<String>,
+    /// Probe name.
+    pub name: String,
+}
+
+/// A parsed uprobe/uretprobe spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UprobeSpec {
+    /// Library the symbol lives in; the executable when absent.
+    pub library: Option<String>,
+    /// Function symbol.
+    pub symbol: String,
+}
+
+fn looks_like_module(s: &str) -> bool {
+    s.contains('/') || s.contains(".so")
+}
+
+impl UsdtSpec {
+    /// Parses a USDT spec; `None` when it has more than three parts or an empty one.
+    pub fn parse(spec: &str) -> Option<UsdtSpec> {
+        let parts: Vec<&str> = spec.split(':').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return None;
+        }
+        let own = |s: &str| Some(s.to_string());
+        Some(match parts.as_slice() {
+            [name] => UsdtSpec {
+                module: None,
+                provider: None,
+                name: name.to_string(),
+            },
+            [first, name] if looks_like_module(first) => UsdtSpec {
+                module: own(first),
+                provider: None,
+                name: name.to_string(),
+            },
+            [provider, name] => UsdtSpec {
+                module: None,
+                provider: own(provider),
+                name: name.to_string(),
+            },
+            [module, provider, name] => UsdtSpec {
+                module: own(module),
+                provider: own(provider),
+                name: name.to_string(),
+            },
+            _ => return None,
+        })
+    }
+}
+
+impl UprobeSpec {
+    /// Parses a uprobe spec; `None` when a part is empty.
+    pub fn parse(spec: &str) -> Option<UprobeSpec> {
+        let (library, symbol) = match spec.rsplit_once(':') {
+            Some((lib, sym)) => (Some(lib.to_string()), sym.to_string()),
+            None => (None, spec.to_string()),
+        };
+        if symbol.is_empty() || library.as_deref() == Some("") {
+            return None;
+        }
+        Some(UprobeSpec { library, symbol })
+    }
+}
+
+impl fmt::Display for UsdtSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(m) = &self.module {
+            write!(f, "{m}:")?;
+        }
+        if let Some(p) = &self.provider {
+            write!(f, "{p}:")?;
+        }
+        write!(f, "{}", self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usdt_specs() {
+        let s = UsdtSpec::parse("gc__start").unwrap();
+        assert_eq!(
+            (s.module, s.provider, s.name.as_str()),
+            (None, None, "gc__start")
+        );
+        let s = UsdtSpec::parse("python:gc__start").unwrap();
+        assert_eq!((s.module, s.provider.as_deref()), (None, Some("python")));
+        let s = UsdtSpec::parse("libjvm.so:gc__begin").unwrap();
+        assert_eq!((s.module.as_deref(), s.provider), (Some("libjvm.so"), None));
+        let s = UsdtSpec::parse("/usr/lib/libruby.so.3.1:ruby:gc__mark__begin").unwrap();
+        assert_eq!(s.module.as_deref(), Some("/usr/lib/libruby.so.3.1"));
+        assert_eq!(s.provider.as_deref(), Some("ruby"));
+        // `libstdcxx` is a provider, not a module: no `.so`, no slash.
+        assert_eq!(
+            UsdtSpec::parse("libstdcxx:throw")
+                .unwrap()
+                .provider
+                .as_deref(),
+            Some("libstdcxx")
+        );
+        assert!(UsdtSpec::parse("a:b:c:d").is_none());
+        assert!(UsdtSpec::parse("python:").is_none());
+        assert_eq!(UsdtSpec::parse("m.so:p:n").unwrap().to_string(), "m.so:p:n");
+    }
+
+    #[test]
+    fn uprobe_specs() {
+        assert_eq!(
+            UprobeSpec::parse("je_malloc").unwrap(),
+            UprobeSpec {
+                library: None,
+                symbol: "je_malloc".into()
+            }
+        );
+        assert_eq!(
+            UprobeSpec::parse("c:malloc").unwrap().library.as_deref(),
+            Some("c")
+        );
+        let s = UprobeSpec::parse("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2:malloc").unwrap();
+        assert_eq!(
+            s.library.as_deref(),
+            Some("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+        );
+        assert_eq!(s.symbol, "malloc");
+        assert!(UprobeSpec::parse("c:").is_none());
+        assert!(UprobeSpec::parse(":malloc").is_none());
+    }
+}

@@ -1,0 +1,245 @@
+//! A program checked once against its object: functions and tables exist,
+//! key layouts add up. Instances are stamped out of it per process.
+
+use super::instance::{Instance, InstanceError};
+use super::libbpf_log;
+use crate::config::{Config, ConfigError, Label, ProbeConfig, ProbeKind, Program};
+use crate::discovery::{ProcessInfo, Selector};
+use crate::elf::ElfCache;
+use libbpf_rs::{MapType, ObjectBuilder, OpenObject};
+use serde_saphyr::Spanned;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// Shape of a map as the object declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableLayout {
+    /// Map type.
+    pub map_type: MapType,
+    /// Key size in bytes.
+    pub key_size: u32,
+    /// Value size in bytes (per CPU for per-CPU maps).
+    pub value_size: u32,
+}
+
+impl TableLayout {
+    /// Whether values are per CPU (and summed when read).
+    pub fn is_percpu(&self) -> bool {
+        matches!(
+            self.map_type,
+            MapType::PercpuHash | MapType::PercpuArray | MapType::LruPercpuHash
+        )
+    }
+}
+
+/// Map types whose entries we can read as metrics.
+fn readable(map_type: MapType) -> bool {
+    matches!(
+        map_type,
+        MapType::Hash
+            | MapType::Array
+            | MapType::PercpuHash
+            | MapType::PercpuArray
+            | MapType::LruHash
+            | MapType::LruPercpuHash
+    )
+}
+
+/// A program whose object has been checked against its config.
+#[derive(Debug)]
+pub struct PreparedProgram {
+    /// The program's config.
+    pub config: Program,
+    /// Selects the processes to attach to.
+    pub selector: Selector,
+    /// The BPF object file contents.
+    pub object: Arc<Vec<u8>>,
+    /// Every probe, in config order.
+    pub probes: Vec<ProbeConfig>,
+    /// Layout of each map a metric reads, by name.
+    pub tables: BTreeMap<String, TableLayout>,
+}
+
+impl PreparedProgram {
+    /// Checks `program`'s object (already read into `object`) against its config.
+    /// Every mismatch is returned, located in the config file.
+    pub fn prepare(
+        config: &Config,
+        program: &Spanned<Program>,
+        object: Vec<u8>,
+    ) -> Result<PreparedProgram, Vec<ConfigError>> {
+        let p = &program.value;
+        let at = |line: u64, column: u64, message: String| {
+            ConfigError::new(&config.path, line, column, message)
+        };
+        let open = ObjectBuilder::default().open_memory(&object).map_err(|e| {
+            vec![at(
+                program.referenced.line(),
+                program.referenced.column(),
+                format!(
+                    "program {:?}: libbpf cannot open the BPF object: {e}",
+                    p.name
+                ),
+            )]
+        })?;
+        let mut errors = Vec::new();
+        let functions: HashSet<String> = open
+            .progs()
+            .map(|prog| prog.name().to_string_lossy().into_owned())
+            .collect();
+        let probes = p.probes();
+        for probe in &probes {
+            if !functions.contains(&probe.function) {
+                let map = match probe.kind {
+                    ProbeKind::Usdt => &p.usdt,
+                    ProbeKind::Uprobe => &p.uprobes,
+                    ProbeKind::Uretprobe => &p.uretprobes,
+                };
+                let (line, column) = map
+                    .as_ref()
+                    .map(|m| (m.referenced.line(), m.referenced.column()))
+                    .unwrap_or((0, 0));
+                let mut known: Vec<&String> = functions.iter().collect();
+                known.sort();
+                errors.push(at(
+                    line,
+                    column,
+                    format!(
+                        "program {:?}: {} probe {:?} names BPF function {:?}, which the object does not have; its programs: {}",
+                        p.name,
+                        probe.kind.config_key(),
+                        probe.spec,
+                        probe.function,
+                        known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
+        let maps: BTreeMap<String, TableLayout> = open
+            .maps()
+            .map(|m| {
+                (
+                    m.name().to_string_lossy().into_owned(),
+                    TableLayout {
+                        map_type: m.map_type(),
+                        key_size: m.key_size(),
+                        value_size: m.value_size(),
+                    },
+                )
+            })
+            .collect();
+        let mut tables = BTreeMap::new();
+        let metric_tables = p
+            .metrics
+            .counters
+            .iter()
+            .map(|c| {
+                (
+                    &c.referenced,
+                    "counter",
+                    &c.value.name,
+                    &c.value.table,
+                    &c.value.labels,
+                )
+            })
+            .chain(p.metrics.histograms.iter().map(|h| {
+                (
+                    &h.referenced,
+                    "histogram",
+                    &h.value.name,
+                    &h.value.table,
+                    &h.value.labels,
+                )
+            }));
+        for (loc, kind, name, table, labels) in metric_tables {
+            let here = |message: String| at(loc.line(), loc.column(), message);
+            let Some(layout) = maps.get(table.as_str()) else {
+                let user_maps: Vec<&str> = maps
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|n| !n.starts_with('.') && !n.starts_with("__bpf_usdt"))
+                    .collect();
+                errors.push(here(format!(
+                    "{kind} {name:?}: table {table:?} is not a map of the object; its maps: {}",
+                    user_maps.join(", ")
+                )));
+                continue;
+            };
+            if !readable(layout.map_type) {
+                errors.push(here(format!(
+                    "{kind} {name:?}: table {table:?} is a {:?} map; metrics read hash, array, per-CPU hash and per-CPU array maps",
+                    layout.map_type
+                )));
+                continue;
+            }
+            if layout.value_size != 8 {
+                errors.push(here(format!(
+                    "{kind} {name:?}: table {table:?} has {}-byte values; metrics need 8-byte (u64) values",
+                    layout.value_size
+                )));
+            }
+            let wanted: usize = labels.iter().map(|l: &Label| l.size + l.padding).sum();
+            if wanted != layout.key_size as usize {
+                let detail: Vec<String> = labels
+                    .iter()
+                    .map(|l| format!("{}={}+{}", l.name, l.size, l.padding))
+                    .collect();
+                errors.push(here(format!(
+                    "{kind} {name:?}: label sizes plus padding add up to {wanted} bytes ({}), but table {table:?} has {}-byte keys; fix `size`/`padding` to match the key struct",
+                    if detail.is_empty() { "no labels".to_string() } else { detail.join(", ") },
+                    layout.key_size
+                )));
+            }
+            tables.insert(table.clone(), *layout);
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let attachment = p.attachment().map(|a| a.value.clone()).unwrap_or_default();
+        Ok(PreparedProgram {
+            config: p.clone(),
+            selector: Selector::new(&attachment),
+            object: Arc::new(object),
+            probes,
+            tables,
+        })
+    }
+
+    /// Program name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Opens a fresh copy of the object with only the probed functions set to load.
+    pub(crate) fn open(&self) -> Result<OpenObject, InstanceError> {
+        let mut open = ObjectBuilder::default()
+            .open_memory(&self.object)
+            .map_err(|e| InstanceError::Load {
+                message: format!("cannot open object: {e}"),
+            })?;
+        let used: HashSet<&str> = self.probes.iter().map(|p| p.function.as_str()).collect();
+        for mut prog in open.progs_mut() {
+            let name = prog.name().to_string_lossy().into_owned();
+            prog.set_autoload(used.contains(name.as_str()));
+        }
+        Ok(open)
+    }
+
+    /// Loads the object through the verifier and unloads it, without attaching.
+    pub fn verify(&self) -> Result<(), InstanceError> {
+        let open = self.open()?;
+        let (loaded, log) = libbpf_log::capture(|| open.load());
+        loaded
+            .map(drop)
+            .map_err(|e| InstanceError::load_failed(e, &log))
+    }
+
+    /// Loads a private copy and attaches every probe to `process`.
+    pub fn instantiate(
+        &self,
+        process: &ProcessInfo,
+        cache: &mut ElfCache,
+    ) -> Result<Instance, InstanceError> {
+        Instance::attach(self, process, cache)
+    }
+}

@@ -1,0 +1,1021 @@
+//! Reading what the exporter needs from an ELF executable or shared library:
+//! its USDT probes (`.note.stapsdt`), its function symbols (`.symtab` and
+//! `.dynsym`), and whether it is a Go binary.
+//!
+//! [`read_elf`] parses one file; [`ElfCache`] remembers the results by file
+//! identity, so that a library mapped by hundreds of processes (each seen
+//! through its own `/proc/PID/root/...` path) is parsed once.
+
+mod symbols;
+mod usdt;
+
+pub use symbols::SymbolTable;
+pub use usdt::UsdtNote;
+
+use object::elf;
+use object::read::elf::{FileHeader, SectionHeader, Sym};
+use object::Endianness;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use symbols::SymbolTableBuilder;
+use usdt::NoteLayout;
+
+/// Sections whose presence marks a Go binary.
+const GO_SECTIONS: &[&[u8]] = &[b".go.buildinfo", b".gopclntab", b".note.go.buildid"];
+
+/// The number of files an [`ElfCache`] made with `Default` remembers.
+pub const DEFAULT_CACHE_CAPACITY: usize = 512;
+
+/// Why an ELF file could not be read. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ElfError {
+    /// The file does not exist (for example the process exited and its
+    /// `/proc/PID/root` vanished, or the library was removed).
+    #[error("{}: no such file", path.display())]
+    NotFound {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// The file exists but could not be opened or read.
+    #[error("cannot read {}: {error}", path.display())]
+    Unreadable {
+        /// The path as given.
+        path: PathBuf,
+        /// The underlying I/O error (part of the message, not a `source`).
+        error: io::Error,
+    },
+    /// The file is not an ELF file (bad magic or class, empty, not a regular
+    /// file).
+    #[error("{} is not an ELF file: {reason}", path.display())]
+    NotElf {
+        /// The path as given.
+        path: PathBuf,
+        /// What gave it away.
+        reason: String,
+    },
+    /// The file starts like an ELF file but its headers, sections or symbol
+    /// tables are broken or truncated.
+    #[error("malformed ELF file {}: {reason}", path.display())]
+    Malformed {
+        /// The path as given.
+        path: PathBuf,
+        /// What is broken.
+        reason: String,
+    },
+    /// A note in `.note.stapsdt` is broken.
+    #[error("malformed USDT note #{index} in {}: {reason}", path.display())]
+    MalformedNote {
+        /// The path as given.
+        path: PathBuf,
+        /// 0-based position of the note in the `.note.stapsdt` section.
+        index: usize,
+        /// What is broken.
+        reason: String,
+    },
+}
+
+impl ElfError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            ElfError::NotFound { path }
+            | ElfError::Unreadable { path, .. }
+            | ElfError::NotElf { path, .. }
+            | ElfError::Malformed { path, .. }
+            | ElfError::MalformedNote { path, .. } => path,
+        }
+    }
+
+    fn io(path: &Path, error: io::Error) -> Self {
+        if error.kind() == io::ErrorKind::NotFound {
+            ElfError::NotFound {
+                path: path.to_path_buf(),
+            }
+        } else {
+            ElfError::Unreadable {
+                path: path.to_path_buf(),
+                error,
+            }
+        }
+    }
+
+    fn not_elf(path: &Path, reason: impl Into<String>) -> Self {
+        ElfError::NotElf {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
+    fn malformed(path: &Path, reason: impl std::fmt::Display) -> Self {
+        ElfError::Malformed {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// What the exporter knows about one ELF file.
+#[derive(Debug, Clone, Default)]
+pub struct ElfInfo {
+    /// Every USDT probe site, in note order.
+    pub usdt: Vec<UsdtNote>,
+    /// The defined function symbols.
+    pub symbols: SymbolTable,
+    /// Whether this is a Go binary (it has a `.go.buildinfo`, `.gopclntab`
+    /// or `.note.go.buildid` section, or a `runtime.main` symbol). uretprobes
+    /// must not be used on Go code: its stack moves break them.
+    pub is_go: bool,
+}
+
+impl ElfInfo {
+    /// The probe sites named `name`, from `provider` if given (any provider
+    /// otherwise), in note order. Several sites of one probe are all
+    /// returned.
+    pub fn find_usdt(&self, provider: Option<&str>, name: &str) -> Vec<&UsdtNote> {
+        self.usdt
+            .iter()
+            .filter(|n| n.matches(provider, name))
+            .collect()
+    }
+}
+
+/// Reads the USDT notes and function symbols of the ELF file at `path`
+/// (32- or 64-bit, either byte order).
+///
+/// `path` may be a `/proc/PID/exe` or `/proc/PID/root/...` path; symbolic
+/// links are followed. The file is memory-mapped (read into memory where
+/// mapping is not possible) only for the duration of the call.
+///
+/// # Errors
+///
+/// [`ElfError::NotFound`] if the file does not exist,
+/// [`ElfError::Unreadable`] if it cannot be opened or read,
+/// [`ElfError::NotElf`] if it is not a regular ELF file,
+/// [`ElfError::Malformed`] if its headers or symbol tables are broken, and
+/// [`ElfError::MalformedNote`] if a `.note.stapsdt` note is.
+pub fn read_elf(path: &Path) -> Result<ElfInfo, ElfError> {
+    let (file, metadata) = open(path)?;
+    read_open_elf(path, &file, &metadata)
+}
+
+/// Opens `path` for reading and checks that it is a regular file.
+fn open(path: &Path) -> Result<(File, std::fs::Metadata), ElfError> {
+    // O_NONBLOCK: opening a FIFO must not hang; it changes nothing for
+    // regular files.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| ElfError::io(path, e))?;
+    let metadata = file.metadata().map_err(|e| ElfError::io(path, e))?;
+    if metadata.is_dir() {
+        return Err(ElfError::not_elf(path, "it is a directory"));
+    }
+    if !metadata.is_file() {
+        return Err(ElfError::not_elf(path, "not a regular file"));
+    }
+    Ok((file, metadata))
+}
+
+fn read_open_elf(
+    path: &Path,
+    file: &File,
+    metadata: &std::fs::Metadata,
+) -> Result<ElfInfo, ElfError> {
+    let contents = Contents::load(file, metadata.len()).map_err(|e| ElfError::io(path, e))?;
+    parse(path, contents.bytes())
+}
+
+/// Parses an ELF image held in memory; `path` is only used in errors.
+fn parse(path: &Path, data: &[u8]) -> Result<ElfInfo, ElfError> {
+    if data.is_empty() {
+        return Err(ElfError::not_elf(path, "the file is empty"));
+    }
+    if data.len() < 16 || data[..4] != elf::ELFMAG {
+        return Err(ElfError::not_elf(path, "no ELF magic number"));
+    }
+    // e_ident[EI_CLASS], the byte after the magic number.
+    match data[4] {
+        elf::ELFCLASS32 => parse_class::<elf::FileHeader32<Endianness>>(path, data),
+        elf::ELFCLASS64 => parse_class::<elf::FileHeader64<Endianness>>(path, data),
+        other => Err(ElfError::not_elf(
+            path,
+            format!("unknown ELF class {other}"),
+        )),
+    }
+}
+
+fn parse_class<Elf: FileHeader<Endian = Endianness>>(
+    path: &Path,
+    data: &[u8],
+) -> Result<ElfInfo, ElfError> {
+    let bad = |e: object::read::Error| ElfError::malformed(path, e);
+    let header = Elf::parse(data).map_err(bad)?;
+    let endian = header.endian().map_err(bad)?;
+    let sections = header.sections(endian, data).map_err(bad)?;
+
+    let mut is_go = false;
+    let mut base_addr = None;
+    let mut note_sections = Vec::new();
+    for section in sections.iter() {
+        // Sections with unreadable names are simply not the ones we want.
+        let Ok(name) = sections.section_name(endian, section) else {
+            continue;
+        };
+        if GO_SECTIONS.contains(&name) {
+            is_go = true;
+        }
+        if name == b".stapsdt.base" {
+            base_addr = Some(section.sh_addr(endian).into());
+        }
+        if name == b".note.stapsdt" && section.sh_type(endian) == elf::SHT_NOTE {
+            note_sections.push(section);
+        }
+    }
+
+    let mut usdt = Vec::new();
+    for section in note_sections {
+        let bytes = section
+            .data(endian, data)
+            .map_err(|_| ElfError::malformed(path, ".note.stapsdt lies outside the file"))?;
+        let align: u64 = section.sh_addralign(endian).into();
+        let layout = NoteLayout {
+            big_endian: header.is_big_endian(),
+            addr_size: if header.is_type_64() { 8 } else { 4 },
+            align: if align == 8 { 8 } else { 4 },
+        };
+        let notes =
+            usdt::parse_stapsdt(bytes, layout, base_addr).map_err(|e| ElfError::MalformedNote {
+                path: path.to_path_buf(),
+                index: e.index,
+                reason: e.reason,
+            })?;
+        usdt.extend(notes);
+    }
+
+    let mut builder = SymbolTableBuilder::default();
+    for sh_type in [elf::SHT_SYMTAB, elf::SHT_DYNSYM] {
+        let table = sections
+            .symbols(endian, data, sh_type)
+            .map_err(|e| ElfError::malformed(path, format_args!("symbol table: {e}")))?;
+        if table.is_empty() {
+            continue;
+        }
+        // Symbol versions only exist for the dynamic symbol table. A broken
+        // version table costs the versioned spellings, not the symbols.
+        let versions = if sh_type == elf::SHT_DYNSYM {
+            sections.versions(endian, data).ok().flatten()
+        } else {
+            None
+        };
+        let strings = table.strings();
+        for (index, sym) in table.enumerate() {
+            let kind = sym.st_type();
+            if kind != elf::STT_FUNC && kind != elf::STT_GNU_IFUNC {
+                continue;
+            }
+            let value: u64 = sym.st_value(endian).into();
+            if value == 0 || sym.is_undefined(endian) {
+                continue;
+            }
+            let Ok(raw) = sym.name(endian, strings) else {
+                continue;
+            };
+            let name = String::from_utf8_lossy(raw);
+            if name == "runtime.main" {
+                is_go = true;
+            }
+            let version = versions.as_ref().and_then(|v| {
+                let vi = v.version_index(endian, index);
+                let ver = v.version(vi).ok().flatten()?;
+                Some((String::from_utf8_lossy(ver.name()), vi.is_hidden()))
+            });
+            builder.add(&name, version.as_ref().map(|(n, h)| (n.as_ref(), *h)));
+        }
+    }
+
+    Ok(ElfInfo {
+        usdt,
+        symbols: builder.finish(),
+        is_go,
+    })
+}
+
+/// The bytes of a file: mapped read-only, or read into memory when mapping
+/// fails (some file systems cannot map).
+///
+/// A mapping is only as stable as the file: if another process truncates the
+/// file while it is being parsed, the access faults (SIGBUS). Packages and
+/// deployments replace binaries by renaming new files into place, which is
+/// safe.
+enum Contents {
+    Mapped { ptr: NonNull<u8>, len: usize },
+    Read(Vec<u8>),
+}
+
+impl Contents {
+    fn load(file: &File, len: u64) -> io::Result<Self> {
+        if len == 0 {
+            return Ok(Contents::Read(Vec::new()));
+        }
+        if let Ok(size) = usize::try_from(len) {
+            // SAFETY: a fresh private read-only mapping of a file we have
+            // open; the result is checked before use and unmapped on drop.
+            let ptr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    size,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE,
+                    file.as_raw_fd(),
+                    0,
+                )
+            };
+            if ptr != libc::MAP_FAILED {
+                if let Some(ptr) = NonNull::new(ptr.cast::<u8>()) {
+                    return Ok(Contents::Mapped { ptr, len: size });
+                }
+            }
+        }
+        let mut bytes = Vec::new();
+        let mut reader = file;
+        reader.read_to_end(&mut bytes)?;
+        Ok(Contents::Read(bytes))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            // SAFETY: the mapping is `len` readable bytes and lives as long
+            // as `self`.
+            Contents::Mapped { ptr, len } => unsafe {
+                std::slice::from_raw_parts(ptr.as_ptr(), *len)
+            },
+            Contents::Read(bytes) => bytes,
+        }
+    }
+}
+
+impl Drop for Contents {
+    fn drop(&mut self) {
+        if let Contents::Mapped { ptr, len } = self {
+            // SAFETY: unmapping exactly the mapping made in `load`.
+            unsafe {
+                libc::munmap(ptr.as_ptr().cast(), *len);
+            }
+        }
+    }
+}
+
+/// The identity of a file's contents: device, inode, size and modification
+/// time in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FileKey {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl FileKey {
+    fn of(metadata: &std::fs::Metadata) -> Self {
+        FileKey {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            size: metadata.size(),
+            mtime_ns: i128::from(metadata.mtime()) * 1_000_000_000
+                + i128::from(metadata.mtime_nsec()),
+        }
+    }
+}
+
+/// A bounded cache of parsed ELF files, keyed by file identity (device,
+/// inode, size, modification time) rather than by path, so that the same
+/// library seen through many `/proc/PID/root/...` paths is parsed once, and a
+/// rewritten or replaced file is parsed again.
+///
+/// When full, the least recently used entry is dropped. Failures are not
+/// cached.
+#[derive(Debug)]
+pub struct ElfCache {
+    capacity: usize,
+    entries: HashMap<FileKey, (Arc<ElfInfo>, u64)>,
+    clock: u64,
+}
+
+impl Default for ElfCache {
+    /// A cache of [`DEFAULT_CACHE_CAPACITY`] files.
+    fn default() -> Self {
+        ElfCache::new(DEFAULT_CACHE_CAPACITY)
+    }
+}
+
+impl ElfCache {
+    /// A cache remembering up to `capacity` files (0 disables caching).
+    pub fn new(capacity: usize) -> Self {
+        ElfCache {
+            capacity,
+            entries: HashMap::new(),
+            clock: 0,
+        }
+    }
+
+    /// The parsed file at `path`, from the cache when a file with the same
+    /// identity was parsed before. See [`read_elf`] for what `path` may be.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`read_elf`]; a failure is not remembered, so the next call
+    /// tries again.
+    pub fn get(&mut self, path: &Path) -> Result<Arc<ElfInfo>, ElfError> {
+        let (file, metadata) = open(path)?;
+        let key = FileKey::of(&metadata);
+        self.clock += 1;
+        if let Some((info, used)) = self.entries.get_mut(&key) {
+            *used = self.clock;
+            return Ok(Arc::clone(info));
+        }
+        let info = Arc::new(read_open_elf(path, &file, &metadata)?);
+        if self.capacity > 0 {
+            if self.entries.len() >= self.capacity {
+                if let Some(oldest) = self
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, (_, used))| *used)
+                    .map(|(k, _)| *k)
+                {
+                    self.entries.remove(&oldest);
+                }
+            }
+            self.entries.insert(key, (Arc::clone(&info), self.clock));
+        }
+        Ok(info)
+    }
+
+    /// The number of files remembered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no file is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Forgets every file.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usdt::tests::{note_bytes, stapsdt_desc, BE32, LE64};
+    use super::*;
+    use std::process::Command;
+    use tempfile::TempDir;
+
+    const PROG_C: &str = include_str!("../../tests/fixtures/elf/usdt_prog.c");
+    const GUARDED_C: &str = include_str!("../../tests/fixtures/elf/usdt_guarded.c");
+    const LIB_C: &str = include_str!("../../tests/fixtures/elf/usdt_lib.c");
+    const LIB_MAP: &str = include_str!("../../tests/fixtures/elf/usdt_lib.map");
+    const GO_MARKER_C: &str = include_str!("../../tests/fixtures/elf/go_marker.c");
+
+    /// Writes `sources` (file name, text) to `dir` and links them with `cc`
+    /// into `dir/out`, passing `args` first.
+    fn cc(dir: &Path, out: &str, sources: &[(&str, &str)], args: &[&str]) -> PathBuf {
+        let mut cmd = Command::new("cc");
+        cmd.current_dir(dir).args(args).args(["-O2", "-o", out]);
+        for (name, text) in sources {
+            std::fs::write(dir.join(name), text).unwrap();
+            cmd.arg(name);
+        }
+        let output = cmd
+            .output()
+            .expect("running cc (the elf tests need a C compiler)");
+        assert!(
+            output.status.success(),
+            "cc {out} failed (the elf tests need gcc and <sys/sdt.h>: apt-get install -y systemtap-sdt-dev):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        dir.join(out)
+    }
+
+    fn build_prog(dir: &Path) -> PathBuf {
+        cc(
+            dir,
+            "prog",
+            &[("usdt_prog.c", PROG_C), ("usdt_guarded.c", GUARDED_C)],
+            &[],
+        )
+    }
+
+    fn build_lib(dir: &Path, out: &str, extra: &[&str]) -> PathBuf {
+        std::fs::write(dir.join("usdt_lib.map"), LIB_MAP).unwrap();
+        let mut args = vec!["-shared", "-fPIC", "-Wl,--version-script=usdt_lib.map"];
+        args.extend_from_slice(extra);
+        cc(dir, out, &[("usdt_lib.c", LIB_C)], &args)
+    }
+
+    /// A minimal ELF file with the given sections (name, type, address,
+    /// alignment, contents) followed by a section name table.
+    fn craft_elf(
+        class64: bool,
+        big_endian: bool,
+        sections: &[(&str, u32, u64, u64, Vec<u8>)],
+    ) -> Vec<u8> {
+        let u16b = |v: u16| {
+            if big_endian {
+                v.to_be_bytes().to_vec()
+            } else {
+                v.to_le_bytes().to_vec()
+            }
+        };
+        let u32b = |v: u32| {
+            if big_endian {
+                v.to_be_bytes().to_vec()
+            } else {
+                v.to_le_bytes().to_vec()
+            }
+        };
+        let word = |v: u64| {
+            if class64 {
+                if big_endian {
+                    v.to_be_bytes().to_vec()
+                } else {
+                    v.to_le_bytes().to_vec()
+                }
+            } else {
+                u32b(v as u32)
+            }
+        };
+        let ehsize: usize = if class64 { 64 } else { 52 };
+        let shentsize: usize = if class64 { 64 } else { 40 };
+
+        // Section name table: "\0" then each name, then ".shstrtab".
+        let mut shstrtab = vec![0u8];
+        let mut name_offsets = Vec::new();
+        for name in sections
+            .iter()
+            .map(|s| s.0)
+            .chain(std::iter::once(".shstrtab"))
+        {
+            name_offsets.push(shstrtab.len() as u32);
+            shstrtab.extend_from_slice(name.as_bytes());
+            shstrtab.push(0);
+        }
+
+        let mut body = vec![0u8; ehsize];
+        let mut placed = Vec::new(); // (offset, size)
+        let contents = sections
+            .iter()
+            .map(|s| s.4.clone())
+            .chain(std::iter::once(shstrtab));
+        for data in contents {
+            body.resize(body.len().next_multiple_of(8), 0);
+            placed.push((body.len() as u64, data.len() as u64));
+            body.extend_from_slice(&data);
+        }
+        body.resize(body.len().next_multiple_of(8), 0);
+        let shoff = body.len() as u64;
+        let shnum = sections.len() + 2;
+
+        // Section headers: the null one, the given ones, .shstrtab.
+        body.extend(std::iter::repeat_n(0u8, shentsize));
+        for (i, &(offset, size)) in placed.iter().enumerate() {
+            let (sh_type, addr, align) = match sections.get(i) {
+                Some(s) => (s.1, s.2, s.3),
+                None => (elf::SHT_STRTAB, 0, 1),
+            };
+            body.extend(u32b(name_offsets[i]));
+            body.extend(u32b(sh_type));
+            body.extend(word(0)); // flags
+            body.extend(word(addr));
+            body.extend(word(offset));
+            body.extend(word(size));
+            body.extend(u32b(0)); // link
+            body.extend(u32b(0)); // info
+            body.extend(word(align));
+            body.extend(word(0)); // entsize
+        }
+
+        let mut header = vec![0x7f, b'E', b'L', b'F'];
+        header.push(if class64 {
+            elf::ELFCLASS64
+        } else {
+            elf::ELFCLASS32
+        });
+        header.push(if big_endian {
+            elf::ELFDATA2MSB
+        } else {
+            elf::ELFDATA2LSB
+        });
+        header.push(elf::EV_CURRENT);
+        header.resize(16, 0);
+        header.extend(u16b(elf::ET_DYN));
+        header.extend(u16b(if class64 { elf::EM_X86_64 } else { elf::EM_386 }));
+        header.extend(u32b(u32::from(elf::EV_CURRENT)));
+        header.extend(word(0)); // entry
+        header.extend(word(0)); // phoff
+        header.extend(word(shoff));
+        header.extend(u32b(0)); // flags
+        header.extend(u16b(ehsize as u16));
+        header.extend(u16b(0)); // phentsize
+        header.extend(u16b(0)); // phnum
+        header.extend(u16b(shentsize as u16));
+        header.extend(u16b(shnum as u16));
+        header.extend(u16b((shnum - 1) as u16));
+        assert_eq!(header.len(), ehsize);
+        body[..ehsize].copy_from_slice(&header);
+        body
+    }
+
+    #[test]
+    fn executable_probes_and_symbols() {
+        let dir = TempDir::new().unwrap();
+        let prog = build_prog(dir.path());
+        let info = read_elf(&prog).unwrap();
+
+        let names: Vec<String> = info.usdt.iter().map(|n| n.to_string()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["myprov:guarded", "myprov:hit", "myprov:second"]);
+
+        let hit = info.find_usdt(Some("myprov"), "hit");
+        assert_eq!(hit.len(), 1);
+        let hit = hit[0];
+        assert_eq!(hit.provider, "myprov");
+        assert_eq!(hit.name, "hit");
+        assert_eq!(hit.args, "-4@$42 -4@$7");
+        assert_eq!(hit.semaphore, 0);
+        assert_ne!(hit.address, 0);
+        assert_ne!(hit.base, 0);
+
+        // Register choice is the compiler's; sizes and signs are not.
+        let second = info.find_usdt(None, "second");
+        assert_eq!(second.len(), 1);
+        let spec = regex::Regex::new(r"^-4@\S+ 8@\S+$").unwrap();
+        assert!(spec.is_match(&second[0].args), "{:?}", second[0].args);
+        assert_eq!(second[0].semaphore, 0);
+
+        let guarded = info.find_usdt(Some("myprov"), "guarded");
+        assert_eq!(guarded.len(), 1);
+        assert_ne!(guarded[0].semaphore, 0);
+        assert!(guarded[0].has_semaphore());
+        let spec = regex::Regex::new(r"^-4@\S+$").unwrap();
+        assert!(spec.is_match(&guarded[0].args), "{:?}", guarded[0].args);
+        // All notes of one file share the .stapsdt.base address.
+        assert!(info.usdt.iter().all(|n| n.base == hit.base));
+
+        assert!(info.find_usdt(Some("otherprov"), "hit").is_empty());
+        assert!(info.find_usdt(None, "nope").is_empty());
+
+        assert!(info.symbols.contains("target_function"));
+        assert!(info.symbols.contains("guarded_call"));
+        assert!(info.symbols.contains("main"));
+        assert!(!info.symbols.contains("target_functio"));
+        // Data symbols are not functions.
+        assert!(!info.symbols.contains("myprov_guarded_semaphore"));
+        assert_eq!(
+            info.symbols
+                .similar("target_functoin", 3)
+                .first()
+                .map(String::as_str),
+            Some("target_function")
+        );
+        assert_eq!(
+            info.symbols.similar("je_target_function", 1),
+            ["target_function"]
+        );
+        assert!(info.symbols.len() >= 3);
+        assert!(!info.is_go);
+    }
+
+    #[test]
+    fn shared_library_probe_and_versioned_symbol() {
+        let dir = TempDir::new().unwrap();
+        let lib = build_lib(dir.path(), "libusdt.so", &[]);
+        let info = read_elf(&lib).unwrap();
+        assert_eq!(
+            info.usdt,
+            vec![UsdtNote {
+                provider: "libprov".into(),
+                name: "lib_probe".into(),
+                address: info.usdt[0].address,
+                base: info.usdt[0].base,
+                semaphore: 0,
+                args: "-4@$5".into(),
+            }]
+        );
+        assert_ne!(info.usdt[0].address, 0);
+        assert!(info.symbols.contains("lib_function"));
+        assert!(info.symbols.contains("lib_function@@LIBTEST_1.0"));
+        assert!(info.symbols.contains("lib_function@LIBTEST_1.0"));
+        assert!(!info.symbols.contains("lib_function@@LIBTEST_2.0"));
+        assert!(!info.is_go);
+
+        // Stripped: only .dynsym is left, and it is enough.
+        let stripped = build_lib(dir.path(), "libstripped.so", &["-s"]);
+        let info = read_elf(&stripped).unwrap();
+        assert!(info.symbols.contains("lib_function"));
+        assert!(info.symbols.contains("lib_function@@LIBTEST_1.0"));
+        assert_eq!(info.find_usdt(Some("libprov"), "lib_probe").len(), 1);
+    }
+
+    #[test]
+    fn system_libc_dynamic_symbols() {
+        let libc = Path::new("/lib/x86_64-linux-gnu/libc.so.6");
+        if !libc.exists() {
+            eprintln!("skipping: {} does not exist", libc.display());
+            return;
+        }
+        let info = read_elf(libc).unwrap();
+        assert!(info.symbols.contains("malloc"));
+        assert!(info.symbols.contains("malloc@@GLIBC_2.2.5"));
+        assert!(info.symbols.contains("malloc@GLIBC_2.2.5"));
+        assert!(info.symbols.contains("free"));
+        assert!(!info.symbols.contains("je_malloc"));
+        assert!(info.symbols.len() > 1000);
+        let similar = info.symbols.similar("je_malloc", 3);
+        assert_eq!(similar.first().map(String::as_str), Some("malloc"));
+        assert_eq!(similar.len(), 3);
+        assert!(!info.is_go);
+    }
+
+    #[test]
+    fn python_gc_probe() {
+        let python = Path::new("/usr/bin/python3.11");
+        if !python.exists() {
+            eprintln!("skipping: {} does not exist", python.display());
+            return;
+        }
+        let info = read_elf(python).unwrap();
+        let gc = info.find_usdt(Some("python"), "gc__start");
+        assert!(
+            !gc.is_empty(),
+            "no python:gc__start in {}",
+            python.display()
+        );
+        assert!(gc[0].has_semaphore());
+        assert!(!info.find_usdt(Some("python"), "function__entry").is_empty());
+        assert!(!info.is_go);
+    }
+
+    #[test]
+    fn go_detection() {
+        let dir = TempDir::new().unwrap();
+        let marker = cc(
+            dir.path(),
+            "go_marker",
+            &[("go_marker.c", GO_MARKER_C)],
+            &[],
+        );
+        assert!(read_elf(&marker).unwrap().is_go);
+
+        let elf = craft_elf(
+            true,
+            false,
+            &[(".gopclntab", elf::SHT_PROGBITS, 0, 8, vec![1; 16])],
+        );
+        let path = dir.path().join("gopclntab");
+        std::fs::write(&path, elf).unwrap();
+        assert!(read_elf(&path).unwrap().is_go);
+
+        let elf = craft_elf(
+            true,
+            false,
+            &[(".go.buildinfo", elf::SHT_PROGBITS, 0, 8, vec![1; 16])],
+        );
+        std::fs::write(&path, elf).unwrap();
+        assert!(read_elf(&path).unwrap().is_go);
+
+        let elf = craft_elf(
+            true,
+            false,
+            &[(".text", elf::SHT_PROGBITS, 0, 8, vec![1; 16])],
+        );
+        std::fs::write(&path, elf).unwrap();
+        let info = read_elf(&path).unwrap();
+        assert!(!info.is_go);
+        assert!(info.usdt.is_empty() && info.symbols.is_empty());
+    }
+
+    #[test]
+    fn elf32_notes() {
+        let dir = TempDir::new().unwrap();
+        for big_endian in [false, true] {
+            let layout = NoteLayout { big_endian, ..BE32 };
+            let mut notes = note_bytes(
+                layout,
+                b"stapsdt",
+                3,
+                &stapsdt_desc(layout, 0x1000, 0x3000, 0, &["p32", "first", "-4@%eax"]),
+            );
+            notes.extend(note_bytes(
+                layout,
+                b"stapsdt",
+                3,
+                &stapsdt_desc(layout, 0x1100, 0x3000, 0x4000, &["p32", "second", ""]),
+            ));
+            let elf = craft_elf(
+                false,
+                big_endian,
+                &[
+                    (".stapsdt.base", elf::SHT_PROGBITS, 0x3000, 1, vec![0]),
+                    (".note.stapsdt", elf::SHT_NOTE, 0, 4, notes),
+                ],
+            );
+            let path = dir.path().join(format!("elf32-{big_endian}"));
+            std::fs::write(&path, elf).unwrap();
+            let info = read_elf(&path).unwrap();
+            assert_eq!(
+                info.usdt,
+                vec![
+                    UsdtNote {
+                        provider: "p32".into(),
+                        name: "first".into(),
+                        address: 0x1000,
+                        base: 0x3000,
+                        semaphore: 0,
+                        args: "-4@%eax".into(),
+                    },
+                    UsdtNote {
+                        provider: "p32".into(),
+                        name: "second".into(),
+                        address: 0x1100,
+                        base: 0x3000,
+                        semaphore: 0x4000,
+                        args: String::new(),
+                    },
+                ],
+                "big endian: {big_endian}"
+            );
+        }
+    }
+
+    #[test]
+    fn prelinked_addresses_are_corrected() {
+        let dir = TempDir::new().unwrap();
+        let notes = note_bytes(
+            LE64,
+            b"stapsdt",
+            3,
+            &stapsdt_desc(LE64, 0x1000, 0x3000, 0x5000, &["p", "n", ""]),
+        );
+        let elf = craft_elf(
+            true,
+            false,
+            &[
+                (".note.stapsdt", elf::SHT_NOTE, 0, 4, notes),
+                (".stapsdt.base", elf::SHT_PROGBITS, 0x7000_3000, 1, vec![0]),
+            ],
+        );
+        let path = dir.path().join("prelinked");
+        std::fs::write(&path, elf).unwrap();
+        let info = read_elf(&path).unwrap();
+        assert_eq!(info.usdt[0].address, 0x7000_1000);
+        assert_eq!(info.usdt[0].semaphore, 0x7000_5000);
+        assert_eq!(info.usdt[0].base, 0x3000);
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let dir = TempDir::new().unwrap();
+        let shown = |e: &ElfError, path: &Path| {
+            let msg = e.to_string();
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+            assert_eq!(e.path(), path);
+            msg
+        };
+
+        let missing = dir.path().join("missing");
+        let err = read_elf(&missing).unwrap_err();
+        assert!(matches!(err, ElfError::NotFound { .. }), "{err:?}");
+        shown(&err, &missing);
+
+        let text = dir.path().join("script.sh");
+        std::fs::write(&text, "#!/bin/sh\necho hello\n").unwrap();
+        let err = read_elf(&text).unwrap_err();
+        assert!(matches!(err, ElfError::NotElf { .. }), "{err:?}");
+        assert!(shown(&err, &text).contains("not an ELF file"));
+
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "").unwrap();
+        let err = read_elf(&empty).unwrap_err();
+        assert!(matches!(err, ElfError::NotElf { .. }), "{err:?}");
+        assert!(shown(&err, &empty).contains("empty"));
+
+        let err = read_elf(dir.path()).unwrap_err();
+        assert!(matches!(err, ElfError::NotElf { .. }), "{err:?}");
+        shown(&err, dir.path());
+
+        // An ELF header whose section headers lie past the end of the file.
+        let prog = build_prog(dir.path());
+        let truncated = dir.path().join("truncated");
+        std::fs::write(&truncated, &std::fs::read(&prog).unwrap()[..200]).unwrap();
+        let err = read_elf(&truncated).unwrap_err();
+        assert!(matches!(err, ElfError::Malformed { .. }), "{err:?}");
+        assert!(shown(&err, &truncated).starts_with("malformed ELF file"));
+
+        // A stapsdt note whose strings are not terminated.
+        let mut desc = stapsdt_desc(LE64, 1, 2, 0, &["p"]);
+        desc.extend_from_slice(b"unterminated");
+        let elf = craft_elf(
+            true,
+            false,
+            &[(
+                ".note.stapsdt",
+                elf::SHT_NOTE,
+                0,
+                4,
+                note_bytes(LE64, b"stapsdt", 3, &desc),
+            )],
+        );
+        let bad_note = dir.path().join("bad_note");
+        std::fs::write(&bad_note, elf).unwrap();
+        let err = read_elf(&bad_note).unwrap_err();
+        assert!(
+            matches!(err, ElfError::MalformedNote { index: 0, .. }),
+            "{err:?}"
+        );
+        let msg = shown(&err, &bad_note);
+        assert!(msg.starts_with("malformed USDT note #0 in "), "{msg}");
+        assert!(msg.contains("not NUL-terminated"), "{msg}");
+    }
+
+    #[test]
+    fn cache_shares_parsed_files() {
+        let dir = TempDir::new().unwrap();
+        let prog = build_prog(dir.path());
+        let lib = build_lib(dir.path(), "libusdt.so", &[]);
+        let path = dir.path().join("target");
+        std::fs::copy(&prog, &path).unwrap();
+
+        let mut cache = ElfCache::new(8);
+        assert!(cache.is_empty());
+        let first = cache.get(&path).unwrap();
+        let again = cache.get(&path).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        // Another path to the same file (as /proc/PID/root/... would be).
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(Arc::ptr_eq(&first, &cache.get(&link).unwrap()));
+        assert_eq!(cache.len(), 1);
+
+        // Rewriting the file in place (same inode) makes a new entry.
+        std::fs::write(&path, std::fs::read(&lib).unwrap()).unwrap();
+        let rewritten = cache.get(&path).unwrap();
+        assert!(!Arc::ptr_eq(&first, &rewritten));
+        assert_eq!(rewritten.find_usdt(Some("libprov"), "lib_probe").len(), 1);
+        assert_eq!(cache.len(), 2);
+
+        // Errors are reported, not cached.
+        assert!(cache.get(&dir.path().join("missing")).is_err());
+        assert_eq!(cache.len(), 2);
+        cache.clear();
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn cache_evicts_least_recently_used() {
+        let dir = TempDir::new().unwrap();
+        let prog = build_prog(dir.path());
+        let paths: Vec<PathBuf> = (0..3)
+            .map(|i| {
+                let p = dir.path().join(format!("copy{i}"));
+                std::fs::copy(&prog, &p).unwrap();
+                p
+            })
+            .collect();
+        let mut cache = ElfCache::new(2);
+        let a = cache.get(&paths[0]).unwrap();
+        let b = cache.get(&paths[1]).unwrap();
+        assert!(Arc::ptr_eq(&a, &cache.get(&paths[0]).unwrap()));
+        cache.get(&paths[2]).unwrap(); // evicts copy1, the least recently used
+        assert_eq!(cache.len(), 2);
+        assert!(Arc::ptr_eq(&a, &cache.get(&paths[0]).unwrap()));
+        assert!(!Arc::ptr_eq(&b, &cache.get(&paths[1]).unwrap()));
+        assert_eq!(cache.len(), 2);
+
+        let mut none = ElfCache::new(0);
+        let x = none.get(&paths[0]).unwrap();
+        assert!(!Arc::ptr_eq(&x, &none.get(&paths[0]).unwrap()));
+        assert!(none.is_empty());
+        assert_eq!(ElfCache::default().capacity, DEFAULT_CACHE_CAPACITY);
+    }
+
+    #[test]
+    fn thread_safety() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync>() {}
+        send::<ElfCache>();
+        send_sync::<ElfInfo>();
+        send_sync::<ElfError>();
+    }
+}

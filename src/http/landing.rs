@@ -1,0 +1,93 @@
+//! The landing page: what is loaded, where it is attached, what failed.
+
+use crate::exporter::Exporter;
+use std::fmt::Write;
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Renders the page as HTML.
+pub fn render(exporter: &Exporter, metrics_path: &str) -> String {
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>ebpf-userspace-exporter</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 8px;text-align:left;vertical-align:top}}.err{{color:#b00}}</style></head><body>\
+         <h1>ebpf-userspace-exporter {}</h1><p><a href=\"{}\">Metrics</a></p><h2>Programs</h2>",
+        env!("CARGO_PKG_VERSION"),
+        escape(metrics_path)
+    );
+    for state in &exporter.programs {
+        let p = &state.prepared;
+        let _ = write!(
+            page,
+            "<h3>{}</h3><p>selects {}; probes: {}</p>",
+            escape(p.name()),
+            escape(&p.selector.describe()),
+            escape(
+                &p.probes
+                    .iter()
+                    .map(|x| format!("{} {} -> {}", x.kind.config_key(), x.spec, x.function))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        );
+        page.push_str(
+            "<table><tr><th>pid</th><th>comm</th><th>attached</th><th>problems</th></tr>",
+        );
+        for instance in state.instances.values() {
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
+                instance.process.pid(),
+                escape(&instance.process.comm),
+                escape(&instance.attached.join("<br>")).replace("&lt;br&gt;", "<br>"),
+                escape(
+                    &instance
+                        .failures
+                        .iter()
+                        .map(|f| f.message.clone())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            );
+        }
+        for failed in state.failed.values() {
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td>nothing</td><td class=\"err\">{}</td></tr>",
+                failed.process.pid(),
+                escape(&failed.process.comm),
+                escape(
+                    &failed
+                        .failures
+                        .iter()
+                        .map(|f| f.message.clone())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            );
+        }
+        if state.instances.is_empty() && state.failed.is_empty() {
+            page.push_str("<tr><td colspan=\"4\">no matching process yet</td></tr>");
+        }
+        page.push_str("</table>");
+    }
+    if !exporter.broken.is_empty() {
+        page.push_str("<h2>Programs that failed to load</h2>");
+        for b in &exporter.broken {
+            let _ = write!(
+                page,
+                "<h3>{}</h3><pre class=\"err\">{}</pre>",
+                escape(&b.name),
+                escape(&b.errors.join("\n"))
+            );
+        }
+    }
+    page.push_str("</body></html>");
+    page
+}

@@ -1,0 +1,166 @@
+//! The HTTP side: `/metrics` (text or OpenMetrics, gzip when asked) and a
+//! landing page at `/` that links to it and lists programs and processes.
+
+mod landing;
+
+use crate::exporter::Exporter;
+use crate::metrics::encode::Format;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// Where and how to serve.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// `host:port`, or `:port` for all interfaces.
+    pub listen_address: String,
+    /// Path of the metrics endpoint.
+    pub metrics_path: String,
+}
+
+#[derive(Clone)]
+struct AppState {
+    exporter: Arc<Mutex<Exporter>>,
+    metrics_path: Arc<str>,
+}
+
+/// Normalizes `:8080` to `0.0.0.0:8080`.
+pub fn normalize_address(address: &str) -> String {
+    if address.starts_with(':') {
+        format!("0.0.0.0{address}")
+    } else {
+        address.to_string()
+    }
+}
+
+/// Binds the listener, with an error that says what to do when the port is taken.
+pub async fn bind(address: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let address = normalize_address(address);
+    tokio::net::TcpListener::bind(&address).await.map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                "; another process holds that port: stop it or choose another with --listen-address"
+            }
+            std::io::ErrorKind::PermissionDenied => "; ports below 1024 need CAP_NET_BIND_SERVICE",
+            _ => "",
+        };
+        anyhow::anyhow!("cannot listen on {address}: {e}{hint}")
+    })
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    exporter: Arc<Mutex<Exporter>>,
+    options: &ServerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = AppState {
+        exporter,
+        metrics_path: options.metrics_path.clone().into(),
+    };
+    let mut app = Router::new().route(&options.metrics_path, get(metrics));
+    if options.metrics_path != "/" {
+        app = app.route("/", get(landing_page));
+    }
+    let app = app.with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(accepts_gzip);
+    let exporter = state.exporter.clone();
+    // Map reads are syscalls: keep them off the async workers.
+    let rendered = tokio::task::spawn_blocking(move || {
+        let mut exporter = exporter
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        crate::metrics::render(&mut exporter, format)
+    })
+    .await;
+    let body = match rendered {
+        Ok(body) => body,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("scrape failed: {e}"),
+            )
+                .into_response()
+        }
+    };
+    let mut builder = Response::builder().header(header::CONTENT_TYPE, format.content_type());
+    let body = if gzip {
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
+        if encoder.write_all(&body).is_err() {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+        builder = builder.header(header::CONTENT_ENCODING, "gzip");
+        encoder.finish().unwrap_or_default()
+    } else {
+        body
+    };
+    builder
+        .header(header::VARY, "Accept, Accept-Encoding")
+        .body(Body::from(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Whether an Accept-Encoding header allows gzip (and does not refuse it with q=0).
+fn accepts_gzip(header: &str) -> bool {
+    header.split(',').any(|part| {
+        let mut pieces = part.split(';').map(str::trim);
+        let coding = pieces.next().unwrap_or("");
+        let refused =
+            pieces.any(|p| p.strip_prefix("q=").and_then(|q| q.parse::<f64>().ok()) == Some(0.0));
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+    })
+}
+
+async fn landing_page(State(state): State<AppState>) -> Html<String> {
+    let exporter = state.exporter.clone();
+    let path = state.metrics_path.clone();
+    let page = tokio::task::spawn_blocking(move || {
+        let exporter = exporter
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        landing::render(&exporter, &path)
+    })
+    .await
+    .unwrap_or_else(|e| format!("landing page failed: {e}"));
+    Html(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip("deflate, gzip;q=0.5"));
+        assert!(accepts_gzip("*"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("identity"));
+    }
+
+    #[test]
+    fn prometheus_style_address() {
+        assert_eq!(normalize_address(":9435"), "0.0.0.0:9435");
+        assert_eq!(normalize_address("127.0.0.1:1"), "127.0.0.1:1");
+    }
+}

@@ -1,0 +1,16 @@
+//! ebpf-userspace-exporter: userspace eBPF probes (USDT, uprobes, uretprobes)
+//! attached to running processes, exported as Prometheus metrics.
+//!
+//! The data flows through one module per stage:
+//! [`config`] -> [`compile`] -> [`discovery`] -> [`attach`] -> [`metrics`] -> [`http`],
+//! with [`exporter`] holding the live state that ties them together.
+
+pub mod attach;
+pub mod cli;
+pub mod compile;
+pub mod config;
+pub mod discovery;
+pub mod elf;
+pub mod exporter;
+pub mod http;
+pub mod metrics;

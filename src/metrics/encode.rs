@@ -1,0 +1,739 @@
+//! Prometheus exposition, written straight into a byte buffer.
+//!
+//! A scrape can carry many thousands of series (one per map key and process),
+//! so the encoder builds no intermediate structures: each call appends text to
+//! one `Vec<u8>`, and writing a sample allocates nothing beyond the buffer's
+//! own growth.
+//!
+//! Two formats are written: the classic text format (0.0.4) and OpenMetrics
+//! 1.0.0, chosen per request from the `Accept` header by [`Format::negotiate`].
+//!
+//! Usage: call [`Encoder::family`] once per metric family, then its samples
+//! ([`Encoder::sample`], [`Encoder::sample_u64`], [`Encoder::histogram`], each
+//! taking a [`LabelSet`]), then [`Encoder::finish`].
+
+use super::histogram::BuiltHistogram;
+use std::io::Write as _;
+
+/// Exposition format of a scrape response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Prometheus text format 0.0.4: understood by every scraper.
+    #[default]
+    Text,
+    /// OpenMetrics 1.0.0 text.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The `Content-Type` header value of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// Picks the format for a request's `Accept` header.
+    ///
+    /// OpenMetrics only when the client lists `application/openmetrics-text`
+    /// with q > 0 and a q no lower than any `text/plain` entry (Prometheus
+    /// does this); wildcards, browsers and a missing header get text, which
+    /// every client reads.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Text;
+        };
+        let mut openmetrics_q: f64 = 0.0;
+        let mut text_q: f64 = 0.0;
+        for entry in accept.split(',') {
+            let mut parts = entry.split(';');
+            let media_type = parts.next().unwrap_or("").trim();
+            let mut q = 1.0;
+            for param in parts {
+                if let Some((key, value)) = param.split_once('=') {
+                    if key.trim().eq_ignore_ascii_case("q") {
+                        // A malformed q is treated as "not acceptable" rather than guessed.
+                        q = value
+                            .trim()
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|q| (0.0..=1.0).contains(q))
+                            .unwrap_or(0.0);
+                    }
+                }
+            }
+            if media_type.eq_ignore_ascii_case("application/openmetrics-text") {
+                openmetrics_q = openmetrics_q.max(q);
+            } else if media_type.eq_ignore_ascii_case("text/plain") {
+                text_q = text_q.max(q);
+            }
+        }
+        if openmetrics_q > 0.0 && openmetrics_q >= text_q {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+}
+
+/// Type of a metric family, as written in `# TYPE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A monotonically increasing count.
+    Counter,
+    /// A value that goes up and down.
+    Gauge,
+    /// Cumulative buckets with `_bucket`, `_sum` and `_count` samples.
+    Histogram,
+}
+
+impl MetricKind {
+    fn type_name(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+        }
+    }
+}
+
+/// The labels of one sample, borrowed where they already live: decoded
+/// values zipped with their names, then fixed extra pairs (the exporter's
+/// `pid`). Nothing is collected into a list of pairs.
+///
+/// `names` and `values` are parallel (same length); written in order
+/// `names`/`values`, then `extra`.
+#[derive(Debug, Clone, Copy)]
+pub struct LabelSet<'a> {
+    /// Label names, in order.
+    pub names: &'a [&'a str],
+    /// Label values, parallel to `names`.
+    pub values: &'a [String],
+    /// Pairs written after the named ones.
+    pub extra: &'a [(&'a str, &'a str)],
+}
+
+impl<'a> LabelSet<'a> {
+    /// No labels at all.
+    pub const EMPTY: LabelSet<'static> = LabelSet {
+        names: &[],
+        values: &[],
+        extra: &[],
+    };
+
+    /// Labels given only as (name, value) pairs.
+    pub fn pairs(pairs: &'a [(&'a str, &'a str)]) -> Self {
+        LabelSet {
+            names: &[],
+            values: &[],
+            extra: pairs,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone {
+        debug_assert_eq!(self.names.len(), self.values.len());
+        self.names
+            .iter()
+            .copied()
+            .zip(self.values.iter().map(String::as_str))
+            .chain(self.extra.iter().copied())
+    }
+}
+
+/// Writes metric families into one buffer.
+#[derive(Debug)]
+pub struct Encoder {
+    buf: Vec<u8>,
+    format: Format,
+    /// Sample name of the current family (differs from the family name for
+    /// OpenMetrics counters); reused across families to avoid allocating.
+    sample_name: String,
+}
+
+impl Encoder {
+    /// An encoder with an empty buffer.
+    pub fn new(format: Format) -> Self {
+        Self::with_capacity(format, 0)
+    }
+
+    /// An encoder whose buffer starts with `capacity` bytes (e.g. the previous scrape's size).
+    pub fn with_capacity(format: Format, capacity: usize) -> Self {
+        Encoder {
+            buf: Vec::with_capacity(capacity),
+            format,
+            sample_name: String::new(),
+        }
+    }
+
+    /// The format being written.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The bytes written so far (without the OpenMetrics `# EOF`).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Starts a family: writes `# HELP` (skipped when `help` is empty) and `# TYPE`.
+    ///
+    /// `name` is the full name. For counters in OpenMetrics the family name
+    /// drops a trailing `_total` and samples are named family + `_total`
+    /// (the format requires it); in text format both are `name` as given.
+    pub fn family(&mut self, name: &str, help: &str, kind: MetricKind) {
+        let family = match (self.format, kind) {
+            (Format::OpenMetrics, MetricKind::Counter) => {
+                name.strip_suffix("_total").unwrap_or(name)
+            }
+            _ => name,
+        };
+        self.sample_name.clear();
+        self.sample_name.push_str(family);
+        if self.format == Format::OpenMetrics && kind == MetricKind::Counter {
+            self.sample_name.push_str("_total");
+        }
+
+        if !help.is_empty() {
+            self.buf.extend_from_slice(b"# HELP ");
+            self.buf.extend_from_slice(family.as_bytes());
+            self.buf.push(b' ');
+            // Text format knows only `\\` and `\n` escapes in HELP; OpenMetrics also needs `\"`.
+            write_escaped(&mut self.buf, help, self.format == Format::OpenMetrics);
+            self.buf.push(b'\n');
+        }
+        self.buf.extend_from_slice(b"# TYPE ");
+        self.buf.extend_from_slice(family.as_bytes());
+        self.buf.push(b' ');
+        self.buf.extend_from_slice(kind.type_name().as_bytes());
+        self.buf.push(b'\n');
+    }
+
+    /// Writes a counter or gauge sample with a float value.
+    pub fn sample(&mut self, labels: &LabelSet<'_>, value: f64) {
+        self.write_series("", labels.iter(), None);
+        write_f64(&mut self.buf, value);
+        self.buf.push(b'\n');
+    }
+
+    /// Writes a counter or gauge sample with an exact integer value.
+    pub fn sample_u64(&mut self, labels: &LabelSet<'_>, value: u64) {
+        self.write_series("", labels.iter(), None);
+        write_u64(&mut self.buf, value);
+        self.buf.push(b'\n');
+    }
+
+    /// Writes one histogram series: cumulative `_bucket` lines, `+Inf`, `_sum`, `_count`.
+    pub fn histogram(&mut self, labels: &LabelSet<'_>, h: &BuiltHistogram) {
+        self.write_histogram(labels.iter(), h);
+    }
+
+    /// Ends the exposition and returns the bytes (OpenMetrics gets its `# EOF`).
+    pub fn finish(mut self) -> Vec<u8> {
+        if self.format == Format::OpenMetrics {
+            self.buf.extend_from_slice(b"# EOF\n");
+        }
+        self.buf
+    }
+
+    fn write_histogram<'l, I>(&mut self, labels: I, h: &BuiltHistogram)
+    where
+        I: Iterator<Item = (&'l str, &'l str)> + Clone,
+    {
+        for &(le, count) in &h.buckets {
+            self.write_series("_bucket", labels.clone(), Some(le));
+            write_u64(&mut self.buf, count);
+            self.buf.push(b'\n');
+        }
+        self.write_series("_bucket", labels.clone(), Some(f64::INFINITY));
+        write_u64(&mut self.buf, h.count);
+        self.buf.push(b'\n');
+        self.write_series("_sum", labels.clone(), None);
+        write_f64(&mut self.buf, h.sum);
+        self.buf.push(b'\n');
+        self.write_series("_count", labels, None);
+        write_u64(&mut self.buf, h.count);
+        self.buf.push(b'\n');
+    }
+
+    /// Writes `name{labels} ` (braces only when there are labels).
+    fn write_series<'l, I>(&mut self, suffix: &str, labels: I, le: Option<f64>)
+    where
+        I: Iterator<Item = (&'l str, &'l str)>,
+    {
+        debug_assert!(!self.sample_name.is_empty(), "sample before family()");
+        self.buf.extend_from_slice(self.sample_name.as_bytes());
+        self.buf.extend_from_slice(suffix.as_bytes());
+        let mut first = true;
+        for (name, value) in labels {
+            self.buf.push(if first { b'{' } else { b',' });
+            first = false;
+            self.buf.extend_from_slice(name.as_bytes());
+            self.buf.extend_from_slice(b"=\"");
+            write_escaped(&mut self.buf, value, true);
+            self.buf.push(b'"');
+        }
+        if let Some(le) = le {
+            self.buf.push(if first { b'{' } else { b',' });
+            first = false;
+            self.buf.extend_from_slice(b"le=\"");
+            let start = self.buf.len();
+            write_f64(&mut self.buf, le);
+            // OpenMetrics wants canonical floats in `le` ("1.0", as its reference
+            // clients write); only digits and sign mean an integer that needs the ".0".
+            if self.format == Format::OpenMetrics
+                && self.buf[start..]
+                    .iter()
+                    .all(|b| b.is_ascii_digit() || *b == b'-')
+            {
+                self.buf.extend_from_slice(b".0");
+            }
+            self.buf.push(b'"');
+        }
+        if !first {
+            self.buf.push(b'}');
+        }
+        self.buf.push(b' ');
+    }
+}
+
+/// Appends `s`, escaping backslash and newline, and `"` when `quote` is set.
+fn write_escaped(buf: &mut Vec<u8>, s: &str, quote: bool) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let replacement: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'"' if quote => b"\\\"",
+            _ => continue,
+        };
+        buf.extend_from_slice(&bytes[start..i]);
+        buf.extend_from_slice(replacement);
+        start = i + 1;
+    }
+    buf.extend_from_slice(&bytes[start..]);
+}
+
+/// Appends `v` in decimal without going through `fmt`.
+fn write_u64(buf: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// Appends a float the way Prometheus parsers read it back exactly:
+/// integers without a decimal point, other values in their shortest
+/// round-trip form (exponent notation when very large or small), and
+/// `+Inf`, `-Inf`, `NaN`.
+fn write_f64(buf: &mut Vec<u8>, v: f64) {
+    if v.is_nan() {
+        buf.extend_from_slice(b"NaN");
+    } else if v.is_infinite() {
+        buf.extend_from_slice(if v > 0.0 { b"+Inf" } else { b"-Inf" });
+    } else if v.fract() == 0.0 && v.abs() < 1e19 {
+        // Exact: every integral f64 below 1e19 fits in a u64.
+        if v < 0.0 {
+            buf.push(b'-');
+        }
+        write_u64(buf, v.abs() as u64);
+    } else if (1e-4..1e15).contains(&v.abs()) {
+        // Writing to a Vec cannot fail.
+        let _ = write!(buf, "{v}");
+    } else {
+        let _ = write!(buf, "{v:e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    fn float(v: f64) -> String {
+        let mut buf = Vec::new();
+        write_f64(&mut buf, v);
+        String::from_utf8(buf).unwrap()
+    }
+
+    fn text(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes).unwrap()
+    }
+
+    fn histogram() -> BuiltHistogram {
+        BuiltHistogram {
+            buckets: vec![(0.5, 1), (1.0, 3), (1024.0, 3)],
+            count: 4,
+            sum: 2050.25,
+        }
+    }
+
+    /// One of each kind, with escaping; used by the exact and parser tests.
+    fn sample_exposition(format: Format) -> Vec<u8> {
+        let mut e = Encoder::new(format);
+        e.family(
+            "userspace_exporter_gc_total",
+            "Garbage collections, by \"kind\".\nSecond line \\ backslash.",
+            MetricKind::Counter,
+        );
+        let names = ["kind"];
+        let extra = [("pid", "42")];
+        for (kind, value) in [("minor", 7), ("we\"ird\\\nvalue", 0)] {
+            let values = [kind.to_string()];
+            let labels = LabelSet {
+                names: &names,
+                values: &values,
+                extra: &extra,
+            };
+            e.sample_u64(&labels, value);
+        }
+        e.family(
+            "userspace_exporter_heap_bytes",
+            "Heap size.",
+            MetricKind::Gauge,
+        );
+        e.sample(&LabelSet::EMPTY, 1.5e9);
+        e.family(
+            "userspace_exporter_latency_seconds",
+            "Latency.",
+            MetricKind::Histogram,
+        );
+        let names = ["op"];
+        let values = ["read".to_string()];
+        e.histogram(
+            &LabelSet {
+                names: &names,
+                values: &values,
+                extra: &[("pid", "42")],
+            },
+            &histogram(),
+        );
+        e.finish()
+    }
+
+    #[test]
+    fn text_format_exact() {
+        let expected = r#"# HELP userspace_exporter_gc_total Garbage collections, by "kind".\nSecond line \\ backslash.
+# TYPE userspace_exporter_gc_total counter
+userspace_exporter_gc_total{kind="minor",pid="42"} 7
+userspace_exporter_gc_total{kind="we\"ird\\\nvalue",pid="42"} 0
+# HELP userspace_exporter_heap_bytes Heap size.
+# TYPE userspace_exporter_heap_bytes gauge
+userspace_exporter_heap_bytes 1500000000
+# HELP userspace_exporter_latency_seconds Latency.
+# TYPE userspace_exporter_latency_seconds histogram
+userspace_exporter_latency_seconds_bucket{op="read",pid="42",le="0.5"} 1
+userspace_exporter_latency_seconds_bucket{op="read",pid="42",le="1"} 3
+userspace_exporter_latency_seconds_bucket{op="read",pid="42",le="1024"} 3
+userspace_exporter_latency_seconds_bucket{op="read",pid="42",le="+Inf"} 4
+userspace_exporter_latency_seconds_sum{op="read",pid="42"} 2050.25
+userspace_exporter_latency_seconds_count{op="read",pid="42"} 4
+"#;
+        assert_eq!(text(sample_exposition(Format::Text)), expected);
+    }
+
+    #[test]
+    fn openmetrics_format_exact() {
+        let expected = r#"# HELP userspace_exporter_gc Garbage collections, by \"kind\".\nSecond line \\ backslash.
+# TYPE userspace_exporter_gc counter
+userspace_exporter_gc_total{kind="minor",pid="42"} 7
+userspace_exporter_gc_total{kind="we\"ird\\\nvalue",pid="42"} 0
+# HELP userspace_exporter_heap_bytes Heap size.
+# TYPE userspace_exporter_heap_bytes gauge
+userspace_exporter_heap_bytes 1500000000
+# HELP userspace_exporter_latency_seconds Latency.
+# TYPE userspace_exporter_latency_seconds histogram
+userspace_exporter_latency_seconds_bucket{op="read",pid="42",le="0.5"} 1
+userspace_exporter_latency_seconds_bucket{op="read",pid="42",le="1.0"} 3
+userspace_exporter_latency_seconds_bucket{op="read",pid="42",le="1024.0"} 3
+userspace_exporter_latency_seconds_bucket{op="read",pid="42",le="+Inf"} 4
+userspace_exporter_latency_seconds_sum{op="read",pid="42"} 2050.25
+userspace_exporter_latency_seconds_count{op="read",pid="42"} 4
+# EOF
+"#;
+        assert_eq!(text(sample_exposition(Format::OpenMetrics)), expected);
+    }
+
+    #[test]
+    fn counter_naming() {
+        let mut e = Encoder::new(Format::OpenMetrics);
+        e.family("allocs", "Allocations.", MetricKind::Counter);
+        e.sample(&LabelSet::EMPTY, 3.0);
+        e.family("gc_total", "GCs.", MetricKind::Counter);
+        e.sample_u64(&LabelSet::EMPTY, 1);
+        e.family("queue_total", "A gauge keeps its name.", MetricKind::Gauge);
+        e.sample_u64(&LabelSet::EMPTY, 2);
+        assert_eq!(
+            text(e.finish()),
+            "# HELP allocs Allocations.\n# TYPE allocs counter\nallocs_total 3\n\
+             # HELP gc GCs.\n# TYPE gc counter\ngc_total 1\n\
+             # HELP queue_total A gauge keeps its name.\n# TYPE queue_total gauge\nqueue_total 2\n# EOF\n"
+        );
+
+        let mut e = Encoder::new(Format::Text);
+        e.family("allocs", "Allocations.", MetricKind::Counter);
+        e.sample(&LabelSet::EMPTY, 3.0);
+        assert_eq!(
+            text(e.finish()),
+            "# HELP allocs Allocations.\n# TYPE allocs counter\nallocs 3\n"
+        );
+    }
+
+    #[test]
+    fn empty_help_is_omitted() {
+        let mut e = Encoder::new(Format::Text);
+        e.family("up", "", MetricKind::Gauge);
+        e.sample(&LabelSet::pairs(&[("a", "")]), 1.0);
+        assert_eq!(text(e.finish()), "# TYPE up gauge\nup{a=\"\"} 1\n");
+    }
+
+    #[test]
+    fn histogram_without_labels_or_buckets() {
+        let mut e = Encoder::new(Format::Text);
+        e.family("h", "H.", MetricKind::Histogram);
+        e.histogram(
+            &LabelSet::EMPTY,
+            &BuiltHistogram {
+                buckets: Vec::new(),
+                count: 0,
+                sum: 0.0,
+            },
+        );
+        assert_eq!(
+            text(e.finish()),
+            "# HELP h H.\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 0\nh_sum 0\nh_count 0\n"
+        );
+    }
+
+    #[test]
+    fn label_sets() {
+        let mut e = Encoder::new(Format::Text);
+        e.family("c_total", "C.", MetricKind::Counter);
+        let names = ["a", "b"];
+        let values = vec!["x".to_string(), "y\"".to_string()];
+        e.sample_u64(
+            &LabelSet {
+                names: &names,
+                values: &values,
+                extra: &[],
+            },
+            u64::MAX,
+        );
+        e.sample(&LabelSet::pairs(&[("pid", "1"), ("z", "2")]), 0.25);
+        e.sample(
+            &LabelSet {
+                names: &names[..1],
+                values: &values[..1],
+                extra: &[("pid", "1")],
+            },
+            -2.5,
+        );
+        assert_eq!(
+            text(e.finish()),
+            "# HELP c_total C.\n# TYPE c_total counter\n\
+             c_total{a=\"x\",b=\"y\\\"\"} 18446744073709551615\n\
+             c_total{pid=\"1\",z=\"2\"} 0.25\n\
+             c_total{a=\"x\",pid=\"1\"} -2.5\n"
+        );
+    }
+
+    #[test]
+    fn float_formatting() {
+        assert_eq!(float(0.0), "0");
+        assert_eq!(float(-0.0), "0");
+        assert_eq!(float(1024.0), "1024");
+        assert_eq!(float(-3.0), "-3");
+        assert_eq!(float(0.5), "0.5");
+        assert_eq!(float(0.001), "0.001");
+        assert_eq!(float(2050.25), "2050.25");
+        assert_eq!(float(0.1 + 0.2), "0.30000000000000004");
+        assert_eq!(float((1u64 << 60) as f64), "1152921504606846976");
+        assert_eq!(float(1e19), "1e19");
+        assert_eq!(float(2f64.powi(1023)), "8.98846567431158e307");
+        assert_eq!(float(1.5e-7), "1.5e-7");
+        assert_eq!(float(1e15 + 0.5), "1.0000000000000005e15");
+        assert_eq!(float(f64::INFINITY), "+Inf");
+        assert_eq!(float(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(float(f64::NAN), "NaN");
+        for v in [
+            0.1,
+            1.0 / 3.0,
+            123456.789,
+            1e-300,
+            6.02e23,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ] {
+            assert_eq!(float(v).parse::<f64>().unwrap(), v, "{v} round-trips");
+        }
+    }
+
+    #[test]
+    fn integers() {
+        for v in [0, 9, 10, 99, 100, 12345, u64::MAX] {
+            let mut buf = Vec::new();
+            write_u64(&mut buf, v);
+            assert_eq!(text(buf), v.to_string());
+        }
+    }
+
+    #[test]
+    fn escaping() {
+        let mut buf = Vec::new();
+        write_escaped(&mut buf, "a\\b\"c\nd", true);
+        assert_eq!(text(buf), r#"a\\b\"c\nd"#);
+        let mut buf = Vec::new();
+        write_escaped(&mut buf, "a\\b\"c\nd", false);
+        assert_eq!(text(buf), r#"a\\b"c\nd"#);
+        let mut buf = Vec::new();
+        write_escaped(&mut buf, "plain ünïcode", true);
+        assert_eq!(text(buf), "plain ünïcode");
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            Format::Text.content_type(),
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        assert_eq!(
+            Format::OpenMetrics.content_type(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+    }
+
+    #[test]
+    fn negotiation() {
+        use Format::*;
+        let cases: &[(Option<&str>, Format)] = &[
+            (None, Text),
+            (Some(""), Text),
+            (Some("*/*"), Text),
+            (Some("text/plain"), Text),
+            (Some("application/openmetrics-text"), OpenMetrics),
+            // Prometheus 2.x
+            (
+                Some("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+                OpenMetrics,
+            ),
+            // Prometheus 3.x (protobuf first, which we do not speak)
+            (
+                Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,application/openmetrics-text;version=0.0.1;q=0.3,text/plain;version=1.0.0;q=0.2,text/plain;version=0.0.4;q=0.1,*/*;q=0.05"),
+                OpenMetrics,
+            ),
+            // Prometheus configured to prefer the text format
+            (
+                Some("text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5"),
+                Text,
+            ),
+            // equal q: OpenMetrics wins
+            (
+                Some("text/plain; q=0.5, Application/OpenMetrics-Text; Version=1.0.0; Q=0.5"),
+                OpenMetrics,
+            ),
+            (Some("application/openmetrics-text;q=0"), Text),
+            (Some("application/openmetrics-text;q=bogus"), Text),
+            // browser
+            (
+                Some("text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"),
+                Text,
+            ),
+            (Some("curl/8"), Text),
+        ];
+        for (accept, want) in cases {
+            assert_eq!(Format::negotiate(*accept), *want, "Accept: {accept:?}");
+        }
+    }
+
+    /// Runs `cmd` with `input` on stdin: (exit code, stdout + stderr), or
+    /// None when the program cannot be started (not installed).
+    fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Option<(Option<i32>, String)> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?;
+        // Write from a thread so a child that fills its stdout first cannot deadlock us.
+        let mut stdin = child.stdin.take()?;
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let output = child.wait_with_output().ok()?;
+        writer.join().ok()?.ok()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Some((output.status.code(), text))
+    }
+
+    #[test]
+    fn promtool_accepts_text_format() {
+        let input = sample_exposition(Format::Text);
+        let Some((code, output)) =
+            run_with_stdin(Command::new("promtool").args(["check", "metrics"]), &input)
+        else {
+            eprintln!("promtool not found: skipping");
+            return;
+        };
+        // Exit 0 means it parsed and passed promtool's lint (names, HELP, suffixes) too.
+        assert_eq!(
+            code,
+            Some(0),
+            "promtool check metrics failed:\n{output}\n---\n{}",
+            text(input)
+        );
+    }
+
+    const OPENMETRICS_CHECK: &str = r#"
+import sys
+try:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+except ImportError:
+    sys.exit(77)
+fams = {f.name: f for f in text_string_to_metric_families(sys.stdin.read())}
+gc = fams["userspace_exporter_gc"]
+assert gc.type == "counter", gc.type
+assert [(s.name, s.labels, s.value) for s in gc.samples] == [
+    ("userspace_exporter_gc_total", {"kind": "minor", "pid": "42"}, 7.0),
+    ("userspace_exporter_gc_total", {"kind": 'we"ird\\\nvalue', "pid": "42"}, 0.0),
+], gc.samples
+assert gc.documentation == 'Garbage collections, by "kind".\nSecond line \\ backslash.', repr(gc.documentation)
+assert fams["userspace_exporter_heap_bytes"].samples[0].value == 1.5e9
+h = fams["userspace_exporter_latency_seconds"]
+assert h.type == "histogram", h.type
+buckets = [(s.labels["le"], s.value) for s in h.samples if s.name.endswith("_bucket")]
+assert buckets == [("0.5", 1), ("1.0", 3), ("1024.0", 3), ("+Inf", 4)], buckets
+print("ok")
+"#;
+
+    #[test]
+    fn python_openmetrics_parser_accepts_openmetrics_format() {
+        let input = sample_exposition(Format::OpenMetrics);
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", OPENMETRICS_CHECK]);
+        let Some((code, output)) = run_with_stdin(&mut cmd, &input) else {
+            eprintln!("python3 not found: skipping");
+            return;
+        };
+        if code == Some(77) {
+            eprintln!("python prometheus_client not installed: skipping");
+            return;
+        }
+        assert_eq!(
+            code,
+            Some(0),
+            "OpenMetrics parser rejected the output:\n{output}\n---\n{}",
+            text(input)
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! Builds one scrape response from the live instances.
+
+use super::encode::{Encoder, Format, LabelSet, MetricKind};
+use super::maps::{read_u64_map, MapEntries};
+use super::self_metrics;
+use super::{CounterReader, HistogramReader};
+use crate::attach::Instance;
+use crate::exporter::{Exporter, SelfStats};
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+/// Reads every map of every instance and encodes the whole exposition.
+pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
+    let started = Instant::now();
+    let mut enc = Encoder::new(format);
+    let Exporter {
+        programs, stats, ..
+    } = exporter;
+    for state in programs.iter() {
+        let program = state.prepared.name();
+        for counter in &state.metrics.counters {
+            enc.family(&counter.name, &counter.help, MetricKind::Counter);
+            for instance in state.instances.values() {
+                if let Some(entries) =
+                    read_table(program, &counter.table, instance, &counter.layout, stats)
+                {
+                    write_counter(&mut enc, program, counter, instance, &entries, stats);
+                }
+            }
+        }
+        for histogram in &state.metrics.histograms {
+            enc.family(&histogram.name, &histogram.help, MetricKind::Histogram);
+            for instance in state.instances.values() {
+                if let Some(entries) = read_table(
+                    program,
+                    &histogram.table,
+                    instance,
+                    &histogram.layout,
+                    stats,
+                ) {
+                    write_histogram(&mut enc, program, histogram, instance, &entries, stats);
+                }
+            }
+        }
+    }
+    self_metrics::write(&mut enc, exporter, started);
+    enc.finish()
+}
+
+fn read_table(
+    program: &str,
+    table: &str,
+    instance: &Instance,
+    layout: &crate::attach::TableLayout,
+    stats: &mut SelfStats,
+) -> Option<MapEntries> {
+    let result = match instance.map(table) {
+        Some(map) => read_u64_map(map.as_fd(), layout),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "map missing from the loaded object",
+        )),
+    };
+    match result {
+        Ok(entries) => Some(entries),
+        Err(e) => {
+            tracing::warn!(
+                program,
+                table,
+                pid = instance.process.pid(),
+                "reading map failed: {e}"
+            );
+            *stats
+                .map_read_errors
+                .entry((program.to_string(), table.to_string()))
+                .or_default() += 1;
+            None
+        }
+    }
+}
+
+fn count_decoder_error(
+    stats: &mut SelfStats,
+    program: &str,
+    metric: &str,
+    e: &dyn std::fmt::Display,
+) {
+    tracing::debug!(program, metric, "decoder error: {e}");
+    *stats
+        .decoder_errors
+        .entry((program.to_string(), metric.to_string()))
+        .or_default() += 1;
+}
+
+fn write_counter(
+    enc: &mut Encoder,
+    program: &str,
+    counter: &CounterReader,
+    instance: &Instance,
+    entries: &MapEntries,
+    stats: &mut SelfStats,
+) {
+    // Several keys may decode to one label set (static_map, string): their values add up.
+    let mut series: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    let mut values = Vec::with_capacity(counter.label_names.len());
+    for (key, value) in entries.iter() {
+        match counter.decoders.decode_key(key, &mut values) {
+            Ok(true) => *series.entry(values.clone()).or_default() += value,
+            Ok(false) => {}
+            Err(e) => count_decoder_error(stats, program, &counter.short_name, &e),
+        }
+    }
+    let pid = instance.process.pid().to_string();
+    let names: Vec<&str> = counter.label_names.iter().map(String::as_str).collect();
+    let extra = [("pid", pid.as_str())];
+    for (values, value) in &series {
+        enc.sample_u64(
+            &LabelSet {
+                names: &names,
+                values,
+                extra: &extra,
+            },
+            *value,
+        );
+    }
+}
+
+fn write_histogram(
+    enc: &mut Encoder,
+    program: &str,
+    histogram: &HistogramReader,
+    instance: &Instance,
+    entries: &MapEntries,
+    stats: &mut SelfStats,
+) {
+    let mut series: BTreeMap<Vec<String>, HashMap<u64, u64>> = BTreeMap::new();
+    let mut values = Vec::with_capacity(histogram.label_names.len() + 1);
+    for (key, value) in entries.iter() {
+        match histogram.decoders.decode_key(key, &mut values) {
+            Ok(true) => {
+                let slot_text = values.pop().unwrap_or_default();
+                match slot_text.parse::<u64>() {
+                    Ok(slot) => {
+                        *series
+                            .entry(values.clone())
+                            .or_default()
+                            .entry(slot)
+                            .or_default() += value
+                    }
+                    Err(_) => count_decoder_error(
+                        stats,
+                        program,
+                        &histogram.short_name,
+                        &format!("bucket slot {slot_text:?} is not an integer"),
+                    ),
+                }
+            }
+            Ok(false) => {}
+            Err(e) => count_decoder_error(stats, program, &histogram.short_name, &e),
+        }
+    }
+    let pid = instance.process.pid().to_string();
+    let names: Vec<&str> = histogram.label_names.iter().map(String::as_str).collect();
+    let extra = [("pid", pid.as_str())];
+    for (values, slots) in &series {
+        let built = histogram.buckets.build(slots);
+        enc.histogram(
+            &LabelSet {
+                names: &names,
+                values,
+                extra: &extra,
+            },
+            &built,
+        );
+    }
+}

@@ -1,0 +1,436 @@
+//! Shared harness of the integration tests: builds the C targets and BPF
+//! objects, starts targets and the exporter binary, scrapes and parses.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The exporter binary under test.
+pub const EXPORTER: &str = env!("CARGO_BIN_EXE_ebpf-userspace-exporter");
+
+/// File name of the built fixture target.
+const TARGET_FILE: &str = "uexp-target";
+
+/// Whether this run must not skip BPF tests.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// True when BPF can be used here. In CI a missing BPF is a failure, not a skip.
+pub fn require_bpf() -> bool {
+    let problem = if unsafe { libc::geteuid() } != 0 {
+        Some("not running as root".to_string())
+    } else {
+        let opts = libbpf_sys::bpf_map_create_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+            ..Default::default()
+        };
+        let fd = unsafe {
+            libbpf_sys::bpf_map_create(
+                libbpf_sys::BPF_MAP_TYPE_ARRAY,
+                std::ptr::null(),
+                4,
+                8,
+                1,
+                &opts,
+            )
+        };
+        if fd < 0 {
+            Some(format!(
+                "bpf(BPF_MAP_CREATE) failed: {}",
+                std::io::Error::from_raw_os_error(-fd)
+            ))
+        } else {
+            unsafe { libc::close(fd) };
+            None
+        }
+    };
+    match problem {
+        None => true,
+        Some(why) if in_ci() => panic!("BPF is required when CI=true, but unavailable: {why}"),
+        Some(why) => {
+            eprintln!("SKIPPED: BPF unavailable ({why}); set CI=true to make this a failure");
+            false
+        }
+    }
+}
+
+/// Paths of everything built from tests/fixtures.
+pub struct Fixtures {
+    /// The driven C target.
+    pub target: PathBuf,
+    /// Its shared library.
+    pub library: PathBuf,
+    /// BPF objects by stem (`usdt_counts` -> .../usdt_counts.bpf.o).
+    pub objects: BTreeMap<String, PathBuf>,
+    /// Directory holding it all.
+    pub dir: PathBuf,
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Builds the fixtures once per test binary.
+pub fn fixtures() -> &'static Fixtures {
+    static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
+    FIXTURES.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fixtures-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let library = dir.join("libfixture.so");
+        run(Command::new("cc")
+            .args(["-O1", "-g", "-shared", "-fPIC", "-o"])
+            .arg(&library)
+            .arg(src.join("libfixture.c")));
+        let target = dir.join(TARGET_FILE);
+        run(Command::new("cc")
+            .args(["-O1", "-g", "-o"])
+            .arg(&target)
+            .arg(src.join("target.c"))
+            .arg(src.join("guarded.c"))
+            .arg(format!("-L{}", dir.display()))
+            .args(["-lfixture", "-Wl,-rpath,$ORIGIN"]));
+        // Headers from the exporter itself: the ones matching its libbpf.
+        let include = dir.join("include");
+        run(Command::new(EXPORTER).args(["headers", "-o"]).arg(&include));
+        let mut objects = BTreeMap::new();
+        for entry in std::fs::read_dir(src.join("bpf")).unwrap() {
+            let path = entry.unwrap().path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".bpf.c"))
+            else {
+                continue;
+            };
+            let object = dir.join(format!("{name}.bpf.o"));
+            run(Command::new("clang")
+                .args([
+                    "-target",
+                    "bpf",
+                    "-O2",
+                    "-g",
+                    "-D__TARGET_ARCH_x86",
+                    "-I/usr/include/x86_64-linux-gnu",
+                ])
+                .arg(format!("-I{}", include.display()))
+                .arg("-c")
+                .arg(&path)
+                .arg("-o")
+                .arg(&object));
+            objects.insert(name.to_string(), object);
+        }
+        Fixtures {
+            target,
+            library,
+            objects,
+            dir,
+        }
+    })
+}
+
+impl Fixtures {
+    /// A copy of the fixture target named `comm` (at most 15 bytes), beside its library.
+    pub fn target_named(&self, comm: &str) -> PathBuf {
+        assert!(comm.len() <= 15, "comm {comm:?} would be truncated");
+        let path = self.dir.join(comm);
+        if !path.exists() {
+            let tmp = self
+                .dir
+                .join(format!(".{comm}.{:?}", std::thread::current().id()));
+            std::fs::copy(&self.target, &tmp).unwrap();
+            std::fs::rename(&tmp, &path).unwrap();
+        }
+        path
+    }
+
+    /// A BPF object by stem.
+    pub fn object(&self, name: &str) -> &Path {
+        self.objects
+            .get(name)
+            .unwrap_or_else(|| panic!("no fixture object {name}"))
+    }
+}
+
+/// A running fixture target driven through stdin.
+pub struct Target {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Target {
+    /// Starts the fixture target under its own name (comm), so that tests running
+    /// in parallel never select each other's processes.
+    pub fn start(comm: &str) -> Target {
+        Self::start_binary(&fixtures().target_named(comm))
+    }
+
+    /// Starts a target binary that speaks the fixture protocol.
+    pub fn start_binary(binary: &Path) -> Target {
+        let mut child = Command::new(binary)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start target");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        Target {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends one command and returns the target's reply line.
+    pub fn cmd(&mut self, command: &str) -> String {
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running exporter binary.
+pub struct Exporter {
+    child: Child,
+    /// Port it serves on (loopback).
+    pub port: u16,
+    /// Its config file and log live here.
+    pub dir: tempfile::TempDir,
+}
+
+impl Exporter {
+    /// Writes `config` to a file and starts the exporter on it; waits until it serves.
+    pub fn start(config: &str) -> Exporter {
+        Self::start_with(config, &[])
+    }
+
+    /// Like [`Exporter::start`], with extra arguments.
+    pub fn start_with(config: &str, args: &[&str]) -> Exporter {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("exporter.log")).unwrap();
+        let child = Command::new(EXPORTER)
+            .arg("--listen-address")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-c")
+            .arg(&config_path)
+            .args(args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start exporter");
+        let mut exporter = Exporter { child, port, dir };
+        exporter.wait_ready();
+        exporter
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("exporter exited early with {status}:\n{}", self.logs());
+            }
+            if ureq::get(&self.url("/")).call().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("exporter not serving after 30 s:\n{}", self.logs());
+    }
+
+    /// `http://127.0.0.1:PORT{path}`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The exporter's log so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("exporter.log")).unwrap_or_default()
+    }
+
+    /// GET /metrics as text.
+    pub fn scrape(&self) -> String {
+        ureq::get(&self.url("/metrics"))
+            .call()
+            .unwrap_or_else(|e| panic!("scrape failed: {e}\n{}", self.logs()))
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    }
+
+    /// GET /metrics parsed into samples.
+    pub fn samples(&self) -> Samples {
+        Samples::parse(&self.scrape())
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Samples of one exposition: `name{a="x",b="y"}` (labels sorted) -> value.
+#[derive(Debug, Default)]
+pub struct Samples(pub BTreeMap<String, f64>);
+
+impl Samples {
+    /// Parses the text format (comments skipped).
+    pub fn parse(text: &str) -> Samples {
+        let mut out = BTreeMap::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let (series, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad line {line:?}"));
+            let value: f64 = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+            };
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}').unwrap())),
+                None => (series, Vec::new()),
+            };
+            out.insert(
+                key(
+                    name,
+                    &labels
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect::<Vec<_>>(),
+                ),
+                value,
+            );
+        }
+        Samples(out)
+    }
+
+    /// The value of one series, if present.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.0.get(&key(name, labels)).copied()
+    }
+
+    /// The value of one series; panics with the family's series when absent.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels).unwrap_or_else(|| {
+            let family: Vec<_> = self.0.iter().filter(|(k, _)| k.starts_with(name)).collect();
+            panic!("no series {}; have: {family:#?}", key(name, labels))
+        })
+    }
+
+    /// Every series of a metric name: (labels, value).
+    pub fn series(&self, name: &str) -> Vec<(String, f64)> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.split('{').next() == Some(name))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+}
+
+fn key(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut labels: Vec<_> = labels.to_vec();
+    labels.sort();
+    let body: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{name}{{{}}}", body.join(","))
+}
+
+fn parse_labels(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        let name: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        if name.is_empty() {
+            break;
+        }
+        assert_eq!(chars.next(), Some('"'));
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(other) => value.push(other),
+                    None => break,
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        out.push((name.trim_start_matches(',').to_string(), value));
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    out
+}
+
+/// Polls `f` until it returns Some or the timeout passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
