@@ -360,3 +360,6 @@ fn clean_yaml_error(e: &serde_saphyr::Error) -> String {
     let first = text.lines().next().unwrap_or("").trim();
     first.to_string()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,304 @@
+//! The exposition as real Prometheus parts see it: promtool's parser, the
+//! OpenMetrics parser of the Python client, gzip, and a real Prometheus
+//! server scraping the exporter and answering a query with the exact count.
+
+mod common;
+
+use common::{fixtures, free_port, require_bpf, wait_for, Exporter, Target};
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn config(comm: &str) -> String {
+    let f = fixtures();
+    format!(
+        r#"
+programs:
+  - name: expo
+    object: {usdt}
+    metrics:
+      counters:
+        - name: expo_hits_total
+          help: "fixture:hit probes by argument, with a \\ backslash and \"quotes\""
+          table: hits
+          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+        - name: expo_tagged
+          help: tagged hits (a counter whose name has no _total)
+          table: tagged
+          labels:
+            - {{name: arg, size: 4, padding: 4, decoders: [{{name: uint}}]}}
+            - {{name: text, size: 16, decoders: [{{name: string}}]}}
+    usdt:
+      fixture:hit: on_hit
+      fixture:tagged: on_tagged
+    attachment: {{binary_name: {comm}}}
+  - name: expo_uprobes
+    object: {uprobe}
+    metrics:
+      histograms:
+        - name: expo_return_value
+          help: return values
+          table: return_values
+          bucket_type: exp2
+          bucket_min: 0
+          bucket_max: 15
+          labels: [{{name: bucket, size: 8, decoders: [{{name: uint}}]}}]
+    uretprobes:
+      target_add: on_add_return
+    attachment: {{binary_name: {comm}}}
+"#,
+        usdt = f.object("usdt_counts").display(),
+        uprobe = f.object("uprobe_counts").display(),
+    )
+}
+
+fn get(url: &str, headers: &[(&str, &str)]) -> (String, Option<String>, Vec<u8>) {
+    let mut req = ureq::get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.call().unwrap();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let encoding = resp
+        .headers()
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = resp.into_body().read_to_vec().unwrap();
+    (content_type, encoding, body)
+}
+
+fn tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(!common::in_ci(), "{name} missing: .ci/run installs it");
+        eprintln!("SKIPPED: {name} not installed");
+    }
+    found
+}
+
+#[test]
+fn text_format_passes_promtool_and_gzip_round_trips() {
+    if !require_bpf() || !tool("promtool") || !tool("curl") {
+        return;
+    }
+    let mut target = Target::start("uexp-expo-text");
+    let exporter = Exporter::start(&config("uexp-expo-text"));
+    target.cmd("usdt 3 1");
+    target.cmd("comm 2 5");
+    target.cmd("call 4 1");
+    let (content_type, encoding, body) = get(&exporter.url("/metrics"), &[]);
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(encoding, None);
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("userspace_exporter_expo_tagged{arg=\"5\",text=\"name-5\",pid="),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE userspace_exporter_expo_tagged counter"),
+        "{text}"
+    );
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Exit 3 is lint only (the parse succeeded); the one lint allowed is the name this
+    // config chose on purpose, as the seed's configs may.
+    let lint_only = out.status.code() == Some(3)
+        && complaints
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .all(|l| {
+                l == "userspace_exporter_expo_tagged counter metrics should have \"_total\" suffix"
+            });
+    assert!(
+        out.status.success() || lint_only,
+        "promtool rejected the exposition ({:?}):\n{complaints}\n{text}",
+        out.status.code()
+    );
+
+    // curl, not ureq: ureq decompresses on its own and hides the encoding.
+    let dir = tempfile::tempdir().unwrap();
+    let (headers, body) = (dir.path().join("headers"), dir.path().join("body"));
+    let status = Command::new("curl")
+        .args(["-sS", "-H", "Accept-Encoding: gzip", "-D"])
+        .arg(&headers)
+        .arg("-o")
+        .arg(&body)
+        .arg(exporter.url("/metrics"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let headers = std::fs::read_to_string(headers)
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(headers.contains("content-encoding: gzip"), "{headers}");
+    let gz = std::fs::read(body).unwrap();
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut unzipped)
+        .unwrap();
+    // Same series as the plain scrape (the scrape duration differs).
+    let strip = |t: &str| {
+        t.lines()
+            .filter(|l| !l.contains("scrape_duration"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&unzipped), strip(&text));
+    assert!(gz.len() < text.len());
+}
+
+#[test]
+fn openmetrics_when_asked_parses_with_the_python_client() {
+    if !require_bpf() {
+        return;
+    }
+    let has_parser = Command::new("python3")
+        .args(["-c", "import prometheus_client.openmetrics.parser"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_parser {
+        assert!(
+            !common::in_ci(),
+            "python3 prometheus_client missing: .ci/run installs it"
+        );
+        eprintln!("SKIPPED: python3 prometheus_client missing");
+        return;
+    }
+    let mut target = Target::start("uexp-expo-om");
+    let exporter = Exporter::start(&config("uexp-expo-om"));
+    target.cmd("usdt 3 1");
+    target.cmd("comm 2 5");
+    target.cmd("call 4 1");
+    let accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (content_type, _, body) = get(&exporter.url("/metrics"), &[("Accept", accept)]);
+    assert!(
+        content_type.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{content_type}"
+    );
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.ends_with("# EOF\n"));
+    let script = r#"
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()) if k != "pid")
+        print(f"{family.type} {s.name} {labels} {s.value}")
+"#;
+    let mut python = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = python.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "OpenMetrics parser rejected:\n{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        "counter userspace_exporter_expo_hits_total arg=1 3",
+        "counter userspace_exporter_expo_tagged_total arg=5,text=name-5 2",
+        "histogram userspace_exporter_expo_return_value_bucket le=1.0 1",
+        "histogram userspace_exporter_expo_return_value_bucket le=2.0 2",
+        "histogram userspace_exporter_expo_return_value_bucket le=4.0 4",
+        "histogram userspace_exporter_expo_return_value_bucket le=+Inf 4",
+        "histogram userspace_exporter_expo_return_value_count  4",
+        "histogram userspace_exporter_expo_return_value_sum  10",
+    ] {
+        assert!(
+            parsed.lines().any(|l| l == line),
+            "missing {line:?} in\n{parsed}"
+        );
+    }
+}
+
+#[test]
+fn a_real_prometheus_server_scrapes_the_exact_count() {
+    if !require_bpf() || !tool("prometheus") {
+        return;
+    }
+    let mut target = Target::start("uexp-expo-prom");
+    let exporter = Exporter::start(&config("uexp-expo-prom"));
+    target.cmd("usdt 17 3");
+    let dir = tempfile::tempdir().unwrap();
+    let prom_config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: exporter\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
+            exporter.port
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", prom_config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = target.pid().to_string();
+    let query = format!("http://127.0.0.1:{port}/api/v1/query?query=userspace_exporter_expo_hits_total%7Barg%3D%223%22%2Cpid%3D%22{pid}%22%7D");
+    let value = wait_for(Duration::from_secs(30), || {
+        let body = ureq::get(&query)
+            .call()
+            .ok()?
+            .into_body()
+            .read_to_string()
+            .ok()?;
+        // {"status":"success","data":{"resultType":"vector","result":[{"metric":{...},"value":[ts,"17"]}]}}
+        let v = body.rsplit_once(",\"")?.1.split('"').next()?.to_string();
+        body.contains("\"result\":[{").then_some(v)
+    });
+    let up = ureq::get(&format!("http://127.0.0.1:{port}/api/v1/query?query=up"))
+        .call()
+        .map(|r| r.into_body().read_to_string().unwrap_or_default());
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert_eq!(
+        value.as_deref(),
+        Some("17"),
+        "prometheus never saw the series; up: {up:?}"
+    );
+}
