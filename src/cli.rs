@@ -184,7 +184,12 @@ fn check(path: &std::path::Path) -> ExitCode {
                 ),
                 Err(e) => {
                     failures += 1;
-                    println!("error: {}:{}: program {name:?}: {e}", config.path.display(), program.referenced.line());
+                    println!(
+                        "error: {}:{}:{}: program {name:?}: {e}",
+                        config.path.display(),
+                        program.referenced.line(),
+                        program.referenced.column()
+                    );
                 }
             },
         }

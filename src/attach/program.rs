@@ -157,7 +157,7 @@ impl PreparedProgram {
                 let user_maps: Vec<&str> = maps
                     .keys()
                     .map(String::as_str)
-                    .filter(|n| !n.starts_with('.') && !n.starts_with("__bpf_usdt"))
+                    .filter(|n| !n.contains('.') && !n.starts_with("__bpf_usdt"))
                     .collect();
                 errors.push(here(format!(
                     "{kind} {name:?}: table {table:?} is not a map of the object; its maps: {}",

@@ -1,0 +1,225 @@
+//! Bad input through the binary: every message says what and where, nothing
+//! panics, and `check` lists every problem with a non-zero exit.
+
+mod common;
+
+use common::{fixtures, require_bpf, Target, EXPORTER};
+use std::process::{Command, Output};
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn exporter(args: &[&str]) -> Output {
+    Command::new(EXPORTER).args(args).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn assert_no_panic(out: &Output) {
+    let t = text(out);
+    assert!(!t.contains("panicked"), "{t}");
+}
+
+fn counter_program(
+    name: &str,
+    object: &std::path::Path,
+    table: &str,
+    size: usize,
+    function: &str,
+) -> String {
+    format!(
+        r#"
+  - name: {name}
+    object: {object}
+    metrics:
+      counters:
+        - name: {name}_total
+          help: hits
+          table: {table}
+          labels: [{{name: arg, size: {size}, decoders: [{{name: uint}}]}}]
+    usdt:
+      fixture:hit: {function}
+    attachment: {{binary_name: uexp-bad}}
+"#,
+        object = object.display()
+    )
+}
+
+#[test]
+fn check_accepts_a_good_config_after_loading_it_through_the_verifier() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "programs:{}",
+        counter_program(
+            "good",
+            fixtures().object("usdt_counts"),
+            "hits",
+            8,
+            "on_hit"
+        )
+    );
+    let path = write_config(&dir, &config);
+    let out = exporter(&["check", "-c", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("ok: program \"good\": 1 probe(s), 1 counter(s), 0 histogram(s); loads through the verifier"), "{}", text(&out));
+}
+
+#[test]
+fn check_lists_every_object_mismatch_with_its_line() {
+    if !require_bpf() {
+        return;
+    }
+    let f = fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "programs:{}{}{}{}",
+        counter_program(
+            "no_function",
+            f.object("usdt_counts"),
+            "hits",
+            8,
+            "on_nothing"
+        ),
+        counter_program("no_table", f.object("usdt_counts"), "hitz", 8, "on_hit"),
+        counter_program("bad_sizes", f.object("usdt_counts"), "hits", 4, "on_hit"),
+        counter_program("rejected", f.object("rejected"), "counts", 8, "unchecked"),
+    );
+    let path = write_config(&dir, &config);
+    let out = exporter(&["check", "-c", path.to_str().unwrap()]);
+    let t = text(&out);
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let p = path.display();
+    // Each program block is 11 lines and a blank one, the first starting at line 2.
+    for expected in [
+        format!("{p}:11:7: program \"no_function\": usdt probe \"fixture:hit\" names BPF function \"on_nothing\", which the object does not have; its programs: on_guarded, on_hit, on_lib_event, on_tagged"),
+        format!("{p}:18:11: counter \"no_table_total\": table \"hitz\" is not a map of the object; its maps: guarded_hits, hits, hits_mod4, hits_mod4_percpu, hits_percpu, lib_hits, tagged"),
+        format!("{p}:30:11: counter \"bad_sizes_total\": label sizes plus padding add up to 4 bytes (arg=4+0), but table \"hits\" has 8-byte keys"),
+        format!("{p}:38:5: program \"rejected\": loading the BPF object failed"),
+        "R0 invalid mem access 'map_value_or_null'".to_string(),
+        format!("{p}: 4 error(s)"),
+    ] {
+        assert!(t.contains(&expected), "missing {expected:?} in:\n{t}");
+    }
+}
+
+#[test]
+fn run_rejects_bad_configs_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.yaml");
+    let out = exporter(&["-c", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains(&format!(
+            "{}: cannot read the config file: No such file or directory",
+            missing.display()
+        )),
+        "{}",
+        text(&out)
+    );
+
+    let path = write_config(&dir, "programs:\n  - name: x\n    tabel: 3\n");
+    let out = exporter(&["-c", path.to_str().unwrap()]);
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains(&format!("{}:3:5: ", path.display())),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("tabel"), "{}", text(&out));
+
+    let path = write_config(&dir, "programs: [\n");
+    let out = exporter(&["-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains(&format!("{}:1:11: unclosed bracket", path.display())),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn inline_code_is_refused_until_it_is_supported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        "programs:\n  - name: inline\n    usdt: {gc__start: trace}\n    attachment: {binary_name: python3.11}\n    code: |\n      int trace(void *ctx) { return 0; }\n",
+    );
+    let out = exporter(&["check", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("inline `code:` is not supported yet"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    if !require_bpf() {
+        return;
+    }
+    let _target = Target::start("uexp-bad");
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        &format!(
+            "programs:{}",
+            counter_program(
+                "good",
+                fixtures().object("usdt_counts"),
+                "hits",
+                8,
+                "on_hit"
+            )
+        ),
+    );
+    let out = exporter(&[
+        "--listen-address",
+        &format!("127.0.0.1:{port}"),
+        "-c",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains(&format!("error: cannot listen on 127.0.0.1:{port}: Address already in use (os error 98); another process holds that port")),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn ignored_kernel_probe_kinds_warn_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let object = dir.path().join("missing.bpf.o");
+    let path = write_config(
+        &dir,
+        &format!(
+            "programs:\n  - name: k\n    object: {}\n    usdt: {{gc__start: trace}}\n    kprobes: {{tcp_v4_connect: x}}\n    tracepoints: {{sched:sched_switch: y}}\n    attachment: {{binary_name: python3.11}}\n",
+            object.display()
+        ),
+    );
+    let out = exporter(&["check", "-c", path.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(t.matches("`kprobes` is ignored").count(), 1, "{t}");
+    assert_eq!(t.matches("`tracepoints` is ignored").count(), 1, "{t}");
+    assert!(
+        t.contains(&format!("cannot read BPF object {}", object.display())),
+        "{t}"
+    );
+}
