@@ -1,17 +1,28 @@
-//! A real runtime: Debian's python3.11 carries `python:gc__start(generation)`.
-//! The exported collections per generation equal what the interpreter itself
-//! reports through `gc.get_stats()` over the same interval.
+//! A real runtime: Debian's python3.11, with the shipped example
+//! (examples/python.yaml). Collections per generation equal what the
+//! interpreter reports through `gc.get_stats()` over the same interval; every
+//! collection has one pause observation; import calls are counted exactly.
 
 mod common;
 
-use common::{fixtures, require_bpf, Exporter};
+use common::{fixtures, require_bpf, Exporter, Samples};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 const PYTHON: &str = "/usr/bin/python3.11";
 
+fn generations(s: &Samples, pid: &str) -> [f64; 3] {
+    [0, 1, 2].map(|g| {
+        s.get(
+            "userspace_exporter_python_gc_collections_total",
+            &[("generation", &g.to_string()), ("pid", pid)],
+        )
+        .unwrap_or(0.0)
+    })
+}
+
 #[test]
-fn gc_collections_per_generation_match_gc_get_stats() {
+fn python_example_matches_gc_get_stats_and_counts_imports() {
     if !require_bpf() {
         return;
     }
@@ -47,41 +58,6 @@ fn gc_collections_per_generation_match_gc_get_stats() {
         stdout.read_line(&mut line).unwrap();
         line.trim().to_string()
     };
-    assert_eq!(ask("stats").chars().next(), Some('['));
-
-    let config = format!(
-        r#"
-programs:
-  - name: python_gc
-    object: {object}
-    metrics:
-      counters:
-        - name: python_gc_collections_total
-          help: Garbage collections by generation
-          table: gc_counts
-          labels:
-            - name: generation
-              size: 8
-              decoders: [{{name: uint}}]
-    usdt:
-      python:gc__start: on_gc_start
-    attachment:
-      binary_name: uexp-py-gc
-"#,
-        object = fixtures().object("python_gc").display()
-    );
-    let exporter = Exporter::start(&config);
-    let pid = child.id().to_string();
-    let exported = |e: &Exporter| -> [f64; 3] {
-        let s = e.samples();
-        [0, 1, 2].map(|g| {
-            s.get(
-                "userspace_exporter_python_gc_collections_total",
-                &[("generation", &g.to_string()), ("pid", &pid)],
-            )
-            .unwrap_or(0.0)
-        })
-    };
     let parse = |line: String| -> [f64; 3] {
         let v: Vec<f64> = line
             .trim_matches(|c| c == '[' || c == ']')
@@ -91,22 +67,57 @@ programs:
         [v[0], v[1], v[2]]
     };
 
-    let before_exported = exported(&exporter);
+    let exporter =
+        Exporter::start(&fixtures().example_config("python", "python3.11", "uexp-py-gc"));
+    let pid = child.id().to_string();
+    let pauses = |s: &Samples| {
+        s.get(
+            "userspace_exporter_python_gc_pause_seconds_count",
+            &[("pid", &pid)],
+        )
+        .unwrap_or(0.0)
+    };
+    let imports = |s: &Samples| {
+        s.get(
+            "userspace_exporter_python_import_duration_seconds_count",
+            &[("pid", &pid)],
+        )
+        .unwrap_or(0.0)
+    };
+
+    let s0 = exporter.samples();
     let before = parse(ask("stats"));
     assert_eq!(ask("work 30"), "ok");
+    assert_eq!(ask("import 25"), "ok");
     let after = parse(ask("stats"));
-    let after_exported = exported(&exporter);
+    let s1 = exporter.samples();
 
     let reported: Vec<f64> = (0..3).map(|g| after[g] - before[g]).collect();
-    let counted: Vec<f64> = (0..3)
-        .map(|g| after_exported[g] - before_exported[g])
-        .collect();
+    let (e0, e1) = (generations(&s0, &pid), generations(&s1, &pid));
+    let counted: Vec<f64> = (0..3).map(|g| e1[g] - e0[g]).collect();
     // 30 explicit collections (10 per generation) plus the automatic ones the allocations trigger.
     assert!(reported.iter().all(|&n| n >= 10.0), "{reported:?}");
     assert_eq!(
         counted, reported,
         "exported deltas vs gc.get_stats() deltas per generation"
     );
+    // Every gc__start is followed by a gc__done: one pause observation per collection.
+    assert_eq!(pauses(&s1) - pauses(&s0), reported.iter().sum::<f64>());
+    let pause_sum = s1.value(
+        "userspace_exporter_python_gc_pause_seconds_sum",
+        &[("pid", &pid)],
+    );
+    assert!(
+        pause_sum > 0.0 && pause_sum < 10.0,
+        "pause sum {pause_sum} s"
+    );
+    // json is loaded already: each __import__ is exactly one PyImport_ImportModuleLevelObject call.
+    assert_eq!(imports(&s1) - imports(&s0), 25.0);
+    let inf = s1.value(
+        "userspace_exporter_python_import_duration_seconds_bucket",
+        &[("le", "+Inf"), ("pid", &pid)],
+    );
+    assert_eq!(inf, imports(&s1));
     ask("exit");
     let _ = child.wait();
 }

@@ -65,7 +65,7 @@ pub struct Fixtures {
     pub target: PathBuf,
     /// Its shared library.
     pub library: PathBuf,
-    /// BPF objects by stem (`usdt_counts` -> .../usdt_counts.bpf.o).
+    /// BPF objects by stem (`usdt_counts`, or `example:python` for examples/python.bpf.c).
     pub objects: BTreeMap<String, PathBuf>,
     /// Directory holding it all.
     pub dir: PathBuf,
@@ -108,31 +108,34 @@ pub fn fixtures() -> &'static Fixtures {
         let include = dir.join("include");
         run(Command::new(EXPORTER).args(["headers", "-o"]).arg(&include));
         let mut objects = BTreeMap::new();
-        for entry in std::fs::read_dir(src.join("bpf")).unwrap() {
-            let path = entry.unwrap().path();
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".bpf.c"))
-            else {
-                continue;
-            };
-            let object = dir.join(format!("{name}.bpf.o"));
-            run(Command::new("clang")
-                .args([
-                    "-target",
-                    "bpf",
-                    "-O2",
-                    "-g",
-                    "-D__TARGET_ARCH_x86",
-                    "-I/usr/include/x86_64-linux-gnu",
-                ])
-                .arg(format!("-I{}", include.display()))
-                .arg("-c")
-                .arg(&path)
-                .arg("-o")
-                .arg(&object));
-            objects.insert(name.to_string(), object);
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        for (prefix, folder) in [("", src.join("bpf")), ("example:", examples)] {
+            for entry in std::fs::read_dir(folder).unwrap() {
+                let path = entry.unwrap().path();
+                let Some(name) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".bpf.c"))
+                else {
+                    continue;
+                };
+                let object = dir.join(format!("{}{name}.bpf.o", prefix.trim_end_matches(':')));
+                run(Command::new("clang")
+                    .args([
+                        "-target",
+                        "bpf",
+                        "-O2",
+                        "-g",
+                        "-D__TARGET_ARCH_x86",
+                        "-I/usr/include/x86_64-linux-gnu",
+                    ])
+                    .arg(format!("-I{}", include.display()))
+                    .arg("-c")
+                    .arg(&path)
+                    .arg("-o")
+                    .arg(&object));
+                objects.insert(format!("{prefix}{name}"), object);
+            }
         }
         Fixtures {
             target,
@@ -144,6 +147,31 @@ pub fn fixtures() -> &'static Fixtures {
 }
 
 impl Fixtures {
+    /// An example's config (examples/NAME.yaml) pointed at the built object and at
+    /// processes named `comm` instead of the runtime's usual name.
+    pub fn example_config(&self, name: &str, runtime_comm: &str, comm: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.yaml"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let object = format!("object: {name}.bpf.o");
+        assert!(
+            text.contains(&object),
+            "example {name} does not use {object}"
+        );
+        let binary = format!("binary_name: {runtime_comm}");
+        assert!(
+            text.contains(&binary),
+            "example {name} does not select {binary}"
+        );
+        text.replace(
+            &object,
+            &format!(
+                "object: {}",
+                self.object(&format!("example:{name}")).display()
+            ),
+        )
+        .replace(&binary, &format!("binary_name: {comm}"))
+    }
+
     /// A copy of the fixture target named `comm` (at most 15 bytes), beside its library.
     pub fn target_named(&self, comm: &str) -> PathBuf {
         assert!(comm.len() <= 15, "comm {comm:?} would be truncated");

@@ -1,0 +1,127 @@
+// CPython 3.11 (Debian's /usr/bin/python3.11): garbage collections per
+// generation and their pause times (USDT gc__start/gc__done), and the calls
+// and latency of PyImport_ImportModuleLevelObject (uprobe + uretprobe), which
+// every `import` statement goes through.
+//
+// Build: ebpf-userspace-exporter headers -o include &&
+//   clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu \
+//         -Iinclude -c python.bpf.c -o python.bpf.o
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <stdbool.h>
+#include <linux/ptrace.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/usdt.bpf.h>
+
+// exp2 slots 0..31 (ns), slot 32 holds the sum in ns.
+#define SLOT_MAX 31
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 8);
+    __type(key, __u64);
+    __type(value, __u64);
+} gc_collections SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, __u64);
+    __type(value, __u64);
+} gc_pause SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, __u64);
+    __type(value, __u64);
+} import_latency SEC(".maps");
+
+// Start timestamps by thread id.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u32);
+    __type(value, __u64);
+} gc_started SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u32);
+    __type(value, __u64);
+} import_started SEC(".maps");
+
+static __always_inline void add(void *map, __u64 key, __u64 n) {
+    __u64 *v = bpf_map_lookup_elem(map, &key);
+    if (v) {
+        __sync_fetch_and_add(v, n);
+        return;
+    }
+    if (bpf_map_update_elem(map, &key, &n, BPF_NOEXIST) != 0) {
+        v = bpf_map_lookup_elem(map, &key);
+        if (v)
+            __sync_fetch_and_add(v, n);
+    }
+}
+
+// The smallest k with value <= 2^k, capped at SLOT_MAX.
+static __always_inline __u64 exp2_slot(__u64 value) {
+    __u64 slot = 0;
+    for (int i = 0; i < SLOT_MAX; i++) {
+        if (((__u64)1 << slot) >= value)
+            break;
+        slot++;
+    }
+    return slot;
+}
+
+static __always_inline void observe(void *hist, __u64 ns) {
+    add(hist, exp2_slot(ns), 1);
+    add(hist, SLOT_MAX + 1, ns);
+}
+
+static __always_inline void start(void *starts) {
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    __u64 now = bpf_ktime_get_ns();
+    bpf_map_update_elem(starts, &tid, &now, BPF_ANY);
+}
+
+static __always_inline void finish(void *starts, void *hist) {
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    __u64 *t0 = bpf_map_lookup_elem(starts, &tid);
+    if (!t0)
+        return;
+    observe(hist, bpf_ktime_get_ns() - *t0);
+    bpf_map_delete_elem(starts, &tid);
+}
+
+SEC("usdt")
+int on_gc_start(struct pt_regs *ctx) {
+    long generation = 0;
+    bpf_usdt_arg(ctx, 0, &generation);
+    add(&gc_collections, generation, 1);
+    start(&gc_started);
+    return 0;
+}
+
+SEC("usdt")
+int on_gc_done(struct pt_regs *ctx) {
+    finish(&gc_started, &gc_pause);
+    return 0;
+}
+
+SEC("uprobe")
+int on_import_entry(struct pt_regs *ctx) {
+    start(&import_started);
+    return 0;
+}
+
+SEC("uretprobe")
+int on_import_return(struct pt_regs *ctx) {
+    finish(&import_started, &import_latency);
+    return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing the exporter need on Debian 12,
+# and mounts tracefs and bpffs when they are missing. Idempotent; run as root.
+set -euo pipefail
+
+need_root() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup.sh: run as root (BPF needs it): sudo bash $0" >&2
+        exit 1
+    fi
+}
+need_root
+
+packages=(
+    clang llvm              # compiles BPF C
+    libelf-dev zlib1g-dev pkg-config make gcc  # libbpf-sys builds libbpf from source
+    systemtap-sdt-dev       # <sys/sdt.h> for the USDT test targets
+    python3.11              # a real runtime with USDT probes (tests, example)
+    python3-prometheus-client  # the OpenMetrics parser used by the tests
+    prometheus              # promtool and a real Prometheus server for the tests
+    curl ca-certificates
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # --no-install-recommends: prometheus' recommended extras are not needed.
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's prometheus package may start a server on :9090; the tests start their own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+    systemctl stop prometheus || true
+fi
+
+# The python3 on PATH (maybe not Debian's) must have the OpenMetrics parser too.
+if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
+    python3 -m pip install -q prometheus_client 2>/dev/null || python3 -m pip install -q --break-system-packages prometheus_client
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    # Debian 12's rustc is too old; rustup installs the current stable toolchain.
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+
+mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
+echo "setup.sh: ready"
