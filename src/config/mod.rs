@@ -9,10 +9,13 @@ mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
 
-use serde::Deserialize;
+use error::{At, Node};
+use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Prefix of every exported metric name, as in the seed.
 pub const METRIC_NAMESPACE: &str = "userspace_exporter";
@@ -26,6 +29,28 @@ pub struct Config {
     /// Where the file was read from; relative `object:` paths resolve against its directory.
     #[serde(skip)]
     pub path: PathBuf,
+    /// Where every key and value of the file is, for precise messages.
+    #[serde(skip)]
+    spans: SpanTree,
+}
+
+/// The position tree of a parsed file (see [`Node`]); shared, and not printed
+/// by `Debug` since it mirrors the whole document.
+#[derive(Clone, Default)]
+struct SpanTree(Option<Arc<Node>>);
+
+impl fmt::Debug for SpanTree {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SpanTree(..)")
+    }
+}
+
+/// Longest `/proc/PID/comm` the kernel keeps (TASK_COMM_LEN - 1).
+pub const COMM_MAX_BYTES: usize = 15;
+
+/// `help:` with nothing after it means an empty HELP text; the key itself is still required.
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// One BPF program: its code, probes, metrics and the processes it attaches to.
@@ -96,7 +121,8 @@ pub struct Metrics {
 pub struct Counter {
     /// Name without the `userspace_exporter_` prefix.
     pub name: String,
-    /// HELP text.
+    /// HELP text (may be empty).
+    #[serde(deserialize_with = "null_as_empty")]
     pub help: String,
     /// The map to read.
     pub table: String,
@@ -111,7 +137,8 @@ pub struct Counter {
 pub struct Histogram {
     /// Name without the `userspace_exporter_` prefix.
     pub name: String,
-    /// HELP text.
+    /// HELP text (may be empty).
+    #[serde(deserialize_with = "null_as_empty")]
     pub help: String,
     /// The map to read.
     pub table: String,
@@ -245,7 +272,8 @@ impl Program {
         self.attachment.as_ref().or(self.attachments.as_ref())
     }
 
-    /// Every probe of the program, usdt first, in config order.
+    /// Every probe of the program: usdt, then uprobes, then uretprobes; within
+    /// a kind sorted by spec (the maps are `BTreeMap`s, so YAML order is not kept).
     pub fn probes(&self) -> Vec<ProbeConfig> {
         let mut out = Vec::new();
         for (kind, map) in [
@@ -304,14 +332,10 @@ impl Config {
 
     /// Parses and validates config text; `path` is used in messages and for relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-        let mut config: Config = serde_saphyr::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((0, 0));
-            ConfigErrors::single(ConfigError::new(path, line, column, clean_yaml_error(&e)))
-        })?;
+        let mut config: Config = serde_saphyr::from_str(text)
+            .map_err(|e| ConfigErrors::single(yaml_error(path, text, &e)))?;
         config.path = path.to_path_buf();
+        config.spans = SpanTree(Node::parse(text).map(Arc::new));
         validate::validate(&config)?;
         Ok(config)
     }
@@ -325,11 +349,18 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("."))
     }
 
-    /// Warnings for accepted-but-ignored keys (kprobes and friends), one per key.
+    /// Warnings about things that are accepted but probably not what was meant:
+    /// ignored kernel-side keys (kprobes and friends, one warning per key) and a
+    /// `binary_name` longer than the kernel keeps in `/proc/PID/comm`.
     pub fn warnings(&self) -> Vec<ConfigError> {
         let mut out = Vec::new();
-        for program in &self.programs {
+        let root = self.root();
+        for (i, program) in self.programs.iter().enumerate() {
             let p = &program.value;
+            let at = root
+                .get("programs")
+                .index(i)
+                .or_at(program.referenced.line(), program.referenced.column());
             for (key, value) in [
                 ("kprobes", &p.kprobes),
                 ("kretprobes", &p.kretprobes),
@@ -337,28 +368,252 @@ impl Config {
                 ("raw_tracepoints", &p.raw_tracepoints),
                 ("perf_events", &p.perf_events),
             ] {
-                if let Some(v) = value {
-                    out.push(ConfigError::new(
-                        &self.path,
-                        v.referenced.line(),
-                        v.referenced.column(),
-                        format!(
-                            "program {:?}: `{key}` is ignored: this exporter attaches only userspace probes (usdt, uprobes, uretprobes)",
-                            p.name
-                        ),
-                    ));
+                let key_at = match value {
+                    _ if at.has(key) => at.key(key),
+                    Some(v) => At::root(None).or_at(v.referenced.line(), v.referenced.column()),
+                    // `kprobes:` with no value deserializes to None; only the tree knows it is there.
+                    None => continue,
+                };
+                out.push(self.error_at(
+                    key_at,
+                    format!(
+                        "program {:?}: `{key}` is ignored: this exporter attaches only userspace probes (usdt, uprobes, uretprobes)",
+                        p.name
+                    ),
+                ));
+            }
+            if let Some(attachment) = p.attachment() {
+                let key = if p.attachment.is_some() {
+                    "attachment"
+                } else {
+                    "attachments"
+                };
+                if let Some(name) = &attachment.value.binary_name {
+                    if name.len() > COMM_MAX_BYTES {
+                        let mut end = COMM_MAX_BYTES;
+                        while !name.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        let at = at
+                            .get(key)
+                            .or_at(attachment.referenced.line(), attachment.referenced.column())
+                            .get("binary_name");
+                        out.push(self.error_at(
+                            at,
+                            format!(
+                                "program {:?}: binary_name {name:?} is {} bytes, but the kernel keeps only the first {COMM_MAX_BYTES} bytes of a process name (/proc/PID/comm); processes named {:?} will be matched",
+                                p.name,
+                                name.len(),
+                                &name[..end]
+                            ),
+                        ));
+                    }
                 }
             }
         }
         out
     }
+
+    /// The root of the position tree.
+    fn root(&self) -> At<'_> {
+        At::root(self.spans.0.as_deref())
+    }
+
+    /// A [`ConfigError`] in this file at `at`.
+    fn error_at(&self, at: At<'_>, message: String) -> ConfigError {
+        ConfigError::new(&self.path, at.line(), at.column(), message)
+    }
 }
 
-/// serde-saphyr's messages carry their own location suffix and snippet; keep the first line.
-fn clean_yaml_error(e: &serde_saphyr::Error) -> String {
-    let text = e.to_string();
-    let first = text.lines().next().unwrap_or("").trim();
-    first.to_string()
+/// Turns a serde-saphyr error into one readable line at the most specific
+/// position: its own location, except that a missing field points at the
+/// mapping that lacks it. serde-saphyr's rendering repeats the location and
+/// adds a snippet; we rebuild the message from the error's structure instead,
+/// naming the key and what it expects, using a type-free parse of the text.
+fn yaml_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ConfigError {
+    use serde_saphyr::Error as E;
+    let (mut line, mut column) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
+    let tree = Node::parse(text);
+    let mut inner = e.without_snippet();
+    while let E::AliasError { error, .. } = inner {
+        inner = error.without_snippet();
+    }
+    // "`size`: " when the failing value is a mapping value, and what was found there.
+    let value = tree.as_ref().and_then(|t| t.node_at(line, column));
+    let key = tree
+        .as_ref()
+        .and_then(|t| t.entry_with_value_at(line, column))
+        .and_then(|(k, _)| k.as_str())
+        .or_else(|| key_before(text, line, column))
+        .map(|k| format!("`{k}`: "))
+        .unwrap_or_default();
+    let found = value
+        .map(|v| format!(", found {}", v.describe()))
+        .unwrap_or_default();
+    let message = match inner {
+        E::SerdeUnknownField {
+            field, expected, ..
+        } => format!("unknown field `{field}`, expected {}", one_of(expected)),
+        E::SerdeMissingField { field, .. } => {
+            match tree
+                .as_ref()
+                .and_then(|t| missing_field_owner(t, field, (line, column)))
+            {
+                Some((what, node)) => {
+                    (line, column) = node.position();
+                    let name = node
+                        .get("name")
+                        .and_then(Node::as_str)
+                        .map(|n| format!(" {n:?}"))
+                        .unwrap_or_default();
+                    format!("{what}{name} is missing required field `{field}`")
+                }
+                None => format!("missing required field `{field}`"),
+            }
+        }
+        E::SerdeUnknownVariant {
+            variant, expected, ..
+        } => format!(
+            "{key}unknown value `{variant}`, expected {}",
+            one_of(expected)
+        ),
+        E::InvalidScalar { ty, .. } => format!("{key}expected {}{found}", describe_type(ty)),
+        E::Unexpected { expected, .. } => {
+            format!("{key}expected {}{found}", describe_expected(expected))
+        }
+        E::NullIntoString { .. } => format!("{key}expected a string, found nothing (null)"),
+        E::SerdeInvalidType {
+            unexpected,
+            expected,
+            ..
+        }
+        | E::SerdeInvalidValue {
+            unexpected,
+            expected,
+            ..
+        } => format!("{key}expected {expected}, found {unexpected}"),
+        E::DuplicateMappingKey { key: Some(k), .. } => {
+            format!("duplicate key `{k}`: a key may appear only once in a mapping")
+        }
+        E::Eof { .. }
+            if text
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) =>
+        {
+            "the config is empty: expected a `programs:` list".to_string()
+        }
+        other => {
+            use serde_saphyr::MessageFormatter as _;
+            // Keep the library's text, on one line and without a second location.
+            let message = serde_saphyr::DefaultMessageFormatter.format_message(other);
+            let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            match other {
+                // The YAML parser's own messages: say what kind of problem they are.
+                E::ExternalMessage { .. } => format!("{message} (YAML syntax error)"),
+                _ => message,
+            }
+        }
+    };
+    ConfigError::new(path, line, column, message)
+}
+
+/// The key written just before `line:column` on that line (`size: abc` -> `size`),
+/// for errors in text the type-free parse could not read either.
+fn key_before(text: &str, line: u64, column: u64) -> Option<&str> {
+    let source = text
+        .lines()
+        .nth(usize::try_from(line.checked_sub(1)?).ok()?)?;
+    let end = source
+        .char_indices()
+        .nth(usize::try_from(column.checked_sub(1)?).ok()?)
+        .map_or(source.len(), |(i, _)| i);
+    let before = source[..end].trim_end().strip_suffix(':')?;
+    let start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |i| i + 1);
+    Some(&before[start..]).filter(|k| !k.is_empty())
+}
+
+/// "`a`" or "one of `a`, `b`".
+fn one_of(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.as_slice() {
+        [] => "no fields here".to_string(),
+        [one] => one.clone(),
+        _ => format!("one of {}", quoted.join(", ")),
+    }
+}
+
+/// A scalar type's name as a user would say it.
+fn describe_type(ty: &str) -> String {
+    match ty {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer".into(),
+        "f32" | "f64" => "a number".into(),
+        "bool" => "`true` or `false`".into(),
+        "char" => "a single character".into(),
+        other => other.into(),
+    }
+}
+
+/// serde-saphyr's structural expectations as a user would say them.
+fn describe_expected(expected: &str) -> String {
+    match expected {
+        "sequence start" => "a list".into(),
+        "mapping start" => "a mapping (`key: value`)".into(),
+        "string scalar" => "a string".into(),
+        other => other.into(),
+    }
+}
+
+/// Which mapping misses required `field`: walks the schema's mappings that
+/// require it and picks the last one that starts before the error position
+/// (serde reports a missing field when the mapping ends, after its children).
+/// Returns what the mapping is ("counter") and its node.
+fn missing_field_owner<'a>(
+    root: &'a Node,
+    field: &str,
+    error_at: (u64, u64),
+) -> Option<(&'static str, &'a Node)> {
+    // What each kind of mapping requires (the fields without `#[serde(default)]`).
+    const PROGRAM: &[&str] = &["name"];
+    const COUNTER: &[&str] = &["name", "help", "table"];
+    const HISTOGRAM: &[&str] = &["name", "help", "table", "bucket_type"];
+    const LABEL: &[&str] = &["name", "size"];
+    const DECODER: &[&str] = &["name"];
+    let mut candidates: Vec<(&'static str, &[&str], &Node)> = Vec::new();
+    let seq = |n: Option<&'a Node>| n.map(Node::items).unwrap_or(&[]);
+    for program in seq(root.get("programs")) {
+        candidates.push(("program", PROGRAM, program));
+        let metrics = program.get("metrics");
+        for (what, key, required) in [
+            ("counter", "counters", COUNTER),
+            ("histogram", "histograms", HISTOGRAM),
+        ] {
+            for metric in seq(metrics.and_then(|m| m.get(key))) {
+                candidates.push((what, required, metric));
+                for label in seq(metric.get("labels")) {
+                    candidates.push(("label", LABEL, label));
+                    for decoder in seq(label.get("decoders")) {
+                        candidates.push(("decoder", DECODER, decoder));
+                    }
+                }
+            }
+        }
+    }
+    candidates
+        .into_iter()
+        .filter(|(_, required, n)| {
+            required.contains(&field)
+                && n.is_map()
+                && n.get(field).is_none()
+                && n.position() <= error_at
+        })
+        .map(|(what, _, n)| (what, n))
+        .max_by_key(|(_, n)| n.position())
 }
 
 #[cfg(test)]

@@ -1,12 +1,23 @@
 //! Meaning checks that need no BPF object: names, label layout, buckets,
-//! decoders, regexps, probes, attachment. All problems are collected.
+//! decoders, regexps, probes, attachment. All problems are collected, each at
+//! the most specific key or value the position tree knows (a label's `size`,
+//! one regexp, one probe spec), and returned in file order.
 
-use super::{BucketType, Config, ConfigError, ConfigErrors, Label, Program};
+use super::error::At;
+use super::{BucketType, Config, ConfigError, ConfigErrors, Label, ProbeKind, Program};
+use crate::attach::{UprobeSpec, UsdtSpec};
+use crate::metrics::decoders::{build_decoder, DecoderConfigError};
 use serde_saphyr::Spanned;
 use std::collections::HashSet;
 
 /// Labels the exporter adds itself; a user label may not take them.
 const RESERVED_LABELS: &[&str] = &["pid"];
+
+/// Most buckets one histogram may have: every bucket is a series per label set.
+pub const MAX_BUCKETS: u64 = 10_000;
+
+/// Largest exp2 slot: 2^k must stay a finite bound.
+const MAX_EXP2_SLOT: u64 = 1023;
 
 struct Checker<'a> {
     config: &'a Config,
@@ -14,79 +25,94 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn err<T>(&mut self, at: &Spanned<T>, message: String) {
-        self.errors.push(ConfigError::new(
-            &self.config.path,
-            at.referenced.line(),
-            at.referenced.column(),
-            message,
-        ));
+    fn err(&mut self, at: At<'_>, message: String) {
+        self.errors.push(self.config.error_at(at, message));
     }
 }
 
-/// Checks a parsed config; returns every problem found.
+/// Where a typed node is: the tree's position, else the node's own span.
+fn place<'a, T>(at: At<'a>, spanned: &Spanned<T>) -> At<'a> {
+    at.or_at(spanned.referenced.line(), spanned.referenced.column())
+}
+
+/// The key `key` when the mapping has it, else the mapping itself.
+fn key_or_self<'a>(at: At<'a>, key: &str) -> At<'a> {
+    if at.has(key) {
+        at.key(key)
+    } else {
+        at
+    }
+}
+
+/// Checks a parsed config; returns every problem found, in file order.
 pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     let mut c = Checker {
         config,
         errors: Vec::new(),
     };
+    let root = config.root();
     if config.programs.is_empty() {
-        c.errors.push(ConfigError::new(
-            &config.path,
-            0,
-            0,
-            "no programs: add at least one entry under `programs:`",
-        ));
+        c.err(
+            root.key("programs"),
+            "no programs: add at least one entry under `programs:`".into(),
+        );
     }
     let mut program_names = HashSet::new();
     let mut metric_names = HashSet::new();
-    for program in &config.programs {
+    for (i, program) in config.programs.iter().enumerate() {
         let p = &program.value;
+        let at = place(root.get("programs").index(i), program);
         if p.name.trim().is_empty() {
-            c.err(program, "a program needs a non-empty `name`".into());
+            c.err(at.get("name"), "a program needs a non-empty `name`".into());
         } else if !program_names.insert(p.name.clone()) {
             c.err(
-                program,
+                at.get("name"),
                 format!(
                     "program name {:?} is used twice: names must be unique",
                     p.name
                 ),
             );
         }
-        check_source(&mut c, program);
-        check_probes(&mut c, program);
-        check_attachment(&mut c, program);
-        check_metrics(&mut c, program, &mut metric_names);
+        check_source(&mut c, p, at);
+        check_probes(&mut c, p, at);
+        check_attachment(&mut c, p, at);
+        check_metrics(&mut c, p, at, &mut metric_names);
     }
     if c.errors.is_empty() {
         Ok(())
     } else {
+        // Stable: problems at one place keep the order they were found in.
+        c.errors.sort_by_key(|e| (e.line, e.column));
         Err(ConfigErrors(c.errors))
     }
 }
 
-fn check_source(c: &mut Checker, program: &Spanned<Program>) {
-    let p = &program.value;
+fn check_source(c: &mut Checker, p: &Program, at: At<'_>) {
     match (&p.object, &p.code) {
         (Some(_), Some(code)) => c.err(
-            code,
+            place(at.key("code"), code),
             format!("program {:?}: give either `object:` or `code:`, not both", p.name),
         ),
         (None, None) => c.err(
-            program,
+            at,
             format!(
                 "program {:?} has no BPF code: add `object: file.bpf.o` (a clang-built object) or inline `code:`",
                 p.name
             ),
         ),
-        (Some(object), None) if object.value.trim().is_empty() => {
-            c.err(object, format!("program {:?}: `object:` is empty", p.name))
-        }
+        (Some(object), None) if object.value.trim().is_empty() => c.err(
+            place(at.get("object"), object),
+            format!("program {:?}: `object:` is empty", p.name),
+        ),
+        (None, Some(code)) if code.value.trim().is_empty() => c.err(
+            place(at.key("code"), code),
+            format!("program {:?}: `code:` is empty", p.name),
+        ),
         _ => {}
     }
     if let (Some(cflags), None) = (&p.cflags, &p.code) {
         c.err(
-            cflags,
+            place(at.key("cflags"), cflags),
             format!(
                 "program {:?}: `cflags:` only applies to inline `code:`",
                 p.name
@@ -95,26 +121,54 @@ fn check_source(c: &mut Checker, program: &Spanned<Program>) {
     }
 }
 
-fn check_probes(c: &mut Checker, program: &Spanned<Program>) {
-    let p = &program.value;
+/// Why a probe spec is invalid, or `None` when the attach stage can parse it.
+fn spec_problem(kind: ProbeKind, spec: &str) -> Option<String> {
+    let valid = match kind {
+        ProbeKind::Usdt => UsdtSpec::parse(spec).is_some(),
+        ProbeKind::Uprobe | ProbeKind::Uretprobe => UprobeSpec::parse(spec).is_some(),
+    };
+    if valid && !spec.trim().is_empty() {
+        return None;
+    }
+    let parts = spec.split(':').count();
+    Some(if spec.trim().is_empty() {
+        "is empty".to_string()
+    } else if kind == ProbeKind::Usdt && parts > 3 {
+        format!(
+            "has {parts} `:`-separated parts; a USDT probe is `name`, `provider:name`, `module:name` or `module:provider:name`"
+        )
+    } else if kind == ProbeKind::Usdt {
+        "has an empty part; a USDT probe is `name`, `provider:name`, `module:name` or `module:provider:name`".to_string()
+    } else {
+        "has an empty part; a uprobe is `symbol` or `library:symbol`".to_string()
+    })
+}
+
+fn check_probes(c: &mut Checker, p: &Program, at: At<'_>) {
     let mut any = false;
-    for map in [&p.usdt, &p.uprobes, &p.uretprobes].into_iter().flatten() {
+    let mut first_key = None;
+    for (kind, map) in [
+        (ProbeKind::Usdt, &p.usdt),
+        (ProbeKind::Uprobe, &p.uprobes),
+        (ProbeKind::Uretprobe, &p.uretprobes),
+    ] {
+        let Some(map) = map else { continue };
+        let key = kind.config_key();
+        first_key.get_or_insert(place(at.key(key), map));
+        let map_at = place(at.get(key), map);
         for (spec, function) in &map.value {
             any = true;
-            if spec.trim().is_empty() || spec.split(':').any(|part| part.is_empty()) {
+            if let Some(problem) = spec_problem(kind, spec) {
                 c.err(
-                    map,
-                    format!(
-                        "program {:?}: probe {spec:?} is not a valid probe spec (empty part)",
-                        p.name
-                    ),
+                    map_at.key(spec),
+                    format!("program {:?}: {key} probe {spec:?} {problem}", p.name),
                 );
             }
             if !is_c_identifier(function) {
                 c.err(
-                    map,
+                    map_at.get(spec),
                     format!(
-                        "program {:?}: probe {spec:?} names BPF function {function:?}, which is not a C identifier",
+                        "program {:?}: {key} probe {spec:?} names BPF function {function:?}, which is not a C identifier",
                         p.name
                     ),
                 );
@@ -123,7 +177,7 @@ fn check_probes(c: &mut Checker, program: &Spanned<Program>) {
     }
     if !any {
         c.err(
-            program,
+            first_key.unwrap_or(at),
             format!(
                 "program {:?} has no probes: add `usdt:`, `uprobes:` or `uretprobes:` (probe -> BPF function)",
                 p.name
@@ -132,52 +186,79 @@ fn check_probes(c: &mut Checker, program: &Spanned<Program>) {
     }
 }
 
-fn check_attachment(c: &mut Checker, program: &Spanned<Program>) {
-    let p = &program.value;
+fn check_attachment(c: &mut Checker, p: &Program, at: At<'_>) {
     if let (Some(_), Some(second)) = (&p.attachment, &p.attachments) {
         c.err(
-            second,
+            place(at.key("attachments"), second),
             format!(
                 "program {:?}: give `attachment:` or `attachments:`, not both",
                 p.name
             ),
         );
     }
+    let key = if p.attachment.is_some() || (p.attachments.is_none() && at.has("attachment")) {
+        "attachment"
+    } else {
+        "attachments"
+    };
     match p.attachment() {
+        // `attachment:` written without a value.
+        None if at.has(key) => c.err(
+            at.key(key),
+            format!(
+                "program {:?}: `{key}` is empty: give `binary_name`, e.g. `{key}: {{binary_name: python3.11}}`",
+                p.name
+            ),
+        ),
         None => c.err(
-            program,
+            at,
             format!(
                 "program {:?} has no `attachment:`: say which processes to attach to, e.g. `attachment: {{binary_name: python3.11}}`",
                 p.name
             ),
         ),
         Some(a) => match &a.value.binary_name {
-            None => c.err(a, format!("program {:?}: `attachment` needs `binary_name`", p.name)),
-            Some(name) if name.is_empty() => {
-                c.err(a, format!("program {:?}: `binary_name` is empty", p.name))
-            }
+            None => c.err(
+                place(at.key(key), a),
+                format!("program {:?}: `{key}` needs `binary_name`", p.name),
+            ),
+            Some(name) if name.is_empty() => c.err(
+                place(at.get(key), a).get("binary_name"),
+                format!("program {:?}: `binary_name` is empty", p.name),
+            ),
             _ => {}
         },
     }
 }
 
-fn check_metrics(c: &mut Checker, program: &Spanned<Program>, seen: &mut HashSet<String>) {
-    let p = &program.value;
-    for counter in &p.metrics.counters {
+fn check_metrics(c: &mut Checker, p: &Program, at: At<'_>, seen: &mut HashSet<String>) {
+    let metrics_at = at.get("metrics");
+    for (j, counter) in p.metrics.counters.iter().enumerate() {
         let m = &counter.value;
-        check_metric_name(c, counter, &p.name, &m.name, seen);
-        check_labels(c, counter, &m.name, &m.labels);
+        let m_at = place(metrics_at.get("counters").index(j), counter);
+        check_metric_name(c, m_at.get("name"), &p.name, &m.name, seen);
         if m.table.is_empty() {
-            c.err(counter, format!("counter {:?}: `table` is empty", m.name));
+            c.err(
+                m_at.get("table"),
+                format!("counter {:?}: `table` is empty", m.name),
+            );
         }
+        check_labels(c, m_at, &m.name, &m.labels);
     }
-    for histogram in &p.metrics.histograms {
+    for (j, histogram) in p.metrics.histograms.iter().enumerate() {
         let h = &histogram.value;
-        check_metric_name(c, histogram, &p.name, &h.name, seen);
-        check_labels(c, histogram, &h.name, &h.labels);
+        let h_at = place(metrics_at.get("histograms").index(j), histogram);
+        check_metric_name(c, h_at.get("name"), &p.name, &h.name, seen);
+        if h.table.is_empty() {
+            c.err(
+                h_at.get("table"),
+                format!("histogram {:?}: `table` is empty", h.name),
+            );
+        }
+        check_labels(c, h_at, &h.name, &h.labels);
         if h.labels.is_empty() {
             c.err(
-                histogram,
+                key_or_self(h_at, "labels"),
                 format!(
                     "histogram {:?} needs at least one label: the last label is the bucket slot",
                     h.name
@@ -185,67 +266,27 @@ fn check_metrics(c: &mut Checker, program: &Spanned<Program>, seen: &mut HashSet
             );
         }
         // The last (slot) label is consumed into `le`; any other label may not be named `le`.
-        if h.labels[..h.labels.len().saturating_sub(1)]
+        for (k, label) in h.labels[..h.labels.len().saturating_sub(1)]
             .iter()
-            .any(|l| l.name == "le")
+            .enumerate()
         {
-            c.err(
-                histogram,
-                format!(
-                    "histogram {:?}: label name `le` is reserved for buckets",
-                    h.name
-                ),
-            );
-        }
-        match h.bucket_type {
-            BucketType::Fixed => {
-                if h.bucket_keys.is_empty() {
-                    c.err(
-                        histogram,
-                        format!(
-                            "histogram {:?}: bucket_type fixed needs `bucket_keys`",
-                            h.name
-                        ),
-                    );
-                } else if h.bucket_keys.windows(2).any(|w| w[0] >= w[1]) {
-                    c.err(
-                        histogram,
-                        format!(
-                            "histogram {:?}: `bucket_keys` must be strictly increasing",
-                            h.name
-                        ),
-                    );
-                }
-            }
-            _ => {
-                if h.bucket_min > h.bucket_max {
-                    c.err(
-                        histogram,
-                        format!(
-                            "histogram {:?}: bucket_min ({}) is greater than bucket_max ({})",
-                            h.name, h.bucket_min, h.bucket_max
-                        ),
-                    );
-                }
-                if matches!(h.bucket_type, BucketType::Exp2 | BucketType::Exp2zero)
-                    && h.bucket_max > 1023
-                {
-                    c.err(
-                        histogram,
-                        format!(
-                            "histogram {:?}: bucket_max {} is too large for exp2 (2^k overflows)",
-                            h.name, h.bucket_max
-                        ),
-                    );
-                }
+            if label.name == "le" {
+                c.err(
+                    h_at.get("labels").index(k).get("name"),
+                    format!(
+                        "histogram {:?}: label name `le` is reserved for buckets",
+                        h.name
+                    ),
+                );
             }
         }
+        check_buckets(c, h, h_at);
         if let Some(m) = h.bucket_multiplier {
             if !(m.is_finite() && m > 0.0) {
                 c.err(
-                    histogram,
+                    h_at.get("bucket_multiplier"),
                     format!(
-                        "histogram {:?}: bucket_multiplier must be a positive number",
+                        "histogram {:?}: bucket_multiplier must be a positive number, not {m}",
                         h.name
                     ),
                 );
@@ -254,9 +295,85 @@ fn check_metrics(c: &mut Checker, program: &Spanned<Program>, seen: &mut HashSet
     }
 }
 
-fn check_metric_name<T>(
+fn check_buckets(c: &mut Checker, h: &super::Histogram, h_at: At<'_>) {
+    match h.bucket_type {
+        BucketType::Fixed => {
+            let keys_at = h_at.get("bucket_keys");
+            if h.bucket_keys.is_empty() {
+                c.err(
+                    if h_at.has("bucket_keys") {
+                        h_at.key("bucket_keys")
+                    } else {
+                        h_at.get("bucket_type")
+                    },
+                    format!(
+                        "histogram {:?}: bucket_type fixed needs `bucket_keys` (the slot keys, increasing)",
+                        h.name
+                    ),
+                );
+            } else if h.bucket_keys.len() as u64 > MAX_BUCKETS {
+                c.err(
+                    h_at.key("bucket_keys"),
+                    format!(
+                        "histogram {:?}: {} bucket_keys; at most {MAX_BUCKETS} buckets are allowed (each bucket is a series per label set)",
+                        h.name,
+                        h.bucket_keys.len()
+                    ),
+                );
+            } else if let Some(i) = h.bucket_keys.windows(2).position(|w| w[0] >= w[1]) {
+                c.err(
+                    keys_at.index(i + 1),
+                    format!(
+                        "histogram {:?}: `bucket_keys` must be strictly increasing, but {} follows {}",
+                        h.name,
+                        h.bucket_keys[i + 1],
+                        h.bucket_keys[i]
+                    ),
+                );
+            }
+        }
+        BucketType::Exp2 | BucketType::Exp2zero | BucketType::Linear => {
+            if h.bucket_min > h.bucket_max {
+                c.err(
+                    h_at.get(if h_at.has("bucket_min") {
+                        "bucket_min"
+                    } else {
+                        "bucket_max"
+                    }),
+                    format!(
+                        "histogram {:?}: bucket_min ({}) is greater than bucket_max ({})",
+                        h.name, h.bucket_min, h.bucket_max
+                    ),
+                );
+            } else if h.bucket_type != BucketType::Linear && h.bucket_max > MAX_EXP2_SLOT {
+                c.err(
+                    h_at.get("bucket_max"),
+                    format!(
+                        "histogram {:?}: bucket_max {} is too large for exp2 (2^k overflows); at most {MAX_EXP2_SLOT}",
+                        h.name, h.bucket_max
+                    ),
+                );
+            } else if h.bucket_type == BucketType::Linear
+                && h.bucket_max - h.bucket_min >= MAX_BUCKETS
+            {
+                c.err(
+                    h_at.get("bucket_max"),
+                    format!(
+                        "histogram {:?}: linear buckets {}..={} are {} buckets; at most {MAX_BUCKETS} are allowed (each bucket is a series per label set)",
+                        h.name,
+                        h.bucket_min,
+                        h.bucket_max,
+                        (h.bucket_max - h.bucket_min).saturating_add(1)
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn check_metric_name(
     c: &mut Checker,
-    at: &Spanned<T>,
+    at: At<'_>,
     program: &str,
     name: &str,
     seen: &mut HashSet<String>,
@@ -271,20 +388,22 @@ fn check_metric_name<T>(
     }
 }
 
-fn check_labels<T>(c: &mut Checker, at: &Spanned<T>, metric: &str, labels: &[Label]) {
+fn check_labels(c: &mut Checker, metric_at: At<'_>, metric: &str, labels: &[Label]) {
+    let labels_at = metric_at.get("labels");
     let mut names = HashSet::new();
-    for label in labels {
+    for (k, label) in labels.iter().enumerate() {
+        let l_at = labels_at.index(k);
         if !is_label_name(&label.name) {
             c.err(
-                at,
+                l_at.get("name"),
                 format!(
-                    "metric {metric:?}: label name {:?} is not a valid Prometheus label name",
+                    "metric {metric:?}: label name {:?} is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
                     label.name
                 ),
             );
         } else if RESERVED_LABELS.contains(&label.name.as_str()) {
             c.err(
-                at,
+                l_at.get("name"),
                 format!(
                     "metric {metric:?}: label {:?} is added by the exporter; rename yours",
                     label.name
@@ -292,20 +411,36 @@ fn check_labels<T>(c: &mut Checker, at: &Spanned<T>, metric: &str, labels: &[Lab
             );
         } else if !names.insert(label.name.clone()) {
             c.err(
-                at,
+                l_at.get("name"),
                 format!("metric {metric:?}: label {:?} appears twice", label.name),
             );
         }
         if label.size == 0 {
-            c.err(at, format!("metric {metric:?}: label {:?} has size 0: give the number of key bytes it reads", label.name));
+            c.err(l_at.get("size"), format!("metric {metric:?}: label {:?} has size 0: give the number of key bytes it reads", label.name));
         }
         if label.decoders.is_empty() {
-            c.err(at, format!("metric {metric:?}: label {:?} has no decoders (e.g. `decoders: [{{name: uint}}]`)", label.name));
+            c.err(key_or_self(l_at, "decoders"), format!("metric {metric:?}: label {:?} has no decoders (e.g. `decoders: [{{name: uint}}]`)", label.name));
         }
-        // Building the chain is the one definition of what a valid decoder list is.
-        if let Err(e) = crate::metrics::decoders::DecoderChain::new(&label.decoders) {
+        for (d, decoder) in label.decoders.iter().enumerate() {
+            let d_at = l_at.get("decoders").index(d);
+            // Building the decoder is the one definition of what a valid decoder config is.
+            let Err(e) = build_decoder(decoder) else {
+                continue;
+            };
+            let where_ = match &e {
+                DecoderConfigError::Unknown { .. } => d_at.get("name"),
+                DecoderConfigError::EmptyStaticMap => key_or_self(d_at, "static_map"),
+                DecoderConfigError::NoRegexps => key_or_self(d_at, "regexps"),
+                DecoderConfigError::BadRegex { pattern, .. } => {
+                    match decoder.regexps.iter().position(|r| r == pattern) {
+                        Some(i) => d_at.get("regexps").index(i),
+                        None => key_or_self(d_at, "regexps"),
+                    }
+                }
+                DecoderConfigError::Label { .. } => d_at,
+            };
             c.err(
-                at,
+                where_,
                 format!("metric {metric:?}: label {:?}: {e}", label.name),
             );
         }
