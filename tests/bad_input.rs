@@ -223,3 +223,48 @@ fn ignored_kernel_probe_kinds_warn_once_each() {
         "{t}"
     );
 }
+
+#[test]
+fn a_process_that_exits_before_attach_is_reported_as_exited() {
+    if !require_bpf() {
+        return;
+    }
+    use userspace_exporter::attach::PreparedProgram;
+    use userspace_exporter::config::Config;
+    use userspace_exporter::discovery::ProcessInfo;
+    use userspace_exporter::elf::ElfCache;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "programs:{}",
+        counter_program(
+            "gone",
+            fixtures().object("usdt_counts"),
+            "hits",
+            8,
+            "on_hit"
+        )
+    );
+    let path = write_config(&dir, &config);
+    let config = Config::load(&path).unwrap();
+    let object = std::fs::read(fixtures().object("usdt_counts")).unwrap();
+    let prepared = PreparedProgram::prepare(&config, &config.programs[0], object).unwrap();
+
+    let target = Target::start("uexp-gone");
+    let process = ProcessInfo::read(target.pid() as i32).unwrap();
+    assert!(process.is_alive());
+    drop(target); // killed and reaped
+    assert!(!process.is_alive());
+    let err = prepared
+        .instantiate(&process, &mut ElfCache::new(4))
+        .unwrap_err();
+    let failures = err.failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        failures[0].message,
+        format!(
+            "process {} (uexp-gone) exited while being attached",
+            process.pid()
+        )
+    );
+}

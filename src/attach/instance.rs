@@ -193,6 +193,20 @@ impl Instance {
                 Err(message) => failures.push(fail(message)),
             }
         }
+        // A process that exits mid-attach leaves failures that only say "no such file":
+        // say what happened instead, and keep nothing of it.
+        if !failures.is_empty() && !process.is_alive() {
+            return Err(InstanceError::NothingAttached {
+                failures: vec![AttachFailure {
+                    kind: failures[0].kind,
+                    probe: String::new(),
+                    message: format!(
+                        "process {pid} ({}) exited while being attached",
+                        process.comm
+                    ),
+                }],
+            });
+        }
         if links.is_empty() {
             return Err(InstanceError::NothingAttached { failures });
         }

@@ -40,6 +40,13 @@ impl ProcessInfo {
         })
     }
 
+    /// Whether this very process (same pid and start time) still runs.
+    pub fn is_alive(&self) -> bool {
+        procfs::process::Process::new(self.key.pid)
+            .and_then(|p| p.stat())
+            .is_ok_and(|stat| stat.starttime == self.key.start_time && stat.state != 'Z')
+    }
+
     /// The pid.
     pub fn pid(&self) -> i32 {
         self.key.pid

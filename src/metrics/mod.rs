@@ -15,9 +15,9 @@ use crate::config::METRIC_NAMESPACE;
 use decoders::LabelDecoders;
 use histogram::HistogramLayout;
 
-/// A counter of one program, ready to read.
+/// One metric family of a program: where to read it and how to label it.
 #[derive(Debug)]
-pub struct CounterReader {
+pub struct MetricReader {
     /// Full exported name (`userspace_exporter_<name>`).
     pub name: String,
     /// HELP text.
@@ -28,29 +28,20 @@ pub struct CounterReader {
     pub table: String,
     /// Map layout.
     pub layout: TableLayout,
-    /// Label names, in key order.
+    /// Label names of the series, in key order (for histograms, without the slot).
     pub label_names: Vec<String>,
-    /// Key decoders.
+    /// Key decoders, one per key label (for histograms, the last decodes the slot).
     pub decoders: LabelDecoders,
 }
 
-/// A histogram of one program, ready to read.
+/// A counter: every map entry is a series.
+pub type CounterReader = MetricReader;
+
+/// A histogram: entries are grouped by labels, the slot label becoming buckets.
 #[derive(Debug)]
 pub struct HistogramReader {
-    /// Full exported name.
-    pub name: String,
-    /// HELP text.
-    pub help: String,
-    /// Config name.
-    pub short_name: String,
-    /// Map name.
-    pub table: String,
-    /// Map layout.
-    pub layout: TableLayout,
-    /// Label names without the bucket slot label.
-    pub label_names: Vec<String>,
-    /// Key decoders (the last decodes the slot).
-    pub decoders: LabelDecoders,
+    /// Map, names and decoders.
+    pub metric: MetricReader,
     /// Slot -> bound math.
     pub buckets: HistogramLayout,
 }
@@ -79,29 +70,39 @@ impl ProgramMetrics {
             LabelDecoders::new(labels)
                 .map_err(|e| format!("program {:?}: metric {metric:?}: {e}", program.name()))
         };
+        let reader = |name: &str,
+                      help: &str,
+                      table: &str,
+                      labels: &[crate::config::Label],
+                      series_labels: usize| {
+            Ok::<_, String>(MetricReader {
+                name: format!("{METRIC_NAMESPACE}_{name}"),
+                help: help.to_string(),
+                short_name: name.to_string(),
+                table: table.to_string(),
+                layout: layout(table)?,
+                label_names: labels[..series_labels]
+                    .iter()
+                    .map(|l| l.name.clone())
+                    .collect(),
+                decoders: decoders(name, labels)?,
+            })
+        };
         for c in &program.config.metrics.counters {
             let c = &c.value;
-            out.counters.push(CounterReader {
-                name: format!("{METRIC_NAMESPACE}_{}", c.name),
-                help: c.help.clone(),
-                short_name: c.name.clone(),
-                table: c.table.clone(),
-                layout: layout(&c.table)?,
-                label_names: c.labels.iter().map(|l| l.name.clone()).collect(),
-                decoders: decoders(&c.name, &c.labels)?,
-            });
+            out.counters.push(reader(
+                &c.name,
+                &c.help,
+                &c.table,
+                &c.labels,
+                c.labels.len(),
+            )?);
         }
         for h in &program.config.metrics.histograms {
             let h = &h.value;
-            let n = h.labels.len().saturating_sub(1);
+            let series_labels = h.labels.len().saturating_sub(1);
             out.histograms.push(HistogramReader {
-                name: format!("{METRIC_NAMESPACE}_{}", h.name),
-                help: h.help.clone(),
-                short_name: h.name.clone(),
-                table: h.table.clone(),
-                layout: layout(&h.table)?,
-                label_names: h.labels[..n].iter().map(|l| l.name.clone()).collect(),
-                decoders: decoders(&h.name, &h.labels)?,
+                metric: reader(&h.name, &h.help, &h.table, &h.labels, series_labels)?,
                 buckets: HistogramLayout::new(h),
             });
         }

@@ -30,15 +30,12 @@ pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
             }
         }
         for histogram in &state.metrics.histograms {
-            enc.family(&histogram.name, &histogram.help, MetricKind::Histogram);
+            let metric = &histogram.metric;
+            enc.family(&metric.name, &metric.help, MetricKind::Histogram);
             for instance in state.instances.values() {
-                if let Some(entries) = read_table(
-                    program,
-                    &histogram.table,
-                    instance,
-                    &histogram.layout,
-                    stats,
-                ) {
+                if let Some(entries) =
+                    read_table(program, &metric.table, instance, &metric.layout, stats)
+                {
                     write_histogram(&mut enc, program, histogram, instance, &entries, stats);
                 }
             }
@@ -135,9 +132,9 @@ fn write_histogram(
     stats: &mut SelfStats,
 ) {
     let mut series: BTreeMap<Vec<String>, HashMap<u64, u64>> = BTreeMap::new();
-    let mut values = Vec::with_capacity(histogram.label_names.len() + 1);
+    let mut values = Vec::with_capacity(histogram.metric.label_names.len() + 1);
     for (key, value) in entries.iter() {
-        match histogram.decoders.decode_key(key, &mut values) {
+        match histogram.metric.decoders.decode_key(key, &mut values) {
             Ok(true) => {
                 let slot_text = values.pop().unwrap_or_default();
                 match slot_text.parse::<u64>() {
@@ -151,17 +148,22 @@ fn write_histogram(
                     Err(_) => count_decoder_error(
                         stats,
                         program,
-                        &histogram.short_name,
+                        &histogram.metric.short_name,
                         &format!("bucket slot {slot_text:?} is not an integer"),
                     ),
                 }
             }
             Ok(false) => {}
-            Err(e) => count_decoder_error(stats, program, &histogram.short_name, &e),
+            Err(e) => count_decoder_error(stats, program, &histogram.metric.short_name, &e),
         }
     }
     let pid = instance.process.pid().to_string();
-    let names: Vec<&str> = histogram.label_names.iter().map(String::as_str).collect();
+    let names: Vec<&str> = histogram
+        .metric
+        .label_names
+        .iter()
+        .map(String::as_str)
+        .collect();
     let extra = [("pid", pid.as_str())];
     for (values, slots) in &series {
         let built = histogram.buckets.build(slots);
