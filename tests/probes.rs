@@ -438,3 +438,52 @@ fn samples_parser_reads_escapes() {
     let s = Samples::parse("m{a=\"x\\\"y\",b=\"1\"} 2\n");
     assert_eq!(s.value("m", &[("b", "1"), ("a", "x\"y")]), 2.0);
 }
+
+#[test]
+fn keys_a_decoder_rejects_are_counted_not_exported() {
+    if !require_bpf() {
+        return;
+    }
+    let comm = "uexp-decoder";
+    let mut a = Target::start(comm);
+    let config = format!(
+        r#"
+programs:
+  - name: decode
+    object: {usdt}
+    metrics:
+      counters:
+        - name: tagged_total
+          help: a string label decoded as a number fails for every key
+          table: tagged
+          labels:
+            - {{name: arg, size: 4, padding: 4, decoders: [{{name: uint}}]}}
+            - {{name: text, size: 16, decoders: [{{name: string}}, {{name: uint}}]}}
+    usdt:
+      fixture:tagged: on_tagged
+    attachment: {{binary_name: {comm}}}
+"#,
+        usdt = fixtures().object("usdt_counts").display(),
+    );
+    let exporter = Exporter::start(&config);
+    a.cmd("comm 2 1");
+    a.cmd("comm 1 3");
+    let s = exporter.samples();
+    assert!(s.series("userspace_exporter_tagged_total").is_empty());
+    // Two keys, each rejected once per scrape.
+    assert_eq!(
+        s.value(
+            "userspace_exporter_decoder_errors_total",
+            &[("name", "decode"), ("metric", "tagged_total")]
+        ),
+        2.0
+    );
+    let s = exporter.samples();
+    assert_eq!(
+        s.value(
+            "userspace_exporter_decoder_errors_total",
+            &[("name", "decode"), ("metric", "tagged_total")]
+        ),
+        4.0
+    );
+}
