@@ -1,7 +1,7 @@
 //! Command line: run the exporter (default), `check` a config, or write the
 //! `headers` to build BPF objects against.
 
-use crate::attach::PreparedProgram;
+use crate::compile::clang::Compiler;
 use crate::config::Config;
 use crate::exporter::Exporter;
 use crate::http::{self, ServerOptions};
@@ -53,6 +53,15 @@ pub struct Cli {
     )]
     pub log_level: String,
 
+    /// clang for inline `code:` (default: `clang`, then `clang-21` .. `clang-14` on PATH).
+    #[arg(long = "clang", value_name = "PATH", global = true)]
+    pub clang: Option<PathBuf>,
+
+    /// Where compiled objects and generated headers are cached
+    /// (default: $XDG_CACHE_HOME or ~/.cache, then /ebpf-userspace-exporter).
+    #[arg(long = "cache-dir", value_name = "DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+
     /// What to do instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -73,6 +82,21 @@ pub enum Command {
         )]
         probe_config: PathBuf,
     },
+    /// Compile every program's inline `code:` to DIR/NAME.bpf.o and write DIR/CONFIG
+    /// referencing them through `object:`, so production can run without clang.
+    Compile {
+        /// The YAML config to compile.
+        #[arg(
+            short = 'c',
+            long = "probe-config",
+            visible_alias = "config.file",
+            value_name = "FILE"
+        )]
+        probe_config: PathBuf,
+        /// Output directory (created if missing).
+        #[arg(short = 'o', long = "output", value_name = "DIR")]
+        output: PathBuf,
+    },
     /// Write the libbpf headers matching this exporter's loader to DIR/bpf/, so
     /// `clang -target bpf -I DIR` builds objects whose USDT arguments read correctly.
     Headers {
@@ -87,9 +111,19 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
     crate::attach::install_libbpf_logger();
+    let compiler = Compiler::new(
+        cli.clang.clone(),
+        cli.cache_dir
+            .clone()
+            .unwrap_or_else(crate::compile::clang::default_cache_dir),
+    );
     let result = match &cli.command {
-        None => run(&cli),
-        Some(Command::Check { probe_config }) => return check(probe_config),
+        None => run(&cli, &compiler),
+        Some(Command::Check { probe_config }) => return check(probe_config, &compiler),
+        Some(Command::Compile {
+            probe_config,
+            output,
+        }) => compile(probe_config, output, &compiler),
         Some(Command::Headers { output }) => headers(output),
     };
     match result {
@@ -122,6 +156,62 @@ fn headers(output: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn compile(
+    path: &std::path::Path,
+    output: &std::path::Path,
+    compiler: &Compiler,
+) -> anyhow::Result<()> {
+    let config = load_config(path)?;
+    std::fs::create_dir_all(output)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", output.display()))?;
+    let mut text = std::fs::read_to_string(path)?;
+    // Rewrite bottom-up so earlier line numbers stay valid.
+    let mut programs: Vec<_> = config.programs.iter().collect();
+    programs.sort_by_key(|p| std::cmp::Reverse(p.referenced.line()));
+    let mut failed = 0;
+    for program in programs {
+        let p = &program.value;
+        let object_name = format!("{}.bpf.o", p.name);
+        if p.code.is_none() {
+            // An `object:` program keeps working if its path is absolute; make it so.
+            if let Some(crate::config::ProgramSource::Object(abs)) = p.source(&config.dir()) {
+                if let Some(object) = &p.object {
+                    text = crate::config::rewrite::replace_value(
+                        &text,
+                        object,
+                        &abs.display().to_string(),
+                    );
+                }
+            }
+            continue;
+        }
+        match crate::compile::object_bytes(p, &config.path, &config.dir(), compiler) {
+            Ok((bytes, _)) => {
+                let dest = output.join(&object_name);
+                std::fs::write(&dest, bytes)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", dest.display()))?;
+                println!("wrote {}", dest.display());
+                text = crate::config::rewrite::code_to_object(&text, p, &object_name);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} program(s) did not compile");
+    }
+    let name = path
+        .file_name()
+        .unwrap_or_else(|| std::ffi::OsStr::new("config.yaml"));
+    let dest = output.join(name);
+    std::fs::write(&dest, text)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", dest.display()))?;
+    println!("wrote {}", dest.display());
+    Ok(())
+}
+
 fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     let config =
         Config::load(path).map_err(|errors| anyhow::anyhow!("invalid config:\n{errors}"))?;
@@ -131,7 +221,7 @@ fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+fn check(path: &std::path::Path, compiler: &Compiler) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -148,27 +238,8 @@ fn check(path: &std::path::Path) -> ExitCode {
     let mut failures = 0;
     for program in &config.programs {
         let name = &program.value.name;
-        let source = match program.value.source(&config.dir()) {
-            Some(s) => s,
-            None => continue,
-        };
-        let prepared = crate::compile::object_bytes(name, &source)
-            .map_err(|e| {
-                vec![format!(
-                    "{}:{}: {e}",
-                    config.path.display(),
-                    program.referenced.line()
-                )]
-            })
-            .and_then(|object| {
-                PreparedProgram::prepare(&config, program, object)
-                    .map_err(|es| es.iter().map(ToString::to_string).collect())
-            })
-            .and_then(|prepared| {
-                crate::metrics::ProgramMetrics::new(&prepared)
-                    .map(|_| prepared)
-                    .map_err(|e| vec![e])
-            });
+        let prepared =
+            crate::exporter::prepare(&config, program, compiler).map(|state| state.prepared);
         match prepared {
             Err(errors) => {
                 failures += errors.len();
@@ -203,7 +274,7 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
+fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
     let Some(path) = &cli.probe_config else {
         anyhow::bail!("no --probe-config given: pass -c FILE (see examples/ and the README)");
     };
@@ -214,7 +285,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         );
     }
     let config = load_config(path)?;
-    let mut exporter = Exporter::new(&config);
+    let mut exporter = Exporter::new(&config, compiler);
     if exporter.programs.is_empty() {
         anyhow::bail!(
             "no program of {} could be loaded (errors above)",

@@ -72,12 +72,12 @@ pub struct Exporter {
 impl Exporter {
     /// Prepares every program of the config. A program that fails is kept in
     /// `broken` and logged; the others run.
-    pub fn new(config: &Config) -> Exporter {
+    pub fn new(config: &Config, compiler: &crate::compile::clang::Compiler) -> Exporter {
         let mut programs = Vec::new();
         let mut broken = Vec::new();
         for program in &config.programs {
             let name = program.value.name.clone();
-            match prepare(config, program) {
+            match prepare(config, program, compiler) {
                 Ok(state) => programs.push(state),
                 Err(errors) => {
                     for e in &errors {
@@ -164,15 +164,17 @@ impl Exporter {
     }
 }
 
-fn prepare(
+/// Produces a program's object (reading or compiling it), checks it against the
+/// config and compiles its metric readers: everything short of loading it.
+/// Errors are located in the config file.
+pub fn prepare(
     config: &Config,
     program: &serde_saphyr::Spanned<crate::config::Program>,
+    compiler: &crate::compile::clang::Compiler,
 ) -> Result<ProgramState, Vec<String>> {
     let p = &program.value;
-    let source = p
-        .source(&config.dir())
-        .ok_or_else(|| vec![format!("program {:?} has no code", p.name)])?;
-    let object = crate::compile::object_bytes(&p.name, &source).map_err(|e| {
+    let (object, cached) = crate::compile::object_bytes(p, &config.path, &config.dir(), compiler)
+        .map_err(|e| {
         vec![ConfigError::new(
             &config.path,
             program.referenced.line(),
@@ -181,6 +183,9 @@ fn prepare(
         )
         .to_string()]
     })?;
+    if p.code.is_some() {
+        tracing::info!(program = %p.name, cached, "compiled inline code");
+    }
     let prepared = PreparedProgram::prepare(config, program, object)
         .map_err(|es| es.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let metrics = ProgramMetrics::new(&prepared).map_err(|e| vec![e])?;

@@ -152,22 +152,6 @@ fn run_rejects_bad_configs_with_file_line_and_column() {
 }
 
 #[test]
-fn inline_code_is_refused_until_it_is_supported() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        &dir,
-        "programs:\n  - name: inline\n    usdt: {gc__start: trace}\n    attachment: {binary_name: python3.11}\n    code: |\n      int trace(void *ctx) { return 0; }\n",
-    );
-    let out = exporter(&["check", "-c", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out).contains("inline `code:` is not supported yet"),
-        "{}",
-        text(&out)
-    );
-}
-
-#[test]
 fn a_port_in_use_is_a_clear_error() {
     if !require_bpf() {
         return;

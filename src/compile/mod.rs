@@ -1,12 +1,15 @@
-//! Turns a program's source into BPF object bytes.
-//!
-//! Today a program names a clang-built object (`object:`); inline `code:`
-//! compilation comes next. The libbpf headers matching the linked loader are
-//! embedded so users can build objects against the right `usdt.bpf.h`
-//! (`ebpf-userspace-exporter headers -o DIR`).
+//! Turns a program's source into BPF object bytes: a clang-built object
+//! (`object:`) is read; inline `code:` (bcc's dialect or libbpf style) is
+//! compiled by clang against embedded headers and this kernel's `vmlinux.h`
+//! ([`clang`], [`bcc`], [`vmlinux`]). The libbpf headers matching the linked
+//! loader are also available to users (`ebpf-userspace-exporter headers -o DIR`).
 
-use crate::config::ProgramSource;
+use crate::config::{ProbeKind, Program, ProgramSource};
 use std::path::{Path, PathBuf};
+
+pub mod bcc;
+pub mod clang;
+pub mod vmlinux;
 
 include!(concat!(env!("OUT_DIR"), "/libbpf_headers.rs"));
 
@@ -31,41 +34,85 @@ pub enum CompileError {
         /// Object path.
         path: PathBuf,
     },
-    /// Inline code is not compiled yet.
-    #[error("program {program:?} (config line {line}): inline `code:` is not supported yet; build the program with clang and point `object:` at the .bpf.o (headers: `ebpf-userspace-exporter headers -o DIR`)")]
-    InlineCodeUnsupported {
+    /// Neither `object:` nor `code:` (config validation normally catches this).
+    #[error("program {program:?} has neither `object:` nor `code:`")]
+    NoCode {
         /// Program name.
         program: String,
-        /// Line of `code:` in the config.
-        line: u64,
+    },
+    /// Inline code did not compile.
+    #[error("program {program:?}: {source}")]
+    Clang {
+        /// Program name.
+        program: String,
+        /// clang's or the dialect pass's complaint, with config lines.
+        source: clang::ClangError,
     },
 }
 
-/// Returns the BPF object bytes for a program.
-pub fn object_bytes(program: &str, source: &ProgramSource) -> Result<Vec<u8>, CompileError> {
-    match source {
-        ProgramSource::Object(path) => {
-            let bytes = std::fs::read(path).map_err(|source| CompileError::ObjectUnreadable {
-                program: program.to_string(),
+/// Returns the BPF object bytes for a program of the config at `config_path`
+/// (relative `object:` paths resolve against `config_dir`), and whether inline
+/// code came from the compile cache.
+pub fn object_bytes(
+    program: &Program,
+    config_path: &Path,
+    config_dir: &Path,
+    compiler: &clang::Compiler,
+) -> Result<(Vec<u8>, bool), CompileError> {
+    let name = program.name.clone();
+    match program.source(config_dir) {
+        Some(ProgramSource::Object(path)) => {
+            let bytes = std::fs::read(&path).map_err(|source| CompileError::ObjectUnreadable {
+                program: name.clone(),
                 path: path.clone(),
                 source,
             })?;
-            // ELF magic, 64-bit, EM_BPF (247) at e_machine.
+            // ELF magic, then EM_BPF (247) at e_machine.
             let is_bpf = bytes.len() > 20
                 && bytes.starts_with(b"\x7fELF")
                 && u16::from_le_bytes([bytes[18], bytes[19]]) == 247;
             if !is_bpf {
                 return Err(CompileError::NotBpfObject {
-                    program: program.to_string(),
-                    path: path.clone(),
+                    program: name,
+                    path,
                 });
             }
-            Ok(bytes)
+            Ok((bytes, false))
         }
-        ProgramSource::Code { first_line, .. } => Err(CompileError::InlineCodeUnsupported {
-            program: program.to_string(),
-            line: *first_line,
-        }),
+        Some(ProgramSource::Code {
+            code,
+            cflags,
+            first_line,
+            indent,
+        }) => {
+            let probes: Vec<(String, bcc::ProbeSection)> = program
+                .probes()
+                .into_iter()
+                .map(|p| {
+                    let section = match p.kind {
+                        ProbeKind::Usdt => bcc::ProbeSection::Usdt,
+                        ProbeKind::Uprobe => bcc::ProbeSection::Uprobe,
+                        ProbeKind::Uretprobe => bcc::ProbeSection::Uretprobe,
+                    };
+                    (p.function, section)
+                })
+                .collect();
+            let request = clang::Request {
+                code: &code,
+                cflags: &cflags,
+                probes: &probes,
+                config_path,
+                first_line,
+                indent,
+            };
+            compiler
+                .compile(&request)
+                .map_err(|source| CompileError::Clang {
+                    program: name,
+                    source,
+                })
+        }
+        None => Err(CompileError::NoCode { program: name }),
     }
 }
 

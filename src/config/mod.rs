@@ -5,6 +5,7 @@
 //! (names, sizes, decoders, regexps) without looking at any BPF object.
 
 mod error;
+pub mod rewrite;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
@@ -230,6 +231,8 @@ pub enum ProgramSource {
         cflags: Vec<String>,
         /// Line of the config file where the code starts.
         first_line: u64,
+        /// Indentation YAML removed from each line of a block scalar (0 for inline strings).
+        indent: u64,
     },
 }
 
@@ -312,6 +315,11 @@ impl Program {
                 .map(|c| c.value.clone())
                 .unwrap_or_default(),
             first_line: code.referenced.line(),
+            indent: if code.value.contains('\n') {
+                code.referenced.column().saturating_sub(1)
+            } else {
+                0
+            },
         })
     }
 }

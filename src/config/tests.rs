@@ -235,11 +235,13 @@ fn full_config_parses() {
             code,
             cflags,
             first_line,
+            indent,
         } => {
             assert_eq!(code, "int trace_gc_start(void *ctx) { return 0; }\n");
             assert_eq!(cflags, ["-DDEPTH=4"]);
-            // `code: |` is on line 77; the code itself starts on line 78.
+            // `code: |` is on line 77; the code itself starts on line 78, indented 6.
             assert_eq!(first_line, 78);
+            assert_eq!(indent, 6);
         }
         other => panic!("expected inline code, got {other:?}"),
     }

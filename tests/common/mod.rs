@@ -462,3 +462,83 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Debian's CPython 3.11, which carries the `python:*` USDT probes.
+pub const PYTHON: &str = "/usr/bin/python3.11";
+
+/// A python3.11 process running tests/fixtures/python_gc.py, driven through stdin.
+pub struct Python {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Python {
+    /// Starts the driver under a copy of python3.11 named `comm`; `None` (a skip) when
+    /// python3.11 is missing outside CI.
+    pub fn start(comm: &str) -> Option<Python> {
+        if !Path::new(PYTHON).exists() {
+            assert!(
+                !in_ci(),
+                "{PYTHON} missing: .ci/run installs Debian's python3.11"
+            );
+            eprintln!("SKIPPED: {PYTHON} missing");
+            return None;
+        }
+        let python = fixtures().dir.join(comm);
+        if !python.exists() {
+            let tmp = fixtures().dir.join(format!(".{comm}.tmp"));
+            std::fs::copy(PYTHON, &tmp).unwrap();
+            std::fs::rename(&tmp, &python).unwrap();
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/python_gc.py");
+        let mut child = Command::new(&python)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut ready = String::new();
+        stdout.read_line(&mut ready).unwrap();
+        assert_eq!(ready.trim(), "ready");
+        Some(Python {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    /// pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a command, returns the reply line.
+    pub fn ask(&mut self, command: &str) -> String {
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    }
+
+    /// `gc.get_stats()` collections per generation.
+    pub fn gc_collections(&mut self) -> [f64; 3] {
+        let line = self.ask("stats");
+        let v: Vec<f64> = line
+            .trim_matches(|c| c == '[' || c == ']')
+            .split(',')
+            .map(|x| x.trim().parse().unwrap())
+            .collect();
+        [v[0], v[1], v[2]]
+    }
+}
+
+impl Drop for Python {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

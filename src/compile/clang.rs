@@ -1,0 +1,347 @@
+//! Compiling inline `code:` with clang against the embedded headers, once:
+//! objects are cached on disk under a key of everything that affects them.
+
+use super::bcc::{self, ProbeSection};
+use super::vmlinux;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The bcc compatibility header and the stub headers bcc programs include.
+const COMPAT_HEADERS: &[(&str, &str)] = &[
+    ("bcc_compat.h", include_str!("include/bcc_compat.h")),
+    (
+        "uapi/linux/ptrace.h",
+        include_str!("include/stubs/uapi/linux/ptrace.h"),
+    ),
+    (
+        "uapi/linux/bpf_perf_event.h",
+        include_str!("include/stubs/uapi/linux/bpf_perf_event.h"),
+    ),
+    ("linux/sched.h", include_str!("include/stubs/linux/sched.h")),
+    (
+        "linux/ptrace.h",
+        include_str!("include/stubs/linux/ptrace.h"),
+    ),
+    ("linux/types.h", include_str!("include/stubs/linux/types.h")),
+    ("linux/bpf.h", include_str!("include/stubs/linux/bpf.h")),
+    (
+        "linux/blkdev.h",
+        include_str!("include/stubs/linux/blkdev.h"),
+    ),
+    ("linux/fs.h", include_str!("include/stubs/linux/fs.h")),
+    ("linux/mm.h", include_str!("include/stubs/linux/mm.h")),
+    ("linux/errno.h", include_str!("include/stubs/linux/errno.h")),
+    (
+        "linux/version.h",
+        include_str!("include/stubs/linux/version.h"),
+    ),
+    ("net/sock.h", include_str!("include/stubs/net/sock.h")),
+    ("bcc/proto.h", include_str!("include/stubs/bcc/proto.h")),
+];
+
+/// Why inline code did not become an object.
+#[derive(Debug, thiserror::Error)]
+pub enum ClangError {
+    /// No clang to run.
+    #[error("clang not found ({0}); install it (Debian: `apt-get install clang`), pass --clang PATH, or build objects ahead of time with `ebpf-userspace-exporter compile -c CONFIG -o DIR`")]
+    NotFound(String),
+    /// The bcc dialect pass refused the code.
+    #[error("{file}:{line}: {message}")]
+    Dialect {
+        /// Config file.
+        file: String,
+        /// Config line.
+        line: u64,
+        /// What is unsupported.
+        message: String,
+    },
+    /// clang reported errors (with config file lines).
+    #[error("clang failed:\n{0}")]
+    Failed(String),
+    /// Headers, cache or temp files.
+    #[error("{0}")]
+    Io(String),
+    /// vmlinux.h could not be made.
+    #[error(transparent)]
+    Vmlinux(#[from] vmlinux::VmlinuxError),
+}
+
+/// What to compile.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// The C source as written in the config.
+    pub code: &'a str,
+    /// The user's extra flags.
+    pub cflags: &'a [String],
+    /// Functions named by probes, and the kind of program each must be.
+    pub probes: &'a [(String, ProbeSection)],
+    /// The config file (diagnostics name it).
+    pub config_path: &'a Path,
+    /// Config line of the first line of code.
+    pub first_line: u64,
+    /// Columns YAML stripped from each line of a block scalar (added back to clang's columns).
+    pub indent: u64,
+}
+
+/// clang plus a cache directory; finds clang and lays out headers on first use.
+#[derive(Debug)]
+pub struct Compiler {
+    clang: Option<PathBuf>,
+    cache_dir: PathBuf,
+    toolchain: OnceLock<Result<(PathBuf, String), String>>,
+    include_dir: OnceLock<Result<PathBuf, String>>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> ClangError {
+    ClangError::Io(format!("{what} {}: {e}", path.display()))
+}
+
+/// The default cache: `$XDG_CACHE_HOME` or `~/.cache`, else the system temp dir.
+pub fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("ebpf-userspace-exporter")
+}
+
+impl Compiler {
+    /// A compiler using `clang` (or the first clang on PATH) and caching under `cache_dir`.
+    pub fn new(clang: Option<PathBuf>, cache_dir: PathBuf) -> Compiler {
+        Compiler {
+            clang,
+            cache_dir,
+            toolchain: OnceLock::new(),
+            include_dir: OnceLock::new(),
+        }
+    }
+
+    /// The clang binary and its `--version` first line.
+    fn toolchain(&self) -> Result<&(PathBuf, String), ClangError> {
+        self.toolchain
+            .get_or_init(|| {
+                let candidates: Vec<PathBuf> = match &self.clang {
+                    Some(path) => vec![path.clone()],
+                    None => std::iter::once("clang".to_string())
+                        .chain((14..=21).rev().map(|v| format!("clang-{v}")))
+                        .map(PathBuf::from)
+                        .collect(),
+                };
+                for candidate in &candidates {
+                    if let Ok(out) = Command::new(candidate).arg("--version").output() {
+                        if out.status.success() {
+                            let version = String::from_utf8_lossy(&out.stdout)
+                                .lines()
+                                .next()
+                                .unwrap_or("")
+                                .to_string();
+                            return Ok((candidate.clone(), version));
+                        }
+                    }
+                }
+                Err(candidates
+                    .iter()
+                    .map(|c| c.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + " not runnable")
+            })
+            .as_ref()
+            .map_err(|e| ClangError::NotFound(e.clone()))
+    }
+
+    /// The include directory: libbpf headers, bcc compatibility headers and this
+    /// kernel's vmlinux.h, laid out once under a name that hashes their contents.
+    pub fn include_dir(&self) -> Result<&Path, ClangError> {
+        self.include_dir
+            .get_or_init(|| self.make_include_dir().map_err(|e| e.to_string()))
+            .as_deref()
+            .map_err(|e| ClangError::Io(e.clone()))
+    }
+
+    fn make_include_dir(&self) -> Result<PathBuf, ClangError> {
+        let mut hash = Sha256::new();
+        for (name, contents) in super::LIBBPF_HEADERS {
+            hash.update(name.as_bytes());
+            hash.update(contents);
+        }
+        for (name, contents) in COMPAT_HEADERS {
+            hash.update(name.as_bytes());
+            hash.update(contents.as_bytes());
+        }
+        let btf = Path::new(vmlinux::KERNEL_BTF);
+        let btf_bytes = std::fs::read(btf).map_err(|source| vmlinux::VmlinuxError::NoBtf {
+            path: btf.display().to_string(),
+            source,
+        })?;
+        hash.update(&btf_bytes);
+        let dir = self
+            .cache_dir
+            .join(format!("include-{}", &hex(&hash.finalize())[..16]));
+        if dir.join("vmlinux.h").exists() {
+            return Ok(dir);
+        }
+        // Build beside, then rename: a concurrent or interrupted run never sees half a directory.
+        std::fs::create_dir_all(&self.cache_dir)
+            .map_err(|e| io("cannot create cache directory", &self.cache_dir, e))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".include-")
+            .tempdir_in(&self.cache_dir)
+            .map_err(|e| io("cannot create a directory in", &self.cache_dir, e))?;
+        super::write_headers(tmp.path())
+            .map_err(|e| io("cannot write headers to", tmp.path(), e))?;
+        for (name, contents) in COMPAT_HEADERS {
+            let path = tmp.path().join(name);
+            std::fs::create_dir_all(path.parent().expect("header has a parent"))
+                .map_err(|e| io("cannot create", &path, e))?;
+            std::fs::write(&path, contents).map_err(|e| io("cannot write", &path, e))?;
+        }
+        vmlinux::write_vmlinux_h(btf, &tmp.path().join("vmlinux.h"))?;
+        let tmp = tmp.keep();
+        if std::fs::rename(&tmp, &dir).is_err() {
+            // Someone else finished first.
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        Ok(dir)
+    }
+
+    /// Compiles one program's inline code to BPF object bytes, from the cache when possible.
+    /// Returns the bytes and whether they came from the cache.
+    pub fn compile(&self, request: &Request) -> Result<(Vec<u8>, bool), ClangError> {
+        let (clang, version) = self.toolchain()?;
+        let include = self.include_dir()?;
+        // A program that includes libbpf's headers itself is libbpf-style; anything else
+        // gets bcc's dialect (tables, methods, helpers) through the compat header.
+        let uses_bcc =
+            bcc::uses_bcc_dialect(request.code) || !request.code.contains("bpf/bpf_helpers.h");
+        let body = if uses_bcc {
+            bcc::translate(request.code, request.probes)
+                .map_err(|e| ClangError::Dialect {
+                    file: request.config_path.display().to_string(),
+                    line: request.first_line + u64::from(e.line()) - 1,
+                    message: e.to_string(),
+                })?
+                .code
+        } else {
+            // A libbpf-style program may still leave out SEC() on its probe functions.
+            bcc::translate(request.code, request.probes)
+                .map(|t| t.code)
+                .unwrap_or_else(|_| request.code.to_string())
+        };
+        // clang reports every line of the code as the config file's own line. Only the
+        // file name goes into the source (and the object's line info), so the same
+        // config in another directory still hits the cache.
+        let file_name = request
+            .config_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "config".into());
+        let source = format!("#line {} \"{file_name}\"\n{body}", request.first_line);
+        let mut args: Vec<String> = vec![
+            "-target".into(),
+            "bpf".into(),
+            "-O2".into(),
+            "-g".into(),
+            "-D__TARGET_ARCH_x86".into(),
+            "-Wno-unused-value".into(),
+            "-Wno-pointer-sign".into(),
+            "-Wno-compare-distinct-pointer-types".into(),
+            "-Wno-gnu-variable-sized-type-not-at-end".into(),
+            "-Wno-address-of-packed-member".into(),
+            "-fno-stack-protector".into(),
+            format!("-I{}", include.display()),
+        ];
+        if uses_bcc {
+            args.push("-include".into());
+            args.push("bcc_compat.h".into());
+        }
+        args.extend(request.cflags.iter().cloned());
+        let mut key = Sha256::new();
+        for part in [
+            env!("CARGO_PKG_VERSION"),
+            version.as_str(),
+            &include.display().to_string(),
+            &args.join("\u{0}"),
+            &source,
+        ] {
+            key.update(part.as_bytes());
+            key.update([0]);
+        }
+        let object = self
+            .cache_dir
+            .join("objects")
+            .join(format!("{}.bpf.o", hex(&key.finalize())));
+        if let Ok(bytes) = std::fs::read(&object) {
+            return Ok((bytes, true));
+        }
+        let work = tempfile::tempdir()
+            .map_err(|e| ClangError::Io(format!("cannot create a temp dir: {e}")))?;
+        let src = work.path().join("program.bpf.c");
+        std::fs::write(&src, &source).map_err(|e| io("cannot write", &src, e))?;
+        let out = work.path().join("program.bpf.o");
+        let result = Command::new(clang)
+            .args(&args)
+            .arg("-c")
+            .arg(&src)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .map_err(|e| ClangError::NotFound(format!("{}: {e}", clang.display())))?;
+        if !result.status.success() {
+            let stderr = String::from_utf8_lossy(&result.stderr);
+            let stderr = stderr
+                .lines()
+                .map(|l| match l.strip_prefix(&format!("{file_name}:")) {
+                    Some(rest) => format!(
+                        "{}:{}",
+                        request.config_path.display(),
+                        shift_column(rest, request.indent)
+                    ),
+                    None => l.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Err(ClangError::Failed(trim_diagnostics(&stderr, work.path())));
+        }
+        let bytes = std::fs::read(&out).map_err(|e| io("cannot read", &out, e))?;
+        if let Some(parent) = object.parent() {
+            let _ = std::fs::create_dir_all(parent);
+            let tmp = object.with_extension("tmp");
+            if std::fs::write(&tmp, &bytes).is_ok() {
+                let _ = std::fs::rename(&tmp, &object);
+            }
+        }
+        Ok((bytes, false))
+    }
+}
+
+/// `LINE:COL: rest` with COL moved right by `indent`.
+fn shift_column(rest: &str, indent: u64) -> String {
+    let mut parts = rest.splitn(3, ':');
+    match (
+        parts.next(),
+        parts.next().and_then(|c| c.parse::<u64>().ok()),
+        parts.next(),
+    ) {
+        (Some(line), Some(col), Some(tail)) => format!("{line}:{}:{tail}", col + indent),
+        _ => rest.to_string(),
+    }
+}
+
+/// Keeps clang's errors readable: drops the temp dir from paths and caps the length.
+fn trim_diagnostics(stderr: &str, work: &Path) -> String {
+    let text = stderr.replace(&format!("{}/", work.display()), "");
+    let lines: Vec<&str> = text.lines().collect();
+    let shown = &lines[..lines.len().min(60)];
+    let mut out = shown.join("\n");
+    if lines.len() > shown.len() {
+        out.push_str(&format!("\n... {} more lines", lines.len() - shown.len()));
+    }
+    out
+}
