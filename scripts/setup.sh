@@ -18,6 +18,7 @@ packages=(
     python3.11              # a real runtime with USDT probes (tests, example)
     python3-prometheus-client  # the OpenMetrics parser used by the tests
     prometheus              # promtool and a real Prometheus server for the tests
+    redis-server redis-tools  # a real redis for the original's redis example
     curl ca-certificates
 )
 missing=()
@@ -31,10 +32,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
     # --no-install-recommends: prometheus' recommended extras are not needed.
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Debian's prometheus package may start a server on :9090; the tests start their own.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
-    systemctl stop prometheus || true
-fi
+# Debian's packages may start servers (prometheus on :9090, redis on :6379); the
+# tests start their own on free loopback ports.
+for service in prometheus redis-server; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
+        systemctl stop "$service" || true
+    fi
+done
 
 # The python3 on PATH (maybe not Debian's) must have the OpenMetrics parser too.
 if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then

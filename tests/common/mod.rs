@@ -147,6 +147,19 @@ pub fn fixtures() -> &'static Fixtures {
 }
 
 impl Fixtures {
+    /// An inline-code example's config (examples/NAME.yaml) selecting processes named
+    /// `comm` instead of `runtime_comm`.
+    pub fn example_config_code(&self, name: &str, runtime_comm: &str, comm: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.yaml"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let binary = format!("binary_name: \"{runtime_comm}\"");
+        assert!(
+            text.contains(&binary),
+            "example {name} does not select {binary}"
+        );
+        text.replace(&binary, &format!("binary_name: \"{comm}\""))
+    }
+
     /// An example's config (examples/NAME.yaml) pointed at the built object and at
     /// processes named `comm` instead of the runtime's usual name.
     pub fn example_config(&self, name: &str, runtime_comm: &str, comm: &str) -> String {

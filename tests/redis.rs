@@ -1,0 +1,212 @@
+//! The original project's redis example (uprobe + uretprobe on the allocator,
+//! latency slots from `bpf_log2l` in a 33-slot `BPF_HISTOGRAM` whose last slot
+//! holds the sum) on Debian's real redis-server, loaded with writes.
+
+mod common;
+
+use common::{fixtures, free_port, require_bpf, Exporter, Samples};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const REDIS: &str = "/usr/bin/redis-server";
+
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start(comm: &str) -> Option<Redis> {
+        if !Path::new(REDIS).exists() {
+            assert!(
+                !common::in_ci(),
+                "{REDIS} missing: .ci/run installs redis-server"
+            );
+            eprintln!("SKIPPED: {REDIS} missing");
+            return None;
+        }
+        // A copy with its own comm, so only this test's exporter selects it.
+        let binary = fixtures().dir.join(comm);
+        if !binary.exists() {
+            let tmp = fixtures().dir.join(format!(".{comm}.tmp"));
+            std::fs::copy(REDIS, &tmp).unwrap();
+            std::fs::rename(&tmp, &binary).unwrap();
+        }
+        let port = free_port();
+        let child = Command::new(&binary)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let redis = Redis { child, port };
+        common::wait_for(Duration::from_secs(10), || {
+            (redis.cli(&["PING"]) == "PONG").then_some(())
+        })
+        .expect("redis did not start");
+        Some(redis)
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn signal(&self, signal: i32) {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn with_counter(example: String) -> String {
+    // A second, independent program: a plain counter on the same returns.
+    example
+        + r#"
+  - name: malloc_returns
+    metrics:
+      counters:
+        - name: malloc_returns_total
+          help: allocator returns
+          table: returns
+          labels:
+            - name: one
+              size: 4
+              decoders: [{name: uint}]
+    uretprobes:
+      libjemalloc.so.2:malloc: count_return
+    attachment:
+      binary_name: "uexp-redis"
+    code: |
+      BPF_ARRAY(returns, u64, 1);
+      int count_return(struct pt_regs *ctx) {
+          returns.increment(0);
+          return 0;
+      }
+"#
+}
+
+#[test]
+fn redis_allocation_latency_histogram_is_well_formed_and_counts_every_call() {
+    if !require_bpf() {
+        return;
+    }
+    let Some(redis) = Redis::start("uexp-redis") else {
+        return;
+    };
+    let config = with_counter(fixtures().example_config_code(
+        "redis_alloc_latency_debian",
+        "redis-server",
+        "uexp-redis",
+    ));
+    let exporter = Exporter::start(&config);
+    let pid = redis.child.id().to_string();
+    let status = Command::new("redis-benchmark")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &redis.port.to_string(),
+            "-n",
+            "5000",
+            "-c",
+            "4",
+            "-t",
+            "set,lpush",
+            "-q",
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Frozen, redis returns from no allocation while the two maps are read.
+    redis.signal(libc::SIGSTOP);
+    let s: Samples = exporter.samples();
+    redis.signal(libc::SIGCONT);
+
+    let h = "userspace_exporter_malloc_latency_nanoseconds";
+    let count = s.value(&format!("{h}_count"), &[("pid", &pid)]);
+    let inf = s.value(&format!("{h}_bucket"), &[("le", "+Inf"), ("pid", &pid)]);
+    let sum = s.value(&format!("{h}_sum"), &[("pid", &pid)]);
+    let calls = s.value(
+        "userspace_exporter_malloc_returns_total",
+        &[("one", "0"), ("pid", &pid)],
+    );
+    eprintln!("malloc returns: histogram count {count}, independent counter {calls}, sum {sum} ns");
+    assert!(
+        count >= 10_000.0,
+        "5000 SETs and 5000 LPUSHes allocate: count {count}"
+    );
+    assert_eq!(inf, count);
+    assert_eq!(
+        count, calls,
+        "histogram count vs an independent uretprobe counter"
+    );
+    assert!(sum > 0.0);
+    let buckets = s.series(&format!("{h}_bucket"));
+    assert_eq!(buckets.len(), 33, "32 slots (2^0..2^31) and +Inf");
+    let mut previous = 0.0;
+    for k in 0..32 {
+        let le = format!("{}", 1u64 << k);
+        let v = s.value(&format!("{h}_bucket"), &[("le", &le), ("pid", &pid)]);
+        assert!(
+            v >= previous,
+            "buckets must be cumulative: le={le} {v} < {previous}"
+        );
+        previous = v;
+    }
+    assert_eq!(previous, count);
+}
+
+#[test]
+fn the_original_redis_example_names_the_missing_symbol_and_similar_ones() {
+    if !require_bpf() {
+        return;
+    }
+    let Some(_redis) = Redis::start("uexp-redis-orig") else {
+        return;
+    };
+    let config =
+        fixtures().example_config_code("redis_alloc_latency", "redis-server", "uexp-redis-orig");
+    let exporter = Exporter::start(&config);
+    let s = exporter.samples();
+    assert_eq!(
+        s.value(
+            "userspace_exporter_attach_errors_total",
+            &[("name", "malloc_latency"), ("probe", "je_malloc")]
+        ),
+        2.0
+    );
+    let page = ureq::get(&exporter.url("/"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        page.contains("symbol &quot;je_malloc&quot; not found in /work")
+            || page.contains("symbol &quot;je_malloc&quot; not found"),
+        "{page}"
+    );
+    assert!(page.contains("similar symbols: "), "{page}");
+}
