@@ -12,6 +12,6 @@ for src in examples/*.bpf.c; do
         -c "$src" -o "${src%.c}.o"
     echo "built ${src%.c}.o"
 done
-for config in examples/python.yaml; do
+for config in examples/*.yaml; do
     "$exporter" check -c "$config"
 done
