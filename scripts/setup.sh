@@ -19,6 +19,7 @@ packages=(
     python3-prometheus-client  # the OpenMetrics parser used by the tests
     prometheus              # promtool and a real Prometheus server for the tests
     redis-server redis-tools  # a real redis for the original's redis example
+    gunicorn                # a real gunicorn for the original README example
     curl ca-certificates
 )
 missing=()

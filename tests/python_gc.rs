@@ -5,11 +5,7 @@
 
 mod common;
 
-use common::{fixtures, require_bpf, Exporter, Samples};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-
-const PYTHON: &str = "/usr/bin/python3.11";
+use common::{fixtures, require_bpf, Exporter, Python, Samples};
 
 fn generations(s: &Samples, pid: &str) -> [f64; 3] {
     [0, 1, 2].map(|g| {
@@ -26,50 +22,12 @@ fn python_example_matches_gc_get_stats_and_counts_imports() {
     if !require_bpf() {
         return;
     }
-    if !std::path::Path::new(PYTHON).exists() {
-        assert!(
-            !common::in_ci(),
-            "{PYTHON} missing: .ci/run installs Debian's python3.11"
-        );
-        eprintln!("SKIPPED: {PYTHON} missing");
+    let Some(mut python) = Python::start("uexp-py-gc") else {
         return;
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/python_gc.py");
-    // A copy named so that only this test's exporter selects it.
-    let python = fixtures().dir.join("uexp-py-gc");
-    if !python.exists() {
-        std::fs::copy(PYTHON, &python).unwrap();
-    }
-    let mut child = Command::new(&python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut ready = String::new();
-    stdout.read_line(&mut ready).unwrap();
-    assert_eq!(ready.trim(), "ready");
-    let mut ask = |cmd: &str| {
-        writeln!(stdin, "{cmd}").unwrap();
-        stdin.flush().unwrap();
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        line.trim().to_string()
     };
-    let parse = |line: String| -> [f64; 3] {
-        let v: Vec<f64> = line
-            .trim_matches(|c| c == '[' || c == ']')
-            .split(',')
-            .map(|x| x.trim().parse().unwrap())
-            .collect();
-        [v[0], v[1], v[2]]
-    };
-
     let exporter =
         Exporter::start(&fixtures().example_config("python", "python3.11", "uexp-py-gc"));
-    let pid = child.id().to_string();
+    let pid = python.pid().to_string();
     let pauses = |s: &Samples| {
         s.get(
             "userspace_exporter_python_gc_pause_seconds_count",
@@ -86,10 +44,10 @@ fn python_example_matches_gc_get_stats_and_counts_imports() {
     };
 
     let s0 = exporter.samples();
-    let before = parse(ask("stats"));
-    assert_eq!(ask("work 30"), "ok");
-    assert_eq!(ask("import 25"), "ok");
-    let after = parse(ask("stats"));
+    let before = python.gc_collections();
+    assert_eq!(python.ask("work 30"), "ok");
+    assert_eq!(python.ask("import 25"), "ok");
+    let after = python.gc_collections();
     let s1 = exporter.samples();
 
     let reported: Vec<f64> = (0..3).map(|g| after[g] - before[g]).collect();
@@ -118,6 +76,4 @@ fn python_example_matches_gc_get_stats_and_counts_imports() {
         &[("le", "+Inf"), ("pid", &pid)],
     );
     assert_eq!(inf, imports(&s1));
-    ask("exit");
-    let _ = child.wait();
 }

@@ -27,29 +27,24 @@ impl Redis {
             return None;
         }
         // A copy with its own comm, so only this test's exporter selects it.
-        let binary = fixtures().dir.join(comm);
-        if !binary.exists() {
-            let tmp = fixtures().dir.join(format!(".{comm}.tmp"));
-            std::fs::copy(REDIS, &tmp).unwrap();
-            std::fs::rename(&tmp, &binary).unwrap();
-        }
+        let binary = common::named_copy(Path::new(REDIS), comm);
         let port = free_port();
-        let child = Command::new(&binary)
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = common::spawn(
+            Command::new(&binary)
+                .args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--daemonize",
+                    "no",
+                ])
+                .stdout(Stdio::null()),
+        );
         let redis = Redis { child, port };
         common::wait_for(Duration::from_secs(10), || {
             (redis.cli(&["PING"]) == "PONG").then_some(())

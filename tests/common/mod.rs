@@ -187,16 +187,7 @@ impl Fixtures {
 
     /// A copy of the fixture target named `comm` (at most 15 bytes), beside its library.
     pub fn target_named(&self, comm: &str) -> PathBuf {
-        assert!(comm.len() <= 15, "comm {comm:?} would be truncated");
-        let path = self.dir.join(comm);
-        if !path.exists() {
-            let tmp = self
-                .dir
-                .join(format!(".{comm}.{:?}", std::thread::current().id()));
-            std::fs::copy(&self.target, &tmp).unwrap();
-            std::fs::rename(&tmp, &path).unwrap();
-        }
-        path
+        named_copy(&self.target, comm)
     }
 
     /// A BPF object by stem.
@@ -223,11 +214,11 @@ impl Target {
 
     /// Starts a target binary that speaks the fixture protocol.
     pub fn start_binary(binary: &Path) -> Target {
-        let mut child = Command::new(binary)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start target");
+        let mut child = spawn(
+            Command::new(binary)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped()),
+        );
         let stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
@@ -260,6 +251,35 @@ impl Drop for Target {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A copy of `source` named `comm` in the fixtures directory, so that only the test
+/// that starts it selects it by binary name.
+pub fn named_copy(source: &Path, comm: &str) -> PathBuf {
+    assert!(comm.len() <= 15, "comm {comm:?} would be truncated");
+    let dir = &fixtures().dir;
+    let path = dir.join(comm);
+    if !path.exists() {
+        let tmp = dir.join(format!(".{comm}.{:?}", std::thread::current().id()));
+        std::fs::copy(source, &tmp).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+    path
+}
+
+/// Spawns, retrying while the binary is busy: a sibling test thread that forks
+/// while we copied a binary holds its write fd for a moment (ETXTBSY).
+pub fn spawn(command: &mut Command) -> Child {
+    for _ in 0..100 {
+        match command.spawn() {
+            Ok(child) => return child,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("cannot start {command:?}: {e}"),
+        }
+    }
+    panic!("{command:?}: text file busy for 2 s");
 }
 
 /// A free loopback port (bound and released).
@@ -498,19 +518,14 @@ impl Python {
             eprintln!("SKIPPED: {PYTHON} missing");
             return None;
         }
-        let python = fixtures().dir.join(comm);
-        if !python.exists() {
-            let tmp = fixtures().dir.join(format!(".{comm}.tmp"));
-            std::fs::copy(PYTHON, &tmp).unwrap();
-            std::fs::rename(&tmp, &python).unwrap();
-        }
+        let python = named_copy(Path::new(PYTHON), comm);
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/python_gc.py");
-        let mut child = Command::new(&python)
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn(
+            Command::new(&python)
+                .arg(script)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped()),
+        );
         let stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut ready = String::new();
