@@ -5,45 +5,12 @@
 
 mod common;
 
-use common::{require_bpf, Exporter, Python, EXPORTER};
+use common::{fixtures, require_bpf, Exporter, Python, EXPORTER};
 use std::process::Command;
 
-/// The seed README's example, verbatim but for the binary name.
+/// The seed README's example as shipped in examples/ (verbatim), selecting `comm`.
 fn seed_gunicorn_config(comm: &str) -> String {
-    format!(
-        r#"programs:
-  - name: gc_total
-    metrics:
-      counters:
-        - name: gc_total
-          help: Total number of gc events
-          table: gc_counts
-          labels:
-            - name: gen
-              size: 8
-              decoders:
-                - name: uint
-    usdt:
-      gc__start: trace_gc__start
-    attachment:
-      binary_name: "{comm}"
-    code: |
-      struct gc_event_t {{
-          u64 gen;
-      }};
-
-      BPF_HASH(gc_counts, struct gc_event_t);
-
-      int trace_gc__start(struct pt_regs *ctx) {{
-          struct gc_event_t e = {{}};
-          int gen = 0;
-          bpf_usdt_readarg(1, ctx, &gen);
-          e.gen = gen;
-          gc_counts.increment(e);
-          return 0;
-      }}
-"#
-    )
+    fixtures().example_config_code("gunicorn_gc_count", "gunicorn", comm)
 }
 
 fn gc_counts(exporter: &Exporter, pid: &str) -> [f64; 3] {
@@ -151,10 +118,10 @@ fn clang_errors_and_unsupported_features_point_at_config_lines() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.yaml");
     let mut text = seed_gunicorn_config("gunicorn");
-    // Line 28 of the config: `e.gen = gen;` becomes an undeclared name.
+    // Line 29 of the config: `e.gen = gen;` becomes an undeclared name.
     text = text.replace("e.gen = gen;", "e.gen = generation;");
     std::fs::write(&config, &text).unwrap();
-    assert_eq!(text.lines().nth(27).unwrap().trim(), "e.gen = generation;");
+    assert_eq!(text.lines().nth(28).unwrap().trim(), "e.gen = generation;");
     let out = Command::new(EXPORTER)
         .args(["check", "-c"])
         .arg(&config)
@@ -164,7 +131,7 @@ fn clang_errors_and_unsupported_features_point_at_config_lines() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
         stdout.contains(&format!(
-            "{}:28:19: error: use of undeclared identifier 'generation'",
+            "{}:29:19: error: use of undeclared identifier 'generation'",
             config.display()
         )),
         "{stdout}"
@@ -183,7 +150,7 @@ fn clang_errors_and_unsupported_features_point_at_config_lines() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stdout.contains(&format!("{}:22: ", config.display()))
+        stdout.contains(&format!("{}:23: ", config.display()))
             && stdout.contains("BPF_STACK_TRACE"),
         "{stdout}"
     );
