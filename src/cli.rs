@@ -33,6 +33,11 @@ pub struct Cli {
     )]
     pub metrics_path: String,
 
+    /// How often /proc is rescanned to attach to new processes and drop exited
+    /// ones (e.g. `1s`, `500ms`; `0` scans only at startup).
+    #[arg(long = "discovery.interval", default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    pub discovery_interval: std::time::Duration,
+
     /// The YAML config listing the programs to load.
     #[arg(
         short = 'c',
@@ -212,6 +217,29 @@ fn compile(
     Ok(())
 }
 
+/// Parses `1s`, `500ms`, `2m` or a plain number of seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&text[..i], &text[i..]),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 1s or 500ms"))?;
+    let seconds = match unit {
+        "ms" => value / 1e3,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s or m)")),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("{text:?} must be zero or positive"));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
 fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     let config =
         Config::load(path).map_err(|errors| anyhow::anyhow!("invalid config:\n{errors}"))?;
@@ -304,6 +332,9 @@ fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
         }
     }
     let exporter = Arc::new(Mutex::new(exporter));
+    if !cli.discovery_interval.is_zero() {
+        crate::discovery::spawn_resync(exporter.clone(), cli.discovery_interval);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -328,5 +359,23 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("-1s").is_err());
     }
 }

@@ -1,0 +1,105 @@
+//! Processes that come and go: a target started after the exporter is found by
+//! the /proc rescan and counted exactly; a killed and restarted target comes
+//! back under its new pid and the old pid's series leave /metrics.
+
+mod common;
+
+use common::{fixtures, require_bpf, wait_for, Exporter, Samples, Target};
+use std::time::Duration;
+
+fn config(comm: &str) -> String {
+    format!(
+        r#"
+programs:
+  - name: churn
+    object: {usdt}
+    metrics:
+      counters:
+        - name: churn_hits_total
+          help: fixture:hit probes by argument
+          table: hits
+          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+    usdt:
+      fixture:hit: on_hit
+    attachment: {{binary_name: {comm}}}
+"#,
+        usdt = fixtures().object("usdt_counts").display()
+    )
+}
+
+fn attached(exporter: &Exporter, pid: u32) -> Option<Samples> {
+    let s = exporter.samples();
+    s.get(
+        "userspace_exporter_enabled_programs",
+        &[("name", "churn"), ("pid", &pid.to_string())],
+    )
+    .map(|_| s)
+}
+
+#[test]
+fn a_target_started_after_the_exporter_is_counted_exactly() {
+    if !require_bpf() {
+        return;
+    }
+    let exporter = Exporter::start_with(&config("uexp-late"), &["--discovery.interval", "100ms"]);
+    let mut target = Target::start("uexp-late");
+    wait_for(Duration::from_secs(10), || {
+        attached(&exporter, target.pid())
+    })
+    .unwrap_or_else(|| panic!("never attached:\n{}", exporter.logs()));
+    target.cmd("usdt 7 3");
+    let pid = target.pid().to_string();
+    assert_eq!(
+        exporter.samples().value(
+            "userspace_exporter_churn_hits_total",
+            &[("arg", "3"), ("pid", &pid)]
+        ),
+        7.0
+    );
+}
+
+#[test]
+fn a_restarted_target_comes_back_under_its_new_pid_and_the_old_series_go() {
+    if !require_bpf() {
+        return;
+    }
+    let mut first = Target::start("uexp-restart");
+    let exporter =
+        Exporter::start_with(&config("uexp-restart"), &["--discovery.interval", "100ms"]);
+    first.cmd("usdt 2 1");
+    let old = first.pid().to_string();
+    assert_eq!(
+        exporter.samples().value(
+            "userspace_exporter_churn_hits_total",
+            &[("arg", "1"), ("pid", &old)]
+        ),
+        2.0
+    );
+    drop(first);
+
+    let mut second = Target::start("uexp-restart");
+    let new = second.pid().to_string();
+    let s = wait_for(Duration::from_secs(10), || {
+        let s = attached(&exporter, second.pid())?;
+        (!s.0.keys().any(|k| k.contains(&format!("pid=\"{old}\"")))).then_some(s)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "restart not followed:\n{}\n{}",
+            exporter.scrape(),
+            exporter.logs()
+        )
+    });
+    assert!(
+        s.series("userspace_exporter_churn_hits_total").is_empty(),
+        "the new process has not hit yet"
+    );
+    second.cmd("usdt 5 1");
+    assert_eq!(
+        exporter.samples().value(
+            "userspace_exporter_churn_hits_total",
+            &[("arg", "1"), ("pid", &new)]
+        ),
+        5.0
+    );
+}
