@@ -332,6 +332,7 @@ fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
         }
     }
     let exporter = Arc::new(Mutex::new(exporter));
+    crate::discovery::spawn_watcher(exporter.clone());
     if !cli.discovery_interval.is_zero() {
         crate::discovery::spawn_resync(exporter.clone(), cli.discovery_interval);
     }

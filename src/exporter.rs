@@ -10,6 +10,11 @@ use crate::metrics::ProgramMetrics;
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
 
+/// How often a matching process whose attach failed is tried again on rescans:
+/// a library with the probe may be loaded after exec (dlopen, or the dynamic
+/// loader still running when the exec event came).
+const ATTACH_ATTEMPTS: u32 = 5;
+
 /// ELF files parsed and kept (per device + inode + mtime).
 const ELF_CACHE_ENTRIES: usize = 512;
 
@@ -20,6 +25,8 @@ pub struct FailedProcess {
     pub process: ProcessInfo,
     /// Why, per probe.
     pub failures: Vec<AttachFailure>,
+    /// Attach attempts so far (retried on rescans up to a limit).
+    pub attempts: u32,
 }
 
 /// One program and everything attached for it.
@@ -53,6 +60,10 @@ pub struct SelfStats {
     pub decoder_errors: BTreeMap<(String, String), u64>,
     /// (program, table) -> failed map reads.
     pub map_read_errors: BTreeMap<(String, String), u64>,
+    /// Time to load and attach one instance.
+    pub attach_duration: LatencyHistogram,
+    /// Time from a process's exec/fork event to its instance being attached.
+    pub event_to_attach: LatencyHistogram,
 }
 
 /// Everything the exporter runs.
@@ -97,9 +108,11 @@ impl Exporter {
     }
 
     /// Brings instances in line with the running processes: attaches programs to
-    /// newly matching processes and drops instances of processes that are gone.
+    /// newly matching processes, drops instances of processes that are gone, and
+    /// retries processes that failed (a library may have been loaded since).
     pub fn reconcile(&mut self, processes: &[ProcessInfo]) {
-        for state in &mut self.programs {
+        for index in 0..self.programs.len() {
+            let state = &mut self.programs[index];
             let wanted: BTreeMap<ProcessKey, &ProcessInfo> = processes
                 .iter()
                 .filter(|p| state.prepared.selector.matches(p))
@@ -118,48 +131,174 @@ impl Exporter {
             });
             state.failed.retain(|key, _| wanted.contains_key(key));
             for (key, process) in wanted {
-                if state.instances.contains_key(&key) || state.failed.contains_key(&key) {
-                    continue;
-                }
-                let name = state.prepared.name().to_string();
-                let started = Instant::now();
-                match state.prepared.instantiate(process, &mut self.elf_cache) {
-                    Ok(instance) => {
-                        for f in &instance.failures {
-                            tracing::warn!(program = %name, pid = key.pid, comm = %process.comm, "{}", f.message);
-                            *self
-                                .stats
-                                .attach_errors
-                                .entry((name.clone(), f.probe.clone()))
-                                .or_default() += 1;
-                        }
-                        tracing::info!(
-                            program = %name, pid = key.pid, comm = %process.comm,
-                            links = instance.link_count(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-                            "attached: {}", instance.attached.join(", ")
-                        );
-                        state.instances.insert(key, instance);
-                    }
-                    Err(e) => {
-                        let failures = e.failures();
-                        for f in &failures {
-                            tracing::warn!(program = %name, pid = key.pid, comm = %process.comm, "{}", f.message);
-                            *self
-                                .stats
-                                .attach_errors
-                                .entry((name.clone(), f.probe.clone()))
-                                .or_default() += 1;
-                        }
-                        state.failed.insert(
-                            key,
-                            FailedProcess {
-                                process: process.clone(),
-                                failures,
-                            },
-                        );
-                    }
+                let state = &self.programs[index];
+                let retry = state
+                    .failed
+                    .get(&key)
+                    .is_some_and(|f| f.attempts < ATTACH_ATTEMPTS);
+                if !state.instances.contains_key(&key)
+                    && (retry || !state.failed.contains_key(&key))
+                {
+                    self.attach(index, process, None);
                 }
             }
+        }
+    }
+
+    /// A process replaced its image (exec): whatever was attached to its old
+    /// image is dropped and it is judged again as the program it now runs.
+    pub fn process_execed(&mut self, process: &ProcessInfo, event_ns: Option<u64>) {
+        for state in &mut self.programs {
+            // An instance whose attach began after the exec already sees the new image
+            // (a fork event read the process after it exec'd): keep it.
+            let current = |i: &crate::attach::Instance| event_ns.is_some_and(|t| i.started_ns > t);
+            state
+                .instances
+                .retain(|key, instance| key.pid != process.pid() || current(instance));
+            state.failed.retain(|key, _| key.pid != process.pid());
+        }
+        self.process_started(process, event_ns);
+    }
+
+    /// A new process (a fork, or one found otherwise): attach where selected.
+    pub fn process_started(&mut self, process: &ProcessInfo, event_ns: Option<u64>) {
+        for index in 0..self.programs.len() {
+            let state = &self.programs[index];
+            if state.prepared.selector.matches(process)
+                && !state.instances.contains_key(&process.key)
+                && !state.failed.contains_key(&process.key)
+            {
+                self.attach(index, process, event_ns);
+            }
+        }
+    }
+
+    /// A process exited: its instances are dropped, so its series leave /metrics.
+    pub fn process_exited(&mut self, pid: i32) {
+        for state in &mut self.programs {
+            let name = state.prepared.name().to_string();
+            state.instances.retain(|key, _| {
+                let keep = key.pid != pid;
+                if !keep {
+                    tracing::info!(program = %name, pid, "process gone; detached");
+                }
+                keep
+            });
+            state.failed.retain(|key, _| key.pid != pid);
+        }
+    }
+
+    /// Loads and attaches program `index` to `process`, recording the outcome.
+    /// `event_ns` is the CLOCK_MONOTONIC time of the exec/fork event that led here.
+    fn attach(&mut self, index: usize, process: &ProcessInfo, event_ns: Option<u64>) {
+        let state = &mut self.programs[index];
+        let name = state.prepared.name().to_string();
+        let key = process.key;
+        let first_attempt = !state.failed.contains_key(&key);
+        let started = Instant::now();
+        let result = state.prepared.instantiate(process, &mut self.elf_cache);
+        self.stats
+            .attach_duration
+            .observe(started.elapsed().as_secs_f64());
+        let failures = match &result {
+            Ok(instance) => instance.failures.clone(),
+            Err(e) => e.failures(),
+        };
+        // A retry that fails the same way is not a new error.
+        if first_attempt {
+            for f in &failures {
+                tracing::warn!(program = %name, pid = key.pid, comm = %process.comm, "{}", f.message);
+                *self
+                    .stats
+                    .attach_errors
+                    .entry((name.clone(), f.probe.clone()))
+                    .or_default() += 1;
+            }
+        }
+        match result {
+            Ok(instance) => {
+                if let Some(event_ns) = event_ns {
+                    let latency = crate::discovery::monotonic_ns().saturating_sub(event_ns);
+                    self.stats.event_to_attach.observe(latency as f64 / 1e9);
+                }
+                tracing::info!(
+                    program = %name, pid = key.pid, comm = %process.comm,
+                    links = instance.link_count(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "attached: {}", instance.attached.join(", ")
+                );
+                state.failed.remove(&key);
+                state.instances.insert(key, instance);
+            }
+            Err(_) => {
+                let attempts = state.failed.get(&key).map_or(0, |f| f.attempts) + 1;
+                if !first_attempt {
+                    tracing::debug!(program = %name, pid = key.pid, attempts, "attach retry failed");
+                }
+                state.failed.insert(
+                    key,
+                    FailedProcess {
+                        process: process.clone(),
+                        failures,
+                        attempts,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// A small fixed-bucket histogram for the exporter's own latencies, in seconds.
+#[derive(Debug, Clone)]
+pub struct LatencyHistogram {
+    /// Upper bounds.
+    pub bounds: &'static [f64],
+    /// Observations per bucket (not cumulative), one more for +Inf.
+    pub counts: Vec<u64>,
+    /// Sum of observations.
+    pub sum: f64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        const BOUNDS: &[f64] = &[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ];
+        LatencyHistogram {
+            bounds: BOUNDS,
+            counts: vec![0; BOUNDS.len() + 1],
+            sum: 0.0,
+        }
+    }
+}
+
+impl LatencyHistogram {
+    /// Records one observation.
+    pub fn observe(&mut self, seconds: f64) {
+        let slot = self
+            .bounds
+            .iter()
+            .position(|&b| seconds <= b)
+            .unwrap_or(self.bounds.len());
+        self.counts[slot] += 1;
+        self.sum += seconds;
+    }
+
+    /// As cumulative buckets for the encoder.
+    pub fn built(&self) -> crate::metrics::histogram::BuiltHistogram {
+        let mut total = 0;
+        let buckets = self
+            .bounds
+            .iter()
+            .zip(&self.counts)
+            .map(|(&b, &c)| {
+                total += c;
+                (b, total)
+            })
+            .collect();
+        crate::metrics::histogram::BuiltHistogram {
+            buckets,
+            count: total + self.counts[self.bounds.len()],
+            sum: self.sum,
         }
     }
 }

@@ -103,3 +103,48 @@ fn a_restarted_target_comes_back_under_its_new_pid_and_the_old_series_go() {
         5.0
     );
 }
+
+#[test]
+fn exec_events_attach_before_a_probe_hit_100_ms_after_start() {
+    if !require_bpf() {
+        return;
+    }
+    // No rescan: only process events can find the target.
+    let exporter = Exporter::start_with(&config("uexp-fast"), &["--discovery.interval", "0"]);
+    for round in 0..5 {
+        let mut target = Target::start("uexp-fast");
+        std::thread::sleep(Duration::from_millis(100));
+        target.cmd("usdt 10 4");
+        let pid = target.pid().to_string();
+        let s = exporter.samples();
+        assert_eq!(
+            s.get(
+                "userspace_exporter_churn_hits_total",
+                &[("arg", "4"), ("pid", &pid)]
+            ),
+            Some(10.0),
+            "round {round}:\n{}",
+            exporter.logs()
+        );
+        drop(target);
+    }
+    // Exit events dropped every instance; the latency histogram saw 5 attaches.
+    let s = wait_for(Duration::from_secs(5), || {
+        let s = exporter.samples();
+        (s.value(
+            "userspace_exporter_processes",
+            &[("name", "churn"), ("state", "attached")],
+        ) == 0.0)
+            .then_some(s)
+    })
+    .expect("exited targets still attached");
+    assert_eq!(
+        s.value("userspace_exporter_exec_to_attach_seconds_count", &[]),
+        5.0
+    );
+    let within_100ms = s.value(
+        "userspace_exporter_exec_to_attach_seconds_bucket",
+        &[("le", "0.1")],
+    );
+    assert_eq!(within_100ms, 5.0, "{}", exporter.scrape());
+}

@@ -89,6 +89,8 @@ pub struct Instance {
     pub programs: Vec<BpfProgramInfo>,
     /// How long load + attach took.
     pub attach_duration: Duration,
+    /// CLOCK_MONOTONIC ns when the attach began (files were resolved after this).
+    pub started_ns: u64,
 }
 
 impl std::fmt::Debug for Instance {
@@ -108,6 +110,7 @@ impl Instance {
         cache: &mut ElfCache,
     ) -> Result<Instance, InstanceError> {
         let started = Instant::now();
+        let started_ns = crate::discovery::monotonic_ns();
         let open = program.open()?;
         let (loaded, log) = libbpf_log::capture(|| open.load());
         let object = loaded.map_err(|e| InstanceError::load_failed(e, &log))?;
@@ -228,6 +231,7 @@ impl Instance {
             failures,
             programs,
             attach_duration: started.elapsed(),
+            started_ns,
         })
     }
 

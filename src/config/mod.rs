@@ -209,13 +209,142 @@ pub struct DecoderConfig {
     pub regexps: Vec<String>,
 }
 
-/// Which processes a program attaches to.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Which processes a program attaches to: one selector mapping, or a list of
+/// alternatives. A process is selected when any alternative selects it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attachment {
+    /// The alternatives, in file order (one for the mapping form).
+    pub alternatives: Vec<AttachmentSelector>,
+    /// Whether the alternatives were written as a YAML list.
+    pub is_list: bool,
+}
+
+impl Attachment {
+    /// The usual form: one selector.
+    pub fn single(selector: AttachmentSelector) -> Attachment {
+        Attachment {
+            alternatives: vec![selector],
+            is_list: false,
+        }
+    }
+}
+
+/// The selector fields, in the order messages list them.
+pub const SELECTOR_FIELDS: &[&str] = &[
+    "binary_name",
+    "exe_path",
+    "cmdline",
+    "parent_binary_name",
+    "pid",
+    "pid_file",
+    "cgroup",
+];
+
+/// One attachment selector: a process matches when every field given matches
+/// and none of the `exclude` selectors matches it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentSelector {
     /// Equal to `/proc/PID/comm` (the kernel truncates it to 15 bytes).
     #[serde(default)]
     pub binary_name: Option<String>,
+    /// Glob on the executable's path as the process sees it (`/usr/bin/python3*`, `**/bin/java`).
+    #[serde(default)]
+    pub exe_path: Option<String>,
+    /// Regex (unanchored) on the arguments joined by single spaces.
+    #[serde(default)]
+    pub cmdline: Option<String>,
+    /// Equal to the parent's `/proc/PID/comm` (any ancestor's with `any_ancestor`).
+    #[serde(default)]
+    pub parent_binary_name: Option<String>,
+    /// `parent_binary_name` matches any ancestor up to pid 1, not only the parent.
+    #[serde(default)]
+    pub any_ancestor: bool,
+    /// Exactly this process id.
+    #[serde(default)]
+    pub pid: Option<i64>,
+    /// A file holding a process id, read when processes are matched; relative
+    /// paths resolve against the config file's directory.
+    #[serde(default)]
+    pub pid_file: Option<PathBuf>,
+    /// Glob on the cgroup v2 path (the `0::/path` line of `/proc/PID/cgroup`).
+    #[serde(default)]
+    pub cgroup: Option<String>,
+    /// Processes this selector leaves out, though they match its fields.
+    #[serde(default)]
+    pub exclude: Option<Exclusions>,
+}
+
+impl AttachmentSelector {
+    /// Whether no selector field is given (`any_ancestor` and `exclude` select nothing by themselves).
+    pub fn is_empty(&self) -> bool {
+        self.binary_name.is_none()
+            && self.exe_path.is_none()
+            && self.cmdline.is_none()
+            && self.parent_binary_name.is_none()
+            && self.pid.is_none()
+            && self.pid_file.is_none()
+            && self.cgroup.is_none()
+    }
+
+    /// The exclusions (none when `exclude` is absent).
+    pub fn exclusions(&self) -> &[AttachmentSelector] {
+        self.exclude
+            .as_ref()
+            .map_or(&[], |e| e.selectors.as_slice())
+    }
+}
+
+/// The `exclude:` of a selector: one selector mapping, or a list of them; a
+/// process matching any of them is not selected.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exclusions {
+    /// The excluding selectors, in file order.
+    pub selectors: Vec<AttachmentSelector>,
+    /// Whether they were written as a YAML list.
+    pub is_list: bool,
+}
+
+/// Reads a selector mapping or a list of selector mappings.
+struct SelectorsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SelectorsVisitor {
+    type Value = (Vec<AttachmentSelector>, bool);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a selector mapping (e.g. `{binary_name: python3.11}`) or a list of them")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let selector =
+            AttachmentSelector::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok((vec![selector], false))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(selector) = seq.next_element::<AttachmentSelector>()? {
+            out.push(selector);
+        }
+        Ok((out, true))
+    }
+}
+
+impl<'de> Deserialize<'de> for Attachment {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (alternatives, is_list) = d.deserialize_any(SelectorsVisitor)?;
+        Ok(Attachment {
+            alternatives,
+            is_list,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Exclusions {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (selectors, is_list) = d.deserialize_any(SelectorsVisitor)?;
+        Ok(Exclusions { selectors, is_list })
+    }
 }
 
 /// Where a program's BPF code comes from.

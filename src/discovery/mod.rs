@@ -4,7 +4,9 @@
 mod process;
 mod resync;
 mod selector;
+mod watcher;
 
-pub use process::{mapped_files, scan, ProcessInfo, ProcessKey};
+pub use process::{mapped_files, monotonic_ns, scan, ProcessInfo, ProcessKey};
 pub use resync::spawn_resync;
 pub use selector::Selector;
+pub use watcher::{spawn_watcher, ProcConnector, ProcEvent};

@@ -101,3 +101,14 @@ pub fn mapped_files(pid: i32) -> std::io::Result<Vec<PathBuf>> {
     }
     Ok(out)
 }
+
+/// CLOCK_MONOTONIC in ns: the clock the kernel stamps process events with.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

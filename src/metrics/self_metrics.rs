@@ -67,6 +67,37 @@ pub fn write(enc: &mut Encoder, exporter: &Exporter, started: Instant) {
         enc.sample_u64(&labels(&["name"], &values), state.instances.len() as u64);
     }
 
+    enc.family(
+        &name("processes"),
+        "Matching processes per program: attached, or failed (nothing attached)",
+        MetricKind::Gauge,
+    );
+    for state in &exporter.programs {
+        for (status, count) in [
+            ("attached", state.instances.len()),
+            ("failed", state.failed.len()),
+        ] {
+            let values = [state.prepared.name().to_string(), status.to_string()];
+            enc.sample_u64(&labels(&["name", "state"], &values), count as u64);
+        }
+    }
+
+    for (suffix, help, histogram) in [
+        (
+            "attach_duration_seconds",
+            "Time to load a program and attach its probes to one process",
+            &exporter.stats.attach_duration,
+        ),
+        (
+            "exec_to_attach_seconds",
+            "Time from a process's exec or fork event to its instance being attached",
+            &exporter.stats.event_to_attach,
+        ),
+    ] {
+        enc.family(&name(suffix), help, MetricKind::Histogram);
+        enc.histogram(&labels(&[], &[]), &histogram.built());
+    }
+
     let counters = [
         (
             "attach_errors_total",
