@@ -79,8 +79,10 @@ impl InstanceError {
 pub struct Instance {
     /// The process.
     pub process: ProcessInfo,
-    object: Object,
+    // Field order is drop order: links must be destroyed before the object they
+    // belong to (a USDT link's detach uses the object's USDT manager).
     links: Vec<Link>,
+    object: Object,
     /// Human descriptions of what is attached.
     pub attached: Vec<String>,
     /// Probes that did not attach (the others still count).

@@ -474,7 +474,32 @@ impl Config {
         config.path = path.to_path_buf();
         config.spans = SpanTree(Node::parse(text).map(Arc::new));
         validate::validate(&config)?;
+        config.resolve_pid_files();
         Ok(config)
+    }
+
+    /// Makes relative `pid_file:` paths relative to the config file's directory,
+    /// as `object:` paths are.
+    fn resolve_pid_files(&mut self) {
+        let dir = self.dir();
+        for program in &mut self.programs {
+            let p = &mut program.value;
+            for attachment in [&mut p.attachment, &mut p.attachments]
+                .into_iter()
+                .flatten()
+            {
+                for alternative in &mut attachment.value.alternatives {
+                    let exclusions = alternative
+                        .exclude
+                        .as_mut()
+                        .map_or(&mut [][..], |e| e.selectors.as_mut_slice());
+                    for selector in exclusions {
+                        resolve_against(&dir, &mut selector.pid_file);
+                    }
+                    resolve_against(&dir, &mut alternative.pid_file);
+                }
+            }
+        }
     }
 
     /// The directory relative `object:` paths resolve against.
@@ -488,7 +513,8 @@ impl Config {
 
     /// Warnings about things that are accepted but probably not what was meant:
     /// ignored kernel-side keys (kprobes and friends, one warning per key) and a
-    /// `binary_name` longer than the kernel keeps in `/proc/PID/comm`.
+    /// `binary_name` or `parent_binary_name` longer than the kernel keeps in
+    /// `/proc/PID/comm`.
     pub fn warnings(&self) -> Vec<ConfigError> {
         let mut out = Vec::new();
         let root = self.root();
@@ -525,20 +551,26 @@ impl Config {
                 } else {
                     "attachments"
                 };
-                if let Some(name) = &attachment.value.binary_name {
-                    if name.len() > COMM_MAX_BYTES {
+                let a_at = at
+                    .get(key)
+                    .or_at(attachment.referenced.line(), attachment.referenced.column());
+                for place in validate::selector_places(key, &attachment.value, a_at) {
+                    for (field, name) in [
+                        ("binary_name", &place.selector.binary_name),
+                        ("parent_binary_name", &place.selector.parent_binary_name),
+                    ] {
+                        let Some(name) = name.as_deref().filter(|n| n.len() > COMM_MAX_BYTES)
+                        else {
+                            continue;
+                        };
                         let mut end = COMM_MAX_BYTES;
                         while !name.is_char_boundary(end) {
                             end -= 1;
                         }
-                        let at = at
-                            .get(key)
-                            .or_at(attachment.referenced.line(), attachment.referenced.column())
-                            .get("binary_name");
                         out.push(self.error_at(
-                            at,
+                            place.at.get(field),
                             format!(
-                                "program {:?}: binary_name {name:?} is {} bytes, but the kernel keeps only the first {COMM_MAX_BYTES} bytes of a process name (/proc/PID/comm); processes named {:?} will be matched",
+                                "program {:?}: {field} {name:?} is {} bytes, but the kernel keeps only the first {COMM_MAX_BYTES} bytes of a process name (/proc/PID/comm); processes named {:?} will be matched",
                                 p.name,
                                 name.len(),
                                 &name[..end]
@@ -562,6 +594,13 @@ impl Config {
     }
 }
 
+/// `path`, when relative, joined to `dir`.
+fn resolve_against(dir: &Path, path: &mut Option<PathBuf>) {
+    if let Some(p) = path.as_mut().filter(|p| p.is_relative()) {
+        *p = dir.join(&*p);
+    }
+}
+
 /// Turns a serde-saphyr error into one readable line at the most specific
 /// position: its own location, except that a missing field points at the
 /// mapping that lacks it. serde-saphyr's rendering repeats the location and
@@ -577,6 +616,23 @@ fn yaml_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ConfigError {
     let mut inner = e.without_snippet();
     while let E::AliasError { error, .. } = inner {
         inner = error.without_snippet();
+    }
+    // The type errors of hand-written deserializers (an attachment: one selector
+    // or a list of them) come placed at the key whose value is wrong; point at
+    // the value instead when it is on the same line, so the key gets named.
+    if matches!(
+        inner,
+        E::SerdeInvalidType { .. } | E::SerdeInvalidValue { .. }
+    ) {
+        if let Some(value_column) = value_after_key(text, line, column) {
+            if tree
+                .as_ref()
+                .and_then(|t| t.entry_with_value_at(line, value_column))
+                .is_some()
+            {
+                column = value_column;
+            }
+        }
     }
     // "`size`: " when the failing value is a mapping value, and what was found there.
     let value = tree.as_ref().and_then(|t| t.node_at(line, column));
@@ -672,6 +728,32 @@ fn key_before(text: &str, line: u64, column: u64) -> Option<&str> {
         .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .map_or(0, |i| i + 1);
     Some(&before[start..]).filter(|k| !k.is_empty())
+}
+
+/// When a plain `key:` starts at `line:column` with its value on the same line,
+/// the column where that value starts.
+fn value_after_key(text: &str, line: u64, column: u64) -> Option<u64> {
+    let source = text
+        .lines()
+        .nth(usize::try_from(line.checked_sub(1)?).ok()?)?;
+    let skip = usize::try_from(column.checked_sub(1)?).ok()?;
+    let rest: Vec<char> = source.chars().skip(skip).collect();
+    let key_len = rest
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+        .count();
+    let mut i = key_len;
+    if key_len == 0 || rest.get(i) != Some(&':') {
+        return None;
+    }
+    i += 1;
+    let spaces = rest[i..].iter().take_while(|c| **c == ' ').count();
+    i += spaces;
+    match rest.get(i) {
+        Some('#') | None => None,
+        Some(_) if spaces == 0 => None,
+        Some(_) => Some(column + i as u64),
+    }
 }
 
 /// "`a`" or "one of `a`, `b`".

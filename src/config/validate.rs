@@ -4,8 +4,12 @@
 //! one regexp, one probe spec), and returned in file order.
 
 use super::error::At;
-use super::{BucketType, Config, ConfigError, ConfigErrors, Label, ProbeKind, Program};
+use super::{
+    Attachment, AttachmentSelector, BucketType, Config, ConfigError, ConfigErrors, Label,
+    ProbeKind, Program, SELECTOR_FIELDS,
+};
 use crate::attach::{UprobeSpec, UsdtSpec};
+use crate::discovery::Selector;
 use crate::metrics::decoders::{build_decoder, DecoderConfigError};
 use serde_saphyr::Spanned;
 use std::collections::HashSet;
@@ -201,33 +205,178 @@ fn check_attachment(c: &mut Checker, p: &Program, at: At<'_>) {
     } else {
         "attachments"
     };
-    match p.attachment() {
-        // `attachment:` written without a value.
-        None if at.has(key) => c.err(
-            at.key(key),
+    let Some(a) = p.attachment() else {
+        if at.has(key) {
+            // `attachment:` written without a value.
+            c.err(
+                at.key(key),
+                format!(
+                    "program {:?}: `{key}` is empty: give `binary_name`, e.g. `{key}: {{binary_name: python3.11}}`",
+                    p.name
+                ),
+            );
+        } else {
+            c.err(
+                at,
+                format!(
+                    "program {:?} has no `attachment:`: say which processes to attach to, e.g. `attachment: {{binary_name: python3.11}}`",
+                    p.name
+                ),
+            );
+        }
+        return;
+    };
+    if a.value.alternatives.is_empty() {
+        c.err(
+            place(at.key(key), a),
             format!(
-                "program {:?}: `{key}` is empty: give `binary_name`, e.g. `{key}: {{binary_name: python3.11}}`",
+                "program {:?}: `{key}` is an empty list: give at least one selector, e.g. `{key}: [{{binary_name: python3.11}}]`",
                 p.name
             ),
-        ),
-        None => c.err(
-            at,
+        );
+    }
+    let a_at = place(at.get(key), a);
+    for s in selector_places(key, &a.value, a_at) {
+        check_selector(c, &p.name, &s);
+    }
+}
+
+/// One selector of an attachment (an alternative or an exclusion), where it
+/// is, and how messages name it.
+pub(super) struct SelectorPlace<'a> {
+    /// The selector.
+    pub selector: &'a AttachmentSelector,
+    /// Its mapping in the file.
+    pub at: At<'a>,
+    /// `attachment`, `attachment #2`, `attachment exclude`, `attachment #2 exclude #1`.
+    pub label: String,
+    /// Whether it is an `exclude:` entry.
+    pub is_exclusion: bool,
+}
+
+/// Every selector of `attachment` (written under `key`, at `at`): each
+/// alternative followed by its exclusions.
+pub(super) fn selector_places<'a>(
+    key: &str,
+    attachment: &'a Attachment,
+    at: At<'a>,
+) -> Vec<SelectorPlace<'a>> {
+    let mut out = Vec::new();
+    for (i, alternative) in attachment.alternatives.iter().enumerate() {
+        let (alt_at, label) = if attachment.is_list {
+            (at.index(i), format!("{key} #{}", i + 1))
+        } else {
+            (at, key.to_string())
+        };
+        out.push(SelectorPlace {
+            selector: alternative,
+            at: alt_at,
+            label: label.clone(),
+            is_exclusion: false,
+        });
+        let Some(exclude) = &alternative.exclude else {
+            continue;
+        };
+        let ex_at = alt_at.get("exclude");
+        for (j, exclusion) in exclude.selectors.iter().enumerate() {
+            let (at, label) = if exclude.is_list {
+                (ex_at.index(j), format!("{label} exclude #{}", j + 1))
+            } else {
+                (ex_at, format!("{label} exclude"))
+            };
+            out.push(SelectorPlace {
+                selector: exclusion,
+                at,
+                label,
+                is_exclusion: true,
+            });
+        }
+    }
+    out
+}
+
+/// Checks one selector's fields (a name longer than the kernel's comm is only
+/// a warning, in [`Config::warnings`]).
+fn check_selector(c: &mut Checker, program: &str, s: &SelectorPlace<'_>) {
+    let sel = s.selector;
+    let label = &s.label;
+    if sel.is_empty() {
+        let fields = SELECTOR_FIELDS.join(", ");
+        c.err(
+            s.at,
             format!(
-                "program {:?} has no `attachment:`: say which processes to attach to, e.g. `attachment: {{binary_name: python3.11}}`",
-                p.name
+                "program {program:?}: {label} needs at least one of {fields} (e.g. `binary_name: python3.11`)"
             ),
-        ),
-        Some(a) => match &a.value.binary_name {
-            None => c.err(
-                place(at.key(key), a),
-                format!("program {:?}: `{key}` needs `binary_name`", p.name),
+        );
+    }
+    for (field, value) in [
+        ("binary_name", sel.binary_name.as_deref()),
+        ("exe_path", sel.exe_path.as_deref()),
+        ("cmdline", sel.cmdline.as_deref()),
+        ("parent_binary_name", sel.parent_binary_name.as_deref()),
+        ("pid_file", sel.pid_file.as_deref().and_then(|p| p.to_str())),
+        ("cgroup", sel.cgroup.as_deref()),
+    ] {
+        if value.is_some_and(|v| v.trim().is_empty()) {
+            c.err(
+                s.at.get(field),
+                format!("program {program:?}: {label} `{field}` is empty"),
+            );
+        }
+    }
+    for (field, glob, what) in [
+        ("exe_path", &sel.exe_path, "executable paths"),
+        ("cgroup", &sel.cgroup, "cgroup paths"),
+    ] {
+        let Some(glob) = glob.as_deref().filter(|g| !g.trim().is_empty()) else {
+            continue;
+        };
+        if let Err(e) = Selector::parse_glob(glob) {
+            c.err(
+                s.at.get(field),
+                format!("program {program:?}: {label} {field} glob {glob:?} does not compile: {e}"),
+            );
+        } else if !glob.starts_with(['/', '*', '?', '[', '{', '\\']) {
+            c.err(
+                s.at.get(field),
+                format!(
+                    "program {program:?}: {label} {field} glob {glob:?} never matches: {what} are absolute; start it with `/` or `**/` (e.g. {:?})",
+                    format!("**/{glob}")
+                ),
+            );
+        }
+    }
+    if let Some(regex) = sel.cmdline.as_deref().filter(|r| !r.trim().is_empty()) {
+        if let Err(e) = Selector::parse_regex(regex) {
+            c.err(
+                s.at.get("cmdline"),
+                format!(
+                    "program {program:?}: {label} cmdline regex {regex:?} does not compile: {e}"
+                ),
+            );
+        }
+    }
+    if let Some(pid) = sel.pid {
+        if pid <= 0 || pid > i64::from(i32::MAX) {
+            c.err(
+                s.at.get("pid"),
+                format!("program {program:?}: {label} pid {pid} is not a process id: give a positive integer"),
+            );
+        }
+    }
+    if sel.any_ancestor && sel.parent_binary_name.is_none() {
+        c.err(
+            key_or_self(s.at, "any_ancestor"),
+            format!("program {program:?}: {label} `any_ancestor` applies to `parent_binary_name`, which is not given"),
+        );
+    }
+    if s.is_exclusion && sel.exclude.is_some() {
+        c.err(
+            key_or_self(s.at, "exclude"),
+            format!(
+                "program {program:?}: {label} has its own `exclude`: exclusions cannot be nested"
             ),
-            Some(name) if name.is_empty() => c.err(
-                place(at.get(key), a).get("binary_name"),
-                format!("program {:?}: `binary_name` is empty", p.name),
-            ),
-            _ => {}
-        },
+        );
     }
 }
 

@@ -1,6 +1,7 @@
 //! What we know about a process, read from `/proc`.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// Identifies one process incarnation: a pid plus its start time, so a reused
 /// pid is never mistaken for the process that had it before.
@@ -12,8 +13,16 @@ pub struct ProcessKey {
     pub start_time: u64,
 }
 
+/// Most ancestors [`ProcessInfo::ancestor_comms`] walks up (parent first).
+pub const MAX_ANCESTORS: usize = 64;
+
 /// A running process, as far as selectors and attach need to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// [`ProcessInfo::read`] reads only `/proc/PID/stat` and `/proc/PID/exe`; the
+/// command line, cgroup and ancestors are read the first time a selector asks
+/// for them, then kept (clones made after that share nothing but the values).
+/// Equality compares the eagerly read facts only.
+#[derive(Debug, Clone)]
 pub struct ProcessInfo {
     /// pid and start time.
     pub key: ProcessKey,
@@ -21,23 +30,88 @@ pub struct ProcessInfo {
     pub comm: String,
     /// The executable path as the process sees it (inside its own mount namespace).
     pub exe: PathBuf,
+    /// The parent's pid (`/proc/PID/stat` field 4); 0 for pid 1.
+    pub ppid: i32,
+    /// `/proc/PID/cmdline`, arguments joined by single spaces.
+    cmdline: OnceLock<Option<String>>,
+    /// The cgroup v2 path from `/proc/PID/cgroup`.
+    cgroup: OnceLock<Option<String>>,
+    /// `/proc/PPID/comm`.
+    parent_comm: OnceLock<Option<String>>,
+    /// The comms of the parent, grandparent, ... up to pid 1.
+    ancestors: OnceLock<Vec<String>>,
+}
+
+impl PartialEq for ProcessInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+            && self.comm == other.comm
+            && self.exe == other.exe
+            && self.ppid == other.ppid
+    }
+}
+
+impl Eq for ProcessInfo {}
+
+/// A cell already holding `value`.
+fn filled<T>(value: T) -> OnceLock<T> {
+    let cell = OnceLock::new();
+    let _ = cell.set(value);
+    cell
 }
 
 impl ProcessInfo {
+    /// A process known by its eagerly read facts; the lazy ones (command line,
+    /// cgroup, ancestors) will be read from `/proc/PID` when first asked for,
+    /// unless given with the `with_*` methods.
+    pub fn new(key: ProcessKey, comm: String, exe: PathBuf, ppid: i32) -> ProcessInfo {
+        ProcessInfo {
+            key,
+            comm,
+            exe,
+            ppid,
+            cmdline: OnceLock::new(),
+            cgroup: OnceLock::new(),
+            parent_comm: OnceLock::new(),
+            ancestors: OnceLock::new(),
+        }
+    }
+
+    /// The same process with its command line (arguments joined by spaces) known.
+    pub fn with_cmdline(mut self, cmdline: Option<String>) -> ProcessInfo {
+        self.cmdline = filled(cmdline);
+        self
+    }
+
+    /// The same process with its cgroup v2 path known.
+    pub fn with_cgroup(mut self, cgroup: Option<String>) -> ProcessInfo {
+        self.cgroup = filled(cgroup);
+        self
+    }
+
+    /// The same process with its ancestors' comms known, parent first.
+    pub fn with_ancestors(mut self, mut comms: Vec<String>) -> ProcessInfo {
+        comms.truncate(MAX_ANCESTORS);
+        self.parent_comm = filled(comms.first().cloned());
+        self.ancestors = filled(comms);
+        self
+    }
+
     /// Reads one process; `None` for kernel threads, zombies and processes that vanished.
     pub fn read(pid: i32) -> Option<ProcessInfo> {
         let process = procfs::process::Process::new(pid).ok()?;
         let stat = process.stat().ok()?;
         // Kernel threads and zombies have no executable: nothing to probe.
         let exe = process.exe().ok()?;
-        Some(ProcessInfo {
-            key: ProcessKey {
+        Some(ProcessInfo::new(
+            ProcessKey {
                 pid,
                 start_time: stat.starttime,
             },
-            comm: stat.comm,
+            stat.comm,
             exe,
-        })
+            stat.ppid,
+        ))
     }
 
     /// Whether this very process (same pid and start time) still runs.
@@ -52,6 +126,41 @@ impl ProcessInfo {
         self.key.pid
     }
 
+    /// The command line: the arguments of `/proc/PID/cmdline` joined by single
+    /// spaces (read on first use); `None` when it cannot be read.
+    pub fn cmdline(&self) -> Option<&str> {
+        self.cmdline
+            .get_or_init(|| read_cmdline(self.key.pid))
+            .as_deref()
+    }
+
+    /// The cgroup v2 path (the `0::/path` line of `/proc/PID/cgroup`, read on
+    /// first use); `None` when unreadable or on a cgroup v1-only system.
+    pub fn cgroup(&self) -> Option<&str> {
+        self.cgroup
+            .get_or_init(|| read_cgroup(self.key.pid))
+            .as_deref()
+    }
+
+    /// The parent's comm (read on first use); `None` for pid 1 or when the
+    /// parent is gone.
+    pub fn parent_comm(&self) -> Option<&str> {
+        self.parent_comm
+            .get_or_init(|| {
+                if let Some(ancestors) = self.ancestors.get() {
+                    return ancestors.first().cloned();
+                }
+                (self.ppid > 0).then(|| read_comm(self.ppid)).flatten()
+            })
+            .as_deref()
+    }
+
+    /// The comms of the parent, grandparent, ... up to pid 1 (included), at
+    /// most [`MAX_ANCESTORS`], read on first use.
+    pub fn ancestor_comms(&self) -> &[String] {
+        self.ancestors.get_or_init(|| read_ancestors(self.ppid))
+    }
+
     /// A path through which the exporter opens a file the process sees at `path`,
     /// even when the process lives in another mount namespace.
     pub fn host_path(&self, path: &Path) -> PathBuf {
@@ -64,6 +173,73 @@ impl ProcessInfo {
     pub fn exe_host_path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/{}/exe", self.key.pid))
     }
+}
+
+/// `/proc/PID/cmdline`: NUL-terminated arguments, joined here by single spaces.
+fn read_cmdline(pid: i32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(join_cmdline(&raw))
+}
+
+/// NUL-separated (and usually NUL-terminated) arguments, joined by spaces.
+fn join_cmdline(raw: &[u8]) -> String {
+    let raw = raw.strip_suffix(b"\0").unwrap_or(raw);
+    raw.split(|&b| b == 0)
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The cgroup v2 path of `/proc/PID/cgroup` (its `0::/path` line).
+fn read_cgroup(pid: i32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    cgroup_v2_path(&text).map(str::to_string)
+}
+
+/// The path of the `0::` line of a `/proc/PID/cgroup` text.
+fn cgroup_v2_path(text: &str) -> Option<&str> {
+    text.lines().find_map(|l| l.strip_prefix("0::"))
+}
+
+/// `/proc/PID/comm`, without its newline.
+fn read_comm(pid: i32) -> Option<String> {
+    let mut comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    if comm.ends_with('\n') {
+        comm.pop();
+    }
+    Some(comm)
+}
+
+/// Comm and ppid of `/proc/PID/stat` (`pid (comm) state ppid ...`; the comm
+/// may itself hold spaces and parentheses, so it ends at the last `)`).
+fn read_comm_and_ppid(pid: i32) -> Option<(String, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat)
+}
+
+fn parse_stat(stat: &str) -> Option<(String, i32)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    let ppid = stat[close + 1..].split_whitespace().nth(1)?.parse().ok()?;
+    Some((comm, ppid))
+}
+
+/// The comms of `ppid` and its ancestors, up to pid 1, at most [`MAX_ANCESTORS`].
+fn read_ancestors(ppid: i32) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut pid = ppid;
+    while pid > 0 && out.len() < MAX_ANCESTORS {
+        let Some((comm, parent)) = read_comm_and_ppid(pid) else {
+            break;
+        };
+        out.push(comm);
+        if pid == 1 {
+            break;
+        }
+        pid = parent;
+    }
+    out
 }
 
 /// All user processes except the exporter itself, sorted by pid.
@@ -111,4 +287,86 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: ts is a valid timespec to fill.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_arguments_are_joined_by_single_spaces() {
+        assert_eq!(join_cmdline(b"sleep\x0030\x00"), "sleep 30");
+        assert_eq!(join_cmdline(b"a\x00\x00b\x00"), "a  b");
+        assert_eq!(
+            join_cmdline(b"nginx: master process\x00"),
+            "nginx: master process"
+        );
+        assert_eq!(join_cmdline(b"no-terminator"), "no-terminator");
+        assert_eq!(join_cmdline(b""), "");
+    }
+
+    #[test]
+    fn cgroup_v2_line_is_found() {
+        assert_eq!(
+            cgroup_v2_path("0::/system.slice/nginx.service\n"),
+            Some("/system.slice/nginx.service")
+        );
+        // Hybrid hierarchy: v1 lines first.
+        assert_eq!(
+            cgroup_v2_path("12:cpu,cpuacct:/x\n1:name=systemd:/y\n0::/user.slice\n"),
+            Some("/user.slice")
+        );
+        assert_eq!(cgroup_v2_path("12:memory:/x\n"), None);
+    }
+
+    #[test]
+    fn stat_comm_may_hold_spaces_and_parentheses() {
+        assert_eq!(
+            parse_stat("42 (a) b (c)) S 7 42 42 0 -1"),
+            Some(("a) b (c)".to_string(), 7))
+        );
+        assert_eq!(
+            parse_stat("1 (systemd) S 0 1 1"),
+            Some(("systemd".into(), 0))
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn read_fills_ppid_and_lazy_facts_of_this_process() {
+        let me = std::process::id() as i32;
+        let info = ProcessInfo::read(me).unwrap();
+        assert_eq!(info.ppid, std::os::unix::process::parent_id() as i32);
+        let cmdline = info.cmdline().unwrap();
+        let arg0 = std::env::args().next().unwrap();
+        assert!(cmdline.starts_with(&arg0), "{cmdline:?} vs {arg0:?}");
+        let ancestors = info.ancestor_comms();
+        assert!(!ancestors.is_empty());
+        assert_eq!(info.parent_comm(), Some(ancestors[0].as_str()));
+        assert!(ancestors.len() <= MAX_ANCESTORS);
+        // Equality ignores which lazy facts were read.
+        assert_eq!(info, ProcessInfo::read(me).unwrap());
+    }
+
+    #[test]
+    fn given_lazy_facts_are_not_read_from_proc() {
+        let key = ProcessKey {
+            pid: i32::MAX,
+            start_time: 1,
+        };
+        let bare = ProcessInfo::new(key, "x".into(), "/x".into(), 0);
+        assert_eq!(bare.cmdline(), None);
+        assert_eq!(bare.cgroup(), None);
+        assert_eq!(bare.parent_comm(), None);
+        assert!(bare.ancestor_comms().is_empty());
+        let given = ProcessInfo::new(key, "x".into(), "/x".into(), 0)
+            .with_cmdline(Some("x --flag".into()))
+            .with_cgroup(Some("/a/b".into()))
+            .with_ancestors(vec!["bash".into(), "systemd".into()]);
+        assert_eq!(given.cmdline(), Some("x --flag"));
+        assert_eq!(given.cgroup(), Some("/a/b"));
+        assert_eq!(given.parent_comm(), Some("bash"));
+        assert_eq!(given.ancestor_comms(), ["bash", "systemd"]);
+        assert_eq!(given.clone().cmdline(), Some("x --flag"));
+    }
 }

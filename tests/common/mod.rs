@@ -342,6 +342,11 @@ impl Exporter {
         panic!("exporter not serving after 30 s:\n{}", self.logs());
     }
 
+    /// The exporter's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `http://127.0.0.1:PORT{path}`
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
