@@ -2,7 +2,7 @@
 //! libraries it maps, opened through `/proc/PID/exe` or `/proc/PID/root`.
 
 use super::probe::{UprobeSpec, UsdtSpec};
-use crate::discovery::ProcessInfo;
+use crate::discovery::{MappedFile, ProcessInfo};
 use crate::elf::ElfCache;
 use std::path::{Path, PathBuf};
 
@@ -77,16 +77,18 @@ pub enum ResolveError {
 }
 
 /// The process's mapped files (process view); an exited process is reported as such.
-fn files_of(process: &ProcessInfo) -> Result<Vec<PathBuf>, ResolveError> {
+fn files_of(process: &ProcessInfo) -> Result<Vec<MappedFile>, ResolveError> {
     crate::discovery::mapped_files(process.pid())
         .map_err(|_| ResolveError::ProcessGone { pid: process.pid() })
 }
 
-fn host_path_of(process: &ProcessInfo, path: &Path) -> PathBuf {
-    if path == process.exe {
+/// How the exporter opens a file of the process: the executable through
+/// `/proc/PID/exe`, libraries through their mapping (see [`MappedFile::host_path`]).
+fn host_path_of(process: &ProcessInfo, file: &MappedFile) -> PathBuf {
+    if file.path == process.exe {
         process.exe_host_path()
     } else {
-        process.host_path(path)
+        file.host_path(process)
     }
 }
 
@@ -116,19 +118,23 @@ fn library_matches(path: &Path, wanted: &str) -> bool {
 
 fn find_library(
     process: &ProcessInfo,
-    files: &[PathBuf],
+    files: &[MappedFile],
     wanted: &str,
-) -> Result<PathBuf, ResolveError> {
-    if let Some(found) = files.iter().find(|f| library_matches(f, wanted)) {
+) -> Result<MappedFile, ResolveError> {
+    if let Some(found) = files.iter().find(|f| library_matches(&f.path, wanted)) {
         return Ok(found.clone());
     }
     // An absolute path that exists in the process's root can be probed before it is mapped.
-    if wanted.starts_with('/') && process.host_path(Path::new(wanted)).exists() {
-        return Ok(PathBuf::from(wanted));
+    let under_root = process.host_path(Path::new(wanted));
+    if wanted.starts_with('/') && under_root.exists() {
+        return Ok(MappedFile {
+            path: PathBuf::from(wanted),
+            map_file: under_root,
+        });
     }
     let names: Vec<String> = files
         .iter()
-        .filter_map(|f| f.file_name()?.to_str().map(str::to_string))
+        .filter_map(|f| f.path.file_name()?.to_str().map(str::to_string))
         .take(12)
         .collect();
     Err(ResolveError::LibraryNotMapped {
@@ -148,15 +154,16 @@ pub fn resolve_usdt(
     let spec =
         UsdtSpec::parse(spec_text).ok_or_else(|| ResolveError::BadSpec(spec_text.to_string()))?;
     let files = files_of(process)?;
-    let candidates: Vec<PathBuf> = match &spec.module {
+    let candidates: Vec<MappedFile> = match &spec.module {
         Some(module) => vec![find_library(process, &files, module)?],
         None => files,
     };
     let mut targets = Vec::new();
     let mut searched = 0;
     let mut last_probes = Vec::new();
-    for path in &candidates {
-        let host_path = host_path_of(process, path);
+    for file in &candidates {
+        let path = &file.path;
+        let host_path = host_path_of(process, file);
         let info = match cache.get(&host_path) {
             Ok(info) => info,
             // Unreadable or non-ELF mappings (fonts, locale archives) are simply not candidates.
@@ -221,11 +228,15 @@ pub fn resolve_uprobe(
 ) -> Result<(Target, bool), ResolveError> {
     let spec =
         UprobeSpec::parse(spec_text).ok_or_else(|| ResolveError::BadSpec(spec_text.to_string()))?;
-    let path = match &spec.library {
-        None => process.exe.clone(),
+    let file = match &spec.library {
+        None => MappedFile {
+            path: process.exe.clone(),
+            map_file: process.exe_host_path(),
+        },
         Some(lib) => find_library(process, &files_of(process)?, lib)?,
     };
-    let host_path = host_path_of(process, &path);
+    let host_path = host_path_of(process, &file);
+    let path = file.path;
     let info = cache.get(&host_path)?;
     if !info.symbols.contains(&spec.symbol) {
         let similar = info.symbols.similar(&spec.symbol, 5);

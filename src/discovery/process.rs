@@ -257,25 +257,57 @@ pub fn scan() -> Vec<ProcessInfo> {
     out
 }
 
-/// The files a process maps (its executable and libraries), as paths in its
-/// own mount namespace, deduplicated, in address order. Deleted files are skipped.
-pub fn mapped_files(pid: i32) -> std::io::Result<Vec<PathBuf>> {
+/// The files a process maps (its executable and libraries), deduplicated, in
+/// address order, each with a way to open it. Deleted files are skipped.
+pub fn mapped_files(pid: i32) -> std::io::Result<Vec<MappedFile>> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
-    let mut out: Vec<PathBuf> = Vec::new();
+    let mut out: Vec<MappedFile> = Vec::new();
     for line in maps.lines() {
         // address perms offset dev inode pathname
         let mut fields = line.splitn(6, ' ');
-        let inode = fields.nth(4).unwrap_or("0");
+        let range = fields.next().unwrap_or("");
+        let inode = fields.nth(3).unwrap_or("0");
         let path = fields.next().unwrap_or("").trim_start();
         if inode == "0" || !path.starts_with('/') || path.ends_with(" (deleted)") {
             continue;
         }
         let path = PathBuf::from(path);
-        if !out.contains(&path) {
-            out.push(path);
+        if !out.iter().any(|m| m.path == path) {
+            out.push(MappedFile {
+                map_file: PathBuf::from(format!("/proc/{pid}/map_files/{range}")),
+                path,
+            });
         }
     }
     Ok(out)
+}
+
+/// A file a process maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedFile {
+    /// The path `/proc/PID/maps` shows. Relative to the reader's root when the file is
+    /// reachable from it (a chroot shows host paths), else to the file's mount.
+    pub path: PathBuf,
+    /// `/proc/PID/map_files/START-END`: opens exactly the mapped file, whatever the
+    /// namespaces (needs CAP_SYS_ADMIN).
+    pub map_file: PathBuf,
+}
+
+impl MappedFile {
+    /// The path through which the exporter and the kernel open this file: the
+    /// map_files link when usable, else the path under the process's root, else
+    /// the path itself.
+    pub fn host_path(&self, process: &ProcessInfo) -> PathBuf {
+        if std::fs::metadata(&self.map_file).is_ok() {
+            return self.map_file.clone();
+        }
+        let under_root = process.host_path(&self.path);
+        if under_root.exists() {
+            under_root
+        } else {
+            self.path.clone()
+        }
+    }
 }
 
 /// CLOCK_MONOTONIC in ns: the clock the kernel stamps process events with.
