@@ -214,3 +214,82 @@ fn the_exporter_in_a_child_pid_namespace_sees_its_targets_by_their_namespace_pid
     let _ = namespace.wait();
     drop(input);
 }
+
+/// Where cgroup v2 is mounted (mounting it when nothing is).
+fn cgroup2_root() -> std::path::PathBuf {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    if let Some(line) = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(2) == Some("cgroup2"))
+    {
+        return line.split(' ').nth(1).unwrap().into();
+    }
+    let dir = std::env::temp_dir().join("uexp-cgroup2");
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "cgroup2", "none"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot mount cgroup2");
+    dir
+}
+
+#[test]
+fn process_labels_and_a_cgroup_selector_name_the_container() {
+    if !require_bpf() {
+        return;
+    }
+    let id = "3f4b1c2d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b";
+    let parent = cgroup2_root().join(format!("uexp-test-{}", std::process::id()));
+    let scope = parent.join(format!("docker-{id}.scope"));
+    std::fs::create_dir_all(&scope).unwrap();
+    let mut outside = common::Target::start("uexp-labels");
+    let mut inside = common::Target::start("uexp-labels");
+    std::fs::write(scope.join("cgroup.procs"), inside.pid().to_string()).unwrap();
+    let cgroup = format!("/uexp-test-{}/docker-{id}.scope", std::process::id());
+    let config = format!(
+        r#"
+programs:
+  - name: labelled
+    object: {usdt}
+    metrics:
+      counters:
+        - name: labelled_hits_total
+          help: fixture:hit by argument
+          table: hits
+          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+    usdt:
+      fixture:hit: on_hit
+    process_labels: [comm, exe, cgroup, container_id]
+    attachment: {{binary_name: uexp-labels, cgroup: "/uexp-test-*/docker-*.scope"}}
+"#,
+        usdt = fixtures().object("usdt_counts").display()
+    );
+    let exporter = Exporter::start(&config);
+    inside.cmd("usdt 2 7");
+    outside.cmd("usdt 5 7");
+    let s = exporter.samples();
+    let exe = fixtures().target_named("uexp-labels").display().to_string();
+    let pid = inside.pid().to_string();
+    let labels = [
+        ("arg", "7"),
+        ("pid", pid.as_str()),
+        ("comm", "uexp-labels"),
+        ("exe", exe.as_str()),
+        ("cgroup", cgroup.as_str()),
+        ("container_id", id),
+    ];
+    assert_eq!(
+        s.value("userspace_exporter_labelled_hits_total", &labels),
+        2.0,
+        "{}",
+        exporter.scrape()
+    );
+    // The process outside the container's cgroup is not selected.
+    assert_eq!(s.series("userspace_exporter_labelled_hits_total").len(), 1);
+    drop((inside, outside));
+    drop(exporter);
+    let _ = std::fs::remove_dir(&scope);
+    let _ = std::fs::remove_dir(&parent);
+}

@@ -93,6 +93,9 @@ pub struct Instance {
     pub attach_duration: Duration,
     /// CLOCK_MONOTONIC ns when the attach began (files were resolved after this).
     pub started_ns: u64,
+    /// Labels every series of this instance carries: `pid`, then the program's
+    /// `process_labels`.
+    pub series_labels: Vec<(&'static str, String)>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -234,6 +237,7 @@ impl Instance {
             programs,
             attach_duration: started.elapsed(),
             started_ns,
+            series_labels: series_labels(program, process),
         })
     }
 
@@ -272,4 +276,29 @@ fn program_info(name: String, fd: BorrowedFd<'_>) -> BpfProgramInfo {
         tag,
         id: info.id,
     }
+}
+
+/// `pid` and the program's `process_labels`, read once when the instance is made
+/// (a comm change or an exec makes a new instance).
+fn series_labels(program: &PreparedProgram, process: &ProcessInfo) -> Vec<(&'static str, String)> {
+    let mut labels = vec![("pid", process.pid().to_string())];
+    for label in program
+        .config
+        .process_labels
+        .iter()
+        .flat_map(|l| l.value.iter())
+    {
+        let value = match label {
+            crate::config::ProcessLabel::Comm => process.comm.clone(),
+            crate::config::ProcessLabel::Exe => process.exe.display().to_string(),
+            crate::config::ProcessLabel::Cgroup => process.cgroup().unwrap_or_default().to_string(),
+            crate::config::ProcessLabel::ContainerId => process
+                .cgroup()
+                .and_then(crate::discovery::container_id)
+                .unwrap_or_default()
+                .to_string(),
+        };
+        labels.push((label.name(), value));
+    }
+    labels
 }

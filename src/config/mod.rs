@@ -102,6 +102,35 @@ pub struct Program {
     #[serde(default)]
     #[allow(missing_docs)]
     pub perf_events: Option<Spanned<serde::de::IgnoredAny>>,
+    /// Facts about the process added as labels to every series, beside `pid`.
+    #[serde(default)]
+    pub process_labels: Option<Spanned<Vec<ProcessLabel>>>,
+}
+
+/// A label the exporter derives from the process a series comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessLabel {
+    /// `/proc/PID/comm`.
+    Comm,
+    /// The executable path as the process sees it.
+    Exe,
+    /// The cgroup v2 path.
+    Cgroup,
+    /// The container id parsed from the cgroup path (docker, containerd, cri-o, podman).
+    ContainerId,
+}
+
+impl ProcessLabel {
+    /// The label name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcessLabel::Comm => "comm",
+            ProcessLabel::Exe => "exe",
+            ProcessLabel::Cgroup => "cgroup",
+            ProcessLabel::ContainerId => "container_id",
+        }
+    }
 }
 
 /// The metric families a program exports.

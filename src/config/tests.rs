@@ -1779,3 +1779,36 @@ fn long_names_warn_wherever_they_are() {
         .message
         .contains("binary_name \"another-very-long-name\""));
 }
+
+#[test]
+fn process_labels_parse_and_may_not_collide_with_metric_labels() {
+    let base = "programs:\n  - name: p\n    object: p.bpf.o\n    usdt: {gc__start: f}\n    attachment: {binary_name: x}\n";
+    let config = parse(&format!("{base}    process_labels: [comm, container_id]\n")).unwrap();
+    let labels: Vec<&str> = config.programs[0]
+        .value
+        .process_labels
+        .as_ref()
+        .unwrap()
+        .value
+        .iter()
+        .map(|l| l.name())
+        .collect();
+    assert_eq!(labels, ["comm", "container_id"]);
+
+    let e = errors(&format!("{base}    process_labels: [comm, hostname]\n"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].line, 6, "{}", e[0]);
+    assert!(e[0].message.contains("hostname"), "{}", e[0]);
+
+    let e = errors(&format!(
+        "{base}    process_labels: [comm]\n    metrics:\n      counters:\n        - name: c_total\n          help: h\n          table: t\n          labels: [{{name: comm, size: 8, decoders: [{{name: uint}}]}}]\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].line, 12, "{}", e[0]);
+    assert!(
+        e[0].message
+            .contains("label \"comm\" is also in this program's `process_labels`"),
+        "{}",
+        e[0]
+    );
+}

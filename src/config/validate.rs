@@ -382,6 +382,11 @@ fn check_selector(c: &mut Checker, program: &str, s: &SelectorPlace<'_>) {
 
 fn check_metrics(c: &mut Checker, p: &Program, at: At<'_>, seen: &mut HashSet<String>) {
     let metrics_at = at.get("metrics");
+    let process_labels: Vec<&str> = p
+        .process_labels
+        .iter()
+        .flat_map(|l| l.value.iter().map(|x| x.name()))
+        .collect();
     for (j, counter) in p.metrics.counters.iter().enumerate() {
         let m = &counter.value;
         let m_at = place(metrics_at.get("counters").index(j), counter);
@@ -392,7 +397,7 @@ fn check_metrics(c: &mut Checker, p: &Program, at: At<'_>, seen: &mut HashSet<St
                 format!("counter {:?}: `table` is empty", m.name),
             );
         }
-        check_labels(c, m_at, &m.name, &m.labels);
+        check_labels(c, m_at, &m.name, &m.labels, &process_labels);
     }
     for (j, histogram) in p.metrics.histograms.iter().enumerate() {
         let h = &histogram.value;
@@ -404,7 +409,7 @@ fn check_metrics(c: &mut Checker, p: &Program, at: At<'_>, seen: &mut HashSet<St
                 format!("histogram {:?}: `table` is empty", h.name),
             );
         }
-        check_labels(c, h_at, &h.name, &h.labels);
+        check_labels(c, h_at, &h.name, &h.labels, &process_labels);
         if h.labels.is_empty() {
             c.err(
                 key_or_self(h_at, "labels"),
@@ -537,7 +542,13 @@ fn check_metric_name(
     }
 }
 
-fn check_labels(c: &mut Checker, metric_at: At<'_>, metric: &str, labels: &[Label]) {
+fn check_labels(
+    c: &mut Checker,
+    metric_at: At<'_>,
+    metric: &str,
+    labels: &[Label],
+    process_labels: &[&str],
+) {
     let labels_at = metric_at.get("labels");
     let mut names = HashSet::new();
     for (k, label) in labels.iter().enumerate() {
@@ -557,6 +568,11 @@ fn check_labels(c: &mut Checker, metric_at: At<'_>, metric: &str, labels: &[Labe
                     "metric {metric:?}: label {:?} is added by the exporter; rename yours",
                     label.name
                 ),
+            );
+        } else if process_labels.contains(&label.name.as_str()) {
+            c.err(
+                l_at.get("name"),
+                format!("metric {metric:?}: label {:?} is also in this program's `process_labels`; rename one", label.name),
             );
         } else if !names.insert(label.name.clone()) {
             c.err(

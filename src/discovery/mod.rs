@@ -6,7 +6,9 @@ mod resync;
 mod selector;
 mod watcher;
 
-pub use process::{mapped_files, monotonic_ns, scan, MappedFile, ProcessInfo, ProcessKey};
+pub use process::{
+    container_id, mapped_files, monotonic_ns, scan, MappedFile, ProcessInfo, ProcessKey,
+};
 pub use resync::spawn_resync;
 pub use selector::Selector;
 pub use watcher::{spawn_watcher, ProcConnector, ProcEvent};

@@ -310,6 +310,29 @@ impl MappedFile {
     }
 }
 
+/// The container id in a cgroup path: the last 64-hex-digit run of the last path
+/// part that has one. Covers docker (`/docker/ID`, `docker-ID.scope`), containerd
+/// (`/kubepods/.../ID`, `cri-containerd-ID.scope`), cri-o (`crio-ID.scope`) and
+/// podman (`libpod-ID.scope`).
+pub fn container_id(cgroup: &str) -> Option<&str> {
+    cgroup.rsplit('/').find_map(|part| {
+        let bytes = part.as_bytes();
+        let mut run_end = None;
+        let mut run = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            if b.is_ascii_hexdigit() && !b.is_ascii_uppercase() {
+                run += 1;
+                if run == 64 && bytes.get(i + 1).is_none_or(|n| !n.is_ascii_hexdigit()) {
+                    run_end = Some(i + 1);
+                }
+            } else {
+                run = 0;
+            }
+        }
+        run_end.map(|end| &part[end - 64..end])
+    })
+}
+
 /// CLOCK_MONOTONIC in ns: the clock the kernel stamps process events with.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -319,6 +342,34 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: ts is a valid timespec to fill.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod container_id_tests {
+    use super::container_id;
+
+    #[test]
+    fn container_ids_of_the_common_layouts() {
+        let id = "3f4b1c2d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b";
+        for cgroup in [
+            format!("/docker/{id}"),
+            format!("/system.slice/docker-{id}.scope"),
+            format!("/kubepods/burstable/pod0f1e2d3c-aaaa-bbbb-cccc-1234567890ab/{id}"),
+            format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12.slice/cri-containerd-{id}.scope"),
+            format!("/kubepods.slice/kubepods-pod1.slice/crio-{id}.scope"),
+            format!("/machine.slice/libpod-{id}.scope/container"),
+            format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{id}.scope"),
+        ] {
+            assert_eq!(container_id(&cgroup), Some(id), "{cgroup}");
+        }
+        assert_eq!(
+            container_id("/user.slice/user-1000.slice/session-2.scope"),
+            None
+        );
+        assert_eq!(container_id("/"), None);
+        // 65 hex digits is not an id.
+        assert_eq!(container_id(&format!("/docker/{id}a")), None);
+    }
 }
 
 #[cfg(test)]

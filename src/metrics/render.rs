@@ -108,9 +108,12 @@ fn write_counter(
             Err(e) => count_decoder_error(stats, program, &counter.short_name, &e),
         }
     }
-    let pid = instance.process.pid().to_string();
+    let extra: Vec<(&str, &str)> = instance
+        .series_labels
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
     let names: Vec<&str> = counter.label_names.iter().map(String::as_str).collect();
-    let extra = [("pid", pid.as_str())];
     for (values, value) in &series {
         enc.sample_u64(
             &LabelSet {
@@ -157,14 +160,17 @@ fn write_histogram(
             Err(e) => count_decoder_error(stats, program, &histogram.metric.short_name, &e),
         }
     }
-    let pid = instance.process.pid().to_string();
+    let extra: Vec<(&str, &str)> = instance
+        .series_labels
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
     let names: Vec<&str> = histogram
         .metric
         .label_names
         .iter()
         .map(String::as_str)
         .collect();
-    let extra = [("pid", pid.as_str())];
     for (values, slots) in &series {
         let built = histogram.buckets.build(slots);
         enc.histogram(
