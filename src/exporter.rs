@@ -36,6 +36,8 @@ pub struct ProgramState {
     pub prepared: PreparedProgram,
     /// Decoders and layouts for its metrics.
     pub metrics: ProgramMetrics,
+    /// The one loaded object of an `instances: shared` program.
+    pub shared: Option<std::sync::Arc<libbpf_rs::Object>>,
     /// Attached instances, by process.
     pub instances: BTreeMap<ProcessKey, Instance>,
     /// Matching processes where nothing attached (not retried until they change).
@@ -196,7 +198,10 @@ impl Exporter {
         let key = process.key;
         let first_attempt = !state.failed.contains_key(&key);
         let started = Instant::now();
-        let result = state.prepared.instantiate(process, &mut self.elf_cache);
+        let result =
+            state
+                .prepared
+                .instantiate(process, &mut self.elf_cache, state.shared.as_ref());
         self.stats
             .attach_duration
             .observe(started.elapsed().as_secs_f64());
@@ -328,9 +333,23 @@ pub fn prepare(
     let prepared = PreparedProgram::prepare(config, program, object)
         .map_err(|es| es.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let metrics = ProgramMetrics::new(&prepared).map_err(|e| vec![e])?;
+    let shared = if prepared.is_shared() {
+        let object = prepared.load().map_err(|e| {
+            vec![format!(
+                "{}:{}: program {:?}: {e}",
+                config.path.display(),
+                program.referenced.line(),
+                p.name
+            )]
+        })?;
+        Some(std::sync::Arc::new(object))
+    } else {
+        None
+    };
     Ok(ProgramState {
         prepared,
         metrics,
+        shared,
         instances: BTreeMap::new(),
         failed: BTreeMap::new(),
     })

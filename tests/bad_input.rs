@@ -240,7 +240,7 @@ fn a_process_that_exits_before_attach_is_reported_as_exited() {
     drop(target); // killed and reaped
     assert!(!process.is_alive());
     let err = prepared
-        .instantiate(&process, &mut ElfCache::new(4))
+        .instantiate(&process, &mut ElfCache::new(4), None)
         .unwrap_err();
     let failures = err.failures();
     assert_eq!(failures.len(), 1, "{failures:?}");

@@ -148,3 +148,60 @@ fn exec_events_attach_before_a_probe_hit_100_ms_after_start() {
     );
     assert_eq!(within_100ms, 5.0, "{}", exporter.scrape());
 }
+
+#[test]
+fn a_shared_instance_counts_every_process_in_one_object_and_keeps_counts_after_exits() {
+    if !require_bpf() {
+        return;
+    }
+    let config =
+        config("uexp-shared").replace("    attachment:", "    instances: shared\n    attachment:");
+    assert!(config.contains("instances: shared"));
+    let mut targets: Vec<Target> = (0..3).map(|_| Target::start("uexp-shared")).collect();
+    let exporter = Exporter::start_with(&config, &["--discovery.interval", "100ms"]);
+    for (i, t) in targets.iter_mut().enumerate() {
+        t.cmd(&format!("usdt {} 9", i + 1));
+    }
+    let s = exporter.samples();
+    // One series for all processes: 1 + 2 + 3 hits, no pid label.
+    assert_eq!(
+        s.value("userspace_exporter_churn_hits_total", &[("arg", "9")]),
+        6.0,
+        "{}",
+        exporter.scrape()
+    );
+    assert_eq!(s.series("userspace_exporter_enabled_programs").len(), 3);
+    // Every process is attached to the same kernel program.
+    let ids: std::collections::BTreeSet<String> = s
+        .series("userspace_exporter_ebpf_programs")
+        .iter()
+        .map(|(k, _)| {
+            k.split("id=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    // A process that exits takes its links, not its counts.
+    targets.pop();
+    let s = wait_for(Duration::from_secs(10), || {
+        let s = exporter.samples();
+        (s.series("userspace_exporter_enabled_programs").len() == 2).then_some(s)
+    })
+    .expect("exited process still attached");
+    assert_eq!(
+        s.value("userspace_exporter_churn_hits_total", &[("arg", "9")]),
+        6.0
+    );
+    targets[0].cmd("usdt 4 9");
+    assert_eq!(
+        exporter
+            .samples()
+            .value("userspace_exporter_churn_hits_total", &[("arg", "9")]),
+        10.0
+    );
+}

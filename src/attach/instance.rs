@@ -8,6 +8,7 @@ use crate::discovery::ProcessInfo;
 use crate::elf::ElfCache;
 use libbpf_rs::{Link, MapCore, Object, UprobeOpts};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A probe that could not be attached in a process, kept for logs, metrics and the landing page.
@@ -75,6 +76,22 @@ impl InstanceError {
     }
 }
 
+/// The object an instance's links belong to: its own, or the program's shared one.
+enum ObjectRef {
+    Owned(Object),
+    Shared(Arc<Object>),
+}
+
+impl std::ops::Deref for ObjectRef {
+    type Target = Object;
+    fn deref(&self) -> &Object {
+        match self {
+            ObjectRef::Owned(object) => object,
+            ObjectRef::Shared(object) => object,
+        }
+    }
+}
+
 /// A program loaded for one process, with its probes attached. Dropping it detaches them.
 pub struct Instance {
     /// The process.
@@ -82,7 +99,7 @@ pub struct Instance {
     // Field order is drop order: links must be destroyed before the object they
     // belong to (a USDT link's detach uses the object's USDT manager).
     links: Vec<Link>,
-    object: Object,
+    object: ObjectRef,
     /// Human descriptions of what is attached.
     pub attached: Vec<String>,
     /// Probes that did not attach (the others still count).
@@ -113,12 +130,14 @@ impl Instance {
         program: &PreparedProgram,
         process: &ProcessInfo,
         cache: &mut ElfCache,
+        shared: Option<&Arc<Object>>,
     ) -> Result<Instance, InstanceError> {
         let started = Instant::now();
         let started_ns = crate::discovery::monotonic_ns();
-        let open = program.open()?;
-        let (loaded, log) = libbpf_log::capture(|| open.load());
-        let object = loaded.map_err(|e| InstanceError::load_failed(e, &log))?;
+        let object = match shared {
+            Some(object) => ObjectRef::Shared(object.clone()),
+            None => ObjectRef::Owned(program.load()?),
+        };
         let pid = process.pid();
         let mut links = Vec::new();
         let mut attached = Vec::new();
@@ -239,6 +258,11 @@ impl Instance {
             started_ns,
             series_labels: series_labels(program, process),
         })
+    }
+
+    /// The loaded object the links belong to (shared between processes in shared mode).
+    pub fn object(&self) -> &Object {
+        &self.object
     }
 
     /// A map of this instance, by name.

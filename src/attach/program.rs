@@ -225,21 +225,34 @@ impl PreparedProgram {
         Ok(open)
     }
 
-    /// Loads the object through the verifier and unloads it, without attaching.
-    pub fn verify(&self) -> Result<(), InstanceError> {
+    /// Opens a fresh copy and loads it through the verifier.
+    pub fn load(&self) -> Result<libbpf_rs::Object, InstanceError> {
         let open = self.open()?;
         let (loaded, log) = libbpf_log::capture(|| open.load());
-        loaded
-            .map(drop)
-            .map_err(|e| InstanceError::load_failed(e, &log))
+        loaded.map_err(|e| InstanceError::load_failed(e, &log))
     }
 
-    /// Loads a private copy and attaches every probe to `process`.
+    /// Loads the object through the verifier and unloads it, without attaching.
+    pub fn verify(&self) -> Result<(), InstanceError> {
+        self.load().map(drop)
+    }
+
+    /// Whether one loaded object serves every matching process (`instances: shared`).
+    pub fn is_shared(&self) -> bool {
+        self.config
+            .instances
+            .as_ref()
+            .is_some_and(|m| m.value == crate::config::InstanceMode::Shared)
+    }
+
+    /// Attaches every probe to `process`: into a private copy of the object, or
+    /// into `shared` (the program's one object, for `instances: shared`).
     pub fn instantiate(
         &self,
         process: &ProcessInfo,
         cache: &mut ElfCache,
+        shared: Option<&std::sync::Arc<libbpf_rs::Object>>,
     ) -> Result<Instance, InstanceError> {
-        Instance::attach(self, process, cache)
+        Instance::attach(self, process, cache, shared)
     }
 }

@@ -102,9 +102,25 @@ pub struct Program {
     #[serde(default)]
     #[allow(missing_docs)]
     pub perf_events: Option<Spanned<serde::de::IgnoredAny>>,
+    /// `per_process` (default): a loaded copy per process, series labelled by pid.
+    /// `shared`: one loaded copy attached to every matching process; its maps count
+    /// for all of them (no pid label), for fleets where a copy each costs too much.
+    #[serde(default)]
+    pub instances: Option<Spanned<InstanceMode>>,
     /// Facts about the process added as labels to every series, beside `pid`.
     #[serde(default)]
     pub process_labels: Option<Spanned<Vec<ProcessLabel>>>,
+}
+
+/// How many loaded copies of a program there are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceMode {
+    /// One per matching process.
+    #[default]
+    PerProcess,
+    /// One for all matching processes.
+    Shared,
 }
 
 /// A label the exporter derives from the process a series comes from.

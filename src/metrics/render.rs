@@ -4,11 +4,20 @@ use super::encode::{Encoder, Format, LabelSet, MetricKind};
 use super::maps::{read_u64_map, MapEntries};
 use super::self_metrics;
 use super::{CounterReader, HistogramReader};
-use crate::attach::Instance;
 use crate::exporter::{Exporter, SelfStats};
+use libbpf_rs::MapCore;
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::AsFd;
 use std::time::Instant;
+
+/// Where one family's series come from: a map of a loaded object, and the labels
+/// every series read from it carries.
+struct Source<'a> {
+    object: &'a libbpf_rs::Object,
+    labels: Vec<(&'a str, &'a str)>,
+    /// For logs: the process, or none for a shared object.
+    pid: Option<i32>,
+}
 
 /// Reads every map of every instance and encodes the whole exposition.
 pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
@@ -19,24 +28,48 @@ pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
     } = exporter;
     for state in programs.iter() {
         let program = state.prepared.name();
+        // A shared object is read once: its maps count for every process (no pid label).
+        let sources: Vec<Source> = match &state.shared {
+            Some(object) => vec![Source {
+                object,
+                labels: Vec::new(),
+                pid: None,
+            }],
+            None => state
+                .instances
+                .values()
+                .map(|i| Source {
+                    object: i.object(),
+                    labels: i
+                        .series_labels
+                        .iter()
+                        .map(|(k, v)| (*k, v.as_str()))
+                        .collect(),
+                    pid: Some(i.process.pid()),
+                })
+                .collect(),
+        };
         for counter in &state.metrics.counters {
             enc.family(&counter.name, &counter.help, MetricKind::Counter);
-            for instance in state.instances.values() {
-                if let Some(entries) =
-                    read_table(program, &counter.table, instance, &counter.layout, stats)
-                {
-                    write_counter(&mut enc, program, counter, instance, &entries, stats);
+            for source in &sources {
+                if let Some(entries) = read_table(program, counter, source, stats) {
+                    write_counter(&mut enc, program, counter, &source.labels, &entries, stats);
                 }
             }
         }
         for histogram in &state.metrics.histograms {
             let metric = &histogram.metric;
             enc.family(&metric.name, &metric.help, MetricKind::Histogram);
-            for instance in state.instances.values() {
-                if let Some(entries) =
-                    read_table(program, &metric.table, instance, &metric.layout, stats)
-                {
-                    write_histogram(&mut enc, program, histogram, instance, &entries, stats);
+            for source in &sources {
+                if let Some(entries) = read_table(program, metric, source, stats) {
+                    write_histogram(
+                        &mut enc,
+                        program,
+                        histogram,
+                        &source.labels,
+                        &entries,
+                        stats,
+                    );
                 }
             }
         }
@@ -47,13 +80,17 @@ pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
 
 fn read_table(
     program: &str,
-    table: &str,
-    instance: &Instance,
-    layout: &crate::attach::TableLayout,
+    metric: &super::MetricReader,
+    source: &Source,
     stats: &mut SelfStats,
 ) -> Option<MapEntries> {
-    let result = match instance.map(table) {
-        Some(map) => read_u64_map(map.as_fd(), layout),
+    let table = metric.table.as_str();
+    let result = match source
+        .object
+        .maps()
+        .find(|m| m.name().to_string_lossy() == table)
+    {
+        Some(map) => read_u64_map(map.as_fd(), &metric.layout),
         None => Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             "map missing from the loaded object",
@@ -62,12 +99,7 @@ fn read_table(
     match result {
         Ok(entries) => Some(entries),
         Err(e) => {
-            tracing::warn!(
-                program,
-                table,
-                pid = instance.process.pid(),
-                "reading map failed: {e}"
-            );
+            tracing::warn!(program, table, pid = source.pid, "reading map failed: {e}");
             *stats
                 .map_read_errors
                 .entry((program.to_string(), table.to_string()))
@@ -94,7 +126,7 @@ fn write_counter(
     enc: &mut Encoder,
     program: &str,
     counter: &CounterReader,
-    instance: &Instance,
+    extra: &[(&str, &str)],
     entries: &MapEntries,
     stats: &mut SelfStats,
 ) {
@@ -108,18 +140,13 @@ fn write_counter(
             Err(e) => count_decoder_error(stats, program, &counter.short_name, &e),
         }
     }
-    let extra: Vec<(&str, &str)> = instance
-        .series_labels
-        .iter()
-        .map(|(k, v)| (*k, v.as_str()))
-        .collect();
     let names: Vec<&str> = counter.label_names.iter().map(String::as_str).collect();
     for (values, value) in &series {
         enc.sample_u64(
             &LabelSet {
                 names: &names,
                 values,
-                extra: &extra,
+                extra,
             },
             *value,
         );
@@ -130,7 +157,7 @@ fn write_histogram(
     enc: &mut Encoder,
     program: &str,
     histogram: &HistogramReader,
-    instance: &Instance,
+    extra: &[(&str, &str)],
     entries: &MapEntries,
     stats: &mut SelfStats,
 ) {
@@ -160,11 +187,6 @@ fn write_histogram(
             Err(e) => count_decoder_error(stats, program, &histogram.metric.short_name, &e),
         }
     }
-    let extra: Vec<(&str, &str)> = instance
-        .series_labels
-        .iter()
-        .map(|(k, v)| (*k, v.as_str()))
-        .collect();
     let names: Vec<&str> = histogram
         .metric
         .label_names
@@ -177,7 +199,7 @@ fn write_histogram(
             &LabelSet {
                 names: &names,
                 values,
-                extra: &extra,
+                extra,
             },
             &built,
         );
