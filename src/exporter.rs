@@ -80,6 +80,47 @@ pub struct Exporter {
     /// When the exporter started.
     pub started: SystemTime,
     elf_cache: ElfCache,
+    reaper: Reaper,
+}
+
+/// Drops detached instances on a thread of its own: detaching uprobes waits for
+/// the kernel (RCU grace periods), and that must not hold up attaching the next
+/// process or a scrape.
+#[derive(Debug)]
+struct Reaper {
+    sender: Option<std::sync::mpsc::Sender<Instance>>,
+}
+
+impl Reaper {
+    fn new() -> Reaper {
+        let (sender, receiver) = std::sync::mpsc::channel::<Instance>();
+        let spawned = std::thread::Builder::new()
+            .name("detach".into())
+            .spawn(move || {
+                for instance in receiver {
+                    let started = Instant::now();
+                    let pid = instance.process.pid();
+                    drop(instance);
+                    tracing::debug!(
+                        pid,
+                        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                        "instance detached"
+                    );
+                }
+            });
+        Reaper {
+            sender: spawned.ok().map(|_| sender),
+        }
+    }
+
+    /// Detaches and frees `instance` off the caller's thread (inline if the thread is gone).
+    fn drop_later(&self, instance: Instance) {
+        if let Some(sender) = &self.sender {
+            if let Err(returned) = sender.send(instance) {
+                drop(returned.0);
+            }
+        }
+    }
 }
 
 impl Exporter {
@@ -106,6 +147,7 @@ impl Exporter {
             stats: SelfStats::default(),
             started: SystemTime::now(),
             elf_cache: ElfCache::new(ELF_CACHE_ENTRIES),
+            reaper: Reaper::new(),
         }
     }
 
@@ -120,17 +162,22 @@ impl Exporter {
                 .filter(|p| state.prepared.selector.matches(p))
                 .map(|p| (p.key, p))
                 .collect();
-            state.instances.retain(|key, instance| {
-                let keep = wanted.contains_key(key);
-                if !keep {
+            let gone: Vec<ProcessKey> = state
+                .instances
+                .keys()
+                .filter(|k| !wanted.contains_key(k))
+                .copied()
+                .collect();
+            for key in gone {
+                if let Some(instance) = state.instances.remove(&key) {
                     tracing::info!(
                         program = state.prepared.name(),
-                        pid = instance.process.pid(),
+                        pid = key.pid,
                         "process gone; detached"
                     );
+                    self.reaper.drop_later(instance);
                 }
-                keep
-            });
+            }
             state.failed.retain(|key, _| wanted.contains_key(key));
             for (key, process) in wanted {
                 let state = &self.programs[index];
@@ -154,9 +201,17 @@ impl Exporter {
             // An instance whose attach began after the exec already sees the new image
             // (a fork event read the process after it exec'd): keep it.
             let current = |i: &crate::attach::Instance| event_ns.is_some_and(|t| i.started_ns > t);
-            state
+            let stale: Vec<ProcessKey> = state
                 .instances
-                .retain(|key, instance| key.pid != process.pid() || current(instance));
+                .iter()
+                .filter(|(k, i)| k.pid == process.pid() && !current(i))
+                .map(|(k, _)| *k)
+                .collect();
+            for key in stale {
+                if let Some(instance) = state.instances.remove(&key) {
+                    self.reaper.drop_later(instance);
+                }
+            }
             state.failed.retain(|key, _| key.pid != process.pid());
         }
         self.process_started(process, event_ns);
@@ -178,14 +233,22 @@ impl Exporter {
     /// A process exited: its instances are dropped, so its series leave /metrics.
     pub fn process_exited(&mut self, pid: i32) {
         for state in &mut self.programs {
-            let name = state.prepared.name().to_string();
-            state.instances.retain(|key, _| {
-                let keep = key.pid != pid;
-                if !keep {
-                    tracing::info!(program = %name, pid, "process gone; detached");
+            let gone: Vec<ProcessKey> = state
+                .instances
+                .keys()
+                .filter(|k| k.pid == pid)
+                .copied()
+                .collect();
+            for key in gone {
+                if let Some(instance) = state.instances.remove(&key) {
+                    tracing::info!(
+                        program = state.prepared.name(),
+                        pid,
+                        "process gone; detached"
+                    );
+                    self.reaper.drop_later(instance);
                 }
-                keep
-            });
+            }
             state.failed.retain(|key, _| key.pid != pid);
         }
     }
@@ -222,13 +285,17 @@ impl Exporter {
         }
         match result {
             Ok(instance) => {
-                if let Some(event_ns) = event_ns {
-                    let latency = crate::discovery::monotonic_ns().saturating_sub(event_ns);
-                    self.stats.event_to_attach.observe(latency as f64 / 1e9);
-                }
+                // From the kernel's fork/exec event to attached (-1 when found by a rescan).
+                let event_to_attach_ms = event_ns.map_or(-1.0, |event_ns| {
+                    let latency =
+                        crate::discovery::monotonic_ns().saturating_sub(event_ns) as f64 / 1e9;
+                    self.stats.event_to_attach.observe(latency);
+                    latency * 1e3
+                });
                 tracing::info!(
                     program = %name, pid = key.pid, comm = %process.comm,
                     links = instance.link_count(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    event_to_attach_ms,
                     "attached: {}", instance.attached.join(", ")
                 );
                 state.failed.remove(&key);
