@@ -40,12 +40,21 @@ cc -O1 -g -o "$fixture/uexp-target" tests/fixtures/target.c tests/fixtures/guard
 "$exporter" headers -o "$fixture/include" >/dev/null
 clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu -I"$fixture/include" \
     -c tests/fixtures/bpf/usdt_counts.bpf.c -o "$fixture/usdt_counts.bpf.o"
+clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -DBPF_USDT_MAX_SPEC_CNT=8192 -I/usr/include/x86_64-linux-gnu -I"$fixture/include" \
+    -c tests/fixtures/bpf/usdt_counts.bpf.c -o "$fixture/usdt_counts_shared.bpf.o"
 discovery=$(TARGETS=${TARGETS:-200} python3 bench/discovery.py "$exporter" "$fixture/uexp-target" "$fixture/usdt_counts.bpf.o")
 discovery_rows=$(echo "$discovery" | python3 -c '
 import json, sys
 for line in sys.stdin:
     r = json.loads(line)
     print("| %s | %s for %s targets | %s ms | %s ms | %s ms |" % (r["background"], r["attached"], r["targets"], r["p50_ms"], r["p99_ms"], r["max_ms"]))
+')
+scale=$(COUNTS=${COUNTS:-1,10,100,1000} python3 bench/scale.py "$exporter" "$fixture/uexp-target" "$fixture/usdt_counts.bpf.o" "$fixture/usdt_counts_shared.bpf.o")
+scale_rows=$(echo "$scale" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    print("| %s | %s | %s | %s s | %s KiB | %s MiB |" % (r["processes"], r["mode"], r["attached"], r["attach_all_s"], r["kernel_kib"], r["rss_mib"]))
 ')
 
 {
@@ -83,6 +92,22 @@ for line in sys.stdin:
     echo "now is loading a fresh copy of the object through the verifier; \`instances: shared\` skips"
     echo "that for every process after the first."
     echo
-    echo "Not measured yet: probe overhead, scrape cost, scale, idle CPU, startup (issue 6)."
+    echo "## Scale: per-process against shared instances"
+    echo
+    echo "N fixture targets running, then the exporter started; time from its start to all N"
+    echo "attached (startup scan, polled every 20 ms), kernel memory of its BPF maps and programs"
+    echo "(memlock in /proc/PID/fdinfo), and its RSS. The program has 7 maps of up to 1024 entries;"
+    echo "for the shared runs it is built with -DBPF_USDT_MAX_SPEC_CNT=8192, as the exporter builds"
+    echo "inline code for shared instances (libbpf's default of 256 USDT specs stopped a shared"
+    echo "instance at 256 of 1000 processes in a first run)."
+    echo
+    echo "| processes | instances | attached | time to attach all | kernel memory | exporter RSS |"
+    echo "|---|---|---|---|---|---|"
+    echo "$scale_rows"
+    echo
+    echo "Per-process instances give a pid label and isolation but cost a verifier load and a set"
+    echo "of maps per process; a shared instance costs one, whatever the number of processes."
+    echo
+    echo "Not measured yet: probe overhead, scrape cost, idle CPU, startup (issue 6)."
 } > BENCHMARKS.md
 cat BENCHMARKS.md

@@ -76,6 +76,9 @@ impl InstanceError {
     }
 }
 
+/// Why a USDT attach to a shared instance may fail when others succeeded.
+const SHARED_USDT_HINT: &str = " (a shared instance's object holds at most BPF_USDT_MAX_SPEC_CNT USDT attachments: 256 unless it is built with a larger -DBPF_USDT_MAX_SPEC_CNT; inline code gets 8192)";
+
 /// The object an instance's links belong to: its own, or the program's shared one.
 enum ObjectRef {
     Owned(Object),
@@ -180,10 +183,15 @@ impl Instance {
                                     })
                                     .map_err(|e| {
                                         format!(
-                                            "attaching usdt {}:{} in {} of pid {pid}: {e}",
+                                            "attaching usdt {}:{} in {} of pid {pid}: {e}{}",
                                             t.provider,
                                             t.name,
-                                            t.path.display()
+                                            t.path.display(),
+                                            if shared.is_some() {
+                                                SHARED_USDT_HINT
+                                            } else {
+                                                ""
+                                            }
                                         )
                                     })
                             })

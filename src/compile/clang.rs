@@ -41,6 +41,9 @@ const COMPAT_HEADERS: &[(&str, &str)] = &[
     ("bcc/proto.h", include_str!("include/stubs/bcc/proto.h")),
 ];
 
+/// USDT spec slots of a shared instance's object (libbpf's default is 256).
+pub const SHARED_USDT_SPECS: u32 = 8192;
+
 /// Why inline code did not become an object.
 #[derive(Debug, thiserror::Error)]
 pub enum ClangError {
@@ -83,6 +86,8 @@ pub struct Request<'a> {
     pub first_line: u64,
     /// Columns YAML stripped from each line of a block scalar (added back to clang's columns).
     pub indent: u64,
+    /// The program is one instance shared by every process (`instances: shared`).
+    pub shared: bool,
 }
 
 /// clang plus a cache directory; finds clang and lays out headers on first use.
@@ -257,6 +262,11 @@ impl Compiler {
             "-fno-stack-protector".into(),
             format!("-I{}", include.display()),
         ];
+        if request.shared {
+            // Each process's USDT attach takes specs in the object's spec map; libbpf's
+            // default of 256 would cap a shared instance at about 256 processes.
+            args.push(format!("-DBPF_USDT_MAX_SPEC_CNT={SHARED_USDT_SPECS}"));
+        }
         if uses_bcc {
             args.push("-include".into());
             args.push("bcc_compat.h".into());

@@ -97,6 +97,10 @@ pub fn object_bytes(
                     (p.function, section)
                 })
                 .collect();
+            let shared = program
+                .instances
+                .as_ref()
+                .is_some_and(|m| m.value == crate::config::InstanceMode::Shared);
             let request = clang::Request {
                 code: &code,
                 cflags: &cflags,
@@ -104,6 +108,7 @@ pub fn object_bytes(
                 config_path,
                 first_line,
                 indent,
+                shared,
             };
             compiler
                 .compile(&request)

@@ -1,0 +1,108 @@
+"""Scale: N target processes, per-process instances against one shared instance.
+
+For each mode and N, starts N fixture targets, then the exporter (release
+build), and measures the time from the exporter's start to all N attached
+(startup scan, polled every 20 ms on /metrics), the kernel memory its BPF maps
+and programs hold (memlock in /proc/PID/fdinfo), and its RSS. Prints JSON lines.
+Usage: python3 bench/scale.py EXPORTER TARGET_BINARY OBJECT SHARED_OBJECT
+(SHARED_OBJECT: the same program built with a larger BPF_USDT_MAX_SPEC_CNT, as
+the exporter builds inline code for shared instances.)
+"""
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+exporter, target, obj, shared_obj = sys.argv[1:5]
+COUNTS = [int(n) for n in os.environ.get("COUNTS", "1,10,100,1000").split(",")]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def memlock(pid):
+    total = 0
+    for path in glob.glob(f"/proc/{pid}/fdinfo/*"):
+        try:
+            for line in open(path):
+                if line.startswith("memlock:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def attached(port):
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return -1
+    for line in body.splitlines():
+        if line.startswith('userspace_exporter_processes{name="scale",state="attached"}'):
+            return int(float(line.split()[-1]))
+    return -1
+
+
+def run(mode, n):
+    work = tempfile.mkdtemp()
+    comm = "uexp-scale"
+    binary = os.path.join(os.path.dirname(target), comm)
+    if not os.path.exists(binary):
+        subprocess.run(["cp", target, binary], check=True)
+    config = os.path.join(work, "config.yaml")
+    shared = "    instances: shared\n" if mode == "shared" else ""
+    with open(config, "w") as f:
+        f.write(f"""programs:
+  - name: scale
+    object: {shared_obj if mode == "shared" else obj}
+    metrics:
+      counters:
+        - name: scale_hits_total
+          help: hits
+          table: hits
+          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+    usdt:
+      fixture:hit: on_hit
+{shared}    attachment: {{binary_name: {comm}}}
+""")
+    targets = [subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) for _ in range(n)]
+    time.sleep(0.5)
+    port = free_port()
+    log = open(os.path.join(work, "exporter.log"), "w")
+    started = time.monotonic()
+    proc = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{port}", "-c", config, "--discovery.interval", "0"],
+                            stdout=log, stderr=log)
+    while attached(port) < n:
+        if proc.poll() is not None or time.monotonic() - started > 300:
+            break
+        time.sleep(0.02)
+    seconds = time.monotonic() - started
+    result = {"mode": mode, "processes": n, "attached": attached(port), "attach_all_s": round(seconds, 2),
+              "kernel_kib": memlock(proc.pid) // 1024, "rss_mib": round(rss_kib(proc.pid) / 1024, 1)}
+    proc.terminate()
+    proc.wait()
+    for t in targets:
+        t.kill()
+    for t in targets:
+        t.wait()
+    return result
+
+
+for n in COUNTS:
+    for mode in ("per_process", "shared"):
+        print(json.dumps(run(mode, n)), flush=True)
