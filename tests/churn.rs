@@ -4,28 +4,8 @@
 
 mod common;
 
-use common::{fixtures, require_bpf, wait_for, Exporter, Samples, Target};
+use common::{require_bpf, wait_for, Exporter, Samples, Target};
 use std::time::Duration;
-
-fn config(comm: &str) -> String {
-    format!(
-        r#"
-programs:
-  - name: churn
-    object: {usdt}
-    metrics:
-      counters:
-        - name: churn_hits_total
-          help: fixture:hit probes by argument
-          table: hits
-          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
-    usdt:
-      fixture:hit: on_hit
-    attachment: {{binary_name: {comm}}}
-"#,
-        usdt = fixtures().object("usdt_counts").display()
-    )
-}
 
 fn attached(exporter: &Exporter, pid: u32) -> Option<Samples> {
     let s = exporter.samples();
@@ -41,7 +21,10 @@ fn a_target_started_after_the_exporter_is_counted_exactly() {
     if !require_bpf() {
         return;
     }
-    let exporter = Exporter::start_with(&config("uexp-late"), &["--discovery.interval", "100ms"]);
+    let exporter = Exporter::start_with(
+        &common::hits_config("uexp-late"),
+        &["--discovery.interval", "100ms"],
+    );
     let mut target = Target::start("uexp-late");
     wait_for(Duration::from_secs(10), || {
         attached(&exporter, target.pid())
@@ -64,8 +47,10 @@ fn a_restarted_target_comes_back_under_its_new_pid_and_the_old_series_go() {
         return;
     }
     let mut first = Target::start("uexp-restart");
-    let exporter =
-        Exporter::start_with(&config("uexp-restart"), &["--discovery.interval", "100ms"]);
+    let exporter = Exporter::start_with(
+        &common::hits_config("uexp-restart"),
+        &["--discovery.interval", "100ms"],
+    );
     first.cmd("usdt 2 1");
     let old = first.pid().to_string();
     assert_eq!(
@@ -110,7 +95,10 @@ fn exec_events_attach_before_a_probe_hit_100_ms_after_start() {
         return;
     }
     // No rescan: only process events can find the target.
-    let exporter = Exporter::start_with(&config("uexp-fast"), &["--discovery.interval", "0"]);
+    let exporter = Exporter::start_with(
+        &common::hits_config("uexp-fast"),
+        &["--discovery.interval", "0"],
+    );
     for round in 0..5 {
         let mut target = Target::start("uexp-fast");
         std::thread::sleep(Duration::from_millis(100));
@@ -154,8 +142,8 @@ fn a_shared_instance_counts_every_process_in_one_object_and_keeps_counts_after_e
     if !require_bpf() {
         return;
     }
-    let config =
-        config("uexp-shared").replace("    attachment:", "    instances: shared\n    attachment:");
+    let config = common::hits_config("uexp-shared")
+        .replace("    attachment:", "    instances: shared\n    attachment:");
     assert!(config.contains("instances: shared"));
     let mut targets: Vec<Target> = (0..3).map(|_| Target::start("uexp-shared")).collect();
     let exporter = Exporter::start_with(&config, &["--discovery.interval", "100ms"]);

@@ -38,23 +38,7 @@ fn two_hundred_short_lived_processes_leave_no_links_fds_maps_or_series() {
     if !require_bpf() {
         return;
     }
-    let config = format!(
-        r#"
-programs:
-  - name: churn
-    object: {usdt}
-    metrics:
-      counters:
-        - name: churn_hits_total
-          help: fixture:hit probes by argument
-          table: hits
-          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
-    usdt:
-      fixture:hit: on_hit
-    attachment: {{binary_name: uexp-churn}}
-"#,
-        usdt = fixtures().object("usdt_counts").display()
-    );
+    let config = common::hits_config("uexp-churn");
     let exporter = Exporter::start_with(&config, &["--discovery.interval", "200ms"]);
     fixtures().target_named("uexp-churn");
     let baseline_fds = fds(exporter.pid());

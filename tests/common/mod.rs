@@ -575,3 +575,25 @@ impl Drop for Python {
         let _ = self.child.wait();
     }
 }
+
+/// A program `churn` counting `fixture:hit` by argument in
+/// `userspace_exporter_churn_hits_total`, selecting processes named `comm`.
+pub fn hits_config(comm: &str) -> String {
+    format!(
+        r#"
+programs:
+  - name: churn
+    object: {usdt}
+    metrics:
+      counters:
+        - name: churn_hits_total
+          help: fixture:hit probes by argument
+          table: hits
+          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+    usdt:
+      fixture:hit: on_hit
+    attachment: {{binary_name: {comm}}}
+"#,
+        usdt = fixtures().object("usdt_counts").display()
+    )
+}
