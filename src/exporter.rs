@@ -123,6 +123,32 @@ impl Reaper {
     }
 }
 
+impl ProgramState {
+    /// Removes the instances `detach` selects and hands them to the reaper.
+    fn detach_where(&mut self, reaper: &Reaper, detach: impl Fn(&ProcessKey, &Instance) -> bool) {
+        let keys: Vec<ProcessKey> = self
+            .instances
+            .iter()
+            .filter(|(k, i)| detach(k, i))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            if let Some(instance) = self.instances.remove(&key) {
+                tracing::info!(program = self.prepared.name(), pid = key.pid, "detached");
+                reaper.drop_later(instance);
+            }
+        }
+    }
+}
+
+/// Locks the exporter; a panic elsewhere while it was held leaves state that is
+/// still consistent enough to serve, so poisoning is ignored.
+pub fn lock(exporter: &std::sync::Mutex<Exporter>) -> std::sync::MutexGuard<'_, Exporter> {
+    exporter
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Exporter {
     /// Prepares every program of the config. A program that fails is kept in
     /// `broken` and logged; the others run.
@@ -162,22 +188,7 @@ impl Exporter {
                 .filter(|p| state.prepared.selector.matches(p))
                 .map(|p| (p.key, p))
                 .collect();
-            let gone: Vec<ProcessKey> = state
-                .instances
-                .keys()
-                .filter(|k| !wanted.contains_key(k))
-                .copied()
-                .collect();
-            for key in gone {
-                if let Some(instance) = state.instances.remove(&key) {
-                    tracing::info!(
-                        program = state.prepared.name(),
-                        pid = key.pid,
-                        "process gone; detached"
-                    );
-                    self.reaper.drop_later(instance);
-                }
-            }
+            state.detach_where(&self.reaper, |key, _| !wanted.contains_key(key));
             state.failed.retain(|key, _| wanted.contains_key(key));
             for (key, process) in wanted {
                 let state = &self.programs[index];
@@ -201,17 +212,9 @@ impl Exporter {
             // An instance whose attach began after the exec already sees the new image
             // (a fork event read the process after it exec'd): keep it.
             let current = |i: &crate::attach::Instance| event_ns.is_some_and(|t| i.started_ns > t);
-            let stale: Vec<ProcessKey> = state
-                .instances
-                .iter()
-                .filter(|(k, i)| k.pid == process.pid() && !current(i))
-                .map(|(k, _)| *k)
-                .collect();
-            for key in stale {
-                if let Some(instance) = state.instances.remove(&key) {
-                    self.reaper.drop_later(instance);
-                }
-            }
+            state.detach_where(&self.reaper, |key, i| {
+                key.pid == process.pid() && !current(i)
+            });
             state.failed.retain(|key, _| key.pid != process.pid());
         }
         self.process_started(process, event_ns);
@@ -233,22 +236,7 @@ impl Exporter {
     /// A process exited: its instances are dropped, so its series leave /metrics.
     pub fn process_exited(&mut self, pid: i32) {
         for state in &mut self.programs {
-            let gone: Vec<ProcessKey> = state
-                .instances
-                .keys()
-                .filter(|k| k.pid == pid)
-                .copied()
-                .collect();
-            for key in gone {
-                if let Some(instance) = state.instances.remove(&key) {
-                    tracing::info!(
-                        program = state.prepared.name(),
-                        pid,
-                        "process gone; detached"
-                    );
-                    self.reaper.drop_later(instance);
-                }
-            }
+            state.detach_where(&self.reaper, |key, _| key.pid == pid);
             state.failed.retain(|key, _| key.pid != pid);
         }
     }

@@ -6,18 +6,19 @@ use crate::exporter::Exporter;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Scans /proc (without holding the lock) and reconciles the exporter with it.
+pub fn rescan(exporter: &Mutex<Exporter>) {
+    let processes = super::scan();
+    crate::exporter::lock(exporter).reconcile(&processes);
+}
+
 /// Starts a thread that rescans every `interval` for as long as the process runs.
 pub fn spawn_resync(exporter: Arc<Mutex<Exporter>>, interval: Duration) {
     let spawned = std::thread::Builder::new()
         .name("proc-resync".into())
         .spawn(move || loop {
             std::thread::sleep(interval);
-            // Scan without the lock: scrapes wait only for the attach work itself.
-            let processes = super::scan();
-            let mut exporter = exporter
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            exporter.reconcile(&processes);
+            rescan(&exporter);
         });
     if let Err(e) = spawned {
         tracing::error!(

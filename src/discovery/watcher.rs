@@ -4,7 +4,7 @@
 //! namespace where the connector's global pids mean nothing to us).
 
 use crate::discovery::ProcessInfo;
-use crate::exporter::Exporter;
+use crate::exporter::{lock, Exporter};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
@@ -219,11 +219,7 @@ pub fn spawn_watcher(exporter: Arc<Mutex<Exporter>>) -> bool {
                     Ok(events) => events,
                     // ENOBUFS: events were dropped; the rescan below catches up.
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        let processes = super::scan();
-                        exporter
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .reconcile(&processes);
+                        super::resync::rescan(&exporter);
                         continue;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -236,11 +232,7 @@ pub fn spawn_watcher(exporter: Arc<Mutex<Exporter>>) -> bool {
                     continue;
                 }
                 if !direct {
-                    let processes = super::scan();
-                    exporter
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .reconcile(&processes);
+                    super::resync::rescan(&exporter);
                     continue;
                 }
                 let me = std::process::id() as i32;
@@ -248,32 +240,20 @@ pub fn spawn_watcher(exporter: Arc<Mutex<Exporter>>) -> bool {
                     match event {
                         ProcEvent::Exec { pid, at_ns } if pid != me => {
                             if let Some(process) = ProcessInfo::read(pid) {
-                                exporter
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .process_execed(&process, Some(at_ns));
+                                lock(&exporter).process_execed(&process, Some(at_ns));
                             }
                         }
                         ProcEvent::Fork { pid, at_ns } if pid != me => {
                             if let Some(process) = ProcessInfo::read(pid) {
-                                exporter
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .process_started(&process, Some(at_ns));
+                                lock(&exporter).process_started(&process, Some(at_ns));
                             }
                         }
                         ProcEvent::Comm { pid } if pid != me => {
                             if let Some(process) = ProcessInfo::read(pid) {
-                                exporter
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .process_execed(&process, None);
+                                lock(&exporter).process_execed(&process, None);
                             }
                         }
-                        ProcEvent::Exit { pid } => exporter
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .process_exited(pid),
+                        ProcEvent::Exit { pid } => lock(&exporter).process_exited(pid),
                         _ => {}
                     }
                 }

@@ -84,9 +84,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     let exporter = state.exporter.clone();
     // Map reads are syscalls: keep them off the async workers.
     let rendered = tokio::task::spawn_blocking(move || {
-        let mut exporter = exporter
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut exporter = crate::exporter::lock(&exporter);
         crate::metrics::render(&mut exporter, format)
     })
     .await;
@@ -135,9 +133,7 @@ async fn landing_page(State(state): State<AppState>) -> Html<String> {
     let exporter = state.exporter.clone();
     let path = state.metrics_path.clone();
     let page = tokio::task::spawn_blocking(move || {
-        let exporter = exporter
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let exporter = crate::exporter::lock(&exporter);
         landing::render(&exporter, &path)
     })
     .await
