@@ -28,6 +28,8 @@ pub enum ProcEvent {
     Fork {
         /// The child's tgid.
         pid: i32,
+        /// The parent's tgid.
+        parent: i32,
         /// CLOCK_MONOTONIC ns of the event.
         at_ns: u64,
     },
@@ -147,7 +149,11 @@ fn parse(mut data: &[u8]) -> Vec<ProcEvent> {
                 PROC_EVENT_FORK => {
                     if let (Some(child), Some(tgid)) = (field(2), field(3)) {
                         if child == tgid {
-                            out.push(ProcEvent::Fork { pid: tgid, at_ns });
+                            out.push(ProcEvent::Fork {
+                                pid: tgid,
+                                parent: field(1).unwrap_or(0),
+                                at_ns,
+                            });
                         }
                     }
                 }
@@ -243,8 +249,15 @@ pub fn spawn_watcher(exporter: Arc<Mutex<Exporter>>) -> bool {
                                 lock(&exporter).process_execed(&process, Some(at_ns));
                             }
                         }
-                        ProcEvent::Fork { pid, at_ns } if pid != me => {
-                            if let Some(process) = ProcessInfo::read(pid) {
+                        ProcEvent::Fork { pid, parent, at_ns } if pid != me => {
+                            // A child that no longer runs its parent's image is exec'ing
+                            // (or did): its exec event attaches it. Attaching here too
+                            // could catch it mid-exec, and the exec would replace that
+                            // instance, losing what it counted meanwhile.
+                            let parent_exe = std::fs::read_link(format!("/proc/{parent}/exe")).ok();
+                            if let Some(process) = ProcessInfo::read(pid)
+                                .filter(|p| Some(&p.exe) == parent_exe.as_ref())
+                            {
                                 lock(&exporter).process_started(&process, Some(at_ns));
                             }
                         }
@@ -293,6 +306,7 @@ mod tests {
             parse(&message(PROC_EVENT_FORK, &[10, 10, 20, 20])),
             [ProcEvent::Fork {
                 pid: 20,
+                parent: 10,
                 at_ns: 1234
             }]
         );
