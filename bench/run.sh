@@ -79,8 +79,8 @@ for line in sys.stdin:
     echo "instance attached (object loaded through the verifier, probes attached), as the exporter"
     echo "logs it per process. ${TARGETS:-200} fixture targets started 20 ms apart, each living 1 s; the"
     echo "/proc rescan off, so only events find them. \"Attaches\" counts attaches logged with an"
-    echo "event time; a few processes are attached twice (read during their exec from the fork event,"
-    echo "then again for the exec), so it may exceed the number of targets."
+    echo "event time (a fork event attaches only a child still running its parent's image, so a"
+    echo "process is not attached twice around its exec)."
     echo
     echo "| other processes | attaches | p50 | p99 | max |"
     echo "|---|---|---|---|---|"
