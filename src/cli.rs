@@ -323,7 +323,7 @@ fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
     let processes = crate::discovery::scan();
     exporter.reconcile(&processes);
     for state in &exporter.programs {
-        if state.instances.is_empty() {
+        if state.instances.is_empty() && state.binaries.is_empty() {
             tracing::warn!(
                 program = state.prepared.name(),
                 "no process attached yet ({})",

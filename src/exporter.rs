@@ -2,12 +2,13 @@
 //! self-metric counters. Instances are created and dropped by [`Exporter::reconcile`]
 //! at any time; metrics are read from them at scrape time.
 
-use crate::attach::{AttachFailure, Instance, PreparedProgram};
+use crate::attach::{AttachFailure, AttachTarget, Instance, PreparedProgram};
 use crate::config::{Config, ConfigError};
-use crate::discovery::{ProcessInfo, ProcessKey};
+use crate::discovery::{FileId, ProcessInfo, ProcessKey};
 use crate::elf::ElfCache;
 use crate::metrics::ProgramMetrics;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 /// How often a matching process whose attach failed is tried again on rescans:
@@ -42,6 +43,21 @@ pub struct ProgramState {
     pub instances: BTreeMap<ProcessKey, Instance>,
     /// Matching processes where nothing attached (not retried until they change).
     pub failed: BTreeMap<ProcessKey, FailedProcess>,
+    /// `instances: per_binary`: one instance per executable, for every process of it.
+    pub binaries: BTreeMap<FileId, Instance>,
+    /// Executables named in the selector whose attach failed, with the attempts so far.
+    pub failed_binaries: BTreeMap<FileId, FailedBinary>,
+}
+
+/// An executable named in the config where a per-binary program attached nothing.
+#[derive(Debug, Clone)]
+pub struct FailedBinary {
+    /// The path named in `exe_path`.
+    pub path: PathBuf,
+    /// Why, per probe.
+    pub failures: Vec<AttachFailure>,
+    /// Attach attempts so far.
+    pub attempts: u32,
 }
 
 /// A program that could not be prepared (unreadable object, bad layout).
@@ -99,10 +115,10 @@ impl Reaper {
             .spawn(move || {
                 for instance in receiver {
                     let started = Instant::now();
-                    let pid = instance.process.pid();
+                    let target = instance.target.describe();
                     drop(instance);
                     tracing::debug!(
-                        pid,
+                        target,
                         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                         "instance detached"
                     );
@@ -188,6 +204,10 @@ impl Exporter {
                 .filter(|p| state.prepared.selector.matches(p))
                 .map(|p| (p.key, p))
                 .collect();
+            if state.prepared.is_per_binary() {
+                self.reconcile_binaries(index, &wanted);
+                continue;
+            }
             state.detach_where(&self.reaper, |key, _| !wanted.contains_key(key));
             state.failed.retain(|key, _| wanted.contains_key(key));
             for (key, process) in wanted {
@@ -202,6 +222,139 @@ impl Exporter {
                     self.attach(index, process, None);
                 }
             }
+        }
+    }
+
+    /// Per-binary programs: attaches executables named in the selector and those
+    /// of matching processes not yet covered; drops the instance of an executable
+    /// that no matching process runs and that is no longer on disk (an upgrade
+    /// replaced it), keeping the rest so the next process is counted from its
+    /// first instruction.
+    fn reconcile_binaries(&mut self, index: usize, wanted: &BTreeMap<ProcessKey, &ProcessInfo>) {
+        let state = &mut self.programs[index];
+        let named: Vec<(PathBuf, FileId)> = state
+            .prepared
+            .selector
+            .named_executables()
+            .into_iter()
+            .filter_map(|path| FileId::of(&path).map(|id| (path, id)))
+            .collect();
+        let running: BTreeSet<FileId> = wanted.values().filter_map(|p| p.exe_id()).collect();
+        let stale: Vec<FileId> = state
+            .binaries
+            .iter()
+            .filter(|(id, instance)| {
+                let exe = match &instance.target {
+                    AttachTarget::Binary { exe, .. } => exe,
+                    AttachTarget::Process(process) => &process.exe,
+                };
+                !running.contains(id)
+                    && !named.iter().any(|(_, named)| named == *id)
+                    && FileId::of(exe) != Some(**id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some(instance) = state.binaries.remove(&id) {
+                tracing::info!(program = state.prepared.name(), target = %instance.target.describe(), "detached: no process runs it and the file is gone");
+                self.reaper.drop_later(instance);
+            }
+        }
+        state.failed.retain(|key, _| wanted.contains_key(key));
+        for (path, id) in named {
+            let state = &self.programs[index];
+            let retry = state
+                .failed_binaries
+                .get(&id)
+                .is_none_or(|f| f.attempts < ATTACH_ATTEMPTS);
+            if !state.binaries.contains_key(&id) && retry {
+                self.attach_named_binary(index, path, id);
+            }
+        }
+        for process in wanted.values() {
+            self.attach_binary_of(index, process, None);
+        }
+    }
+
+    /// Attaches a per-binary program to the executable `process` runs, unless
+    /// an instance already covers it.
+    fn attach_binary_of(&mut self, index: usize, process: &ProcessInfo, event_ns: Option<u64>) {
+        let state = &self.programs[index];
+        let Some(id) = process.exe_id() else { return };
+        let retry = state
+            .failed
+            .get(&process.key)
+            .is_none_or(|f| f.attempts < ATTACH_ATTEMPTS);
+        if state.binaries.contains_key(&id) || !retry {
+            return;
+        }
+        let target = AttachTarget::Binary {
+            exe: process.exe.clone(),
+            found_in: Some(process.clone()),
+        };
+        if let Some(instance) = self.attach_target(index, target, process.key, event_ns) {
+            self.programs[index].binaries.insert(id, instance);
+        }
+    }
+
+    /// Attaches a per-binary program to an executable named in its selector,
+    /// before any process runs it (probes are looked up in that file only).
+    fn attach_named_binary(&mut self, index: usize, path: PathBuf, id: FileId) {
+        let state = &mut self.programs[index];
+        let name = state.prepared.name().to_string();
+        let first_attempt = !state.failed_binaries.contains_key(&id);
+        let target = AttachTarget::Binary {
+            exe: path.clone(),
+            found_in: None,
+        };
+        let result = state
+            .prepared
+            .instantiate(target, &mut self.elf_cache, None);
+        match result {
+            Ok(instance) => {
+                self.record_failures(index, "", &instance.failures, true);
+                tracing::info!(program = %name, binary = %path.display(), "attached for every process: {}", instance.attached.join(", "));
+                let state = &mut self.programs[index];
+                state.failed_binaries.remove(&id);
+                state.binaries.insert(id, instance);
+            }
+            Err(e) => {
+                let failures = e.failures();
+                self.record_failures(index, "", &failures, first_attempt);
+                let state = &mut self.programs[index];
+                let attempts = state.failed_binaries.get(&id).map_or(0, |f| f.attempts) + 1;
+                state.failed_binaries.insert(
+                    id,
+                    FailedBinary {
+                        path,
+                        failures,
+                        attempts,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Logs and counts attach failures (once: a retry that fails the same way
+    /// is not a new error).
+    fn record_failures(
+        &mut self,
+        index: usize,
+        target: &str,
+        failures: &[AttachFailure],
+        first_attempt: bool,
+    ) {
+        if !first_attempt {
+            return;
+        }
+        let name = self.programs[index].prepared.name().to_string();
+        for f in failures {
+            tracing::warn!(program = %name, target, "{}", f.message);
+            *self
+                .stats
+                .attach_errors
+                .entry((name.clone(), f.probe.clone()))
+                .or_default() += 1;
         }
     }
 
@@ -224,6 +377,12 @@ impl Exporter {
     pub fn process_started(&mut self, process: &ProcessInfo, event_ns: Option<u64>) {
         for index in 0..self.programs.len() {
             let state = &self.programs[index];
+            if state.prepared.is_per_binary() {
+                if state.prepared.selector.matches(process) {
+                    self.attach_binary_of(index, process, event_ns);
+                }
+                continue;
+            }
             if state.prepared.selector.matches(process)
                 && !state.instances.contains_key(&process.key)
                 && !state.failed.contains_key(&process.key)
@@ -244,15 +403,31 @@ impl Exporter {
     /// Loads and attaches program `index` to `process`, recording the outcome.
     /// `event_ns` is the CLOCK_MONOTONIC time of the exec/fork event that led here.
     fn attach(&mut self, index: usize, process: &ProcessInfo, event_ns: Option<u64>) {
+        let target = AttachTarget::Process(process.clone());
+        if let Some(instance) = self.attach_target(index, target, process.key, event_ns) {
+            self.programs[index].instances.insert(process.key, instance);
+        }
+    }
+
+    /// Loads and attaches program `index` to `target`, found through process
+    /// `key`: logs and counts the outcome, and on failure records the process
+    /// in `failed` to be retried on rescans.
+    fn attach_target(
+        &mut self,
+        index: usize,
+        target: AttachTarget,
+        key: ProcessKey,
+        event_ns: Option<u64>,
+    ) -> Option<Instance> {
         let state = &mut self.programs[index];
         let name = state.prepared.name().to_string();
-        let key = process.key;
         let first_attempt = !state.failed.contains_key(&key);
+        let process = target.process().cloned();
+        let described = target.describe();
         let started = Instant::now();
-        let result =
-            state
-                .prepared
-                .instantiate(process, &mut self.elf_cache, state.shared.as_ref());
+        let result = state
+            .prepared
+            .instantiate(target, &mut self.elf_cache, state.shared.as_ref());
         self.stats
             .attach_duration
             .observe(started.elapsed().as_secs_f64());
@@ -260,17 +435,8 @@ impl Exporter {
             Ok(instance) => instance.failures.clone(),
             Err(e) => e.failures(),
         };
-        // A retry that fails the same way is not a new error.
-        if first_attempt {
-            for f in &failures {
-                tracing::warn!(program = %name, pid = key.pid, comm = %process.comm, "{}", f.message);
-                *self
-                    .stats
-                    .attach_errors
-                    .entry((name.clone(), f.probe.clone()))
-                    .or_default() += 1;
-            }
-        }
+        self.record_failures(index, &described, &failures, first_attempt);
+        let state = &mut self.programs[index];
         match result {
             Ok(instance) => {
                 // From the kernel's fork/exec event to attached (-1 when found by a rescan).
@@ -281,27 +447,30 @@ impl Exporter {
                     latency * 1e3
                 });
                 tracing::info!(
-                    program = %name, pid = key.pid, comm = %process.comm,
+                    program = %name, target = %described,
                     links = instance.link_count(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                     event_to_attach_ms,
                     "attached: {}", instance.attached.join(", ")
                 );
                 state.failed.remove(&key);
-                state.instances.insert(key, instance);
+                Some(instance)
             }
             Err(_) => {
                 let attempts = state.failed.get(&key).map_or(0, |f| f.attempts) + 1;
                 if !first_attempt {
                     tracing::debug!(program = %name, pid = key.pid, attempts, "attach retry failed");
                 }
-                state.failed.insert(
-                    key,
-                    FailedProcess {
-                        process: process.clone(),
-                        failures,
-                        attempts,
-                    },
-                );
+                if let Some(process) = process {
+                    state.failed.insert(
+                        key,
+                        FailedProcess {
+                            process,
+                            failures,
+                            attempts,
+                        },
+                    );
+                }
+                None
             }
         }
     }
@@ -407,5 +576,7 @@ pub fn prepare(
         shared,
         instances: BTreeMap::new(),
         failed: BTreeMap::new(),
+        binaries: BTreeMap::new(),
+        failed_binaries: BTreeMap::new(),
     })
 }

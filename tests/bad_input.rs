@@ -213,7 +213,7 @@ fn a_process_that_exits_before_attach_is_reported_as_exited() {
     if !require_bpf() {
         return;
     }
-    use userspace_exporter::attach::PreparedProgram;
+    use userspace_exporter::attach::{AttachTarget, PreparedProgram};
     use userspace_exporter::config::Config;
     use userspace_exporter::discovery::ProcessInfo;
     use userspace_exporter::elf::ElfCache;
@@ -240,7 +240,11 @@ fn a_process_that_exits_before_attach_is_reported_as_exited() {
     drop(target); // killed and reaped
     assert!(!process.is_alive());
     let err = prepared
-        .instantiate(&process, &mut ElfCache::new(4), None)
+        .instantiate(
+            AttachTarget::Process(process.clone()),
+            &mut ElfCache::new(4),
+            None,
+        )
         .unwrap_err();
     let failures = err.failures();
     assert_eq!(failures.len(), 1, "{failures:?}");

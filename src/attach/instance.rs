@@ -2,12 +2,13 @@
 
 use super::libbpf_log;
 use super::program::PreparedProgram;
-use super::resolve::{self, ResolveError};
+use super::resolve::{self, Origin, ResolveError};
 use crate::config::ProbeKind;
 use crate::discovery::ProcessInfo;
 use crate::elf::ElfCache;
 use libbpf_rs::{Link, MapCore, Object, UprobeOpts};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,10 +96,74 @@ impl std::ops::Deref for ObjectRef {
     }
 }
 
-/// A program loaded for one process, with its probes attached. Dropping it detaches them.
+/// What an instance's probes are attached to.
+#[derive(Debug, Clone)]
+pub enum AttachTarget {
+    /// One process: the probes fire only in it (libbpf's pid filter).
+    Process(ProcessInfo),
+    /// Every process that runs an executable, from its first instruction
+    /// (libbpf's pid -1): `instances: per_binary`.
+    Binary {
+        /// The executable, as the process it was found through sees it (or as
+        /// named in the config).
+        exe: PathBuf,
+        /// The process the binary was found through; none for a path named in
+        /// the config, which is attached before any process runs it.
+        found_in: Option<ProcessInfo>,
+    },
+}
+
+impl AttachTarget {
+    /// The process, if the target is one (or was found through one).
+    pub fn process(&self) -> Option<&ProcessInfo> {
+        match self {
+            AttachTarget::Process(process) => Some(process),
+            AttachTarget::Binary { found_in, .. } => found_in.as_ref(),
+        }
+    }
+
+    /// The pid a per-process instance is attached to; none for a binary.
+    pub fn pid(&self) -> Option<i32> {
+        match self {
+            AttachTarget::Process(process) => Some(process.pid()),
+            AttachTarget::Binary { .. } => None,
+        }
+    }
+
+    /// libbpf's pid filter: the process, or -1 for every process.
+    fn pid_filter(&self) -> i32 {
+        self.pid().unwrap_or(-1)
+    }
+
+    /// Where the probes are looked up.
+    fn origin(&self) -> Origin<'_> {
+        match self {
+            AttachTarget::Process(process) => Origin::Process(process),
+            AttachTarget::Binary {
+                found_in: Some(process),
+                ..
+            } => Origin::Process(process),
+            AttachTarget::Binary {
+                exe,
+                found_in: None,
+            } => Origin::Binary(exe),
+        }
+    }
+
+    /// For logs and the landing page: `pid 42 (comm)` or `every process of /usr/bin/x`.
+    pub fn describe(&self) -> String {
+        match self {
+            AttachTarget::Process(process) => format!("pid {} ({})", process.pid(), process.comm),
+            AttachTarget::Binary { exe, .. } => format!("every process of {}", exe.display()),
+        }
+    }
+}
+
+/// A program loaded for one process (or one binary), with its probes attached.
+/// Dropping it detaches them.
 pub struct Instance {
-    /// The process.
-    pub process: ProcessInfo,
+    /// What the probes are attached to.
+    pub target: AttachTarget,
     // Field order is drop order: links must be destroyed before the object they
     // belong to (a USDT link's detach uses the object's USDT manager).
     links: Vec<Link>,
@@ -121,7 +186,7 @@ pub struct Instance {
 impl std::fmt::Debug for Instance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Instance")
-            .field("pid", &self.process.pid())
+            .field("target", &self.target.describe())
             .field("links", &self.links.len())
             .field("failures", &self.failures)
             .finish()
@@ -131,7 +196,7 @@ impl std::fmt::Debug for Instance {
 impl Instance {
     pub(super) fn attach(
         program: &PreparedProgram,
-        process: &ProcessInfo,
+        target: AttachTarget,
         cache: &mut ElfCache,
         shared: Option<&Arc<Object>>,
     ) -> Result<Instance, InstanceError> {
@@ -141,7 +206,13 @@ impl Instance {
             Some(object) => ObjectRef::Shared(object.clone()),
             None => ObjectRef::Owned(program.load()?),
         };
-        let pid = process.pid();
+        let pid = target.pid_filter();
+        let origin = target.origin();
+        // For messages: "of pid 42", or nothing for a binary's every process.
+        let of_pid = target
+            .pid()
+            .map(|p| format!(" of pid {p}"))
+            .unwrap_or_default();
         let mut links = Vec::new();
         let mut attached = Vec::new();
         let mut failures = Vec::new();
@@ -162,7 +233,7 @@ impl Instance {
                 continue;
             };
             let result: Result<Vec<(Link, String)>, String> = match probe.kind {
-                ProbeKind::Usdt => resolve::resolve_usdt(process, &probe.spec, cache)
+                ProbeKind::Usdt => resolve::resolve_usdt(origin, &probe.spec, cache)
                     .map_err(|e| describe(&probe.spec, probe.kind, &e))
                     .and_then(|targets| {
                         targets
@@ -183,7 +254,7 @@ impl Instance {
                                     })
                                     .map_err(|e| {
                                         format!(
-                                            "attaching usdt {}:{} in {} of pid {pid}: {e}{}",
+                                            "attaching usdt {}:{} in {}{of_pid}: {e}{}",
                                             t.provider,
                                             t.name,
                                             t.path.display(),
@@ -199,7 +270,7 @@ impl Instance {
                     }),
                 ProbeKind::Uprobe | ProbeKind::Uretprobe => {
                     let retprobe = probe.kind == ProbeKind::Uretprobe;
-                    resolve::resolve_uprobe(process, &probe.spec, cache)
+                    resolve::resolve_uprobe(origin, &probe.spec, cache)
                         .map_err(|e| describe(&probe.spec, probe.kind, &e))
                         .and_then(|(t, is_go)| {
                             if retprobe && is_go {
@@ -214,7 +285,7 @@ impl Instance {
                             bpf_prog
                                 .attach_uprobe_with_opts(pid, &t.host_path, 0, opts)
                                 .map(|link| vec![(link, format!("{kind} {} in {}", t.name, t.path.display()))])
-                                .map_err(|e| format!("attaching {kind} {} in {} of pid {pid}: {e}", t.name, t.path.display()))
+                                .map_err(|e| format!("attaching {kind} {} in {}{of_pid}: {e}", t.name, t.path.display()))
                         })
                 }
             };
@@ -230,13 +301,17 @@ impl Instance {
         }
         // A process that exits mid-attach leaves failures that only say "no such file":
         // say what happened instead, and keep nothing of it.
-        if !failures.is_empty() && !process.is_alive() {
+        if let Some(process) = target
+            .process()
+            .filter(|p| !failures.is_empty() && !p.is_alive())
+        {
             return Err(InstanceError::NothingAttached {
                 failures: vec![AttachFailure {
                     kind: failures[0].kind,
                     probe: String::new(),
                     message: format!(
-                        "process {pid} ({}) exited while being attached",
+                        "process {} ({}) exited while being attached",
+                        process.pid(),
                         process.comm
                     ),
                 }],
@@ -255,8 +330,9 @@ impl Instance {
             })
             .map(|p| program_info(p.name().to_string_lossy().into_owned(), p.as_fd()))
             .collect();
+        let series_labels = series_labels(program, &target);
         Ok(Instance {
-            process: process.clone(),
+            target,
             object,
             links,
             attached,
@@ -264,7 +340,7 @@ impl Instance {
             programs,
             attach_duration: started.elapsed(),
             started_ns,
-            series_labels: series_labels(program, process),
+            series_labels,
         })
     }
 
@@ -311,8 +387,13 @@ fn program_info(name: String, fd: BorrowedFd<'_>) -> BpfProgramInfo {
 }
 
 /// `pid` and the program's `process_labels`, read once when the instance is made
-/// (a comm change or an exec makes a new instance).
-fn series_labels(program: &PreparedProgram, process: &ProcessInfo) -> Vec<(&'static str, String)> {
+/// (a comm change or an exec makes a new instance). A binary's instance counts
+/// for every process of it: its series carry `exe` instead.
+fn series_labels(program: &PreparedProgram, target: &AttachTarget) -> Vec<(&'static str, String)> {
+    let process = match target {
+        AttachTarget::Process(process) => process,
+        AttachTarget::Binary { exe, .. } => return vec![("exe", exe.display().to_string())],
+    };
     let mut labels = vec![("pid", process.pid().to_string())];
     for label in program
         .config

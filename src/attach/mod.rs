@@ -1,8 +1,10 @@
-//! Attaching programs to processes: one loaded instance per (program, process).
+//! Attaching programs to processes: one loaded instance per (program, process),
+//! one shared instance attached to each process, or one instance per binary
+//! attached for every process that runs it.
 //!
 //! [`PreparedProgram`] checks a program's object once against its config;
-//! [`PreparedProgram::instantiate`] loads a fresh copy for one process,
-//! resolves each probe among the files that process maps, and attaches.
+//! [`PreparedProgram::instantiate`] loads a fresh copy for one target,
+//! resolves each probe among the files the target maps, and attaches.
 //! Dropping an [`Instance`] detaches its links and frees its maps.
 
 mod instance;
@@ -11,8 +13,8 @@ mod probe;
 mod program;
 mod resolve;
 
-pub use instance::{AttachFailure, BpfProgramInfo, Instance, InstanceError};
+pub use instance::{AttachFailure, AttachTarget, BpfProgramInfo, Instance, InstanceError};
 pub use libbpf_log::install as install_libbpf_logger;
 pub use probe::{UprobeSpec, UsdtSpec};
 pub use program::{PreparedProgram, TableLayout};
-pub use resolve::{ResolveError, Target};
+pub use resolve::{Origin, ResolveError, Target};

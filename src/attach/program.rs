@@ -1,10 +1,10 @@
 //! A program checked once against its object: functions and tables exist,
 //! key layouts add up. Instances are stamped out of it per process.
 
-use super::instance::{Instance, InstanceError};
+use super::instance::{AttachTarget, Instance, InstanceError};
 use super::libbpf_log;
 use crate::config::{Config, ConfigError, Label, ProbeConfig, ProbeKind, Program};
-use crate::discovery::{ProcessInfo, Selector};
+use crate::discovery::Selector;
 use crate::elf::ElfCache;
 use libbpf_rs::{MapType, ObjectBuilder, OpenObject};
 use serde_saphyr::Spanned;
@@ -245,14 +245,22 @@ impl PreparedProgram {
             .is_some_and(|m| m.value == crate::config::InstanceMode::Shared)
     }
 
-    /// Attaches every probe to `process`: into a private copy of the object, or
+    /// Whether instances are per binary, for every process of it (`instances: per_binary`).
+    pub fn is_per_binary(&self) -> bool {
+        self.config
+            .instances
+            .as_ref()
+            .is_some_and(|m| m.value == crate::config::InstanceMode::PerBinary)
+    }
+
+    /// Attaches every probe to `target`: into a private copy of the object, or
     /// into `shared` (the program's one object, for `instances: shared`).
     pub fn instantiate(
         &self,
-        process: &ProcessInfo,
+        target: AttachTarget,
         cache: &mut ElfCache,
         shared: Option<&std::sync::Arc<libbpf_rs::Object>>,
     ) -> Result<Instance, InstanceError> {
-        Instance::attach(self, process, cache, shared)
+        Instance::attach(self, target, cache, shared)
     }
 }

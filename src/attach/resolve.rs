@@ -32,42 +32,36 @@ pub enum ResolveError {
         pid: i32,
     },
     /// A library named in the spec is not mapped.
-    #[error("library {library:?} is not mapped by process {pid} ({comm}); mapped: {mapped}")]
+    #[error("library {library:?} is not mapped by {origin}; mapped: {mapped}")]
     LibraryNotMapped {
         /// Library as written.
         library: String,
-        /// pid
-        pid: i32,
-        /// comm
-        comm: String,
+        /// "process PID (comm)" or "binary PATH".
+        origin: String,
         /// Short list of mapped files.
         mapped: String,
     },
     /// No mapped file has the USDT probe.
-    #[error(
-        "USDT probe {spec} not found in process {pid} ({comm}): searched {searched} file(s){hint}"
-    )]
+    #[error("USDT probe {spec} not found in {origin}: searched {searched} file(s){hint}")]
     UsdtNotFound {
         /// Spec as written.
         spec: String,
-        /// pid
-        pid: i32,
-        /// comm
-        comm: String,
+        /// "process PID (comm)" or "binary PATH".
+        origin: String,
         /// How many files were searched.
         searched: usize,
         /// Probes that exist, when the search was restricted to one file.
         hint: String,
     },
     /// The file lacks the symbol.
-    #[error("symbol {symbol:?} not found in {} of process {pid}{similar}", path.display())]
+    #[error("symbol {symbol:?} not found in {} of {origin}{similar}", path.display())]
     SymbolNotFound {
         /// Symbol.
         symbol: String,
         /// File searched (process view).
         path: PathBuf,
-        /// pid
-        pid: i32,
+        /// "process PID (comm)" or "binary PATH".
+        origin: String,
         /// ": similar symbols: ..." or empty.
         similar: String,
     },
@@ -76,19 +70,71 @@ pub enum ResolveError {
     Elf(#[from] crate::elf::ElfError),
 }
 
-/// The process's mapped files (process view); an exited process is reported as such.
-fn files_of(process: &ProcessInfo) -> Result<Vec<MappedFile>, ResolveError> {
-    crate::discovery::mapped_files(process.pid())
-        .map_err(|_| ResolveError::ProcessGone { pid: process.pid() })
+/// Where probes are looked up: a running process (its executable and every
+/// file it maps), or an executable on disk before any process runs it.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// A process: files are opened through `/proc/PID/...`.
+    Process(&'a ProcessInfo),
+    /// An executable file in the exporter's own mount namespace.
+    Binary(&'a Path),
 }
 
-/// How the exporter opens a file of the process: the executable through
-/// `/proc/PID/exe`, libraries through their mapping (see [`MappedFile::host_path`]).
-fn host_path_of(process: &ProcessInfo, file: &MappedFile) -> PathBuf {
-    if file.path == process.exe {
-        process.exe_host_path()
-    } else {
-        file.host_path(process)
+impl Origin<'_> {
+    /// The executable, as the process sees it.
+    pub fn exe(&self) -> &Path {
+        match self {
+            Origin::Process(process) => &process.exe,
+            Origin::Binary(path) => path,
+        }
+    }
+
+    /// The executable, as the exporter opens it.
+    fn exe_host_path(&self) -> PathBuf {
+        match self {
+            Origin::Process(process) => process.exe_host_path(),
+            Origin::Binary(path) => path.to_path_buf(),
+        }
+    }
+
+    /// For messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Origin::Process(process) => format!("process {} ({})", process.pid(), process.comm),
+            Origin::Binary(path) => format!("binary {}", path.display()),
+        }
+    }
+
+    /// The files to search; an exited process is reported as such. A binary
+    /// that no process runs yet maps nothing but itself.
+    fn files(&self) -> Result<Vec<MappedFile>, ResolveError> {
+        match self {
+            Origin::Process(process) => crate::discovery::mapped_files(process.pid())
+                .map_err(|_| ResolveError::ProcessGone { pid: process.pid() }),
+            Origin::Binary(path) => Ok(vec![MappedFile {
+                path: path.to_path_buf(),
+                map_file: path.to_path_buf(),
+            }]),
+        }
+    }
+
+    /// How the exporter opens `path` as the origin sees it.
+    fn under_root(&self, path: &Path) -> PathBuf {
+        match self {
+            Origin::Process(process) => process.host_path(path),
+            Origin::Binary(_) => path.to_path_buf(),
+        }
+    }
+
+    /// How the exporter opens a file of the origin: a process's executable
+    /// through `/proc/PID/exe`, libraries through their mapping (see
+    /// [`MappedFile::host_path`]).
+    fn host_path_of(&self, file: &MappedFile) -> PathBuf {
+        match self {
+            Origin::Process(process) if file.path != process.exe => file.host_path(process),
+            _ if file.path == self.exe() => self.exe_host_path(),
+            _ => file.map_file.clone(),
+        }
     }
 }
 
@@ -117,7 +163,7 @@ fn library_matches(path: &Path, wanted: &str) -> bool {
 }
 
 fn find_library(
-    process: &ProcessInfo,
+    origin: Origin<'_>,
     files: &[MappedFile],
     wanted: &str,
 ) -> Result<MappedFile, ResolveError> {
@@ -125,7 +171,7 @@ fn find_library(
         return Ok(found.clone());
     }
     // An absolute path that exists in the process's root can be probed before it is mapped.
-    let under_root = process.host_path(Path::new(wanted));
+    let under_root = origin.under_root(Path::new(wanted));
     if wanted.starts_with('/') && under_root.exists() {
         return Ok(MappedFile {
             path: PathBuf::from(wanted),
@@ -139,23 +185,22 @@ fn find_library(
         .collect();
     Err(ResolveError::LibraryNotMapped {
         library: wanted.to_string(),
-        pid: process.pid(),
-        comm: process.comm.clone(),
+        origin: origin.describe(),
         mapped: names.join(", "),
     })
 }
 
-/// Every place the USDT probe lives in the process (usually one).
+/// Every place the USDT probe lives in the process or binary (usually one).
 pub fn resolve_usdt(
-    process: &ProcessInfo,
+    origin: Origin<'_>,
     spec_text: &str,
     cache: &mut ElfCache,
 ) -> Result<Vec<Target>, ResolveError> {
     let spec =
         UsdtSpec::parse(spec_text).ok_or_else(|| ResolveError::BadSpec(spec_text.to_string()))?;
-    let files = files_of(process)?;
+    let files = origin.files()?;
     let candidates: Vec<MappedFile> = match &spec.module {
-        Some(module) => vec![find_library(process, &files, module)?],
+        Some(module) => vec![find_library(origin, &files, module)?],
         None => files,
     };
     let mut targets = Vec::new();
@@ -163,12 +208,12 @@ pub fn resolve_usdt(
     let mut last_probes = Vec::new();
     for file in &candidates {
         let path = &file.path;
-        let host_path = host_path_of(process, file);
+        let host_path = origin.host_path_of(file);
         let info = match cache.get(&host_path) {
             Ok(info) => info,
             // Unreadable or non-ELF mappings (fonts, locale archives) are simply not candidates.
             Err(e) if spec.module.is_none() => {
-                tracing::trace!(pid = process.pid(), file = %path.display(), "skipping mapped file: {e}");
+                tracing::trace!(origin = %origin.describe(), file = %path.display(), "skipping mapped file: {e}");
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -211,8 +256,7 @@ pub fn resolve_usdt(
         };
         return Err(ResolveError::UsdtNotFound {
             spec: spec.to_string(),
-            pid: process.pid(),
-            comm: process.comm.clone(),
+            origin: origin.describe(),
             searched,
             hint,
         });
@@ -220,9 +264,9 @@ pub fn resolve_usdt(
     Ok(targets)
 }
 
-/// The file and symbol a uprobe/uretprobe attaches to in the process.
+/// The file and symbol a uprobe/uretprobe attaches to in the process or binary.
 pub fn resolve_uprobe(
-    process: &ProcessInfo,
+    origin: Origin<'_>,
     spec_text: &str,
     cache: &mut ElfCache,
 ) -> Result<(Target, bool), ResolveError> {
@@ -230,12 +274,12 @@ pub fn resolve_uprobe(
         UprobeSpec::parse(spec_text).ok_or_else(|| ResolveError::BadSpec(spec_text.to_string()))?;
     let file = match &spec.library {
         None => MappedFile {
-            path: process.exe.clone(),
-            map_file: process.exe_host_path(),
+            path: origin.exe().to_path_buf(),
+            map_file: origin.exe_host_path(),
         },
-        Some(lib) => find_library(process, &files_of(process)?, lib)?,
+        Some(lib) => find_library(origin, &origin.files()?, lib)?,
     };
-    let host_path = host_path_of(process, &file);
+    let host_path = origin.host_path_of(&file);
     let path = file.path;
     let info = cache.get(&host_path)?;
     if !info.symbols.contains(&spec.symbol) {
@@ -243,7 +287,7 @@ pub fn resolve_uprobe(
         return Err(ResolveError::SymbolNotFound {
             symbol: spec.symbol.clone(),
             path,
-            pid: process.pid(),
+            origin: origin.describe(),
             similar: if similar.is_empty() {
                 String::new()
             } else {

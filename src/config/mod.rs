@@ -121,6 +121,9 @@ pub enum InstanceMode {
     PerProcess,
     /// One for all matching processes.
     Shared,
+    /// One per executable, attached for every process that runs it, from its
+    /// first instruction (libbpf's pid -1).
+    PerBinary,
 }
 
 /// A label the exporter derives from the process a series comes from.

@@ -1812,3 +1812,25 @@ fn process_labels_parse_and_may_not_collide_with_metric_labels() {
         e[0]
     );
 }
+
+#[test]
+fn per_binary_instances_take_no_process_labels_and_reserve_exe() {
+    let base = "programs:\n  - name: p\n    object: p.bpf.o\n    usdt: {gc__start: f}\n    attachment: {exe_path: /usr/bin/x}\n    instances: per_binary\n";
+    let config = parse(base).unwrap();
+    assert_eq!(
+        config.programs[0].value.instances.as_ref().unwrap().value,
+        crate::config::InstanceMode::PerBinary
+    );
+
+    let e = errors(&format!("{base}    process_labels: [comm]\n"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].line, 7, "{}", e[0]);
+    assert!(e[0].message.contains("per_binary"), "{}", e[0]);
+
+    let e = errors(&format!(
+        "{base}    metrics:\n      counters:\n        - name: c_total\n          help: h\n          table: t\n          labels: [{{name: exe, size: 8, decoders: [{{name: uint}}]}}]\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].line, 12, "{}", e[0]);
+    assert!(e[0].message.contains("label \"exe\""), "{}", e[0]);
+}

@@ -382,11 +382,25 @@ fn check_selector(c: &mut Checker, program: &str, s: &SelectorPlace<'_>) {
 
 fn check_metrics(c: &mut Checker, p: &Program, at: At<'_>, seen: &mut HashSet<String>) {
     let metrics_at = at.get("metrics");
-    let process_labels: Vec<&str> = p
-        .process_labels
-        .iter()
-        .flat_map(|l| l.value.iter().map(|x| x.name()))
-        .collect();
+    let per_binary = p
+        .instances
+        .as_ref()
+        .is_some_and(|m| m.value == crate::config::InstanceMode::PerBinary);
+    if let Some(labels) = p.process_labels.as_ref().filter(|_| per_binary) {
+        c.err(
+            place(at.get("process_labels"), labels),
+            format!("program {:?}: `process_labels` need one process per instance, but `instances: per_binary` counts every process of an executable in one instance; its series carry `exe` (put the pid or other facts in the map key from the BPF code)", p.name),
+        );
+    }
+    // A per-binary instance's series carry `exe` instead.
+    let process_labels: Vec<&str> = if per_binary {
+        vec!["exe"]
+    } else {
+        p.process_labels
+            .iter()
+            .flat_map(|l| l.value.iter().map(|x| x.name()))
+            .collect()
+    };
     for (j, counter) in p.metrics.counters.iter().enumerate() {
         let m = &counter.value;
         let m_at = place(metrics_at.get("counters").index(j), counter);

@@ -7,7 +7,7 @@ mod selector;
 mod watcher;
 
 pub use process::{
-    container_id, mapped_files, monotonic_ns, scan, MappedFile, ProcessInfo, ProcessKey,
+    container_id, mapped_files, monotonic_ns, scan, FileId, MappedFile, ProcessInfo, ProcessKey,
 };
 pub use resync::spawn_resync;
 pub use selector::Selector;

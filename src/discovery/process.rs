@@ -13,6 +13,28 @@ pub struct ProcessKey {
     pub start_time: u64,
 }
 
+/// Identifies a file on disk (device and inode): what the kernel's uprobes are
+/// keyed by, so two paths to one file are one binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileId {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+}
+
+impl FileId {
+    /// The file at `path` (symlinks followed), if it exists.
+    pub fn of(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+}
+
 /// Most ancestors [`ProcessInfo::ancestor_comms`] walks up (parent first).
 pub const MAX_ANCESTORS: usize = 64;
 
@@ -40,6 +62,8 @@ pub struct ProcessInfo {
     parent_comm: OnceLock<Option<String>>,
     /// The comms of the parent, grandparent, ... up to pid 1.
     ancestors: OnceLock<Vec<String>>,
+    /// The executable's identity on disk.
+    exe_id: OnceLock<Option<FileId>>,
 }
 
 impl PartialEq for ProcessInfo {
@@ -74,6 +98,7 @@ impl ProcessInfo {
             cgroup: OnceLock::new(),
             parent_comm: OnceLock::new(),
             ancestors: OnceLock::new(),
+            exe_id: OnceLock::new(),
         }
     }
 
@@ -112,6 +137,14 @@ impl ProcessInfo {
             exe,
             stat.ppid,
         ))
+    }
+
+    /// The executable's device and inode (through `/proc/PID/exe`, so across
+    /// mount namespaces); none once the process is gone.
+    pub fn exe_id(&self) -> Option<FileId> {
+        *self
+            .exe_id
+            .get_or_init(|| FileId::of(&self.exe_host_path()))
     }
 
     /// Whether this very process (same pid and start time) still runs.

@@ -154,6 +154,20 @@ impl Selector {
             .any(|a| a.require.matches(process) && !a.exclude.iter().any(|e| e.matches(process)))
     }
 
+    /// Executables the selector names outright: alternatives whose only field is
+    /// an `exe_path` with no glob characters and no exclusions. A per-binary
+    /// program attaches to these before any process runs them.
+    pub fn named_executables(&self) -> Vec<PathBuf> {
+        self.alternatives
+            .iter()
+            .filter(|a| a.exclude.is_empty() && a.require.field_count() == 1)
+            .filter_map(|a| a.require.exe_path.as_ref())
+            .map(|g| g.glob().glob())
+            .filter(|g| g.starts_with('/') && !g.contains(['*', '?', '[', '{']))
+            .map(PathBuf::from)
+            .collect()
+    }
+
     /// A short human description, for logs and the landing page, e.g.
     /// `binary_name=gunicorn, cmdline=~"--workers"; excluding exe_path=/usr/bin/foo`.
     pub fn describe(&self) -> String {
@@ -372,6 +386,16 @@ mod tests {
         let long = selector("{binary_name: gunicorn-worker-pool}");
         assert!(long.matches(&process(FAKE, "gunicorn-worker", "/x")));
         assert_eq!(long.describe(), "binary_name=gunicorn-worker");
+    }
+
+    #[test]
+    fn named_executables_are_plain_exe_paths() {
+        let s = selector("[{exe_path: /usr/bin/redis-server}, {exe_path: \"/usr/bin/python3*\"}, {exe_path: /opt/x, cmdline: y}, {exe_path: /opt/z, exclude: {pid: 1}}]");
+        assert_eq!(
+            s.named_executables(),
+            vec![PathBuf::from("/usr/bin/redis-server")]
+        );
+        assert!(selector("{binary_name: x}").named_executables().is_empty());
     }
 
     #[test]

@@ -36,15 +36,12 @@ pub fn render(exporter: &Exporter, metrics_path: &str) -> String {
                     .join("; ")
             )
         );
-        page.push_str(
-            "<table><tr><th>pid</th><th>comm</th><th>attached</th><th>problems</th></tr>",
-        );
-        for instance in state.instances.values() {
+        page.push_str("<table><tr><th>attached to</th><th>attached</th><th>problems</th></tr>");
+        for instance in state.instances.values().chain(state.binaries.values()) {
             let _ = write!(
                 page,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
-                instance.process.pid(),
-                escape(&instance.process.comm),
+                "<tr><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
+                escape(&instance.target.describe()),
                 escape(&instance.attached.join("<br>")).replace("&lt;br&gt;", "<br>"),
                 escape(
                     &instance
@@ -59,7 +56,7 @@ pub fn render(exporter: &Exporter, metrics_path: &str) -> String {
         for failed in state.failed.values() {
             let _ = write!(
                 page,
-                "<tr><td>{}</td><td>{}</td><td>nothing</td><td class=\"err\">{}</td></tr>",
+                "<tr><td>pid {} ({})</td><td>nothing</td><td class=\"err\">{}</td></tr>",
                 failed.process.pid(),
                 escape(&failed.process.comm),
                 escape(
@@ -72,8 +69,27 @@ pub fn render(exporter: &Exporter, metrics_path: &str) -> String {
                 )
             );
         }
-        if state.instances.is_empty() && state.failed.is_empty() {
-            page.push_str("<tr><td colspan=\"4\">no matching process yet</td></tr>");
+        for failed in state.failed_binaries.values() {
+            let _ = write!(
+                page,
+                "<tr><td>every process of {}</td><td>nothing</td><td class=\"err\">{}</td></tr>",
+                escape(&failed.path.display().to_string()),
+                escape(
+                    &failed
+                        .failures
+                        .iter()
+                        .map(|f| f.message.clone())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            );
+        }
+        if state.instances.is_empty()
+            && state.failed.is_empty()
+            && state.binaries.is_empty()
+            && state.failed_binaries.is_empty()
+        {
+            page.push_str("<tr><td colspan=\"3\">no matching process yet</td></tr>");
         }
         page.push_str("</table>");
     }

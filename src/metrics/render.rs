@@ -15,8 +15,8 @@ use std::time::Instant;
 struct Source<'a> {
     object: &'a libbpf_rs::Object,
     labels: Vec<(&'a str, &'a str)>,
-    /// For logs: the process, or none for a shared object.
-    pid: Option<i32>,
+    /// For logs: the process or binary, or none for a shared object.
+    target: Option<String>,
 }
 
 /// Reads every map of every instance and encodes the whole exposition.
@@ -33,11 +33,12 @@ pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
             Some(object) => vec![Source {
                 object,
                 labels: Vec::new(),
-                pid: None,
+                target: None,
             }],
             None => state
                 .instances
                 .values()
+                .chain(state.binaries.values())
                 .map(|i| Source {
                     object: i.object(),
                     labels: i
@@ -45,7 +46,7 @@ pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
                         .iter()
                         .map(|(k, v)| (*k, v.as_str()))
                         .collect(),
-                    pid: Some(i.process.pid()),
+                    target: Some(i.target.describe()),
                 })
                 .collect(),
         };
@@ -99,7 +100,12 @@ fn read_table(
     match result {
         Ok(entries) => Some(entries),
         Err(e) => {
-            tracing::warn!(program, table, pid = source.pid, "reading map failed: {e}");
+            tracing::warn!(
+                program,
+                table,
+                target = source.target,
+                "reading map failed: {e}"
+            );
             *stats
                 .map_read_errors
                 .entry((program.to_string(), table.to_string()))

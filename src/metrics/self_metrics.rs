@@ -28,7 +28,7 @@ pub fn write(enc: &mut Encoder, exporter: &Exporter, started: Instant) {
         for instance in state.instances.values() {
             let values = [
                 state.prepared.name().to_string(),
-                instance.process.pid().to_string(),
+                instance.target.pid().unwrap_or_default().to_string(),
             ];
             enc.sample_u64(&labels(&["name", "pid"], &values), 1);
         }
@@ -40,14 +40,19 @@ pub fn write(enc: &mut Encoder, exporter: &Exporter, started: Instant) {
         MetricKind::Gauge,
     );
     for state in &exporter.programs {
-        for instance in state.instances.values() {
+        for instance in state.instances.values().chain(state.binaries.values()) {
             for prog in &instance.programs {
                 let values = [
                     state.prepared.name().to_string(),
                     prog.name.clone(),
                     prog.tag.clone(),
                     prog.id.to_string(),
-                    instance.process.pid().to_string(),
+                    // A per-binary instance belongs to no one process.
+                    instance
+                        .target
+                        .pid()
+                        .map(|pid| pid.to_string())
+                        .unwrap_or_default(),
                 ];
                 enc.sample_u64(
                     &labels(&["name", "program", "tag", "id", "pid"], &values),
@@ -65,6 +70,20 @@ pub fn write(enc: &mut Encoder, exporter: &Exporter, started: Instant) {
     for state in &exporter.programs {
         let values = [state.prepared.name().to_string()];
         enc.sample_u64(&labels(&["name"], &values), state.instances.len() as u64);
+    }
+
+    enc.family(
+        &name("attached_binaries"),
+        "Executables an `instances: per_binary` program is attached to, for every process that runs them",
+        MetricKind::Gauge,
+    );
+    for state in exporter
+        .programs
+        .iter()
+        .filter(|s| s.prepared.is_per_binary())
+    {
+        let values = [state.prepared.name().to_string()];
+        enc.sample_u64(&labels(&["name"], &values), state.binaries.len() as u64);
     }
 
     enc.family(
