@@ -4,7 +4,8 @@ Starts the exporter (release build) with process events on and the /proc
 rescan off, starts TARGETS fixture processes one after another (each lives
 1 s), with BACKGROUND other processes running, and reads the exporter's
 per-attach `event_to_attach_ms` (kernel exec/fork event timestamp to attach
-done, CLOCK_MONOTONIC). Prints one JSON line per background level.
+done, CLOCK_MONOTONIC). Runs with the default settings and with
+--attach.expedited-rcu. Prints one JSON line per (setting, background level).
 Usage: python3 bench/discovery.py EXPORTER TARGET_BINARY OBJECT
 """
 import json
@@ -28,7 +29,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run(background):
+def run(background, flags):
     work = tempfile.mkdtemp()
     comm = "uexp-bench"
     binary = os.path.join(os.path.dirname(target), comm)
@@ -53,7 +54,8 @@ def run(background):
     log_path = os.path.join(work, "exporter.log")
     log = open(log_path, "w")
     proc = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{free_port()}", "-c", config,
-                             "--discovery.interval", "0", "--log-level", os.environ.get("LOG_LEVEL", "info")], stdout=log, stderr=log)
+                             "--discovery.interval", "0", "--log-level", os.environ.get("LOG_LEVEL", "info")] + flags,
+                            stdout=log, stderr=log)
     time.sleep(1.0)
     targets = []
     for _ in range(TARGETS):
@@ -73,9 +75,14 @@ def run(background):
     values = [float(m) for m in re.findall(r"event_to_attach_ms=([0-9.]+)", open(log_path).read())]
     values.sort()
     q = lambda p: values[min(len(values) - 1, int(p * len(values)))]
-    return {"background": background, "attached": len(values), "targets": TARGETS,
+    return {"flags": " ".join(flags) or "(defaults)", "background": background, "attached": len(values), "targets": TARGETS,
             "p50_ms": round(statistics.median(values), 2), "p99_ms": round(q(0.99), 2), "max_ms": round(values[-1], 2)}
 
 
-for background in (0, 500):
-    print(json.dumps(run(background)), flush=True)
+knob = "/sys/kernel/rcu_expedited"
+before = open(knob).read().strip()
+for flags in ([], ["--attach.expedited-rcu"]):
+    for background in (0, 500):
+        print(json.dumps(run(background, flags)), flush=True)
+# The exporter puts the knob back after each attach; check that it did.
+assert open(knob).read().strip() == before, f"{knob} left changed"

@@ -47,7 +47,7 @@ discovery_rows=$(echo "$discovery" | python3 -c '
 import json, sys
 for line in sys.stdin:
     r = json.loads(line)
-    print("| %s | %s for %s targets | %s ms | %s ms | %s ms |" % (r["background"], r["attached"], r["targets"], r["p50_ms"], r["p99_ms"], r["max_ms"]))
+    print("| %s | %s | %s for %s targets | %s ms | %s ms | %s ms |" % (r["flags"], r["background"], r["attached"], r["targets"], r["p50_ms"], r["p99_ms"], r["max_ms"]))
 ')
 scale=$(COUNTS=${COUNTS:-1,10,100,1000} python3 bench/scale.py "$exporter" "$fixture/uexp-target" "$fixture/usdt_counts.bpf.o" "$fixture/usdt_counts_shared.bpf.o")
 scale_rows=$(echo "$scale" | python3 -c '
@@ -82,15 +82,23 @@ for line in sys.stdin:
     echo "event time (a fork event attaches only a child still running its parent's image, so a"
     echo "process is not attached twice around its exec)."
     echo
-    echo "| other processes | attaches | p50 | p99 | max |"
-    echo "|---|---|---|---|---|"
+    echo "| exporter flags | other processes | attaches | p50 | p99 | max |"
+    echo "|---|---|---|---|---|---|"
     echo "$discovery_rows"
     echo
     echo "Goal (issue 4): p99 under 25 ms. Before detaching moved to a thread of its own, one"
     echo "detach (about 40 ms of RCU waits in the kernel) held up the event thread: with 200 targets"
-    echo "p99 was 557 ms and only 113 of the 200 were attached (the rest exited first). Most of an attach"
-    echo "now is loading a fresh copy of the object through the verifier; \`instances: shared\` skips"
-    echo "that for every process after the first."
+    echo "p99 was 557 ms and only 113 of the 200 were attached (the rest exited first)."
+    echo
+    echo "Where the rest goes (debug log of one run): the median attach is about 1.5 ms of loading"
+    echo "the object through the verifier and 0.3 ms of attaching; the slowest 5% spend 10 to 20 ms"
+    echo "in one syscall, \`BPF_LINK_CREATE\` of the uprobe-multi link (strace -T). Registering a"
+    echo "uprobe takes the kernel's \`dup_mmap_sem\` for writing, which can wait for an RCU grace"
+    echo "period. With \`--attach.expedited-rcu\` the exporter sets \`/sys/kernel/rcu_expedited\` for"
+    echo "the moment of each attach (and puts it back): most of the tail goes (a few attaches still"
+    echo "wait, probably on a grace period already under way). It is opt-in because it"
+    echo "changes a kernel-wide setting, briefly. \`instances: per_binary\` needs no attach at all"
+    echo "for a process of an executable already attached: it is counted from its first instruction."
     echo
     echo "## Scale: per-process against shared instances"
     echo

@@ -191,3 +191,34 @@ fn a_shared_instance_counts_every_process_in_one_object_and_keeps_counts_after_e
         10.0
     );
 }
+
+#[test]
+fn expedited_rcu_attaches_count_exactly_and_the_kernel_setting_is_put_back() {
+    if !require_bpf() {
+        return;
+    }
+    let knob = "/sys/kernel/rcu_expedited";
+    let before = std::fs::read_to_string(knob).unwrap();
+    let exporter = Exporter::start_with(
+        &common::hits_config("uexp-rcu"),
+        &["--discovery.interval", "0", "--attach.expedited-rcu"],
+    );
+    for round in 0..3 {
+        let mut target = Target::start("uexp-rcu");
+        std::thread::sleep(Duration::from_millis(100));
+        target.cmd("usdt 6 2");
+        let pid = target.pid().to_string();
+        assert_eq!(
+            exporter.samples().get(
+                "userspace_exporter_churn_hits_total",
+                &[("arg", "2"), ("pid", &pid)]
+            ),
+            Some(6.0),
+            "round {round}:\n{}",
+            exporter.logs()
+        );
+    }
+    assert!(exporter.logs().contains("expedited"), "{}", exporter.logs());
+    drop(exporter);
+    assert_eq!(std::fs::read_to_string(knob).unwrap(), before);
+}

@@ -206,6 +206,7 @@ impl Instance {
             Some(object) => ObjectRef::Shared(object.clone()),
             None => ObjectRef::Owned(program.load()?),
         };
+        let load_duration = started.elapsed();
         let pid = target.pid_filter();
         let origin = target.origin();
         // For messages: "of pid 42", or nothing for a binary's every process.
@@ -330,6 +331,12 @@ impl Instance {
             })
             .map(|p| program_info(p.name().to_string_lossy().into_owned(), p.as_fd()))
             .collect();
+        tracing::debug!(
+            target = %target.describe(),
+            load_ms = load_duration.as_secs_f64() * 1e3,
+            attach_ms = (started.elapsed() - load_duration).as_secs_f64() * 1e3,
+            "instance ready"
+        );
         let series_labels = series_labels(program, &target);
         Ok(Instance {
             target,
