@@ -20,6 +20,10 @@ packages=(
     prometheus              # promtool and a real Prometheus server for the tests
     redis-server redis-tools  # a real redis for the original's redis example
     gunicorn                # a real gunicorn for the original README example
+    openjdk-17-jdk-headless # a real JVM (USDT in libjvm.so) and javac for its test workload
+    ruby                    # Ruby 3.1 (USDT in libruby-3.1.so)
+    postgresql              # PostgreSQL 15 (USDT in the postgres binary)
+    golang-go               # builds the Go example's target (uprobes on Go functions)
     curl ca-certificates
 )
 missing=()
@@ -33,9 +37,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     # --no-install-recommends: prometheus' recommended extras are not needed.
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Debian's packages may start servers (prometheus on :9090, redis on :6379); the
+# Debian's packages may start servers (prometheus on :9090, redis on :6379,
+# postgresql on :5432); the
 # tests start their own on free loopback ports.
-for service in prometheus redis-server; do
+for service in prometheus redis-server postgresql; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
         systemctl stop "$service" || true
     fi

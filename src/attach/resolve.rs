@@ -31,6 +31,14 @@ pub enum ResolveError {
         /// pid
         pid: i32,
     },
+    /// The exporter may not read the process's files.
+    #[error("cannot read the files of process {pid} ({comm}): permission denied; the exporter needs CAP_SYS_PTRACE (and CAP_DAC_READ_SEARCH) to probe another user's processes")]
+    NoAccess {
+        /// pid
+        pid: i32,
+        /// comm
+        comm: String,
+    },
     /// A library named in the spec is not mapped.
     #[error("library {library:?} is not mapped by {origin}; mapped: {mapped}")]
     LibraryNotMapped {
@@ -109,8 +117,15 @@ impl Origin<'_> {
     /// that no process runs yet maps nothing but itself.
     fn files(&self) -> Result<Vec<MappedFile>, ResolveError> {
         match self {
-            Origin::Process(process) => crate::discovery::mapped_files(process.pid())
-                .map_err(|_| ResolveError::ProcessGone { pid: process.pid() }),
+            Origin::Process(process) => {
+                crate::discovery::mapped_files(process.pid()).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::PermissionDenied => ResolveError::NoAccess {
+                        pid: process.pid(),
+                        comm: process.comm.clone(),
+                    },
+                    _ => ResolveError::ProcessGone { pid: process.pid() },
+                })
+            }
             Origin::Binary(path) => Ok(vec![MappedFile {
                 path: path.to_path_buf(),
                 map_file: path.to_path_buf(),
@@ -240,6 +255,16 @@ pub fn resolve_usdt(
         }
     }
     if targets.is_empty() {
+        // In a process whose executable we may not read, the files that could
+        // not be opened are the likely home of the probe: say so.
+        if let Origin::Process(process) = origin {
+            if process.exe.as_os_str().is_empty() {
+                return Err(ResolveError::NoAccess {
+                    pid: process.pid(),
+                    comm: process.comm.clone(),
+                });
+            }
+        }
         last_probes.sort();
         last_probes.dedup();
         let hint = if last_probes.is_empty() {
@@ -272,6 +297,14 @@ pub fn resolve_uprobe(
 ) -> Result<(Target, bool), ResolveError> {
     let spec =
         UprobeSpec::parse(spec_text).ok_or_else(|| ResolveError::BadSpec(spec_text.to_string()))?;
+    if let Origin::Process(process) = origin {
+        if process.exe.as_os_str().is_empty() {
+            return Err(ResolveError::NoAccess {
+                pid: process.pid(),
+                comm: process.comm.clone(),
+            });
+        }
+    }
     let file = match &spec.library {
         None => MappedFile {
             path: origin.exe().to_path_buf(),

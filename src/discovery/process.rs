@@ -123,11 +123,23 @@ impl ProcessInfo {
     }
 
     /// Reads one process; `None` for kernel threads, zombies and processes that vanished.
+    /// A process whose executable the exporter may not read (another user's, without
+    /// CAP_SYS_PTRACE) is returned with an empty `exe`, so that a selector on its
+    /// name still matches it and the attach failure is reported and counted.
     pub fn read(pid: i32) -> Option<ProcessInfo> {
+        const PF_KTHREAD: u32 = 0x0020_0000;
         let process = procfs::process::Process::new(pid).ok()?;
         let stat = process.stat().ok()?;
         // Kernel threads and zombies have no executable: nothing to probe.
-        let exe = process.exe().ok()?;
+        let exe = match process.exe() {
+            Ok(exe) => exe,
+            Err(procfs::ProcError::PermissionDenied(_))
+                if stat.flags & PF_KTHREAD == 0 && stat.state != 'Z' =>
+            {
+                PathBuf::new()
+            }
+            Err(_) => return None,
+        };
         Some(ProcessInfo::new(
             ProcessKey {
                 pid,
@@ -291,7 +303,9 @@ pub fn scan() -> Vec<ProcessInfo> {
 }
 
 /// The files a process maps (its executable and libraries), deduplicated, in
-/// address order, each with a way to open it. Deleted files are skipped.
+/// address order, each with a way to open it. A file deleted or replaced on disk
+/// since it was mapped is listed under its old path: its map_files link still
+/// opens the mapped inode.
 pub fn mapped_files(pid: i32) -> std::io::Result<Vec<MappedFile>> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
     let mut out: Vec<MappedFile> = Vec::new();
@@ -301,10 +315,10 @@ pub fn mapped_files(pid: i32) -> std::io::Result<Vec<MappedFile>> {
         let range = fields.next().unwrap_or("");
         let inode = fields.nth(3).unwrap_or("0");
         let path = fields.next().unwrap_or("").trim_start();
-        if inode == "0" || !path.starts_with('/') || path.ends_with(" (deleted)") {
+        if inode == "0" || !path.starts_with('/') {
             continue;
         }
-        let path = PathBuf::from(path);
+        let path = PathBuf::from(path.strip_suffix(" (deleted)").unwrap_or(path));
         if !out.iter().any(|m| m.path == path) {
             out.push(MappedFile {
                 map_file: PathBuf::from(format!("/proc/{pid}/map_files/{range}")),

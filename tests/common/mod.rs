@@ -308,12 +308,26 @@ impl Exporter {
 
     /// Like [`Exporter::start`], with extra arguments.
     pub fn start_with(config: &str, args: &[&str]) -> Exporter {
+        Self::start_with_command(config, args, &[])
+    }
+
+    /// Starts the exporter through `wrapper` (a command that execs its
+    /// arguments, such as `setpriv ...`), with extra arguments.
+    pub fn start_with_command(config: &str, args: &[&str], wrapper: &[&str]) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config).unwrap();
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("exporter.log")).unwrap();
-        let child = Command::new(EXPORTER)
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(EXPORTER);
+                c
+            }
+            None => Command::new(EXPORTER),
+        };
+        let child = command
             .arg("--listen-address")
             .arg(format!("127.0.0.1:{port}"))
             .arg("-c")
