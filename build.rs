@@ -7,7 +7,8 @@
 
 use std::env;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// Headers a BPF program for userspace probes may include.
 const HEADERS: &[&str] = &[
@@ -35,5 +36,57 @@ fn main() {
     }
     table.push_str("];\n");
     fs::write(out.join("libbpf_headers.rs"), table).unwrap();
+    compile_builtin_objects(&out);
     println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// The examples whose objects make up the embedded default pack
+/// (src/builtin/default.yaml): compiled here so the exporter needs no clang
+/// to run them.
+const BUILTIN_PROGRAMS: &[&str] = &["python"];
+
+/// Compiles each `examples/NAME.bpf.c` of the default pack against the libbpf
+/// headers copied above and writes `builtin_objects.rs`: (object file name, bytes).
+fn compile_builtin_objects(out: &Path) {
+    let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
+    let mut table = String::from(
+        "/// The default pack's BPF objects, compiled at build time: (file name, contents).\npub const BUILTIN_OBJECTS: &[(&str, &[u8])] = &[\n",
+    );
+    for name in BUILTIN_PROGRAMS {
+        let source = PathBuf::from(format!("examples/{name}.bpf.c"));
+        println!("cargo:rerun-if-changed={}", source.display());
+        let object = out.join(format!("{name}.bpf.o"));
+        // The headers were copied to OUT_DIR flat; the sources include <bpf/...>.
+        let include = out.join("builtin-include");
+        fs::create_dir_all(include.join("bpf")).unwrap();
+        for header in HEADERS {
+            fs::copy(out.join(header), include.join("bpf").join(header)).unwrap();
+        }
+        let result = Command::new(&clang)
+            .args(["-target", "bpf", "-O2", "-g", "-D__TARGET_ARCH_x86"])
+            .arg("-I/usr/include/x86_64-linux-gnu")
+            .arg(format!("-I{}", include.display()))
+            .arg("-c")
+            .arg(&source)
+            .arg("-o")
+            .arg(&object)
+            .output();
+        match result {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => panic!(
+                "compiling the default pack's {}: clang failed:\n{}",
+                source.display(),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            Err(e) => panic!(
+                "compiling the default pack needs clang ({clang}: {e}); install it (apt-get install clang) or set CLANG"
+            ),
+        }
+        table.push_str(&format!(
+            "    (\"{name}.bpf.o\", include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}.bpf.o\"))),\n"
+        ));
+    }
+    table.push_str("];\n");
+    fs::write(out.join("builtin_objects.rs"), table).unwrap();
+    println!("cargo:rerun-if-env-changed=CLANG");
 }

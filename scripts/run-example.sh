@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Sets up a Debian 12 machine, builds the exporter and the examples, starts a
-# CPython 3.11 workload and serves its metrics on http://localhost:8080/metrics.
-# Usage: sudo bash scripts/run-example.sh [extra exporter flags]
+# CPython 3.11 workload and serves metrics on http://localhost:8080/metrics.
+# With no arguments the exporter runs its embedded default pack (Python, JVM,
+# Ruby and PostgreSQL programs, attached to every such process on the machine);
+# pass flags to run something else, e.g. `-c examples/redis_alloc_latency_debian.yaml`.
+# Usage: sudo bash scripts/run-example.sh [exporter flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,4 +14,4 @@ bash scripts/build-examples.sh
 workload=$!
 trap 'kill $workload 2>/dev/null || true' EXIT
 echo "workload: python3.11 pid $workload; open http://localhost:8080/ (Ctrl-C stops both)"
-target/release/ebpf-userspace-exporter --listen-address 0.0.0.0:8080 -c examples/python.yaml "$@"
+target/release/ebpf-userspace-exporter --listen-address 0.0.0.0:8080 "$@"

@@ -85,14 +85,14 @@ pub enum Command {
     /// Validate a config and load every program through the kernel verifier,
     /// without attaching; lists every problem and exits non-zero on any.
     Check {
-        /// The YAML config to check.
+        /// The YAML config to check (default: the embedded default pack).
         #[arg(
             short = 'c',
             long = "probe-config",
             visible_alias = "config.file",
             value_name = "FILE"
         )]
-        probe_config: PathBuf,
+        probe_config: Option<PathBuf>,
     },
     /// Compile every program's inline `code:` to DIR/NAME.bpf.o and write DIR/CONFIG
     /// referencing them through `object:`, so production can run without clang.
@@ -116,6 +116,13 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_name = "DIR")]
         output: PathBuf,
     },
+    /// Write the embedded default pack (the config used when no --probe-config is
+    /// given, and its BPF objects) to DIR, to start a config of your own.
+    Defaults {
+        /// Output directory.
+        #[arg(short = 'o', long = "output", value_name = "DIR")]
+        output: PathBuf,
+    },
 }
 
 /// Parses arguments and runs; the process exit code.
@@ -131,12 +138,13 @@ pub fn main() -> ExitCode {
     );
     let result = match &cli.command {
         None => run(&cli, &compiler),
-        Some(Command::Check { probe_config }) => return check(probe_config, &compiler),
+        Some(Command::Check { probe_config }) => return check(probe_config.as_deref(), &compiler),
         Some(Command::Compile {
             probe_config,
             output,
         }) => compile(probe_config, output, &compiler),
         Some(Command::Headers { output }) => headers(output),
+        Some(Command::Defaults { output }) => defaults(output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -159,6 +167,16 @@ fn init_logging(level: &str) {
         .init();
 }
 
+fn defaults(output: &std::path::Path) -> anyhow::Result<()> {
+    let written = crate::builtin::write_default_pack(output).map_err(|e| {
+        anyhow::anyhow!("cannot write the default pack to {}: {e}", output.display())
+    })?;
+    for path in written {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
 fn headers(output: &std::path::Path) -> anyhow::Result<()> {
     let written = crate::compile::write_headers(output)
         .map_err(|e| anyhow::anyhow!("cannot write headers to {}: {e}", output.display()))?;
@@ -173,7 +191,7 @@ fn compile(
     output: &std::path::Path,
     compiler: &Compiler,
 ) -> anyhow::Result<()> {
-    let config = load_config(path)?;
+    let config = load_config(Some(path))?;
     std::fs::create_dir_all(output)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", output.display()))?;
     let mut text = std::fs::read_to_string(path)?;
@@ -197,7 +215,7 @@ fn compile(
             }
             continue;
         }
-        match crate::compile::object_bytes(p, &config.path, &config.dir(), compiler) {
+        match crate::compile::object_bytes(&config, p, compiler) {
             Ok((bytes, _)) => {
                 let dest = output.join(&object_name);
                 std::fs::write(&dest, bytes)
@@ -247,23 +265,36 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
-fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
-    let config =
-        Config::load(path).map_err(|errors| anyhow::anyhow!("invalid config:\n{errors}"))?;
+/// The config at `path`, or the embedded default pack without one.
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let config = match path {
+        Some(path) => Config::load(path),
+        None => crate::builtin::default_config(),
+    }
+    .map_err(|errors| anyhow::anyhow!("invalid config:\n{errors}"))?;
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
     Ok(config)
 }
 
-fn check(path: &std::path::Path, compiler: &Compiler) -> ExitCode {
-    let config = match Config::load(path) {
+fn check(path: Option<&std::path::Path>, compiler: &Compiler) -> ExitCode {
+    let loaded = match path {
+        Some(path) => Config::load(path),
+        None => crate::builtin::default_config(),
+    };
+    let config = match loaded {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
                 println!("error: {e}");
             }
-            println!("{}: {} error(s)", path.display(), errors.0.len());
+            println!(
+                "{}: {} error(s)",
+                path.unwrap_or(std::path::Path::new(crate::builtin::DEFAULT_CONFIG_NAME))
+                    .display(),
+                errors.0.len()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -302,7 +333,7 @@ fn check(path: &std::path::Path, compiler: &Compiler) -> ExitCode {
         }
     }
     if failures > 0 {
-        println!("{}: {failures} error(s)", path.display());
+        println!("{}: {failures} error(s)", config.path.display());
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -310,16 +341,19 @@ fn check(path: &std::path::Path, compiler: &Compiler) -> ExitCode {
 }
 
 fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
-    let Some(path) = &cli.probe_config else {
-        anyhow::bail!("no --probe-config given: pass -c FILE (see examples/ and the README)");
-    };
     if !cli.metrics_path.starts_with('/') {
         anyhow::bail!(
             "--metrics-path must start with '/', got {:?}",
             cli.metrics_path
         );
     }
-    let config = load_config(path)?;
+    let config = load_config(cli.probe_config.as_deref())?;
+    if cli.probe_config.is_none() {
+        tracing::info!(
+            "no --probe-config: running the embedded default pack ({} programs; `defaults -o DIR` writes it out)",
+            config.programs.len()
+        );
+    }
     let mut exporter = Exporter::new(&config, compiler);
     if cli.expedited_rcu {
         crate::attach::expedited_rcu_available()
@@ -330,7 +364,7 @@ fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
     if exporter.programs.is_empty() {
         anyhow::bail!(
             "no program of {} could be loaded (errors above)",
-            path.display()
+            config.path.display()
         );
     }
     let processes = crate::discovery::scan();

@@ -553,8 +553,7 @@ pub fn prepare(
     compiler: &crate::compile::clang::Compiler,
 ) -> Result<ProgramState, Vec<String>> {
     let p = &program.value;
-    let (object, cached) = crate::compile::object_bytes(p, &config.path, &config.dir(), compiler)
-        .map_err(|e| {
+    let (object, cached) = crate::compile::object_bytes(config, p, compiler).map_err(|e| {
         vec![ConfigError::new(
             &config.path,
             program.referenced.line(),

@@ -3,9 +3,11 @@
 //!
 //! The data flows through one module per stage:
 //! [`config`] -> [`compile`] -> [`discovery`] -> [`attach`] -> [`metrics`] -> [`http`],
-//! with [`exporter`] holding the live state that ties them together.
+//! with [`exporter`] holding the live state that ties them together, and
+//! [`builtin`] the default pack used when no config is given.
 
 pub mod attach;
+pub mod builtin;
 pub mod cli;
 pub mod compile;
 pub mod config;

@@ -4,7 +4,7 @@
 //! ([`clang`], [`bcc`], [`vmlinux`]). The libbpf headers matching the linked
 //! loader are also available to users (`ebpf-userspace-exporter headers -o DIR`).
 
-use crate::config::{ProbeKind, Program, ProgramSource};
+use crate::config::{Config, ProbeKind, Program, ProgramSource};
 use std::path::{Path, PathBuf};
 
 pub mod bcc;
@@ -50,18 +50,26 @@ pub enum CompileError {
     },
 }
 
-/// Returns the BPF object bytes for a program of the config at `config_path`
-/// (relative `object:` paths resolve against `config_dir`), and whether inline
-/// code came from the compile cache.
+/// Returns the BPF object bytes for a program of `config` (relative `object:`
+/// paths resolve against the config's directory, or name an embedded object),
+/// and whether inline code came from the compile cache.
 pub fn object_bytes(
+    config: &Config,
     program: &Program,
-    config_path: &Path,
-    config_dir: &Path,
     compiler: &clang::Compiler,
 ) -> Result<(Vec<u8>, bool), CompileError> {
     let name = program.name.clone();
+    let config_path = config.path.as_path();
+    let config_dir = config.dir();
+    let config_dir = config_dir.as_path();
     match program.source(config_dir) {
         Some(ProgramSource::Object(path)) => {
+            if let Some(objects) = config.embedded_objects {
+                let file = path.file_name().and_then(|f| f.to_str()).unwrap_or("");
+                if let Some((_, bytes)) = objects.iter().find(|(n, _)| *n == file) {
+                    return Ok((bytes.to_vec(), false));
+                }
+            }
             let bytes = std::fs::read(&path).map_err(|source| CompileError::ObjectUnreadable {
                 program: name.clone(),
                 path: path.clone(),

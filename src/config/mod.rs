@@ -33,6 +33,10 @@ pub struct Config {
     /// Where every key and value of the file is, for precise messages.
     #[serde(skip)]
     spans: SpanTree,
+    /// Objects that `object:` names resolve to instead of files (the embedded
+    /// default pack): (file name, contents).
+    #[serde(skip)]
+    pub embedded_objects: Option<&'static [(&'static str, &'static [u8])]>,
 }
 
 /// The position tree of a parsed file (see [`Node`]); shared, and not printed

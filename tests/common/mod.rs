@@ -311,6 +311,11 @@ impl Exporter {
         Self::start_with_command(config, args, &[])
     }
 
+    /// Starts the exporter with no config: it runs its embedded default pack.
+    pub fn start_default(args: &[&str]) -> Exporter {
+        Self::start_with_command("", args, &[])
+    }
+
     /// Starts the exporter through `wrapper` (a command that execs its
     /// arguments, such as `setpriv ...`), with extra arguments.
     pub fn start_with_command(config: &str, args: &[&str], wrapper: &[&str]) -> Exporter {
@@ -327,11 +332,13 @@ impl Exporter {
             }
             None => Command::new(EXPORTER),
         };
-        let child = command
+        command
             .arg("--listen-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("-c")
-            .arg(&config_path)
+            .arg(format!("127.0.0.1:{port}"));
+        if !config.is_empty() {
+            command.arg("-c").arg(&config_path);
+        }
+        let child = command
             .args(args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -537,10 +544,14 @@ impl Python {
             eprintln!("SKIPPED: {PYTHON} missing");
             return None;
         }
-        let python = named_copy(Path::new(PYTHON), comm);
+        Some(Self::start_binary(&named_copy(Path::new(PYTHON), comm)))
+    }
+
+    /// Starts the driver under the given python3.11 binary.
+    pub fn start_binary(python: &Path) -> Python {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/python_gc.py");
         let mut child = spawn(
-            Command::new(&python)
+            Command::new(python)
                 .arg(script)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped()),
@@ -550,11 +561,11 @@ impl Python {
         let mut ready = String::new();
         stdout.read_line(&mut ready).unwrap();
         assert_eq!(ready.trim(), "ready");
-        Some(Python {
+        Python {
             child,
             stdin,
             stdout,
-        })
+        }
     }
 
     /// pid.
