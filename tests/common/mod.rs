@@ -65,6 +65,8 @@ pub struct Fixtures {
     pub target: PathBuf,
     /// Its shared library.
     pub library: PathBuf,
+    /// A C program calling libc's getaddrinfo (tests/fixtures/resolver.c).
+    pub resolver: PathBuf,
     /// BPF objects by stem (`usdt_counts`, or `example:python` for examples/python.bpf.c).
     pub objects: BTreeMap<String, PathBuf>,
     /// Directory holding it all.
@@ -104,6 +106,11 @@ pub fn fixtures() -> &'static Fixtures {
             .arg(src.join("guarded.c"))
             .arg(format!("-L{}", dir.display()))
             .args(["-lfixture", "-Wl,-rpath,$ORIGIN"]));
+        let resolver = dir.join("uexp-resolver");
+        run(Command::new("cc")
+            .args(["-O1", "-g", "-o"])
+            .arg(&resolver)
+            .arg(src.join("resolver.c")));
         // Headers from the exporter itself: the ones matching its libbpf.
         let include = dir.join("include");
         run(Command::new(EXPORTER).args(["headers", "-o"]).arg(&include));
@@ -140,6 +147,7 @@ pub fn fixtures() -> &'static Fixtures {
         Fixtures {
             target,
             library,
+            resolver,
             objects,
             dir,
         }
