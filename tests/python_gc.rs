@@ -45,10 +45,30 @@ fn python_example_matches_gc_get_stats_and_counts_imports() {
 
     let s0 = exporter.samples();
     let before = python.gc_collections();
+    let found_before = python.gc_found();
     assert_eq!(python.ask("work 30"), "ok");
     assert_eq!(python.ask("import 25"), "ok");
     let after = python.gc_collections();
+    let found_after = python.gc_found();
     let s1 = exporter.samples();
+    // Objects found unreachable per generation, as gc.get_stats() sums them.
+    let found_reported: Vec<f64> = (0..3).map(|g| found_after[g] - found_before[g]).collect();
+    let found = |s: &Samples, g: usize| {
+        s.get(
+            "userspace_exporter_python_gc_objects_collected_total",
+            &[("generation", &g.to_string()), ("pid", &pid)],
+        )
+        .unwrap_or(0.0)
+    };
+    let found_counted: Vec<f64> = (0..3).map(|g| found(&s1, g) - found(&s0, g)).collect();
+    assert!(
+        found_reported.iter().sum::<f64>() >= 30.0 * 2000.0,
+        "30 rounds of 2000 cycles: {found_reported:?}"
+    );
+    assert_eq!(
+        found_counted, found_reported,
+        "objects collected per generation"
+    );
 
     let reported: Vec<f64> = (0..3).map(|g| after[g] - before[g]).collect();
     let (e0, e1) = (generations(&s0, &pid), generations(&s1, &pid));

@@ -592,7 +592,16 @@ impl Python {
 
     /// `gc.get_stats()` collections per generation.
     pub fn gc_collections(&mut self) -> [f64; 3] {
-        let line = self.ask("stats");
+        self.per_generation("stats")
+    }
+
+    /// `gc.get_stats()` collected + uncollectable objects per generation.
+    pub fn gc_found(&mut self) -> [f64; 3] {
+        self.per_generation("found")
+    }
+
+    fn per_generation(&mut self, command: &str) -> [f64; 3] {
+        let line = self.ask(command);
         let v: Vec<f64> = line
             .trim_matches(|c| c == '[' || c == ']')
             .split(',')
