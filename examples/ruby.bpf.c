@@ -1,0 +1,197 @@
+// Ruby 3.1 (Debian's ruby3.1; the probes live in libruby-3.1.so.3.1): GC
+// mark and sweep phases, counted and timed (USDT gc__mark__begin/end,
+// gc__sweep__begin/end), and object allocations by type (array__create,
+// hash__create, string__create, object__create with the class name).
+//
+// Build: ebpf-userspace-exporter headers -o include &&
+//   clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu \
+//         -Iinclude -c ruby.bpf.c -o ruby.bpf.o
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <stdbool.h>
+#include <linux/ptrace.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/usdt.bpf.h>
+
+// exp2 slots 0..31 (ns), slot 32 holds the sum in ns.
+#define SLOT_MAX 31
+
+// Allocation key: the probe's type and, for object__create, the class name.
+#define TYPE_LEN 8
+#define CLASS_LEN 56
+
+struct alloc_key {
+    char type[TYPE_LEN];
+    char class_name[CLASS_LEN];
+};
+
+// One key (0) each: the number of mark and sweep phases begun.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 1);
+    __type(key, __u64);
+    __type(value, __u64);
+} gc_marks SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 1);
+    __type(key, __u64);
+    __type(value, __u64);
+} gc_sweeps SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, __u64);
+    __type(value, __u64);
+} gc_mark_time SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, __u64);
+    __type(value, __u64);
+} gc_sweep_time SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, struct alloc_key);
+    __type(value, __u64);
+} allocations SEC(".maps");
+
+// Start timestamps by thread id.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u32);
+    __type(value, __u64);
+} mark_started SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u32);
+    __type(value, __u64);
+} sweep_started SEC(".maps");
+
+static __always_inline void add(void *map, void *key, __u64 n) {
+    __u64 *v = bpf_map_lookup_elem(map, key);
+    if (v) {
+        __sync_fetch_and_add(v, n);
+        return;
+    }
+    if (bpf_map_update_elem(map, key, &n, BPF_NOEXIST) != 0) {
+        v = bpf_map_lookup_elem(map, key);
+        if (v)
+            __sync_fetch_and_add(v, n);
+    }
+}
+
+static __always_inline void add_u64(void *map, __u64 key, __u64 n) {
+    add(map, &key, n);
+}
+
+// The smallest k with value <= 2^k, capped at SLOT_MAX.
+static __always_inline __u64 exp2_slot(__u64 value) {
+    __u64 slot = 0;
+    for (int i = 0; i < SLOT_MAX; i++) {
+        if (((__u64)1 << slot) >= value)
+            break;
+        slot++;
+    }
+    return slot;
+}
+
+static __always_inline void observe(void *hist, __u64 ns) {
+    add_u64(hist, exp2_slot(ns), 1);
+    add_u64(hist, SLOT_MAX + 1, ns);
+}
+
+static __always_inline void start(void *starts) {
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    __u64 now = bpf_ktime_get_ns();
+    bpf_map_update_elem(starts, &tid, &now, BPF_ANY);
+}
+
+static __always_inline void finish(void *starts, void *hist) {
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    __u64 *t0 = bpf_map_lookup_elem(starts, &tid);
+    if (!t0)
+        return;
+    observe(hist, bpf_ktime_get_ns() - *t0);
+    bpf_map_delete_elem(starts, &tid);
+}
+
+// Counts one allocation of `kind` (a string literal of at most TYPE_LEN bytes
+// with its NUL) and class `cls` (a user pointer, or 0).
+#define COUNT_ALLOC(kind, cls)                                                     \
+    do {                                                                           \
+        struct alloc_key key = {};                                                 \
+        _Static_assert(sizeof(kind) <= TYPE_LEN, "type name too long");            \
+        __builtin_memcpy(key.type, kind, sizeof(kind));                            \
+        if (cls)                                                                   \
+            bpf_probe_read_user_str(key.class_name, sizeof(key.class_name),        \
+                                    (const void *)(cls));                          \
+        add(&allocations, &key, 1);                                                \
+    } while (0)
+
+SEC("usdt")
+int on_mark_begin(struct pt_regs *ctx) {
+    add_u64(&gc_marks, 0, 1);
+    start(&mark_started);
+    return 0;
+}
+
+SEC("usdt")
+int on_mark_end(struct pt_regs *ctx) {
+    finish(&mark_started, &gc_mark_time);
+    return 0;
+}
+
+SEC("usdt")
+int on_sweep_begin(struct pt_regs *ctx) {
+    add_u64(&gc_sweeps, 0, 1);
+    start(&sweep_started);
+    return 0;
+}
+
+SEC("usdt")
+int on_sweep_end(struct pt_regs *ctx) {
+    finish(&sweep_started, &gc_sweep_time);
+    return 0;
+}
+
+// array__create(length, filename, line)
+SEC("usdt")
+int on_array_create(struct pt_regs *ctx) {
+    COUNT_ALLOC("array", 0);
+    return 0;
+}
+
+// hash__create(length, filename, line)
+SEC("usdt")
+int on_hash_create(struct pt_regs *ctx) {
+    COUNT_ALLOC("hash", 0);
+    return 0;
+}
+
+// string__create(length, filename, line)
+SEC("usdt")
+int on_string_create(struct pt_regs *ctx) {
+    COUNT_ALLOC("string", 0);
+    return 0;
+}
+
+// object__create(class name, filename, line)
+SEC("usdt")
+int on_object_create(struct pt_regs *ctx) {
+    long class_name = 0;
+    bpf_usdt_arg(ctx, 0, &class_name);
+    COUNT_ALLOC("object", class_name);
+    return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
