@@ -1,0 +1,192 @@
+// OpenJDK 17 HotSpot (Debian's openjdk-17, probes in lib/server/libjvm.so):
+// garbage collections and their pauses (USDT hotspot:gc__begin/gc__end),
+// Java threads started and stopped (hotspot:thread__start/thread__stop),
+// classes loaded (hotspot:class__loaded) and safepoint times
+// (hs_private:safepoint__begin/safepoint__end).
+//
+// Every probe used here fires WITHOUT -XX:+ExtendedDTraceProbes. That flag
+// (or its parts -XX:+DTraceMethodProbes, -XX:+DTraceAllocProbes,
+// -XX:+DTraceMonitorProbes) only enables hotspot:method__entry and
+// method__return, hotspot:object__alloc, and the monitor probes
+// (monitor__contended__enter/entered/exit, monitor__wait/waited,
+// monitor__notify/notifyAll); they cost the JVM a lot and are not used here.
+//
+// Arguments (HotSpot 17, as readelf -n shows them in libjvm.so):
+//   gc__begin(bool full): true for a full collection (what System.gc()
+//     asks for), false for a young one;
+//   gc__end(): no arguments;
+//   thread__start/thread__stop(char *name, int name_len, long java_tid,
+//     uintptr_t os_tid, bool daemon);
+//   class__loaded(char *name, int name_len, void *class_loader_data,
+//     bool shared): shared is true for a class from the CDS archive;
+//   safepoint__begin(), safepoint__end(): no arguments.
+//
+// Build: ebpf-userspace-exporter headers -o include &&
+//   clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu \
+//         -Iinclude -c jvm.bpf.c -o jvm.bpf.o
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <stdbool.h>
+#include <linux/ptrace.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/usdt.bpf.h>
+
+// exp2 slots 0..31 (ns), slot 32 holds the sum in ns.
+#define SLOT_MAX 31
+
+// Collections by the `full` argument of gc__begin (0 or 1).
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 8);
+    __type(key, __u64);
+    __type(value, __u64);
+} gc_collections SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, __u64);
+    __type(value, __u64);
+} gc_pause SEC(".maps");
+
+// Threads by the `daemon` argument (0 or 1).
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 8);
+    __type(key, __u64);
+    __type(value, __u64);
+} threads_started SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 8);
+    __type(key, __u64);
+    __type(value, __u64);
+} threads_stopped SEC(".maps");
+
+// Classes by the `shared` argument (0 or 1: from the CDS archive).
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 8);
+    __type(key, __u64);
+    __type(value, __u64);
+} classes_loaded SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, __u64);
+    __type(value, __u64);
+} safepoint_time SEC(".maps");
+
+// Start timestamps by thread id (the VM thread runs both).
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u32);
+    __type(value, __u64);
+} gc_started SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u32);
+    __type(value, __u64);
+} safepoint_started SEC(".maps");
+
+static __always_inline void add(void *map, __u64 key, __u64 n) {
+    __u64 *v = bpf_map_lookup_elem(map, &key);
+    if (v) {
+        __sync_fetch_and_add(v, n);
+        return;
+    }
+    if (bpf_map_update_elem(map, &key, &n, BPF_NOEXIST) != 0) {
+        v = bpf_map_lookup_elem(map, &key);
+        if (v)
+            __sync_fetch_and_add(v, n);
+    }
+}
+
+// The smallest k with value <= 2^k, capped at SLOT_MAX.
+static __always_inline __u64 exp2_slot(__u64 value) {
+    __u64 slot = 0;
+    for (int i = 0; i < SLOT_MAX; i++) {
+        if (((__u64)1 << slot) >= value)
+            break;
+        slot++;
+    }
+    return slot;
+}
+
+static __always_inline void observe(void *hist, __u64 ns) {
+    add(hist, exp2_slot(ns), 1);
+    add(hist, SLOT_MAX + 1, ns);
+}
+
+static __always_inline void start(void *starts) {
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    __u64 now = bpf_ktime_get_ns();
+    bpf_map_update_elem(starts, &tid, &now, BPF_ANY);
+}
+
+static __always_inline void finish(void *starts, void *hist) {
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    __u64 *t0 = bpf_map_lookup_elem(starts, &tid);
+    if (!t0)
+        return;
+    observe(hist, bpf_ktime_get_ns() - *t0);
+    bpf_map_delete_elem(starts, &tid);
+}
+
+// A bool argument as 0 or 1.
+static __always_inline __u64 flag(struct pt_regs *ctx, __u64 n) {
+    long value = 0;
+    bpf_usdt_arg(ctx, n, &value);
+    return value != 0;
+}
+
+SEC("usdt")
+int on_gc_begin(struct pt_regs *ctx) {
+    add(&gc_collections, flag(ctx, 0), 1);
+    start(&gc_started);
+    return 0;
+}
+
+SEC("usdt")
+int on_gc_end(struct pt_regs *ctx) {
+    finish(&gc_started, &gc_pause);
+    return 0;
+}
+
+SEC("usdt")
+int on_thread_start(struct pt_regs *ctx) {
+    add(&threads_started, flag(ctx, 4), 1);
+    return 0;
+}
+
+SEC("usdt")
+int on_thread_stop(struct pt_regs *ctx) {
+    add(&threads_stopped, flag(ctx, 4), 1);
+    return 0;
+}
+
+SEC("usdt")
+int on_class_loaded(struct pt_regs *ctx) {
+    add(&classes_loaded, flag(ctx, 3), 1);
+    return 0;
+}
+
+SEC("usdt")
+int on_safepoint_begin(struct pt_regs *ctx) {
+    start(&safepoint_started);
+    return 0;
+}
+
+SEC("usdt")
+int on_safepoint_end(struct pt_regs *ctx) {
+    finish(&safepoint_started, &safepoint_time);
+    return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
