@@ -129,24 +129,10 @@ fn ruby_example_matches_gc_stat_and_counts_allocations_exactly() {
     .unwrap_or_else(|| panic!("ruby not attached:\n{}", exporter.logs()));
 
     let p = [("pid", pid.as_str())];
-    let counter = |s: &Samples, name: &str, probe: &str| {
-        s.get(name, &[("pid", &pid), ("probe", probe)])
-            .unwrap_or(0.0)
-    };
-    let marks = |s: &Samples| {
-        counter(
-            s,
-            "userspace_exporter_ruby_gc_mark_total",
-            "gc__mark__begin",
-        )
-    };
-    let sweeps = |s: &Samples| {
-        counter(
-            s,
-            "userspace_exporter_ruby_gc_sweep_total",
-            "gc__sweep__begin",
-        )
-    };
+    // Unlabelled counters: one series per process.
+    let counter = |s: &Samples, name: &str| s.get(name, &[("pid", &pid)]).unwrap_or(0.0);
+    let marks = |s: &Samples| counter(s, "userspace_exporter_ruby_gc_mark_total");
+    let sweeps = |s: &Samples| counter(s, "userspace_exporter_ruby_gc_sweep_total");
     let observed = |s: &Samples, h: &str| s.get(&format!("{h}_count"), &p).unwrap_or(0.0);
     let allocs = |s: &Samples, kind: &str, class: &str| {
         s.get(

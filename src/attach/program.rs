@@ -179,7 +179,9 @@ impl PreparedProgram {
                 )));
             }
             let wanted: usize = labels.iter().map(|l: &Label| l.size + l.padding).sum();
-            if wanted != layout.key_size as usize {
+            // A counter without labels sums every entry of its table, whatever the key.
+            let unlabelled_counter = kind == "counter" && labels.is_empty();
+            if wanted != layout.key_size as usize && !unlabelled_counter {
                 let detail: Vec<String> = labels
                     .iter()
                     .map(|l| format!("{}={}+{}", l.name, l.size, l.padding))
