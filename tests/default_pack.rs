@@ -65,6 +65,38 @@ fn with_no_config_the_default_pack_follows_python_processes_started_later() {
         counted, reported,
         "exported deltas vs gc.get_stats() deltas"
     );
+
+    // PostgreSQL's server binary is attached at startup for every backend to come
+    // (per_binary), before any process runs it.
+    if Path::new("/usr/lib/postgresql/15/bin/postgres").exists() {
+        assert_eq!(
+            exporter.samples().value(
+                "userspace_exporter_attached_binaries",
+                &[("name", "postgresql")]
+            ),
+            1.0,
+            "{}",
+            exporter.logs()
+        );
+    }
+    // A Ruby process started later is attached too (its probes are in libruby).
+    if Path::new("/usr/bin/ruby3.1").exists() {
+        let mut ruby = common::spawn(
+            Command::new("/usr/bin/ruby3.1")
+                .args(["-e", "STDIN.read"])
+                .stdin(std::process::Stdio::piped()),
+        );
+        let ruby_pid = ruby.id().to_string();
+        let attached = wait_for(Duration::from_secs(10), || {
+            exporter.samples().get(
+                "userspace_exporter_enabled_programs",
+                &[("name", "ruby"), ("pid", &ruby_pid)],
+            )
+        });
+        let _ = ruby.kill();
+        let _ = ruby.wait();
+        attached.unwrap_or_else(|| panic!("ruby not attached:\n{}", exporter.logs()));
+    }
 }
 
 #[test]
@@ -81,7 +113,9 @@ fn the_default_pack_can_be_written_out_and_checked() {
     assert!(out.status.success(), "{out:?}");
     let config = dir.path().join("default.yaml");
     assert!(config.exists());
-    assert!(dir.path().join("python.bpf.o").exists());
+    for program in ["python", "jvm", "ruby", "postgresql"] {
+        assert!(dir.path().join(format!("{program}.bpf.o")).exists());
+    }
     let out = Command::new(common::EXPORTER)
         .args(["--clang", "/nonexistent/clang", "check", "-c"])
         .arg(&config)
@@ -89,14 +123,122 @@ fn the_default_pack_can_be_written_out_and_checked() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(
-        text.contains("ok: program \"python\": 4 probe(s)"),
-        "{text}"
-    );
+    for program in ["python", "jvm", "ruby", "postgresql"] {
+        assert!(
+            text.contains(&format!("ok: program \"{program}\"")),
+            "{text}"
+        );
+    }
     // The same as checking the embedded pack itself.
     let out = Command::new(common::EXPORTER)
         .arg("check")
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+}
+
+/// Metric families in an exposition, with their kind (`# TYPE name kind`).
+fn families(exposition: &str) -> std::collections::BTreeMap<String, String> {
+    exposition
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.strip_prefix("# TYPE ")?.split_whitespace();
+            Some((parts.next()?.to_string(), parts.next()?.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_dashboard_queries_exactly_what_the_default_pack_exports() {
+    if !require_bpf() {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(exprs.len() >= 20, "{} queries", exprs.len());
+
+    // What the exporter running the default pack really exports (every family
+    // is declared even before a process of it is attached).
+    let exporter = Exporter::start_default(&["--discovery.interval", "0"]);
+    let exported = families(&exporter.scrape());
+    let name = regex::Regex::new(r"userspace_exporter_[a-zA-Z0-9_]+").unwrap();
+    let mut used = std::collections::BTreeSet::new();
+    for expr in &exprs {
+        for m in name.find_iter(expr) {
+            let metric = m.as_str();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    let base = metric.strip_suffix(suffix)?;
+                    (exported.get(base).map(String::as_str) == Some("histogram")).then_some(base)
+                })
+                .unwrap_or(metric);
+            assert!(
+                exported.contains_key(family),
+                "dashboard query uses {metric}, which the default pack does not export: {expr}"
+            );
+            used.insert(family.to_string());
+        }
+    }
+    // Every runtime metric of the pack has a panel.
+    for family in exported.keys() {
+        let runtime = ["python_", "jvm_", "ruby_", "postgresql_"]
+            .iter()
+            .any(|p| family.starts_with(&format!("userspace_exporter_{p}")));
+        if runtime {
+            assert!(used.contains(family), "no dashboard panel shows {family}");
+        }
+    }
+
+    // Every query is valid PromQL: promtool checks them as recording rules
+    // (Grafana's $__rate_interval replaced by a fixed range).
+    let dir = tempfile::tempdir().unwrap();
+    let rules: String = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            format!(
+                "      - record: dashboard:query{i}\n        expr: {}\n",
+                serde_json::to_string(&e.replace("$__rate_interval", "5m")).unwrap()
+            )
+        })
+        .collect();
+    let rules_path = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules_path,
+        format!("groups:\n  - name: dashboard\n    rules:\n{rules}"),
+    )
+    .unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules_path)
+        .output()
+        .expect("promtool (Debian's prometheus package)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(root.join("deploy/prometheus.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
