@@ -2,11 +2,11 @@
 //! objects, starts targets and the exporter binary, scrapes and parses.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The exporter binary under test.
@@ -67,8 +67,13 @@ pub struct Fixtures {
     pub library: PathBuf,
     /// A C program calling libc's getaddrinfo (tests/fixtures/resolver.c).
     pub resolver: PathBuf,
-    /// BPF objects by stem (`usdt_counts`, or `example:python` for examples/python.bpf.c).
-    pub objects: BTreeMap<String, PathBuf>,
+    /// BPF sources and their objects by stem (`usdt_counts`, or `example:python`
+    /// for examples/python.bpf.c); see [`Fixtures::object`].
+    objects: BTreeMap<String, (PathBuf, PathBuf)>,
+    /// The objects compiled so far.
+    compiled: Mutex<BTreeSet<String>>,
+    /// The exporter's own libbpf headers (`headers -o`).
+    include: PathBuf,
     /// Directory holding it all.
     pub dir: PathBuf,
 }
@@ -114,6 +119,8 @@ pub fn fixtures() -> &'static Fixtures {
         // Headers from the exporter itself: the ones matching its libbpf.
         let include = dir.join("include");
         run(Command::new(EXPORTER).args(["headers", "-o"]).arg(&include));
+        // BPF objects are compiled when a test first asks for one, so that a test
+        // binary compiles only the objects it uses.
         let mut objects = BTreeMap::new();
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
         for (prefix, folder) in [("", src.join("bpf")), ("example:", examples)] {
@@ -127,21 +134,7 @@ pub fn fixtures() -> &'static Fixtures {
                     continue;
                 };
                 let object = dir.join(format!("{}{name}.bpf.o", prefix.trim_end_matches(':')));
-                run(Command::new("clang")
-                    .args([
-                        "-target",
-                        "bpf",
-                        "-O2",
-                        "-g",
-                        "-D__TARGET_ARCH_x86",
-                        "-I/usr/include/x86_64-linux-gnu",
-                    ])
-                    .arg(format!("-I{}", include.display()))
-                    .arg("-c")
-                    .arg(&path)
-                    .arg("-o")
-                    .arg(&object));
-                objects.insert(format!("{prefix}{name}"), object);
+                objects.insert(format!("{prefix}{name}"), (path, object));
             }
         }
         Fixtures {
@@ -149,6 +142,8 @@ pub fn fixtures() -> &'static Fixtures {
             library,
             resolver,
             objects,
+            compiled: Mutex::new(BTreeSet::new()),
+            include,
             dir,
         }
     })
@@ -200,9 +195,29 @@ impl Fixtures {
 
     /// A BPF object by stem.
     pub fn object(&self, name: &str) -> &Path {
-        self.objects
+        let (source, object) = self
+            .objects
             .get(name)
-            .unwrap_or_else(|| panic!("no fixture object {name}"))
+            .unwrap_or_else(|| panic!("no fixture object {name}"));
+        let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        if !compiled.contains(name) {
+            run(Command::new("clang")
+                .args([
+                    "-target",
+                    "bpf",
+                    "-O2",
+                    "-g",
+                    "-D__TARGET_ARCH_x86",
+                    "-I/usr/include/x86_64-linux-gnu",
+                ])
+                .arg(format!("-I{}", self.include.display()))
+                .arg("-c")
+                .arg(source)
+                .arg("-o")
+                .arg(object));
+            compiled.insert(name.to_string());
+        }
+        object
     }
 }
 
