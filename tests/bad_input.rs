@@ -256,3 +256,31 @@ fn a_process_that_exits_before_attach_is_reported_as_exited() {
         )
     );
 }
+
+#[test]
+fn usdt_probes_in_an_object_without_libbpf_usdt_support_are_named_at_their_line() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // uprobe_counts.bpf.c does not include <bpf/usdt.bpf.h>.
+    let config = format!(
+        "programs:{}",
+        counter_program(
+            "nousdt",
+            fixtures().object("uprobe_counts"),
+            "calls",
+            8,
+            "on_add_entry"
+        )
+    );
+    let path = write_config(&dir, &config);
+    let out = exporter(&["check", "-c", path.to_str().unwrap()]);
+    assert_no_panic(&out);
+    assert!(!out.status.success());
+    let expected = format!(
+        "{}:11:7: program \"nousdt\": the object has USDT probes in the config but was not built with libbpf's USDT support: include <bpf/usdt.bpf.h>",
+        path.display()
+    );
+    assert!(text(&out).contains(&expected), "{}", text(&out));
+}

@@ -128,6 +128,20 @@ impl PreparedProgram {
                 )
             })
             .collect();
+        // libbpf's USDT support lives in the object: without usdt.bpf.h's maps
+        // every USDT attach fails with a bare "failed to attach USDT".
+        if let Some(usdt) = p.usdt.as_ref().filter(|u| !u.value.is_empty()) {
+            if !maps.contains_key("__bpf_usdt_specs") {
+                errors.push(at(
+                    usdt.referenced.line(),
+                    usdt.referenced.column(),
+                    format!(
+                        "program {:?}: the object has USDT probes in the config but was not built with libbpf's USDT support: include <bpf/usdt.bpf.h> (from `ebpf-userspace-exporter headers`) in its source and read arguments with bpf_usdt_arg()",
+                        p.name
+                    ),
+                ));
+            }
+        }
         let mut tables = BTreeMap::new();
         let metric_tables = p
             .metrics
