@@ -107,22 +107,26 @@ def run(kind, condition):
     port = free_port()
     e = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{port}", "-c", path,
                           "--cache-dir", os.path.join(work, "cache"), "--log-level", "warn"])
-    deadline = time.time() + 30
-    while True:
-        try:
-            if f'pid="{t.pid}"' in scrape(port):
-                break
-        except OSError:
-            pass
-        assert time.time() < deadline, "exporter never attached"
-        time.sleep(0.05)
-    ns = measure(t)
-    text = scrape(port)
-    end(t)
-    counted = int(float(next(l.split()[-1] for l in text.splitlines() if l.startswith("userspace_exporter_cost_hits_total"))))
-    e.send_signal(signal.SIGTERM)
-    e.wait()
-    return ns, counted
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                if f'pid="{t.pid}"' in scrape(port):
+                    break
+            except OSError:
+                pass
+            assert time.time() < deadline, "exporter never attached"
+            time.sleep(0.05)
+        ns = measure(t)
+        text = scrape(port)
+        end(t)
+        counted = int(float(next(l.split()[-1] for l in text.splitlines()
+                                 if l.startswith("userspace_exporter_cost_hits_total"))))
+        return ns, counted
+    finally:
+        e.send_signal(signal.SIGTERM)
+        e.wait()
+        t.kill()
 
 
 conditions = ["none", "exporter", "exporter-bcc", "bpftrace"]

@@ -4,6 +4,8 @@
  * and exits at the next line (so its counts can be read while it lives).
  *
  *   probe_target usdt|uprobe|uretprobe N
+ *   probe_target keys N     fire USDT bench:key(i) for i in 0..N (fills a map
+ *                           with N keys for the scrape-cost benchmark)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +35,10 @@ int main(int argc, char **argv) {
     if (!fgets(line, sizeof line, stdin))
         return 1;
     double start = now_ns();
-    if (!strcmp(kind, "usdt")) {
+    if (!strcmp(kind, "keys")) {
+        for (long i = 0; i < n; i++)
+            DTRACE_PROBE1(bench, key, i);
+    } else if (!strcmp(kind, "usdt")) {
         for (long i = 0; i < n; i++)
             DTRACE_PROBE1(bench, hit, i);
     } else {

@@ -136,9 +136,28 @@ fn write_counter(
     entries: &MapEntries,
     stats: &mut SelfStats,
 ) {
+    let names: Vec<&str> = counter.label_names.iter().map(String::as_str).collect();
+    let mut values = Vec::with_capacity(counter.label_names.len());
+    // Integer labels give every key its own series: written as read, no merging.
+    if counter.decoders.is_injective(entries.key_size) {
+        for (key, value) in entries.iter() {
+            match counter.decoders.decode_key(key, &mut values) {
+                Ok(true) => enc.sample_u64(
+                    &LabelSet {
+                        names: &names,
+                        values: &values,
+                        extra,
+                    },
+                    value,
+                ),
+                Ok(false) => {}
+                Err(e) => count_decoder_error(stats, program, &counter.short_name, &e),
+            }
+        }
+        return;
+    }
     // Several keys may decode to one label set (static_map, string): their values add up.
     let mut series: BTreeMap<Vec<String>, u64> = BTreeMap::new();
-    let mut values = Vec::with_capacity(counter.label_names.len());
     for (key, value) in entries.iter() {
         match counter.decoders.decode_key(key, &mut values) {
             Ok(true) => *series.entry(values.clone()).or_default() += value,
@@ -146,7 +165,6 @@ fn write_counter(
             Err(e) => count_decoder_error(stats, program, &counter.short_name, &e),
         }
     }
-    let names: Vec<&str> = counter.label_names.iter().map(String::as_str).collect();
     for (values, value) in &series {
         enc.sample_u64(
             &LabelSet {

@@ -15,6 +15,10 @@ impl Decoder for HexDecoder {
         };
         Ok(Some(text.into_bytes()))
     }
+
+    fn is_injective(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,10 @@ impl Decoder for IntDecoder {
             None => Err(DecodeError::bad_input("int", input, INT_SIZE_REASON)),
         }
     }
+
+    fn is_injective(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

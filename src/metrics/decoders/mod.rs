@@ -36,6 +36,12 @@ const MAX_ERROR_INPUT: usize = 64;
 pub trait Decoder: Send + Sync + std::fmt::Debug {
     /// Decodes `input` (raw key bytes or the previous decoder's output).
     fn decode(&self, input: &[u8]) -> Result<Option<Vec<u8>>, DecodeError>;
+
+    /// Whether distinct inputs always give distinct outputs and none is dropped:
+    /// then keys need not be merged by label set at scrape time.
+    fn is_injective(&self) -> bool {
+        false
+    }
 }
 
 /// A decoder could not read its input, so the key cannot be exported.
@@ -178,6 +184,12 @@ impl DecoderChain {
         }))
     }
 
+    /// Whether distinct raw inputs always decode to distinct values (an empty
+    /// chain's hex included).
+    pub fn is_injective(&self) -> bool {
+        self.decoders.iter().all(|d| d.is_injective())
+    }
+
     /// Number of decoders in the chain.
     pub fn len(&self) -> usize {
         self.decoders.len()
@@ -236,6 +248,18 @@ impl LabelDecoders {
     /// Label names, in key order (parallel to the values of [`decode_key`](Self::decode_key)).
     pub fn names(&self) -> &[String] {
         &self.names
+    }
+
+    /// Whether distinct keys of `key_size` bytes always decode to distinct label
+    /// sets: every label decoded injectively, no padding or trailing bytes
+    /// ignored, and at least one label.
+    pub fn is_injective(&self, key_size: usize) -> bool {
+        !self.slots.is_empty()
+            && key_size == self.key_size
+            && self
+                .slots
+                .iter()
+                .all(|s| s.padding == 0 && s.chain.is_injective())
     }
 
     /// Number of labels.
@@ -540,5 +564,27 @@ mod tests {
         assert_eq!(read_signed(&[0xff]), Some(-1));
         assert_eq!(read_signed(&i64::MIN.to_ne_bytes()), Some(i64::MIN));
         assert_eq!(read_signed(&[0; 16]), None);
+    }
+
+    #[test]
+    fn only_integer_labels_without_padding_are_injective() {
+        let ints = LabelDecoders::new(&[
+            label("a", 8, 0, vec![dec("uint")]),
+            label("b", 4, 0, vec![dec("int")]),
+            label("c", 2, 0, vec![dec("hex")]),
+        ])
+        .unwrap();
+        assert!(ints.is_injective(14));
+        // Trailing key bytes no label reads: two keys may differ only there.
+        assert!(!ints.is_injective(16));
+        let padded = LabelDecoders::new(&[label("a", 4, 4, vec![dec("uint")])]).unwrap();
+        assert!(!padded.is_injective(8));
+        let strings = LabelDecoders::new(&[label("s", 8, 0, vec![dec("string")])]).unwrap();
+        assert!(!strings.is_injective(8));
+        let mut map = dec("static_map");
+        map.static_map.insert("1".into(), "one".into());
+        let mapped = LabelDecoders::new(&[label("m", 8, 0, vec![dec("uint"), map])]).unwrap();
+        assert!(!mapped.is_injective(8));
+        assert!(!LabelDecoders::new(&[]).unwrap().is_injective(0));
     }
 }

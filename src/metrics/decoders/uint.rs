@@ -13,6 +13,10 @@ impl Decoder for UintDecoder {
             None => Err(DecodeError::bad_input("uint", input, INT_SIZE_REASON)),
         }
     }
+
+    fn is_injective(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

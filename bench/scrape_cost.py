@@ -1,0 +1,121 @@
+"""Scrape cost: maps of 1k, 10k, 100k and 1M keys in one process, and 100
+processes of 1k keys each. For each: scrape latency (wall, client side), the
+exporter's CPU time per scrape (/proc/PID/stat), response bytes, with gzip off
+and on; and the floor measured in the same run (bench/scrape_floor.rs: batch
+lookups of the same maps and the same text written, nothing else).
+Prints one JSON line per case.
+Usage: python3 bench/scrape_cost.py EXPORTER TARGET BIG_OBJECT SMALL_OBJECT FLOOR
+"""
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+exporter, target, big, small, floor = sys.argv[1:6]
+work = tempfile.mkdtemp()
+comm = "uexp-scrape"
+binary = os.path.join(work, comm)
+subprocess.run(["cp", target, binary], check=True)
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def get(port, gzip):
+    headers = {"Accept-Encoding": "gzip"} if gzip else {}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=headers)
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=120) as r:
+        body = r.read()
+    return (time.perf_counter() - started) * 1e3, body
+
+
+def case(processes, keys, obj, reps):
+    config = os.path.join(work, "config.yaml")
+    with open(config, "w") as f:
+        f.write(f"""programs:
+  - name: bench
+    object: {obj}
+    metrics:
+      counters:
+        - name: bench_keys_total
+          help: keys
+          table: scrape_keys
+          labels: [{{name: key, size: 8, decoders: [{{name: uint}}]}}]
+    usdt:
+      bench:key: on_key
+    attachment: {{binary_name: {comm}}}
+""")
+    targets = []
+    for _ in range(processes):
+        t = subprocess.Popen([binary, "keys", str(keys)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert t.stdout.readline().strip() == "ready"
+        targets.append(t)
+    port = free_port()
+    e = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{port}", "-c", config,
+                          "--discovery.interval", "0", "--log-level", "warn"])
+    try:
+        return measure(e, port, targets, processes, keys, reps)
+    finally:
+        e.send_signal(signal.SIGTERM)
+        e.wait()
+        for t in targets:
+            t.kill()
+            t.wait()
+
+
+def measure(e, port, targets, processes, keys, reps):
+    deadline = time.time() + 120
+    while True:
+        try:
+            text = get(port, False)[1].decode()
+            if f'userspace_exporter_attached_processes{{name="bench"}} {processes}' in text:
+                break
+        except OSError:
+            pass
+        assert time.time() < deadline, "not all attached"
+        time.sleep(0.1)
+    for t in targets:
+        t.stdin.write("go\n")
+        t.stdin.flush()
+        t.stdout.readline()
+    series = get(port, False)[1].count(b"\nuserspace_exporter_bench_keys_total{")
+    assert series == processes * keys, f"{series} series, expected {processes * keys}"
+    result = {"processes": processes, "keys": keys, "series": series}
+    for gzip in (False, True):
+        get(port, gzip)  # warm up
+        cpu0 = cpu_seconds(e.pid)
+        runs = [get(port, gzip) for _ in range(reps)]
+        cpu = (cpu_seconds(e.pid) - cpu0) / reps * 1e3
+        ms = [r[0] for r in runs]
+        tag = "gzip" if gzip else "plain"
+        result[f"{tag}_ms"] = ms
+        result[f"{tag}_cpu_ms"] = round(cpu, 2)
+        result[f"{tag}_bytes"] = len(runs[-1][1])
+    out = subprocess.run([floor, "scrape_keys", "userspace_exporter_bench_keys_total", str(reps)],
+                         check=True, capture_output=True, text=True).stdout
+    result.update(json.loads(out))
+    return result
+
+
+cases = [(1, 1000, big, 20), (1, 10000, big, 20), (1, 100000, big, 10), (1, 1000000, big, 5), (100, 1000, small, 10)]
+only = os.environ.get("CASES")
+for i, (processes, keys, obj, reps) in enumerate(cases):
+    if only and str(i) not in only.split(","):
+        continue
+    print(json.dumps(case(processes, keys, obj, reps)), flush=True)
