@@ -142,6 +142,11 @@ impl Reaper {
 }
 
 impl ProgramState {
+    /// Every attached instance: per process (or shared) and per binary.
+    pub fn attached(&self) -> impl Iterator<Item = &Instance> {
+        self.instances.values().chain(self.binaries.values())
+    }
+
     /// Removes the instances `detach` selects and hands them to the reaper.
     fn detach_where(&mut self, reaper: &Reaper, detach: impl Fn(&ProcessKey, &Instance) -> bool) {
         let keys: Vec<ProcessKey> = self
@@ -317,12 +322,13 @@ impl Exporter {
             exe: path.clone(),
             found_in: None,
         };
+        let described = target.describe();
         let result = state
             .prepared
             .instantiate(target, &mut self.elf_cache, None);
         match result {
             Ok(instance) => {
-                self.record_failures(index, "", &instance.failures, true);
+                self.record_failures(index, &described, &instance.failures, first_attempt);
                 tracing::info!(program = %name, binary = %path.display(), "attached for every process: {}", instance.attached.join(", "));
                 let state = &mut self.programs[index];
                 state.failed_binaries.remove(&id);
@@ -330,7 +336,7 @@ impl Exporter {
             }
             Err(e) => {
                 let failures = e.failures();
-                self.record_failures(index, "", &failures, first_attempt);
+                self.record_failures(index, &described, &failures, first_attempt);
                 let state = &mut self.programs[index];
                 let attempts = state.failed_binaries.get(&id).map_or(0, |f| f.attempts) + 1;
                 state.failed_binaries.insert(

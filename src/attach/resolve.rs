@@ -119,10 +119,7 @@ impl Origin<'_> {
         match self {
             Origin::Process(process) => {
                 crate::discovery::mapped_files(process.pid()).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::PermissionDenied => ResolveError::NoAccess {
-                        pid: process.pid(),
-                        comm: process.comm.clone(),
-                    },
+                    std::io::ErrorKind::PermissionDenied => no_access(process),
                     _ => ResolveError::ProcessGone { pid: process.pid() },
                 })
             }
@@ -130,6 +127,17 @@ impl Origin<'_> {
                 path: path.to_path_buf(),
                 map_file: path.to_path_buf(),
             }]),
+        }
+    }
+
+    /// The permission error of a process whose executable the exporter may not
+    /// read ([`ProcessInfo::read`] leaves its `exe` empty).
+    fn unreadable(&self) -> Option<ResolveError> {
+        match self {
+            Origin::Process(process) if process.exe.as_os_str().is_empty() => {
+                Some(no_access(process))
+            }
+            _ => None,
         }
     }
 
@@ -150,6 +158,14 @@ impl Origin<'_> {
             _ if file.path == self.exe() => self.exe_host_path(),
             _ => file.map_file.clone(),
         }
+    }
+}
+
+/// The process's files may not be read by the exporter.
+fn no_access(process: &ProcessInfo) -> ResolveError {
+    ResolveError::NoAccess {
+        pid: process.pid(),
+        comm: process.comm.clone(),
     }
 }
 
@@ -257,13 +273,8 @@ pub fn resolve_usdt(
     if targets.is_empty() {
         // In a process whose executable we may not read, the files that could
         // not be opened are the likely home of the probe: say so.
-        if let Origin::Process(process) = origin {
-            if process.exe.as_os_str().is_empty() {
-                return Err(ResolveError::NoAccess {
-                    pid: process.pid(),
-                    comm: process.comm.clone(),
-                });
-            }
+        if let Some(e) = origin.unreadable() {
+            return Err(e);
         }
         last_probes.sort();
         last_probes.dedup();
@@ -297,13 +308,8 @@ pub fn resolve_uprobe(
 ) -> Result<(Target, bool), ResolveError> {
     let spec =
         UprobeSpec::parse(spec_text).ok_or_else(|| ResolveError::BadSpec(spec_text.to_string()))?;
-    if let Origin::Process(process) = origin {
-        if process.exe.as_os_str().is_empty() {
-            return Err(ResolveError::NoAccess {
-                pid: process.pid(),
-                comm: process.comm.clone(),
-            });
-        }
+    if let Some(e) = origin.unreadable() {
+        return Err(e);
     }
     let file = match &spec.library {
         None => MappedFile {

@@ -37,7 +37,7 @@ pub fn render(exporter: &Exporter, metrics_path: &str) -> String {
             )
         );
         page.push_str("<table><tr><th>attached to</th><th>attached</th><th>problems</th></tr>");
-        for instance in state.instances.values().chain(state.binaries.values()) {
+        for instance in state.attached() {
             let _ = write!(
                 page,
                 "<tr><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",

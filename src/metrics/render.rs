@@ -36,9 +36,7 @@ pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
                 target: None,
             }],
             None => state
-                .instances
-                .values()
-                .chain(state.binaries.values())
+                .attached()
                 .map(|i| Source {
                     object: i.object(),
                     labels: i

@@ -40,7 +40,7 @@ pub fn write(enc: &mut Encoder, exporter: &Exporter, started: Instant) {
         MetricKind::Gauge,
     );
     for state in &exporter.programs {
-        for instance in state.instances.values().chain(state.binaries.values()) {
+        for instance in state.attached() {
             for prog in &instance.programs {
                 let values = [
                     state.prepared.name().to_string(),
