@@ -5,10 +5,9 @@
 
 mod common;
 
-use common::{fixtures, require_bpf, Exporter};
-use std::io::{BufRead, BufReader, Write};
+use common::{fixtures, require_bpf, Exporter, Target};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 /// tests/fixtures/go/main.go built once, named `uexp-go`.
@@ -44,58 +43,18 @@ fn go_program() -> Option<&'static Path> {
         .as_deref()
 }
 
-struct GoProgram {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl GoProgram {
-    fn start(binary: &Path) -> GoProgram {
-        let mut child = common::spawn(
-            Command::new(binary)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped()),
-        );
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut ready = String::new();
-        stdout.read_line(&mut ready).unwrap();
-        assert_eq!(ready.trim(), "ready");
-        GoProgram {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn ask(&mut self, command: &str) -> String {
-        writeln!(self.stdin, "{command}").unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        line.trim().to_string()
-    }
-}
-
-impl Drop for GoProgram {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_uprobe_on_a_go_function_counts_every_call_with_its_argument() {
     if !require_bpf() {
         return;
     }
     let Some(binary) = go_program() else { return };
-    let mut program = GoProgram::start(binary);
+    let mut program = Target::start_binary(binary);
     let exporter = Exporter::start(&fixtures().example_config("go_function", "goapp", "uexp-go"));
-    assert_eq!(program.ask("work 12 5"), "ok 120");
-    assert_eq!(program.ask("work 3 -4"), "ok 96");
+    assert_eq!(program.cmd("work 12 5"), "ok 120");
+    assert_eq!(program.cmd("work 3 -4"), "ok 96");
     let s = exporter.samples();
-    let pid = program.child.id().to_string();
+    let pid = program.pid().to_string();
     let calls = |argument: &str| {
         s.value(
             "userspace_exporter_go_work_calls_total",
@@ -113,7 +72,7 @@ fn a_uretprobe_on_a_go_binary_is_refused_with_the_reason() {
     }
     let Some(binary) = go_program() else { return };
     // Its own name, so that the other test's process is not selected here.
-    let mut program = GoProgram::start(&common::named_copy(binary, "uexp-go-ret"));
+    let mut program = Target::start_binary(&common::named_copy(binary, "uexp-go-ret"));
     let config = fixtures()
         .example_config("go_function", "goapp", "uexp-go-ret")
         .replace(
@@ -140,8 +99,8 @@ fn a_uretprobe_on_a_go_binary_is_refused_with_the_reason() {
         "{logs}"
     );
     // The uprobe on the same program still counts, and the program still runs.
-    assert_eq!(program.ask("work 2 9"), "ok 36");
-    let pid = program.child.id().to_string();
+    assert_eq!(program.cmd("work 2 9"), "ok 36");
+    let pid = program.pid().to_string();
     assert_eq!(
         exporter.samples().value(
             "userspace_exporter_go_work_calls_total",

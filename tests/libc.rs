@@ -3,9 +3,7 @@
 
 mod common;
 
-use common::{fixtures, require_bpf, Exporter, Samples};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use common::{fixtures, require_bpf, Exporter, Samples, Target};
 
 #[test]
 fn getaddrinfo_calls_are_counted_by_result_and_timed() {
@@ -13,25 +11,11 @@ fn getaddrinfo_calls_are_counted_by_result_and_timed() {
         return;
     }
     let binary = common::named_copy(&fixtures().resolver, "uexp-resolver1");
-    let mut child = common::spawn(
-        Command::new(&binary)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped()),
-    );
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut ready = String::new();
-    stdout.read_line(&mut ready).unwrap();
-    assert_eq!(ready.trim(), "ready");
-    let mut ask = |command: &str| {
-        writeln!(stdin, "{command}").unwrap();
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        line.trim().to_string()
-    };
+    // The resolver speaks the fixture target's protocol ("ready", a reply per line).
+    let mut resolver = Target::start_binary(&binary);
     let exporter =
         Exporter::start(&fixtures().example_config("libc_getaddrinfo", "myapp", "uexp-resolver1"));
-    let pid = child.id().to_string();
+    let pid = resolver.pid().to_string();
     let calls = |s: &Samples, result: &str| {
         s.get(
             "userspace_exporter_getaddrinfo_calls_total",
@@ -40,8 +24,8 @@ fn getaddrinfo_calls_are_counted_by_result_and_timed() {
         .unwrap_or(0.0)
     };
     // The program's own count of failures (EAI_NONAME for a non-numeric name).
-    assert_eq!(ask("ok 25"), "ok 0");
-    assert_eq!(ask("bad 7"), "ok 7");
+    assert_eq!(resolver.cmd("ok 25"), "ok 0");
+    assert_eq!(resolver.cmd("bad 7"), "ok 7");
     let s = exporter.samples();
     assert_eq!(calls(&s, "0"), 25.0, "{}", exporter.scrape());
     assert_eq!(calls(&s, "-2"), 7.0, "EAI_NONAME is -2");
@@ -52,6 +36,4 @@ fn getaddrinfo_calls_are_counted_by_result_and_timed() {
     let h = "userspace_exporter_getaddrinfo_duration_seconds";
     assert_eq!(s.value(&format!("{h}_count"), &[("pid", &pid)]), 32.0);
     assert!(s.value(&format!("{h}_sum"), &[("pid", &pid)]) > 0.0);
-    let _ = child.kill();
-    let _ = child.wait();
 }
