@@ -49,6 +49,8 @@ const BUILTIN_PROGRAMS: &[&str] = &["python", "jvm", "ruby", "postgresql"];
 /// headers copied above and writes `builtin_objects.rs`: (object file name, bytes).
 fn compile_builtin_objects(out: &Path) {
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
+    // Their shared helpers, included as "metrics.bpf.h".
+    println!("cargo:rerun-if-changed=examples/metrics.bpf.h");
     let mut table = String::from(
         "/// The default pack's BPF objects, compiled at build time: (file name, contents).\npub const BUILTIN_OBJECTS: &[(&str, &[u8])] = &[\n",
     );

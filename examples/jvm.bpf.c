@@ -31,9 +31,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/usdt.bpf.h>
+#include "metrics.bpf.h"
 
-// exp2 slots 0..31 (ns), slot 32 holds the sum in ns.
-#define SLOT_MAX 31
 
 // Collections by the `full` argument of gc__begin (0 or 1).
 struct {
@@ -95,50 +94,6 @@ struct {
     __type(value, __u64);
 } safepoint_started SEC(".maps");
 
-static __always_inline void add(void *map, __u64 key, __u64 n) {
-    __u64 *v = bpf_map_lookup_elem(map, &key);
-    if (v) {
-        __sync_fetch_and_add(v, n);
-        return;
-    }
-    if (bpf_map_update_elem(map, &key, &n, BPF_NOEXIST) != 0) {
-        v = bpf_map_lookup_elem(map, &key);
-        if (v)
-            __sync_fetch_and_add(v, n);
-    }
-}
-
-// The smallest k with value <= 2^k, capped at SLOT_MAX.
-static __always_inline __u64 exp2_slot(__u64 value) {
-    __u64 slot = 0;
-    for (int i = 0; i < SLOT_MAX; i++) {
-        if (((__u64)1 << slot) >= value)
-            break;
-        slot++;
-    }
-    return slot;
-}
-
-static __always_inline void observe(void *hist, __u64 ns) {
-    add(hist, exp2_slot(ns), 1);
-    add(hist, SLOT_MAX + 1, ns);
-}
-
-static __always_inline void start(void *starts) {
-    __u32 tid = (__u32)bpf_get_current_pid_tgid();
-    __u64 now = bpf_ktime_get_ns();
-    bpf_map_update_elem(starts, &tid, &now, BPF_ANY);
-}
-
-static __always_inline void finish(void *starts, void *hist) {
-    __u32 tid = (__u32)bpf_get_current_pid_tgid();
-    __u64 *t0 = bpf_map_lookup_elem(starts, &tid);
-    if (!t0)
-        return;
-    observe(hist, bpf_ktime_get_ns() - *t0);
-    bpf_map_delete_elem(starts, &tid);
-}
-
 // A bool argument as 0 or 1.
 static __always_inline __u64 flag(struct pt_regs *ctx, __u64 n) {
     long value = 0;
@@ -148,7 +103,7 @@ static __always_inline __u64 flag(struct pt_regs *ctx, __u64 n) {
 
 SEC("usdt")
 int on_gc_begin(struct pt_regs *ctx) {
-    add(&gc_collections, flag(ctx, 0), 1);
+    add_u64(&gc_collections, flag(ctx, 0), 1);
     start(&gc_started);
     return 0;
 }
@@ -161,19 +116,19 @@ int on_gc_end(struct pt_regs *ctx) {
 
 SEC("usdt")
 int on_thread_start(struct pt_regs *ctx) {
-    add(&threads_started, flag(ctx, 4), 1);
+    add_u64(&threads_started, flag(ctx, 4), 1);
     return 0;
 }
 
 SEC("usdt")
 int on_thread_stop(struct pt_regs *ctx) {
-    add(&threads_stopped, flag(ctx, 4), 1);
+    add_u64(&threads_stopped, flag(ctx, 4), 1);
     return 0;
 }
 
 SEC("usdt")
 int on_class_loaded(struct pt_regs *ctx) {
-    add(&classes_loaded, flag(ctx, 3), 1);
+    add_u64(&classes_loaded, flag(ctx, 3), 1);
     return 0;
 }
 

@@ -11,9 +11,8 @@
 #include <linux/ptrace.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "metrics.bpf.h"
 
-// exp2 slots 0..31 (ns), slot 32 holds the sum in ns.
-#define SLOT_MAX 31
 
 // Key: getaddrinfo's return value (0, or an EAI_* code, negative).
 struct {
@@ -37,30 +36,6 @@ struct {
     __type(value, __u64);
 } started SEC(".maps");
 
-static __always_inline void add(void *map, const void *key, __u64 n) {
-    __u64 *v = bpf_map_lookup_elem(map, key);
-    if (v) {
-        __sync_fetch_and_add(v, n);
-        return;
-    }
-    if (bpf_map_update_elem(map, key, &n, BPF_NOEXIST) != 0) {
-        v = bpf_map_lookup_elem(map, key);
-        if (v)
-            __sync_fetch_and_add(v, n);
-    }
-}
-
-// The smallest k with value <= 2^k, capped at SLOT_MAX.
-static __always_inline __u64 exp2_slot(__u64 value) {
-    __u64 slot = 0;
-    for (int i = 0; i < SLOT_MAX; i++) {
-        if (((__u64)1 << slot) >= value)
-            break;
-        slot++;
-    }
-    return slot;
-}
-
 SEC("uprobe")
 int on_getaddrinfo(struct pt_regs *ctx) {
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
@@ -77,10 +52,9 @@ int BPF_URETPROBE(on_getaddrinfo_return, int rc) {
     __u64 *t0 = bpf_map_lookup_elem(&started, &tid);
     if (!t0)
         return 0;
-    __u64 ns = bpf_ktime_get_ns() - *t0, slot = exp2_slot(ns), sum = SLOT_MAX + 1;
+    __u64 ns = bpf_ktime_get_ns() - *t0;
     bpf_map_delete_elem(&started, &tid);
-    add(&resolve_latency, &slot, 1);
-    add(&resolve_latency, &sum, ns);
+    observe(&resolve_latency, ns);
     return 0;
 }
 

@@ -14,9 +14,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/usdt.bpf.h>
+#include "metrics.bpf.h"
 
-// exp2 slots 0..31 (ns), slot 32 holds the sum in ns.
-#define SLOT_MAX 31
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -70,55 +69,11 @@ struct {
     __type(value, __u64);
 } import_started SEC(".maps");
 
-static __always_inline void add(void *map, __u64 key, __u64 n) {
-    __u64 *v = bpf_map_lookup_elem(map, &key);
-    if (v) {
-        __sync_fetch_and_add(v, n);
-        return;
-    }
-    if (bpf_map_update_elem(map, &key, &n, BPF_NOEXIST) != 0) {
-        v = bpf_map_lookup_elem(map, &key);
-        if (v)
-            __sync_fetch_and_add(v, n);
-    }
-}
-
-// The smallest k with value <= 2^k, capped at SLOT_MAX.
-static __always_inline __u64 exp2_slot(__u64 value) {
-    __u64 slot = 0;
-    for (int i = 0; i < SLOT_MAX; i++) {
-        if (((__u64)1 << slot) >= value)
-            break;
-        slot++;
-    }
-    return slot;
-}
-
-static __always_inline void observe(void *hist, __u64 ns) {
-    add(hist, exp2_slot(ns), 1);
-    add(hist, SLOT_MAX + 1, ns);
-}
-
-static __always_inline void start(void *starts) {
-    __u32 tid = (__u32)bpf_get_current_pid_tgid();
-    __u64 now = bpf_ktime_get_ns();
-    bpf_map_update_elem(starts, &tid, &now, BPF_ANY);
-}
-
-static __always_inline void finish(void *starts, void *hist) {
-    __u32 tid = (__u32)bpf_get_current_pid_tgid();
-    __u64 *t0 = bpf_map_lookup_elem(starts, &tid);
-    if (!t0)
-        return;
-    observe(hist, bpf_ktime_get_ns() - *t0);
-    bpf_map_delete_elem(starts, &tid);
-}
-
 SEC("usdt")
 int on_gc_start(struct pt_regs *ctx) {
     long generation = 0;
     bpf_usdt_arg(ctx, 0, &generation);
-    add(&gc_collections, generation, 1);
+    add_u64(&gc_collections, generation, 1);
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     __u64 gen = generation;
     bpf_map_update_elem(&gc_generation, &tid, &gen, BPF_ANY);
@@ -134,7 +89,7 @@ int on_gc_done(struct pt_regs *ctx) {
     // CPython 3.11 passes collected + uncollectable objects.
     bpf_usdt_arg(ctx, 0, &found);
     if (gen && found > 0)
-        add(&gc_collected, *gen, found);
+        add_u64(&gc_collected, *gen, found);
     bpf_map_delete_elem(&gc_generation, &tid);
     finish(&gc_started, &gc_pause);
     return 0;

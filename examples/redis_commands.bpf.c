@@ -19,9 +19,8 @@
 #include <linux/ptrace.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "metrics.bpf.h"
 
-// exp2 slots 0..31 (ns), slot 32 holds the sum in ns.
-#define SLOT_MAX 31
 #define NAME_LEN 16
 // call() nests (EXEC, scripts, MULTI): start times are kept per nesting level.
 #define MAX_DEPTH 8
@@ -64,30 +63,6 @@ struct {
     __type(value, struct call_stack);
 } calls_in_flight SEC(".maps");
 
-static __always_inline void add(void *map, const void *key, __u64 n) {
-    __u64 *v = bpf_map_lookup_elem(map, key);
-    if (v) {
-        __sync_fetch_and_add(v, n);
-        return;
-    }
-    if (bpf_map_update_elem(map, key, &n, BPF_NOEXIST) != 0) {
-        v = bpf_map_lookup_elem(map, key);
-        if (v)
-            __sync_fetch_and_add(v, n);
-    }
-}
-
-// The smallest k with value <= 2^k, capped at SLOT_MAX.
-static __always_inline __u64 exp2_slot(__u64 value) {
-    __u64 slot = 0;
-    for (int i = 0; i < SLOT_MAX; i++) {
-        if (((__u64)1 << slot) >= value)
-            break;
-        slot++;
-    }
-    return slot;
-}
-
 SEC("uprobe")
 int on_call_entry(struct pt_regs *ctx) {
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
@@ -118,9 +93,7 @@ int on_call_return(struct pt_regs *ctx) {
     if (depth >= MAX_DEPTH)
         return 0;
     __u64 ns = bpf_ktime_get_ns() - stack->started[depth & (MAX_DEPTH - 1)];
-    __u64 slot = exp2_slot(ns), sum = SLOT_MAX + 1;
-    add(&command_latency, &slot, 1);
-    add(&command_latency, &sum, ns);
+    observe(&command_latency, ns);
     return 0;
 }
 

@@ -13,9 +13,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/usdt.bpf.h>
+#include "metrics.bpf.h"
 
-// exp2 slots 0..31 (ns), slot 32 holds the sum in ns.
-#define SLOT_MAX 31
 
 // Allocation key: the probe's type and, for object__create, the class name.
 #define TYPE_LEN 8
@@ -76,54 +75,6 @@ struct {
     __type(key, __u32);
     __type(value, __u64);
 } sweep_started SEC(".maps");
-
-static __always_inline void add(void *map, void *key, __u64 n) {
-    __u64 *v = bpf_map_lookup_elem(map, key);
-    if (v) {
-        __sync_fetch_and_add(v, n);
-        return;
-    }
-    if (bpf_map_update_elem(map, key, &n, BPF_NOEXIST) != 0) {
-        v = bpf_map_lookup_elem(map, key);
-        if (v)
-            __sync_fetch_and_add(v, n);
-    }
-}
-
-static __always_inline void add_u64(void *map, __u64 key, __u64 n) {
-    add(map, &key, n);
-}
-
-// The smallest k with value <= 2^k, capped at SLOT_MAX.
-static __always_inline __u64 exp2_slot(__u64 value) {
-    __u64 slot = 0;
-    for (int i = 0; i < SLOT_MAX; i++) {
-        if (((__u64)1 << slot) >= value)
-            break;
-        slot++;
-    }
-    return slot;
-}
-
-static __always_inline void observe(void *hist, __u64 ns) {
-    add_u64(hist, exp2_slot(ns), 1);
-    add_u64(hist, SLOT_MAX + 1, ns);
-}
-
-static __always_inline void start(void *starts) {
-    __u32 tid = (__u32)bpf_get_current_pid_tgid();
-    __u64 now = bpf_ktime_get_ns();
-    bpf_map_update_elem(starts, &tid, &now, BPF_ANY);
-}
-
-static __always_inline void finish(void *starts, void *hist) {
-    __u32 tid = (__u32)bpf_get_current_pid_tgid();
-    __u64 *t0 = bpf_map_lookup_elem(starts, &tid);
-    if (!t0)
-        return;
-    observe(hist, bpf_ktime_get_ns() - *t0);
-    bpf_map_delete_elem(starts, &tid);
-}
 
 // Counts one allocation of `kind` (a string literal of at most TYPE_LEN bytes
 // with its NUL) and class `cls` (a user pointer, or 0).
