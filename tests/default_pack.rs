@@ -4,22 +4,12 @@
 
 mod common;
 
-use common::{require_bpf, wait_for, Exporter, Python, Samples};
+use common::{require_bpf, wait_for, Exporter, Python};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::PYTHON;
-
-fn generations(s: &Samples, pid: &str) -> [f64; 3] {
-    [0, 1, 2].map(|g| {
-        s.get(
-            "userspace_exporter_python_gc_collections_total",
-            &[("generation", &g.to_string()), ("pid", pid)],
-        )
-        .unwrap_or(0.0)
-    })
-}
 
 #[test]
 fn with_no_config_the_default_pack_follows_python_processes_started_later() {
@@ -58,7 +48,7 @@ fn with_no_config_the_default_pack_follows_python_processes_started_later() {
     let after = python.gc_collections();
     let s1 = exporter.samples();
     let reported: Vec<f64> = (0..3).map(|g| after[g] - before[g]).collect();
-    let (e0, e1) = (generations(&s0, &pid), generations(&s1, &pid));
+    let (e0, e1) = (s0.python_collections(&pid), s1.python_collections(&pid));
     let counted: Vec<f64> = (0..3).map(|g| e1[g] - e0[g]).collect();
     assert!(reported.iter().all(|&n| n >= 4.0), "{reported:?}");
     assert_eq!(

@@ -7,16 +7,6 @@ mod common;
 
 use common::{fixtures, require_bpf, Exporter, Python, Samples};
 
-fn generations(s: &Samples, pid: &str) -> [f64; 3] {
-    [0, 1, 2].map(|g| {
-        s.get(
-            "userspace_exporter_python_gc_collections_total",
-            &[("generation", &g.to_string()), ("pid", pid)],
-        )
-        .unwrap_or(0.0)
-    })
-}
-
 #[test]
 fn python_example_matches_gc_get_stats_and_counts_imports() {
     if !require_bpf() {
@@ -71,7 +61,7 @@ fn python_example_matches_gc_get_stats_and_counts_imports() {
     );
 
     let reported: Vec<f64> = (0..3).map(|g| after[g] - before[g]).collect();
-    let (e0, e1) = (generations(&s0, &pid), generations(&s1, &pid));
+    let (e0, e1) = (s0.python_collections(&pid), s1.python_collections(&pid));
     let counted: Vec<f64> = (0..3).map(|g| e1[g] - e0[g]).collect();
     // 30 explicit collections (10 per generation) plus the automatic ones the allocations trigger.
     assert!(reported.iter().all(|&n| n >= 10.0), "{reported:?}");

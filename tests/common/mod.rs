@@ -485,6 +485,17 @@ impl Samples {
         })
     }
 
+    /// The python example's collections per generation for `pid` (0 when absent).
+    pub fn python_collections(&self, pid: &str) -> [f64; 3] {
+        [0, 1, 2].map(|g| {
+            self.get(
+                "userspace_exporter_python_gc_collections_total",
+                &[("generation", &g.to_string()), ("pid", pid)],
+            )
+            .unwrap_or(0.0)
+        })
+    }
+
     /// Every series of a metric name: (labels, value).
     pub fn series(&self, name: &str) -> Vec<(String, f64)> {
         self.0
