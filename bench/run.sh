@@ -4,6 +4,13 @@
 # things compared are interleaved in the same loop so machine noise hits both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+# bpftrace runs the probe-cost comparison; only the benchmarks need it.
+if ! command -v bpftrace >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bpftrace >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bpftrace >/dev/null; }
+fi
 REPS=${REPS:-7}
 cargo build --release --quiet
 exporter=$PWD/target/release/ebpf-userspace-exporter
