@@ -13,5 +13,10 @@ bash scripts/build-examples.sh
 /usr/bin/python3.11 examples/workloads/python_busy.py &
 workload=$!
 trap 'kill $workload 2>/dev/null || true' EXIT
-echo "workload: python3.11 pid $workload; open http://localhost:8080/ (Ctrl-C stops both)"
-target/release/ebpf-userspace-exporter --listen-address 0.0.0.0:8080 "$@"
+# Port 8080 unless the flags choose another address.
+listen=(--listen-address 0.0.0.0:8080)
+for arg in "$@"; do
+    case "$arg" in --listen-address* | --web.listen-address*) listen=() ;; esac
+done
+echo "workload: python3.11 pid $workload; metrics on ${listen[1]:-the address given} (Ctrl-C stops both)"
+target/release/ebpf-userspace-exporter "${listen[@]}" "$@"
