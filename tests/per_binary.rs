@@ -38,9 +38,12 @@ fn run_at_once(binary: &Path, commands: &str, dir: &Path) {
 }
 
 fn attached_binaries(exporter: &Exporter) -> Option<f64> {
-    exporter
-        .samples()
-        .get("userspace_exporter_attached_binaries", &[("name", "churn")])
+    binaries_in(&exporter.samples())
+}
+
+/// The attached-binaries gauge of one scrape, to judge other series of that same scrape.
+fn binaries_in(samples: &common::Samples) -> Option<f64> {
+    samples.get("userspace_exporter_attached_binaries", &[("name", "churn")])
 }
 
 #[test]
@@ -123,8 +126,9 @@ fn an_executable_found_through_a_process_covers_later_ones_until_it_is_replaced(
     std::fs::copy(&binary, &fresh).unwrap();
     std::fs::rename(&fresh, &binary).unwrap();
     let s = wait_for(Duration::from_secs(10), || {
+        // One scrape for both: the instance may go between two scrapes.
         let s = exporter.samples();
-        (attached_binaries(&exporter)? == 0.0).then_some(s)
+        (binaries_in(&s)? == 0.0).then_some(s)
     })
     .unwrap_or_else(|| panic!("replaced binary kept:\n{}", exporter.logs()));
     assert!(
