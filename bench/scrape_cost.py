@@ -45,7 +45,17 @@ def get(port, gzip):
     return (time.perf_counter() - started) * 1e3, body
 
 
-def case(processes, keys, obj, reps):
+# The key's labels: `uint` alone is injective (every key its own series, encoded as
+# read); a `static_map` on the key's high half (always 0 here) makes the exporter
+# merge keys by decoded label set, the path string, static_map and regexp labels take.
+LABELS = {
+    "uint": "[{name: key, size: 8, decoders: [{name: uint}]}]",
+    "merged": "[{name: key, size: 4, decoders: [{name: uint}]}, "
+              "{name: half, size: 4, decoders: [{name: uint}, {name: static_map, static_map: {'0': low}}]}]",
+}
+
+
+def case(processes, keys, obj, reps, labels):
     config = os.path.join(work, "config.yaml")
     with open(config, "w") as f:
         f.write(f"""programs:
@@ -56,7 +66,7 @@ def case(processes, keys, obj, reps):
         - name: bench_keys_total
           help: keys
           table: scrape_keys
-          labels: [{{name: key, size: 8, decoders: [{{name: uint}}]}}]
+          labels: {LABELS[labels]}
     usdt:
       bench:key: on_key
     attachment: {{binary_name: {comm}}}
@@ -70,7 +80,7 @@ def case(processes, keys, obj, reps):
     e = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{port}", "-c", config,
                           "--discovery.interval", "0", "--log-level", "warn"])
     try:
-        return measure(e, port, targets, processes, keys, reps)
+        return measure(e, port, targets, processes, keys, reps, labels)
     finally:
         e.send_signal(signal.SIGTERM)
         e.wait()
@@ -79,7 +89,7 @@ def case(processes, keys, obj, reps):
             t.wait()
 
 
-def measure(e, port, targets, processes, keys, reps):
+def measure(e, port, targets, processes, keys, reps, labels):
     deadline = time.time() + 120
     while True:
         try:
@@ -96,7 +106,7 @@ def measure(e, port, targets, processes, keys, reps):
         t.stdout.readline()
     series = get(port, False)[1].count(b"\nuserspace_exporter_bench_keys_total{")
     assert series == processes * keys, f"{series} series, expected {processes * keys}"
-    result = {"processes": processes, "keys": keys, "series": series}
+    result = {"processes": processes, "keys": keys, "series": series, "labels": labels}
     for gzip in (False, True):
         get(port, gzip)  # warm up
         cpu0 = cpu_seconds(e.pid)
@@ -107,15 +117,18 @@ def measure(e, port, targets, processes, keys, reps):
         result[f"{tag}_ms"] = ms
         result[f"{tag}_cpu_ms"] = round(cpu, 2)
         result[f"{tag}_bytes"] = len(runs[-1][1])
-    out = subprocess.run([floor, "scrape_keys", "userspace_exporter_bench_keys_total", str(reps)],
-                         check=True, capture_output=True, text=True).stdout
-    result.update(json.loads(out))
+    if labels == "uint":
+        out = subprocess.run([floor, "scrape_keys", "userspace_exporter_bench_keys_total", str(reps)],
+                             check=True, capture_output=True, text=True).stdout
+        result.update(json.loads(out))
     return result
 
 
-cases = [(1, 1000, big, 20), (1, 10000, big, 20), (1, 100000, big, 10), (1, 1000000, big, 5), (100, 1000, small, 10)]
+cases = [(1, 1000, big, 20, "uint"), (1, 10000, big, 20, "uint"), (1, 100000, big, 10, "uint"),
+         (1, 1000000, big, 5, "uint"), (100, 1000, small, 10, "uint"),
+         (1, 10000, big, 20, "merged"), (1, 100000, big, 10, "merged"), (1, 1000000, big, 5, "merged")]
 only = os.environ.get("CASES")
-for i, (processes, keys, obj, reps) in enumerate(cases):
+for i, (processes, keys, obj, reps, labels) in enumerate(cases):
     if only and str(i) not in only.split(","):
         continue
-    print(json.dumps(case(processes, keys, obj, reps)), flush=True)
+    print(json.dumps(case(processes, keys, obj, reps, labels)), flush=True)

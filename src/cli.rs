@@ -34,9 +34,15 @@ pub struct Cli {
     pub metrics_path: String,
 
     /// How often /proc is rescanned to attach to new processes and drop exited
-    /// ones (e.g. `1s`, `500ms`; `0` scans only at startup).
+    /// ones (e.g. `1s`, `500ms`; `0` scans only at startup). While process
+    /// events flow, a rescan reads only pids it has not seen before.
     #[arg(long = "discovery.interval", default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
     pub discovery_interval: std::time::Duration,
+
+    /// How often a rescan reads every process again, for changes no process
+    /// event reported (a rescan after lost events, or without events, always does).
+    #[arg(long = "discovery.full-interval", default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub full_rescan_interval: std::time::Duration,
 
     /// Expedite the kernel's RCU grace periods (`/sys/kernel/rcu_expedited`) for
     /// the moment each process is attached: a uprobe's registration can wait for
@@ -367,8 +373,7 @@ fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
             config.path.display()
         );
     }
-    let processes = crate::discovery::scan();
-    exporter.reconcile(&processes);
+    exporter.apply_rescan(crate::discovery::ProcSnapshot::take(&Default::default()));
     for state in &exporter.programs {
         if state.instances.is_empty() && state.binaries.is_empty() {
             tracing::warn!(
@@ -379,9 +384,15 @@ fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
         }
     }
     let exporter = Arc::new(Mutex::new(exporter));
-    crate::discovery::spawn_watcher(exporter.clone());
+    let events_live = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    crate::discovery::spawn_watcher(exporter.clone(), events_live.clone());
     if !cli.discovery_interval.is_zero() {
-        crate::discovery::spawn_resync(exporter.clone(), cli.discovery_interval);
+        crate::discovery::spawn_resync(
+            exporter.clone(),
+            cli.discovery_interval,
+            cli.full_rescan_interval,
+            events_live,
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -4,7 +4,7 @@
 
 use crate::attach::{AttachFailure, AttachTarget, Instance, PreparedProgram};
 use crate::config::{Config, ConfigError};
-use crate::discovery::{FileId, ProcessInfo, ProcessKey};
+use crate::discovery::{monotonic_ns, FileId, ProcSnapshot, ProcessInfo, ProcessKey, ProcessTable};
 use crate::elf::ElfCache;
 use crate::metrics::ProgramMetrics;
 use std::collections::{BTreeMap, BTreeSet};
@@ -99,6 +99,8 @@ pub struct Exporter {
     reaper: Reaper,
     /// Expedite RCU grace periods during each attach (`--attach.expedited-rcu`).
     expedited_rcu: bool,
+    /// Every process as last seen by a rescan or an event.
+    processes: ProcessTable,
 }
 
 /// Drops detached instances on a thread of its own: detaching uprobes waits for
@@ -198,6 +200,7 @@ impl Exporter {
             elf_cache: ElfCache::new(ELF_CACHE_ENTRIES),
             reaper: Reaper::new(),
             expedited_rcu: false,
+            processes: ProcessTable::new(),
         }
     }
 
@@ -208,10 +211,25 @@ impl Exporter {
         self.expedited_rcu = on;
     }
 
+    /// The pids the exporter knows, from rescans and events: a routine rescan
+    /// reads only the others.
+    pub fn known_pids(&self) -> BTreeSet<i32> {
+        self.processes.known_pids()
+    }
+
+    /// Takes in what a rescan of `/proc` found and reconciles every program with
+    /// the processes now known.
+    pub fn apply_rescan(&mut self, snapshot: ProcSnapshot) {
+        self.processes
+            .merge(snapshot.read, &snapshot.listed, snapshot.since_ns);
+        let processes = self.processes.processes();
+        self.reconcile(&processes);
+    }
+
     /// Brings instances in line with the running processes: attaches programs to
     /// newly matching processes, drops instances of processes that are gone, and
     /// retries processes that failed (a library may have been loaded since).
-    pub fn reconcile(&mut self, processes: &[ProcessInfo]) {
+    fn reconcile(&mut self, processes: &[ProcessInfo]) {
         for index in 0..self.programs.len() {
             let state = &mut self.programs[index];
             let wanted: BTreeMap<ProcessKey, &ProcessInfo> = processes
@@ -377,6 +395,7 @@ impl Exporter {
     /// A process replaced its image (exec): whatever was attached to its old
     /// image is dropped and it is judged again as the program it now runs.
     pub fn process_execed(&mut self, process: &ProcessInfo, event_ns: Option<u64>) {
+        self.processes.record(process.clone(), monotonic_ns());
         for state in &mut self.programs {
             // An instance whose attach began after the exec already sees the new image
             // (a fork event read the process after it exec'd): keep it.
@@ -391,6 +410,7 @@ impl Exporter {
 
     /// A new process (a fork, or one found otherwise): attach where selected.
     pub fn process_started(&mut self, process: &ProcessInfo, event_ns: Option<u64>) {
+        self.processes.record(process.clone(), monotonic_ns());
         for index in 0..self.programs.len() {
             let state = &self.programs[index];
             if state.prepared.is_per_binary() {
@@ -410,6 +430,7 @@ impl Exporter {
 
     /// A process exited: its instances are dropped, so its series leave /metrics.
     pub fn process_exited(&mut self, pid: i32) {
+        self.processes.exited(pid, monotonic_ns());
         for state in &mut self.programs {
             state.detach_where(&self.reaper, |key, _| key.pid == pid);
             state.failed.retain(|key, _| key.pid != pid);

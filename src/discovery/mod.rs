@@ -4,11 +4,14 @@
 mod process;
 mod resync;
 mod selector;
+mod table;
 mod watcher;
 
 pub use process::{
-    container_id, mapped_files, monotonic_ns, scan, FileId, MappedFile, ProcessInfo, ProcessKey,
+    container_id, list_pids, mapped_files, monotonic_ns, FileId, MappedFile, ProcessInfo,
+    ProcessKey,
 };
-pub use resync::spawn_resync;
+pub use resync::{rescan, spawn_resync, ProcSnapshot, Rescan};
 pub use selector::Selector;
+pub use table::ProcessTable;
 pub use watcher::{spawn_watcher, ProcConnector, ProcEvent};

@@ -287,19 +287,23 @@ fn read_ancestors(ppid: i32) -> Vec<String> {
     out
 }
 
-/// All user processes except the exporter itself, sorted by pid.
-pub fn scan() -> Vec<ProcessInfo> {
-    let me = std::process::id() as i32;
+/// The exporter's own pid, asked of the kernel once: selectors compare every
+/// process with it on every rescan.
+pub fn own_pid() -> i32 {
+    static PID: OnceLock<i32> = OnceLock::new();
+    *PID.get_or_init(|| std::process::id() as i32)
+}
+
+/// The pids `/proc` lists (thread group leaders), except the exporter's own.
+pub fn list_pids() -> std::collections::BTreeSet<i32> {
+    let me = own_pid();
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        return Default::default();
     };
-    let mut out: Vec<ProcessInfo> = entries
+    entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| pid != me)
-        .filter_map(ProcessInfo::read)
-        .collect();
-    out.sort_by_key(|p| p.key);
-    out
+        .collect()
 }
 
 /// The files a process maps (its executable and libraries), deduplicated, in

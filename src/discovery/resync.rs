@@ -1,24 +1,91 @@
 //! The periodic `/proc` rescan: attaches programs to processes that started
 //! since the last scan and drops the instances of processes that exited, so
 //! their series leave `/metrics`.
+//!
+//! While process events flow, a routine rescan only lists `/proc` and reads the
+//! pids the exporter has never seen (see [`super::ProcessTable`]); a full one,
+//! every `full_interval` or whenever events were lost or are unavailable,
+//! reads every process again.
 
-use crate::exporter::Exporter;
+use super::{list_pids, monotonic_ns, ProcessInfo};
+use crate::exporter::{lock, Exporter};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Scans /proc (without holding the lock) and reconciles the exporter with it.
-pub fn rescan(exporter: &Mutex<Exporter>) {
-    let processes = super::scan();
-    crate::exporter::lock(exporter).reconcile(&processes);
+/// Which processes a rescan reads from `/proc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rescan {
+    /// Every process: the safety net for changes no event reported.
+    Full,
+    /// Only pids the exporter has not seen yet.
+    NewPids,
 }
 
-/// Starts a thread that rescans every `interval` for as long as the process runs.
-pub fn spawn_resync(exporter: Arc<Mutex<Exporter>>, interval: Duration) {
+/// What one pass over `/proc` found, read without holding the exporter's lock.
+#[derive(Debug)]
+pub struct ProcSnapshot {
+    /// CLOCK_MONOTONIC ns before the listing: events applied later are newer.
+    pub since_ns: u64,
+    /// Every pid listed.
+    pub listed: BTreeSet<i32>,
+    /// The pids read (all for a full rescan), `None` for those with nothing to attach to.
+    pub read: BTreeMap<i32, Option<ProcessInfo>>,
+}
+
+impl ProcSnapshot {
+    /// Lists `/proc` and reads every pid not in `known`.
+    pub fn take(known: &BTreeSet<i32>) -> ProcSnapshot {
+        let since_ns = monotonic_ns();
+        let listed = list_pids();
+        let read = listed
+            .iter()
+            .filter(|pid| !known.contains(pid))
+            .map(|&pid| (pid, ProcessInfo::read(pid)))
+            .collect();
+        ProcSnapshot {
+            since_ns,
+            listed,
+            read,
+        }
+    }
+}
+
+/// Scans /proc (without holding the lock) and reconciles the exporter with it.
+pub fn rescan(exporter: &Mutex<Exporter>, scope: Rescan) {
+    let known = match scope {
+        Rescan::Full => BTreeSet::new(),
+        Rescan::NewPids => lock(exporter).known_pids(),
+    };
+    let snapshot = ProcSnapshot::take(&known);
+    lock(exporter).apply_rescan(snapshot);
+}
+
+/// Starts a thread that rescans every `interval` for as long as the process
+/// runs: a full rescan every `full_interval`, and every time while
+/// `events_live` is false (no process events to say what changed).
+pub fn spawn_resync(
+    exporter: Arc<Mutex<Exporter>>,
+    interval: Duration,
+    full_interval: Duration,
+    events_live: Arc<AtomicBool>,
+) {
     let spawned = std::thread::Builder::new()
         .name("proc-resync".into())
-        .spawn(move || loop {
-            std::thread::sleep(interval);
-            rescan(&exporter);
+        .spawn(move || {
+            let mut last_full = Instant::now();
+            loop {
+                std::thread::sleep(interval);
+                let full =
+                    !events_live.load(Ordering::Relaxed) || last_full.elapsed() >= full_interval;
+                if full {
+                    last_full = Instant::now();
+                    rescan(&exporter, Rescan::Full);
+                } else {
+                    rescan(&exporter, Rescan::NewPids);
+                }
+            }
         });
     if let Err(e) = spawned {
         tracing::error!(

@@ -146,7 +146,7 @@ impl Selector {
 
     /// Whether the process is selected.
     pub fn matches(&self, process: &ProcessInfo) -> bool {
-        if i64::from(process.pid()) == i64::from(std::process::id()) {
+        if process.pid() == super::process::own_pid() {
             return false;
         }
         self.alternatives

@@ -3,10 +3,12 @@
 //! The periodic `/proc` rescan stays as the safety net (lost events, or a PID
 //! namespace where the connector's global pids mean nothing to us).
 
+use super::resync::Rescan;
 use crate::discovery::ProcessInfo;
 use crate::exporter::{lock, Exporter};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 const NETLINK_CONNECTOR: i32 = 11;
@@ -203,8 +205,10 @@ fn in_initial_pid_namespace() -> bool {
         .unwrap_or(true)
 }
 
-/// Starts the event thread; returns false (and logs why) when the connector is unavailable.
-pub fn spawn_watcher(exporter: Arc<Mutex<Exporter>>) -> bool {
+/// Starts the event thread; returns false (and logs why) when the connector is
+/// unavailable. `live` is true for as long as events flow: while it is, routine
+/// rescans read only new pids.
+pub fn spawn_watcher(exporter: Arc<Mutex<Exporter>>, live: Arc<AtomicBool>) -> bool {
     let connector = match ProcConnector::open() {
         Ok(c) => c,
         Err(e) => {
@@ -216,21 +220,25 @@ pub fn spawn_watcher(exporter: Arc<Mutex<Exporter>>) -> bool {
     if !direct {
         tracing::info!("in a child PID namespace: process events trigger a /proc rescan instead of naming pids");
     }
+    live.store(true, Ordering::Relaxed);
+    let thread_live = live.clone();
     let spawned = std::thread::Builder::new()
         .name("proc-events".into())
         .spawn(move || {
+            let live = thread_live;
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let events = match connector.recv(&mut buf) {
                     Ok(events) => events,
                     // ENOBUFS: events were dropped; the rescan below catches up.
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        super::resync::rescan(&exporter);
+                        super::resync::rescan(&exporter, Rescan::Full);
                         continue;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
                         tracing::error!("process events stopped: {e}; relying on the /proc rescan");
+                        live.store(false, Ordering::Relaxed);
                         return;
                     }
                 };
@@ -238,10 +246,10 @@ pub fn spawn_watcher(exporter: Arc<Mutex<Exporter>>) -> bool {
                     continue;
                 }
                 if !direct {
-                    super::resync::rescan(&exporter);
+                    super::resync::rescan(&exporter, Rescan::Full);
                     continue;
                 }
-                let me = std::process::id() as i32;
+                let me = super::process::own_pid();
                 for event in events {
                     match event {
                         ProcEvent::Exec { pid, at_ns } if pid != me => {
@@ -275,6 +283,7 @@ pub fn spawn_watcher(exporter: Arc<Mutex<Exporter>>) -> bool {
     match spawned {
         Ok(_) => true,
         Err(e) => {
+            live.store(false, Ordering::Relaxed);
             tracing::error!("cannot start the process event thread: {e}");
             false
         }
