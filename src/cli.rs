@@ -44,6 +44,12 @@ pub struct Cli {
     #[arg(long = "discovery.full-interval", default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
     pub full_rescan_interval: std::time::Duration,
 
+    /// Raw map keys whose decoded labels each metric keeps between scrapes, for
+    /// labels that are not all integers (string, static_map, regexp): about 250
+    /// bytes a key. Keys beyond it are decoded on every scrape. `0`: no cache.
+    #[arg(long = "scrape.label-cache-keys", default_value_t = crate::metrics::label_cache::DEFAULT_CAPACITY, value_name = "KEYS")]
+    pub label_cache_keys: usize,
+
     /// Expedite the kernel's RCU grace periods (`/sys/kernel/rcu_expedited`) for
     /// the moment each process is attached: a uprobe's registration can wait for
     /// a grace period, 10-20 ms. Cuts exec-to-attach p99 to a few ms; costs IPIs
@@ -361,6 +367,7 @@ fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
         );
     }
     let mut exporter = Exporter::new(&config, compiler);
+    exporter.set_label_cache_keys(cli.label_cache_keys);
     if cli.expedited_rcu {
         crate::attach::expedited_rcu_available()
             .map_err(|e| anyhow::anyhow!("--attach.expedited-rcu: {e}"))?;

@@ -226,6 +226,21 @@ impl Exporter {
         self.reconcile(&processes);
     }
 
+    /// Bounds each metric's decoded-label cache to `keys` raw keys (0: no cache;
+    /// see [`crate::metrics::label_cache`]).
+    pub fn set_label_cache_keys(&mut self, keys: usize) {
+        for state in &mut self.programs {
+            let metrics = &mut state.metrics;
+            let readers = metrics
+                .counters
+                .iter_mut()
+                .chain(metrics.histograms.iter_mut().map(|h| &mut h.metric));
+            for reader in readers {
+                *reader.cache.get_mut() = crate::metrics::label_cache::LabelCache::new(keys);
+            }
+        }
+    }
+
     /// Brings instances in line with the running processes: attaches programs to
     /// newly matching processes, drops instances of processes that are gone, and
     /// retries processes that failed (a library may have been loaded since).

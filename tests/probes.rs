@@ -87,6 +87,29 @@ programs:
                 - name: string
                 - name: regexp
                   regexps: ["^name-[123]$"]
+        - name: fixture_tagged_merged_total
+          help: the same keys by argument class, where several keys share a class
+          table: tagged
+          labels:
+            - name: class
+              size: 4
+              padding: 4
+              decoders:
+                - name: uint
+                - name: static_map
+                  static_map:
+                    "1": low
+                    "2": low
+                    "3": high
+            - name: text
+              size: 16
+              decoders:
+                - name: string
+                - name: static_map
+                  static_map:
+                    name-1: known
+                    name-2: known
+                    name-3: known
     usdt:
       fixture:hit: on_hit
       guarded: on_guarded
@@ -325,6 +348,76 @@ fn counts_and_arguments_are_exact_per_process() {
     assert!(s
         .series("userspace_exporter_attach_errors_total")
         .is_empty());
+}
+
+/// Keys that decode to one label set are summed, scrape after scrape, from the
+/// decoded-label cache (its memo of each process's keys, and past its bound).
+#[test]
+fn merged_label_sets_stay_exact_across_scrapes_and_past_the_cache_bound() {
+    if !require_bpf() {
+        return;
+    }
+    for cache_keys in ["131072", "1", "0"] {
+        let mut a = Target::start("uexp-merged");
+        let mut b = Target::start("uexp-merged");
+        let exporter = Exporter::start_with(
+            &config("uexp-merged"),
+            &["--scrape.label-cache-keys", cache_keys],
+        );
+        let (pa, pb) = (a.pid().to_string(), b.pid().to_string());
+        let merged = "userspace_exporter_fixture_tagged_merged_total";
+        let hist = "userspace_exporter_fixture_return_value";
+        for cmd in ["comm 2 1", "comm 3 2", "comm 4 3", "call 3 1"] {
+            a.cmd(cmd);
+        }
+        b.cmd("comm 5 2");
+        let s = exporter.samples();
+        let at = |s: &Samples, class: &str, pid: &str| {
+            let text = if class.starts_with("unknown") {
+                "unknown:name-4"
+            } else {
+                "known"
+            };
+            s.get(merged, &[("class", class), ("text", text), ("pid", pid)])
+        };
+        assert_eq!(at(&s, "low", &pa), Some(5.0), "cache {cache_keys}");
+        assert_eq!(at(&s, "high", &pa), Some(4.0), "cache {cache_keys}");
+        assert_eq!(at(&s, "low", &pb), Some(5.0), "cache {cache_keys}");
+        assert_eq!(s.series(merged).len(), 3, "cache {cache_keys}");
+        // Old keys again, and keys new to the cache, in both processes.
+        for cmd in ["comm 1 1", "comm 6 4", "call 2 1", "call 1 5"] {
+            a.cmd(cmd);
+        }
+        for cmd in ["comm 2 3", "comm 1 2"] {
+            b.cmd(cmd);
+        }
+        let s = exporter.samples();
+        assert_eq!(at(&s, "low", &pa), Some(6.0), "cache {cache_keys}");
+        assert_eq!(at(&s, "high", &pa), Some(4.0), "cache {cache_keys}");
+        assert_eq!(at(&s, "unknown:4", &pa), Some(6.0), "cache {cache_keys}");
+        assert_eq!(at(&s, "low", &pb), Some(6.0), "cache {cache_keys}");
+        assert_eq!(at(&s, "high", &pb), Some(2.0), "cache {cache_keys}");
+        assert_eq!(s.series(merged).len(), 5, "cache {cache_keys}");
+        // Return values 1,2,3 (3 calls), 1,2 (2 calls) and 5 (1 call): exp2
+        // slots 0,1,2,0,1,3 -> buckets le=1: 2, le=2: 4, le=4: 5, le=8: 6.
+        for (le, count) in [
+            ("1", 2.0),
+            ("2", 4.0),
+            ("4", 5.0),
+            ("8", 6.0),
+            ("+Inf", 6.0),
+        ] {
+            assert_eq!(
+                s.get(&format!("{hist}_bucket"), &[("le", le), ("pid", &pa)]),
+                Some(count),
+                "cache {cache_keys} le={le}"
+            );
+        }
+        assert_eq!(s.get(&format!("{hist}_sum"), &[("pid", &pa)]), Some(14.0));
+        assert!(s
+            .series("userspace_exporter_decoder_errors_total")
+            .is_empty());
+    }
 }
 
 #[test]

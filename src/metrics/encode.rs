@@ -211,21 +211,39 @@ impl Encoder {
 
     /// Writes a counter or gauge sample with a float value.
     pub fn sample(&mut self, labels: &LabelSet<'_>, value: f64) {
-        self.write_series("", labels.iter(), None);
+        self.write_series("", b"", labels.iter(), None);
         write_f64(&mut self.buf, value);
         self.buf.push(b'\n');
     }
 
     /// Writes a counter or gauge sample with an exact integer value.
     pub fn sample_u64(&mut self, labels: &LabelSet<'_>, value: u64) {
-        self.write_series("", labels.iter(), None);
+        self.write_series("", b"", labels.iter(), None);
+        write_u64(&mut self.buf, value);
+        self.buf.push(b'\n');
+    }
+
+    /// Writes a counter sample whose leading labels are already rendered (see
+    /// [`render_labels`]), followed by the `extra` pairs.
+    pub fn sample_u64_rendered(&mut self, rendered: &[u8], extra: &[(&str, &str)], value: u64) {
+        self.write_series("", rendered, extra.iter().copied(), None);
         write_u64(&mut self.buf, value);
         self.buf.push(b'\n');
     }
 
     /// Writes one histogram series: cumulative `_bucket` lines, `+Inf`, `_sum`, `_count`.
     pub fn histogram(&mut self, labels: &LabelSet<'_>, h: &BuiltHistogram) {
-        self.write_histogram(labels.iter(), h);
+        self.write_histogram(b"", labels.iter(), h);
+    }
+
+    /// Writes one histogram series whose leading labels are already rendered.
+    pub fn histogram_rendered(
+        &mut self,
+        rendered: &[u8],
+        extra: &[(&str, &str)],
+        h: &BuiltHistogram,
+    ) {
+        self.write_histogram(rendered, extra.iter().copied(), h);
     }
 
     /// Ends the exposition and returns the bytes (OpenMetrics gets its `# EOF`).
@@ -236,42 +254,44 @@ impl Encoder {
         self.buf
     }
 
-    fn write_histogram<'l, I>(&mut self, labels: I, h: &BuiltHistogram)
+    fn write_histogram<'l, I>(&mut self, rendered: &[u8], labels: I, h: &BuiltHistogram)
     where
         I: Iterator<Item = (&'l str, &'l str)> + Clone,
     {
         for &(le, count) in &h.buckets {
-            self.write_series("_bucket", labels.clone(), Some(le));
+            self.write_series("_bucket", rendered, labels.clone(), Some(le));
             write_u64(&mut self.buf, count);
             self.buf.push(b'\n');
         }
-        self.write_series("_bucket", labels.clone(), Some(f64::INFINITY));
+        self.write_series("_bucket", rendered, labels.clone(), Some(f64::INFINITY));
         write_u64(&mut self.buf, h.count);
         self.buf.push(b'\n');
-        self.write_series("_sum", labels.clone(), None);
+        self.write_series("_sum", rendered, labels.clone(), None);
         write_f64(&mut self.buf, h.sum);
         self.buf.push(b'\n');
-        self.write_series("_count", labels, None);
+        self.write_series("_count", rendered, labels, None);
         write_u64(&mut self.buf, h.count);
         self.buf.push(b'\n');
     }
 
-    /// Writes `name{labels} ` (braces only when there are labels).
-    fn write_series<'l, I>(&mut self, suffix: &str, labels: I, le: Option<f64>)
+    /// Writes `name{labels} ` (braces only when there are labels): the
+    /// `rendered` ones first, then the `labels` pairs, then `le`.
+    fn write_series<'l, I>(&mut self, suffix: &str, rendered: &[u8], labels: I, le: Option<f64>)
     where
         I: Iterator<Item = (&'l str, &'l str)>,
     {
         debug_assert!(!self.sample_name.is_empty(), "sample before family()");
         self.buf.extend_from_slice(self.sample_name.as_bytes());
         self.buf.extend_from_slice(suffix.as_bytes());
-        let mut first = true;
+        let mut first = rendered.is_empty();
+        if !first {
+            self.buf.push(b'{');
+            self.buf.extend_from_slice(rendered);
+        }
         for (name, value) in labels {
             self.buf.push(if first { b'{' } else { b',' });
             first = false;
-            self.buf.extend_from_slice(name.as_bytes());
-            self.buf.extend_from_slice(b"=\"");
-            write_escaped(&mut self.buf, value, true);
-            self.buf.push(b'"');
+            write_label(&mut self.buf, name, value);
         }
         if let Some(le) = le {
             self.buf.push(if first { b'{' } else { b',' });
@@ -294,6 +314,26 @@ impl Encoder {
             self.buf.push(b'}');
         }
         self.buf.push(b' ');
+    }
+}
+
+/// Appends `name="value"`, the value escaped.
+fn write_label(buf: &mut Vec<u8>, name: &str, value: &str) {
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(b"=\"");
+    write_escaped(buf, value, true);
+    buf.push(b'"');
+}
+
+/// Renders label pairs as a sample line carries them between its braces
+/// (`a="x",b="y"`, escaped), for [`Encoder::sample_u64_rendered`]: the same in
+/// the text format and OpenMetrics.
+pub fn render_labels(out: &mut Vec<u8>, names: &[String], values: &[String]) {
+    for (i, (name, value)) in names.iter().zip(values).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_label(out, name, value);
     }
 }
 

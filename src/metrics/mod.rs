@@ -4,6 +4,7 @@
 pub mod decoders;
 pub mod encode;
 pub mod histogram;
+pub mod label_cache;
 pub mod maps;
 mod render;
 mod self_metrics;
@@ -32,6 +33,9 @@ pub struct MetricReader {
     pub label_names: Vec<String>,
     /// Key decoders, one per key label (for histograms, the last decodes the slot).
     pub decoders: LabelDecoders,
+    /// Label sets decoded in earlier scrapes, by raw key (scrapes are serialized
+    /// by the exporter's lock, so no lock of its own).
+    pub cache: std::cell::RefCell<label_cache::LabelCache>,
 }
 
 /// A counter: every map entry is a series.
@@ -86,6 +90,9 @@ impl ProgramMetrics {
                     .map(|l| l.name.clone())
                     .collect(),
                 decoders: decoders(name, labels)?,
+                cache: std::cell::RefCell::new(label_cache::LabelCache::new(
+                    label_cache::DEFAULT_CAPACITY,
+                )),
             })
         };
         for c in &program.config.metrics.counters {

@@ -1,12 +1,13 @@
 //! Builds one scrape response from the live instances.
 
 use super::encode::{Encoder, Format, LabelSet, MetricKind};
+use super::label_cache::Resolved;
 use super::maps::{read_u64_map, MapEntries};
 use super::self_metrics;
 use super::{CounterReader, HistogramReader};
 use crate::exporter::{Exporter, SelfStats};
 use libbpf_rs::MapCore;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::time::Instant;
 
@@ -50,27 +51,32 @@ pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
         };
         for counter in &state.metrics.counters {
             enc.family(&counter.name, &counter.help, MetricKind::Counter);
-            for source in &sources {
+            for (position, source) in sources.iter().enumerate() {
                 if let Some(entries) = read_table(program, counter, source, stats) {
-                    write_counter(&mut enc, program, counter, &source.labels, &entries, stats);
+                    let source = Read {
+                        position,
+                        labels: &source.labels,
+                        entries: &entries,
+                    };
+                    write_counter(&mut enc, program, counter, &source, stats);
                 }
             }
+            counter.cache.borrow_mut().end_scrape();
         }
         for histogram in &state.metrics.histograms {
             let metric = &histogram.metric;
             enc.family(&metric.name, &metric.help, MetricKind::Histogram);
-            for source in &sources {
+            for (position, source) in sources.iter().enumerate() {
                 if let Some(entries) = read_table(program, metric, source, stats) {
-                    write_histogram(
-                        &mut enc,
-                        program,
-                        histogram,
-                        &source.labels,
-                        &entries,
-                        stats,
-                    );
+                    let source = Read {
+                        position,
+                        labels: &source.labels,
+                        entries: &entries,
+                    };
+                    write_histogram(&mut enc, program, histogram, &source, stats);
                 }
             }
+            metric.cache.borrow_mut().end_scrape();
         }
     }
     self_metrics::write(&mut enc, exporter, started);
@@ -126,14 +132,24 @@ fn count_decoder_error(
         .or_default() += 1;
 }
 
+/// One source's table as read this scrape.
+struct Read<'a> {
+    /// The source's place among the program's sources (stable between scrapes
+    /// while the same processes run).
+    position: usize,
+    /// Labels every series of the source carries.
+    labels: &'a [(&'a str, &'a str)],
+    entries: &'a MapEntries,
+}
+
 fn write_counter(
     enc: &mut Encoder,
     program: &str,
     counter: &CounterReader,
-    extra: &[(&str, &str)],
-    entries: &MapEntries,
+    source: &Read,
     stats: &mut SelfStats,
 ) {
+    let (extra, entries) = (source.labels, source.entries);
     let names: Vec<&str> = counter.label_names.iter().map(String::as_str).collect();
     let mut values = Vec::with_capacity(counter.label_names.len());
     // Integer labels give every key its own series: written as read, no merging.
@@ -154,24 +170,57 @@ fn write_counter(
         }
         return;
     }
-    // Several keys may decode to one label set (static_map, string): their values add up.
-    let mut series: BTreeMap<Vec<String>, u64> = BTreeMap::new();
-    for (key, value) in entries.iter() {
-        match counter.decoders.decode_key(key, &mut values) {
-            Ok(true) => *series.entry(values.clone()).or_default() += value,
-            Ok(false) => {}
+    // Several keys may decode to one label set (static_map, string): their values
+    // add up, per label set of the decoded-label cache.
+    let mut cache = counter.cache.borrow_mut();
+    let mut sums = SetSums::new(cache.sets());
+    let mut uncached: HashMap<Vec<u8>, u64> = HashMap::new();
+    cache.begin_source(source.position, &counter.decoders);
+    for (index, (key, value)) in entries.iter().enumerate() {
+        match cache.resolve_at(index, key, &counter.decoders, false) {
+            Ok(Resolved::Set(id, _)) => *sums.get(id) += value,
+            Ok(Resolved::Uncached(text, _)) => *uncached.entry(text).or_default() += value,
+            Ok(Resolved::Dropped) => {}
             Err(e) => count_decoder_error(stats, program, &counter.short_name, &e),
         }
     }
-    for (values, value) in &series {
-        enc.sample_u64(
-            &LabelSet {
-                names: &names,
-                values,
-                extra,
-            },
-            *value,
-        );
+    cache.end_source();
+    for &(id, value) in &sums.in_order {
+        enc.sample_u64_rendered(cache.text(id), extra, value);
+    }
+    for (text, value) in &uncached {
+        enc.sample_u64_rendered(text, extra, *value);
+    }
+}
+
+/// Values summed per label set of one source, in the order the sets were first seen.
+#[derive(Debug, Default)]
+struct SetSums<T> {
+    /// Label set id -> index in `in_order` plus one (0: not seen yet); ids are dense.
+    index: Vec<u32>,
+    in_order: Vec<(u32, T)>,
+}
+
+impl<T: Default> SetSums<T> {
+    /// Sums for a cache of `sets` label sets.
+    fn new(sets: usize) -> Self {
+        SetSums {
+            index: vec![0; sets],
+            in_order: Vec::new(),
+        }
+    }
+
+    /// The sum of label set `id`, started at its default the first time.
+    fn get(&mut self, id: u32) -> &mut T {
+        let id_at = id as usize;
+        if id_at >= self.index.len() {
+            self.index.resize(id_at + 1, 0);
+        }
+        if self.index[id_at] == 0 {
+            self.in_order.push((id, T::default()));
+            self.index[id_at] = self.in_order.len() as u32;
+        }
+        &mut self.in_order[self.index[id_at] as usize - 1].1
     }
 }
 
@@ -179,51 +228,32 @@ fn write_histogram(
     enc: &mut Encoder,
     program: &str,
     histogram: &HistogramReader,
-    extra: &[(&str, &str)],
-    entries: &MapEntries,
+    source: &Read,
     stats: &mut SelfStats,
 ) {
-    let mut series: BTreeMap<Vec<String>, HashMap<u64, u64>> = BTreeMap::new();
-    let mut values = Vec::with_capacity(histogram.metric.label_names.len() + 1);
-    for (key, value) in entries.iter() {
-        match histogram.metric.decoders.decode_key(key, &mut values) {
-            Ok(true) => {
-                let slot_text = values.pop().unwrap_or_default();
-                match slot_text.parse::<u64>() {
-                    Ok(slot) => {
-                        *series
-                            .entry(values.clone())
-                            .or_default()
-                            .entry(slot)
-                            .or_default() += value
-                    }
-                    Err(_) => count_decoder_error(
-                        stats,
-                        program,
-                        &histogram.metric.short_name,
-                        &format!("bucket slot {slot_text:?} is not an integer"),
-                    ),
-                }
+    let metric = &histogram.metric;
+    let extra = source.labels;
+    let mut cache = metric.cache.borrow_mut();
+    let mut series: SetSums<HashMap<u64, u64>> = SetSums::new(cache.sets());
+    let mut uncached: HashMap<Vec<u8>, HashMap<u64, u64>> = HashMap::new();
+    cache.begin_source(source.position, &metric.decoders);
+    for (index, (key, value)) in source.entries.iter().enumerate() {
+        match cache.resolve_at(index, key, &metric.decoders, true) {
+            Ok(Resolved::Set(id, slot)) => *series.get(id).entry(slot).or_default() += value,
+            Ok(Resolved::Uncached(text, slot)) => {
+                *uncached.entry(text).or_default().entry(slot).or_default() += value
             }
-            Ok(false) => {}
-            Err(e) => count_decoder_error(stats, program, &histogram.metric.short_name, &e),
+            Ok(Resolved::Dropped) => {}
+            Err(e) => count_decoder_error(stats, program, &metric.short_name, &e),
         }
     }
-    let names: Vec<&str> = histogram
-        .metric
-        .label_names
-        .iter()
-        .map(String::as_str)
-        .collect();
-    for (values, slots) in &series {
+    cache.end_source();
+    for (id, slots) in &series.in_order {
         let built = histogram.buckets.build(slots);
-        enc.histogram(
-            &LabelSet {
-                names: &names,
-                values,
-                extra,
-            },
-            &built,
-        );
+        enc.histogram_rendered(cache.text(*id), extra, &built);
+    }
+    for (text, slots) in &uncached {
+        let built = histogram.buckets.build(slots);
+        enc.histogram_rendered(text, extra, &built);
     }
 }
