@@ -5,7 +5,8 @@ rescan off, starts TARGETS fixture processes one after another (each lives
 1 s), with BACKGROUND other processes running, and reads the exporter's
 per-attach `event_to_attach_ms` (kernel exec/fork event timestamp to attach
 done, CLOCK_MONOTONIC). Runs with the default settings and with
---attach.expedited-rcu. Prints one JSON line per (setting, background level).
+--attach.expedited-rcu, REPS times interleaved. Prints one JSON line per
+(repetition, setting, background level).
 Usage: python3 bench/discovery.py EXPORTER TARGET_BINARY OBJECT
 """
 import json
@@ -21,6 +22,7 @@ import time
 
 exporter, target, obj = sys.argv[1:4]
 TARGETS = int(os.environ.get("TARGETS", "200"))
+REPS = int(os.environ.get("REPS", "5"))
 
 
 def free_port():
@@ -81,8 +83,9 @@ def run(background, flags):
 
 knob = "/sys/kernel/rcu_expedited"
 before = open(knob).read().strip()
-for flags in ([], ["--attach.expedited-rcu"]):
-    for background in (0, 500):
-        print(json.dumps(run(background, flags)), flush=True)
+for rep in range(REPS):
+    for flags in ([], ["--attach.expedited-rcu"]):
+        for background in (0, 500):
+            print(json.dumps(dict(run(background, flags), rep=rep)), flush=True)
 # The exporter puts the knob back after each attach; check that it did.
 assert open(knob).read().strip() == before, f"{knob} left changed"

@@ -3,7 +3,8 @@
 For each mode and N, starts N fixture targets, then the exporter (release
 build), and measures the time from the exporter's start to all N attached
 (startup scan, polled every 20 ms on /metrics), the kernel memory its BPF maps
-and programs hold (memlock in /proc/PID/fdinfo), and its RSS. Prints JSON lines.
+and programs hold (memlock in /proc/PID/fdinfo), and its RSS. REPS repetitions, interleaved.
+Prints JSON lines.
 Usage: python3 bench/scale.py EXPORTER TARGET_BINARY OBJECT SHARED_OBJECT
 (SHARED_OBJECT: the same program built with a larger BPF_USDT_MAX_SPEC_CNT, as
 the exporter builds inline code for shared instances.)
@@ -20,6 +21,7 @@ import urllib.request
 
 exporter, target, obj, shared_obj = sys.argv[1:5]
 COUNTS = [int(n) for n in os.environ.get("COUNTS", "1,10,100,1000").split(",")]
+REPS = int(os.environ.get("REPS", "3"))
 
 
 def free_port():
@@ -103,6 +105,7 @@ def run(mode, n):
     return result
 
 
-for n in COUNTS:
-    for mode in ("per_process", "shared"):
-        print(json.dumps(run(mode, n)), flush=True)
+for rep in range(REPS):
+    for n in COUNTS:
+        for mode in ("per_process", "shared"):
+            print(json.dumps(dict(run(mode, n), rep=rep)), flush=True)
