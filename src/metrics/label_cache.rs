@@ -238,8 +238,11 @@ impl LabelCache {
             Ok(Resolved::Dropped) => (DROPPED, 0),
             _ => (NOT_CACHED, 0),
         };
+        // Positions past the bound are not remembered: the memo is bounded too.
         if let Some((_, memo)) = &mut self.writing {
-            memo.push(key, remembered);
+            if memo.resolved.len() < self.capacity {
+                memo.push(key, remembered);
+            }
         }
         resolved
     }

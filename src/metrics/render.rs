@@ -23,10 +23,12 @@ struct Source<'a> {
 /// Reads every map of every instance and encodes the whole exposition.
 pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
     let started = Instant::now();
-    let mut enc = Encoder::new(format);
     let Exporter {
         programs, stats, ..
     } = exporter;
+    // Room for the last response and a little growth.
+    let capacity = stats.last_response_bytes + stats.last_response_bytes / 16;
+    let mut enc = Encoder::with_capacity(format, capacity);
     for state in programs.iter() {
         let program = state.prepared.name();
         // A shared object is read once: its maps count for every process (no pid label).
@@ -80,7 +82,9 @@ pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
         }
     }
     self_metrics::write(&mut enc, exporter, started);
-    enc.finish()
+    let response = enc.finish();
+    exporter.stats.last_response_bytes = response.len();
+    response
 }
 
 fn read_table(
