@@ -14,11 +14,10 @@
 
 mod common;
 
-use common::{fixtures, in_ci, require_bpf, spawn, wait_for, Exporter, Samples};
+use common::{fixtures, in_ci, require_bpf, wait_for, Exporter, Samples, Target};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// Debian's OpenJDK 17 (openjdk-17-jdk-headless), whose libjvm.so carries the probes.
@@ -121,9 +120,7 @@ const ADD_EXPORTS: &str = "java.management/sun.management=ALL-UNNAMED";
 
 /// A JVM running the workload, driven through stdin.
 struct Jvm {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    driver: Target,
     /// The compiled classes; removed on drop.
     _dir: tempfile::TempDir,
 }
@@ -160,7 +157,7 @@ impl Jvm {
             "javac failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut child = spawn(
+        let driver = Target::spawn(
             Command::new(&java)
                 .args([
                     // See the module comment: Serial makes the GC counts exact.
@@ -179,44 +176,23 @@ impl Jvm {
                 .arg(format!("-Duexp.test={tag}"))
                 .arg("-cp")
                 .arg(dir.path())
-                .arg("UexpJvm")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped()),
+                .arg("UexpJvm"),
         );
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut ready = String::new();
-        stdout.read_line(&mut ready).unwrap();
-        assert_eq!(ready.trim(), "ready");
-        Some(Jvm {
-            child,
-            stdin,
-            stdout,
-            _dir: dir,
-        })
+        Some(Jvm { driver, _dir: dir })
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends a command, returns the reply line.
-    fn ask(&mut self, command: &str) -> String {
-        writeln!(self.stdin, "{command}").unwrap();
-        self.stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        line.trim().to_string()
+        self.driver.pid()
     }
 
     /// Sends a command that must succeed.
     fn run(&mut self, command: &str) {
-        assert_eq!(self.ask(command), "ok", "{command}");
+        self.driver.run(command);
     }
 
     /// A command answering one number.
     fn number(&mut self, command: &str) -> f64 {
-        let reply = self.ask(command);
+        let reply = self.driver.cmd(command);
         reply
             .parse()
             .unwrap_or_else(|_| panic!("{command}: {reply:?}"))
@@ -224,7 +200,7 @@ impl Jvm {
 
     /// GarbageCollectorMXBean collection counts by collector name.
     fn gc_stats(&mut self) -> BTreeMap<String, f64> {
-        let reply = self.ask("gcstats");
+        let reply = self.driver.cmd("gcstats");
         reply
             .split_whitespace()
             .map(|pair| {
@@ -232,13 +208,6 @@ impl Jvm {
                 (name.to_string(), count.parse().unwrap())
             })
             .collect()
-    }
-}
-
-impl Drop for Jvm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -6,19 +6,16 @@
 
 mod common;
 
-use common::{fixtures, require_bpf, spawn, wait_for, Exporter, Samples};
-use std::io::{BufRead, BufReader, Write};
+use common::{fixtures, require_bpf, wait_for, Exporter, Samples, Target};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const RUBY: &str = "/usr/bin/ruby3.1";
 
 /// ruby3.1 running tests/fixtures/ruby_gc.rb, driven through stdin.
 struct Ruby {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    driver: Target,
 }
 
 /// `GC.stat` counters read by the driver's `stat` command.
@@ -39,43 +36,21 @@ impl Ruby {
             return None;
         }
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ruby_gc.rb");
-        let mut child = spawn(
-            Command::new(RUBY)
-                .arg(script)
-                .arg(marker)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped()),
-        );
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut ready = String::new();
-        stdout.read_line(&mut ready).unwrap();
-        assert_eq!(ready.trim(), "ready");
         Some(Ruby {
-            child,
-            stdin,
-            stdout,
+            driver: Target::spawn(Command::new(RUBY).arg(script).arg(marker)),
         })
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn ask(&mut self, command: &str) -> String {
-        writeln!(self.stdin, "{command}").unwrap();
-        self.stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        line.trim().to_string()
+        self.driver.pid()
     }
 
     fn run(&mut self, command: &str) {
-        assert_eq!(self.ask(command), "ok", "{command}");
+        self.driver.run(command);
     }
 
     fn stat(&mut self) -> GcStat {
-        let line = self.ask("stat");
+        let line = self.driver.cmd("stat");
         let v: Vec<f64> = line
             .split(' ')
             .map(|x| x.parse().unwrap_or_else(|_| panic!("stat: {line:?}")))
@@ -85,13 +60,6 @@ impl Ruby {
             major: v[1],
             minor: v[2],
         }
-    }
-}
-
-impl Drop for Ruby {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

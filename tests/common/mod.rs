@@ -237,11 +237,14 @@ impl Target {
 
     /// Starts a target binary that speaks the fixture protocol.
     pub fn start_binary(binary: &Path) -> Target {
-        let mut child = spawn(
-            Command::new(binary)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped()),
-        );
+        Self::spawn(&mut Command::new(binary))
+    }
+
+    /// Starts any program that speaks the protocol (a line per command on stdin,
+    /// a reply line on stdout, `ready` first): the fixture target, or a runtime's
+    /// driver script. Waits for its `ready`.
+    pub fn spawn(command: &mut Command) -> Target {
+        let mut child = spawn(command.stdin(Stdio::piped()).stdout(Stdio::piped()));
         let stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
@@ -266,6 +269,11 @@ impl Target {
         let mut line = String::new();
         self.stdout.read_line(&mut line).unwrap();
         line.trim().to_string()
+    }
+
+    /// Sends a command that must answer `ok`.
+    pub fn run(&mut self, command: &str) {
+        assert_eq!(self.cmd(command), "ok", "{command}");
     }
 }
 
@@ -561,9 +569,7 @@ pub const PYTHON: &str = "/usr/bin/python3.11";
 
 /// A python3.11 process running tests/fixtures/python_gc.py, driven through stdin.
 pub struct Python {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    driver: Target,
 }
 
 impl Python {
@@ -584,36 +590,19 @@ impl Python {
     /// Starts the driver under the given python3.11 binary.
     pub fn start_binary(python: &Path) -> Python {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/python_gc.py");
-        let mut child = spawn(
-            Command::new(python)
-                .arg(script)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped()),
-        );
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut ready = String::new();
-        stdout.read_line(&mut ready).unwrap();
-        assert_eq!(ready.trim(), "ready");
         Python {
-            child,
-            stdin,
-            stdout,
+            driver: Target::spawn(Command::new(python).arg(script)),
         }
     }
 
     /// pid.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.driver.pid()
     }
 
     /// Sends a command, returns the reply line.
     pub fn ask(&mut self, command: &str) -> String {
-        writeln!(self.stdin, "{command}").unwrap();
-        self.stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        line.trim().to_string()
+        self.driver.cmd(command)
     }
 
     /// `gc.get_stats()` collections per generation.
@@ -634,13 +623,6 @@ impl Python {
             .map(|x| x.trim().parse().unwrap())
             .collect();
         [v[0], v[1], v[2]]
-    }
-}
-
-impl Drop for Python {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
