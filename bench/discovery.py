@@ -13,22 +13,17 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from procinfo import free_port
 
 exporter, target, obj = sys.argv[1:4]
 TARGETS = int(os.environ.get("TARGETS", "200"))
 REPS = int(os.environ.get("REPS", "5"))
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(background, flags):

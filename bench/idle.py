@@ -6,25 +6,20 @@ Usage: python3 bench/idle.py EXPORTER TARGET OBJECT
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+from procinfo import cpu_seconds, free_port
 
 exporter, target, obj = sys.argv[1:4]
 SECONDS = float(os.environ.get("IDLE_SECONDS", "60"))
-TICK = os.sysconf("SC_CLK_TCK")
 work = tempfile.mkdtemp()
 comm = "uexp-idle"
 binary = os.path.join(os.path.dirname(target), comm)
 if not os.path.exists(binary):
     subprocess.run(["cp", target, binary], check=True)
 
-
-def cpu(pid):
-    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / TICK
 
 
 programs = "".join(f"""  - name: idle{i}
@@ -44,15 +39,12 @@ open(config, "w").write("programs:\n" + programs)
 t = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 assert t.stdout.readline().strip() == "ready"
 for interval in ("1s", "0"):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    e = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{port}", "-c", config,
+    e = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{free_port()}", "-c", config,
                           "--discovery.interval", interval, "--log-level", "warn"])
     time.sleep(3)  # startup and attach done
-    c0, w0 = cpu(e.pid), time.time()
+    c0, w0 = cpu_seconds(e.pid), time.time()
     time.sleep(SECONDS)
-    used, wall = cpu(e.pid) - c0, time.time() - w0
+    used, wall = cpu_seconds(e.pid) - c0, time.time() - w0
     e.send_signal(signal.SIGTERM)
     e.wait()
     print(json.dumps({"interval": interval, "seconds": round(wall, 1), "cpu_s": round(used, 3),

@@ -12,12 +12,12 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from procinfo import free_port
 
 exporter, target, obj = sys.argv[1:4]
 N = int(os.environ.get("HITS", "1000000"))
@@ -32,11 +32,6 @@ BPFTRACE = {"usdt": f"usdt:{binary}:bench:hit", "uprobe": f"uprobe:{binary}:benc
             "uretprobe": f"uretprobe:{binary}:bench_call"}
 FUNCTION = {"usdt": "on_usdt", "uprobe": "on_uprobe", "uretprobe": "on_uretprobe"}
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config(kind, bcc):

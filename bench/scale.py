@@ -12,22 +12,17 @@ the exporter builds inline code for shared instances.)
 import glob
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from procinfo import free_port, status_kib
 
 exporter, target, obj, shared_obj = sys.argv[1:5]
 COUNTS = [int(n) for n in os.environ.get("COUNTS", "1,10,100,1000").split(",")]
 REPS = int(os.environ.get("REPS", "3"))
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def memlock(pid):
@@ -41,12 +36,6 @@ def memlock(pid):
             pass
     return total
 
-
-def rss_kib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def attached(port):
@@ -95,7 +84,7 @@ def run(mode, n):
         time.sleep(0.02)
     seconds = time.monotonic() - started
     result = {"mode": mode, "processes": n, "attached": attached(port), "attach_all_s": round(seconds, 2),
-              "kernel_kib": memlock(proc.pid) // 1024, "rss_mib": round(rss_kib(proc.pid) / 1024, 1)}
+              "kernel_kib": memlock(proc.pid) // 1024, "rss_mib": round(status_kib(proc.pid, "VmRSS") / 1024, 1)}
     proc.terminate()
     proc.wait()
     for t in targets:

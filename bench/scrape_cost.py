@@ -9,38 +9,21 @@ Usage: python3 bench/scrape_cost.py EXPORTER TARGET BIG_OBJECT SMALL_OBJECT FLOO
 import json
 import os
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from procinfo import cpu_seconds, free_port, status_kib
 
 exporter, target, big, small, floor = sys.argv[1:6]
 work = tempfile.mkdtemp()
 comm = "uexp-scrape"
 binary = os.path.join(work, comm)
 subprocess.run(["cp", target, binary], check=True)
-TICK = os.sysconf("SC_CLK_TCK")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def status_kib(pid, field):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def get(port, gzip):

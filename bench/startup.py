@@ -8,12 +8,12 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from procinfo import free_port
 
 exporter = sys.argv[1]
 REPS = int(os.environ.get("REPS", "5"))
@@ -21,9 +21,7 @@ work = tempfile.mkdtemp()
 
 
 def start_to_serving(args, cache):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     started = time.perf_counter()
     e = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{port}", "--cache-dir", cache,
                           "--log-level", "warn"] + args, stderr=subprocess.DEVNULL)
