@@ -225,8 +225,12 @@ impl Exporter {
     pub fn apply_rescan(&mut self, snapshot: ProcSnapshot) {
         self.processes
             .merge(snapshot.read, &snapshot.listed, snapshot.since_ns);
-        let processes = self.processes.processes();
-        self.reconcile(&processes);
+        // Out of `self` while programs are reconciled against it (nothing there
+        // touches the table); put back right after.
+        let table = std::mem::take(&mut self.processes);
+        let live: Vec<&ProcessInfo> = table.processes().collect();
+        self.reconcile(&live);
+        self.processes = table;
     }
 
     /// Bounds each metric's decoded-label cache to `keys` raw keys (0: no cache;
@@ -247,13 +251,13 @@ impl Exporter {
     /// Brings instances in line with the running processes: attaches programs to
     /// newly matching processes, drops instances of processes that are gone, and
     /// retries processes that failed (a library may have been loaded since).
-    fn reconcile(&mut self, processes: &[ProcessInfo]) {
+    fn reconcile(&mut self, processes: &[&ProcessInfo]) {
         for index in 0..self.programs.len() {
             let state = &mut self.programs[index];
             let wanted: BTreeMap<ProcessKey, &ProcessInfo> = processes
                 .iter()
                 .filter(|p| state.prepared.selector.matches(p))
-                .map(|p| (p.key, p))
+                .map(|p| (p.key, *p))
                 .collect();
             if state.prepared.is_per_binary() {
                 self.reconcile_binaries(index, &wanted);

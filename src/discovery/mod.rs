@@ -8,10 +8,9 @@ mod table;
 mod watcher;
 
 pub use process::{
-    container_id, list_pids, mapped_files, monotonic_ns, FileId, MappedFile, ProcessInfo,
-    ProcessKey,
+    container_id, mapped_files, monotonic_ns, FileId, MappedFile, ProcessInfo, ProcessKey,
 };
-pub use resync::{rescan, spawn_resync, ProcSnapshot, Rescan};
+pub use resync::{spawn_resync, ProcSnapshot};
 pub use selector::Selector;
 pub use table::ProcessTable;
 pub use watcher::{spawn_watcher, ProcConnector, ProcEvent};

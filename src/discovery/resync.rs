@@ -7,7 +7,8 @@
 //! every `full_interval` or whenever events were lost or are unavailable,
 //! reads every process again.
 
-use super::{list_pids, monotonic_ns, ProcessInfo};
+use super::process::list_pids;
+use super::{monotonic_ns, ProcessInfo};
 use crate::exporter::{lock, Exporter};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};

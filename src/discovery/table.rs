@@ -92,12 +92,12 @@ impl ProcessTable {
         }
     }
 
-    /// The live processes, in pid order.
-    pub fn processes(&self) -> Vec<ProcessInfo> {
+    /// The live processes, in pid order. Borrowed, so that what a selector reads
+    /// lazily (command line, cgroup, executable id) stays with the entry.
+    pub fn processes(&self) -> impl Iterator<Item = &ProcessInfo> {
         self.entries
             .values()
-            .filter_map(|entry| entry.process.clone())
-            .collect()
+            .filter_map(|entry| entry.process.as_ref())
     }
 }
 
@@ -119,8 +119,7 @@ mod tests {
     fn comms(table: &ProcessTable) -> Vec<(i32, String)> {
         table
             .processes()
-            .into_iter()
-            .map(|p| (p.pid(), p.comm))
+            .map(|p| (p.pid(), p.comm.clone()))
             .collect()
     }
 

@@ -53,6 +53,7 @@ pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
         };
         for counter in &state.metrics.counters {
             enc.family(&counter.name, &counter.help, MetricKind::Counter);
+            let mut sums = SetSums::default();
             for (position, source) in sources.iter().enumerate() {
                 if let Some(entries) = read_table(program, counter, source, stats) {
                     let source = Read {
@@ -60,7 +61,7 @@ pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
                         labels: &source.labels,
                         entries: &entries,
                     };
-                    write_counter(&mut enc, program, counter, &source, stats);
+                    write_counter(&mut enc, program, counter, &source, &mut sums, stats);
                 }
             }
             counter.cache.borrow_mut().end_scrape();
@@ -68,6 +69,7 @@ pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
         for histogram in &state.metrics.histograms {
             let metric = &histogram.metric;
             enc.family(&metric.name, &metric.help, MetricKind::Histogram);
+            let mut series = SetSums::default();
             for (position, source) in sources.iter().enumerate() {
                 if let Some(entries) = read_table(program, metric, source, stats) {
                     let source = Read {
@@ -75,7 +77,7 @@ pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
                         labels: &source.labels,
                         entries: &entries,
                     };
-                    write_histogram(&mut enc, program, histogram, &source, stats);
+                    write_histogram(&mut enc, program, histogram, &source, &mut series, stats);
                 }
             }
             metric.cache.borrow_mut().end_scrape();
@@ -151,6 +153,7 @@ fn write_counter(
     program: &str,
     counter: &CounterReader,
     source: &Read,
+    sums: &mut SetSums<u64>,
     stats: &mut SelfStats,
 ) {
     let (extra, entries) = (source.labels, source.entries);
@@ -177,7 +180,6 @@ fn write_counter(
     // Several keys may decode to one label set (static_map, string): their values
     // add up, per label set of the decoded-label cache.
     let mut cache = counter.cache.borrow_mut();
-    let mut sums = SetSums::new(cache.sets());
     let mut uncached: HashMap<Vec<u8>, u64> = HashMap::new();
     cache.begin_source(source.position, &counter.decoders);
     for (index, (key, value)) in entries.iter().enumerate() {
@@ -192,25 +194,35 @@ fn write_counter(
     for &(id, value) in &sums.in_order {
         enc.sample_u64_rendered(cache.text(id), extra, value);
     }
+    sums.clear();
     for (text, value) in &uncached {
         enc.sample_u64_rendered(text, extra, *value);
     }
 }
 
-/// Values summed per label set of one source, in the order the sets were first seen.
-#[derive(Debug, Default)]
+/// Values summed per label set of one source, in the order the sets were first
+/// seen; one per metric and scrape, cleared between its sources.
+#[derive(Debug)]
 struct SetSums<T> {
     /// Label set id -> index in `in_order` plus one (0: not seen yet); ids are dense.
     index: Vec<u32>,
     in_order: Vec<(u32, T)>,
 }
 
-impl<T: Default> SetSums<T> {
-    /// Sums for a cache of `sets` label sets.
-    fn new(sets: usize) -> Self {
+impl<T> Default for SetSums<T> {
+    fn default() -> Self {
         SetSums {
-            index: vec![0; sets],
+            index: Vec::new(),
             in_order: Vec::new(),
+        }
+    }
+}
+
+impl<T: Default> SetSums<T> {
+    /// Forgets the sums, touching only the sets that had one.
+    fn clear(&mut self) {
+        for (id, _) in self.in_order.drain(..) {
+            self.index[id as usize] = 0;
         }
     }
 
@@ -233,12 +245,12 @@ fn write_histogram(
     program: &str,
     histogram: &HistogramReader,
     source: &Read,
+    series: &mut SetSums<HashMap<u64, u64>>,
     stats: &mut SelfStats,
 ) {
     let metric = &histogram.metric;
     let extra = source.labels;
     let mut cache = metric.cache.borrow_mut();
-    let mut series: SetSums<HashMap<u64, u64>> = SetSums::new(cache.sets());
     let mut uncached: HashMap<Vec<u8>, HashMap<u64, u64>> = HashMap::new();
     cache.begin_source(source.position, &metric.decoders);
     for (index, (key, value)) in source.entries.iter().enumerate() {
@@ -256,6 +268,7 @@ fn write_histogram(
         let built = histogram.buckets.build(slots);
         enc.histogram_rendered(cache.text(*id), extra, &built);
     }
+    series.clear();
     for (text, slots) in &uncached {
         let built = histogram.buckets.build(slots);
         enc.histogram_rendered(text, extra, &built);
