@@ -43,14 +43,7 @@ pub fn render(exporter: &Exporter, metrics_path: &str) -> String {
                 "<tr><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
                 escape(&instance.target.describe()),
                 escape(&instance.attached.join("<br>")).replace("&lt;br&gt;", "<br>"),
-                escape(
-                    &instance
-                        .failures
-                        .iter()
-                        .map(|f| f.message.clone())
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                )
+                failure_messages(&instance.failures)
             );
         }
         for failed in state.failed.values() {
@@ -59,14 +52,7 @@ pub fn render(exporter: &Exporter, metrics_path: &str) -> String {
                 "<tr><td>pid {} ({})</td><td>nothing</td><td class=\"err\">{}</td></tr>",
                 failed.process.pid(),
                 escape(&failed.process.comm),
-                escape(
-                    &failed
-                        .failures
-                        .iter()
-                        .map(|f| f.message.clone())
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                )
+                failure_messages(&failed.failures)
             );
         }
         for failed in state.failed_binaries.values() {
@@ -74,14 +60,7 @@ pub fn render(exporter: &Exporter, metrics_path: &str) -> String {
                 page,
                 "<tr><td>every process of {}</td><td>nothing</td><td class=\"err\">{}</td></tr>",
                 escape(&failed.path.display().to_string()),
-                escape(
-                    &failed
-                        .failures
-                        .iter()
-                        .map(|f| f.message.clone())
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                )
+                failure_messages(&failed.failures)
             );
         }
         if state.instances.is_empty()
@@ -106,4 +85,10 @@ pub fn render(exporter: &Exporter, metrics_path: &str) -> String {
     }
     page.push_str("</body></html>");
     page
+}
+
+/// The messages of attach failures, one per line, escaped for the page.
+fn failure_messages(failures: &[crate::attach::AttachFailure]) -> String {
+    let messages: Vec<&str> = failures.iter().map(|f| f.message.as_str()).collect();
+    escape(&messages.join("\n"))
 }
