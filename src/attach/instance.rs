@@ -55,11 +55,12 @@ impl InstanceError {
     /// A load failure with the last lines of libbpf's log (the verifier's verdict is there).
     pub(crate) fn load_failed(e: libbpf_rs::Error, log: &str) -> InstanceError {
         let tail = libbpf_log::tail(log, 20);
+        let error = crate::privileges::explain(&e, crate::privileges::LOAD);
         InstanceError::Load {
             message: if tail.is_empty() {
-                e.to_string()
+                error
             } else {
-                format!("{e}\n--- end of the libbpf/verifier log ---\n{tail}")
+                format!("{error}\n--- end of the libbpf/verifier log ---\n{tail}")
             },
         }
     }
@@ -255,10 +256,11 @@ impl Instance {
                                     })
                                     .map_err(|e| {
                                         format!(
-                                            "attaching usdt {}:{} in {}{of_pid}: {e}{}",
+                                            "attaching usdt {}:{} in {}{of_pid}: {}{}",
                                             t.provider,
                                             t.name,
                                             t.path.display(),
+                                            crate::privileges::explain(&e, crate::privileges::USDT),
                                             if shared.is_some() {
                                                 SHARED_USDT_HINT
                                             } else {
@@ -286,7 +288,7 @@ impl Instance {
                             bpf_prog
                                 .attach_uprobe_with_opts(pid, &t.host_path, 0, opts)
                                 .map(|link| vec![(link, format!("{kind} {} in {}", t.name, t.path.display()))])
-                                .map_err(|e| format!("attaching {kind} {} in {}{of_pid}: {e}", t.name, t.path.display()))
+                                .map_err(|e| format!("attaching {kind} {} in {}{of_pid}: {}", t.name, t.path.display(), crate::privileges::explain(&e, crate::privileges::UPROBE)))
                         })
                 }
             };
@@ -408,17 +410,63 @@ fn series_labels(program: &PreparedProgram, target: &AttachTarget) -> Vec<(&'sta
         .iter()
         .flat_map(|l| l.value.iter())
     {
-        let value = match label {
-            crate::config::ProcessLabel::Comm => process.comm.clone(),
-            crate::config::ProcessLabel::Exe => process.exe.display().to_string(),
-            crate::config::ProcessLabel::Cgroup => process.cgroup().unwrap_or_default().to_string(),
-            crate::config::ProcessLabel::ContainerId => process
-                .cgroup()
-                .and_then(crate::discovery::container_id)
-                .unwrap_or_default()
-                .to_string(),
-        };
-        labels.push((label.name(), value));
+        labels.push((label.name(), process_label_value(*label, process)));
     }
     labels
+}
+
+/// The value of one process label; empty when the process does not have the fact
+/// (no cgroup v2 path, not in a container, not in a Kubernetes pod).
+fn process_label_value(label: crate::config::ProcessLabel, process: &ProcessInfo) -> String {
+    use crate::config::ProcessLabel;
+    match label {
+        ProcessLabel::Comm => process.comm.clone(),
+        ProcessLabel::Exe => process.exe.display().to_string(),
+        ProcessLabel::Cgroup => process.cgroup().unwrap_or_default().to_string(),
+        ProcessLabel::ContainerId => process.container_id().unwrap_or_default().to_string(),
+        ProcessLabel::PodUid => process.pod_uid().unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_label_value;
+    use crate::config::ProcessLabel;
+    use crate::discovery::{ProcessInfo, ProcessKey};
+
+    fn process() -> ProcessInfo {
+        let key = ProcessKey {
+            pid: i32::MAX,
+            start_time: 1,
+        };
+        ProcessInfo::new(key, "java".into(), "/usr/bin/java".into(), 1)
+    }
+
+    #[test]
+    fn container_id_and_pod_uid_labels_read_cgroup_v1_lines() {
+        let id = "3f4b1c2d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b";
+        let pod = "aa0bb1cc2dd3ee4ff5aa6bb7cc8dd9ee0ff1aa2bb3cc4dd5ee6ff7aa8bb9cc0d";
+        let uid = "0f1e2d3c-aaaa-bbbb-cccc-1234567890ab";
+        // A podman pod member on a hybrid host: the v2 line is just `/`.
+        let p = process().with_cgroup_text(Some(format!(
+            "9:name=systemd:/\n8:pids:/libpod_parent/{pod}/libpod-{id}\n0::/\n"
+        )));
+        assert_eq!(process_label_value(ProcessLabel::Cgroup, &p), "/");
+        assert_eq!(process_label_value(ProcessLabel::ContainerId, &p), id);
+        assert_eq!(process_label_value(ProcessLabel::PodUid, &p), "");
+        // A Kubernetes pod on a pure v2 host, systemd driver.
+        let uid_ = uid.replace('-', "_");
+        let p = process().with_cgroup(Some(format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/crio-{id}.scope"
+        )));
+        assert_eq!(process_label_value(ProcessLabel::ContainerId, &p), id);
+        assert_eq!(process_label_value(ProcessLabel::PodUid, &p), uid);
+        assert_eq!(process_label_value(ProcessLabel::Comm, &p), "java");
+        assert_eq!(process_label_value(ProcessLabel::Exe, &p), "/usr/bin/java");
+        // Outside any container.
+        let p = process().with_cgroup(None);
+        assert_eq!(process_label_value(ProcessLabel::Cgroup, &p), "");
+        assert_eq!(process_label_value(ProcessLabel::ContainerId, &p), "");
+        assert_eq!(process_label_value(ProcessLabel::PodUid, &p), "");
+    }
 }

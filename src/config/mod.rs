@@ -140,8 +140,11 @@ pub enum ProcessLabel {
     Exe,
     /// The cgroup v2 path.
     Cgroup,
-    /// The container id parsed from the cgroup path (docker, containerd, cri-o, podman).
+    /// The container id parsed from the cgroup path (docker, containerd, cri-o,
+    /// podman), from the cgroup v1 hierarchies when the v2 path has none.
     ContainerId,
+    /// The Kubernetes pod UID parsed from the kubelet's pod cgroup, dashed.
+    PodUid,
 }
 
 impl ProcessLabel {
@@ -152,6 +155,7 @@ impl ProcessLabel {
             ProcessLabel::Exe => "exe",
             ProcessLabel::Cgroup => "cgroup",
             ProcessLabel::ContainerId => "container_id",
+            ProcessLabel::PodUid => "pod_uid",
         }
     }
 }

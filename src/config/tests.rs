@@ -1814,6 +1814,51 @@ fn process_labels_parse_and_may_not_collide_with_metric_labels() {
 }
 
 #[test]
+fn pod_uid_is_a_process_label_no_metric_label_may_take() {
+    let base = "programs:\n  - name: p\n    object: p.bpf.o\n    usdt: {gc__start: f}\n    attachment: {binary_name: x}\n";
+    let config = parse(&format!(
+        "{base}    process_labels: [comm, exe, cgroup, container_id, pod_uid]\n"
+    ))
+    .unwrap();
+    let labels: Vec<crate::config::ProcessLabel> = config.programs[0]
+        .value
+        .process_labels
+        .as_ref()
+        .unwrap()
+        .value
+        .clone();
+    assert_eq!(
+        labels.iter().map(|l| l.name()).collect::<Vec<_>>(),
+        ["comm", "exe", "cgroup", "container_id", "pod_uid"]
+    );
+    assert_eq!(labels[4], crate::config::ProcessLabel::PodUid);
+
+    // The YAML name is pod_uid, nothing else.
+    let e = errors(&format!("{base}    process_labels: [podUid]\n"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].line, 6, "{}", e[0]);
+    assert!(e[0].message.contains("podUid"), "{}", e[0]);
+
+    let e = errors(&format!(
+        "{base}    process_labels: [pod_uid]\n    metrics:\n      counters:\n        - name: c_total\n          help: h\n          table: t\n          labels: [{{name: pod_uid, size: 8, decoders: [{{name: uint}}]}}]\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].line, 12, "{}", e[0]);
+    assert!(
+        e[0].message
+            .contains("label \"pod_uid\" is also in this program's `process_labels`"),
+        "{}",
+        e[0]
+    );
+
+    // per_binary instances take no process labels, pod_uid included.
+    let e = errors(&format!(
+        "{base}    instances: per_binary\n    process_labels: [pod_uid]\n"
+    ));
+    assert!(e.iter().any(|e| e.message.contains("per_binary")), "{e:?}");
+}
+
+#[test]
 fn per_binary_instances_take_no_process_labels_and_reserve_exe() {
     let base = "programs:\n  - name: p\n    object: p.bpf.o\n    usdt: {gc__start: f}\n    attachment: {exe_path: /usr/bin/x}\n    instances: per_binary\n";
     let config = parse(base).unwrap();

@@ -41,8 +41,9 @@ pub const MAX_ANCESTORS: usize = 64;
 /// A running process, as far as selectors and attach need to know.
 ///
 /// [`ProcessInfo::read`] reads only `/proc/PID/stat` and `/proc/PID/exe`; the
-/// command line, cgroup and ancestors are read the first time a selector asks
-/// for them, then kept (clones made after that share nothing but the values).
+/// command line, cgroups and ancestors are read the first time a selector or a
+/// label asks for them, then kept (clones made after that share nothing but the
+/// values).
 /// Equality compares the eagerly read facts only.
 #[derive(Debug, Clone)]
 pub struct ProcessInfo {
@@ -58,6 +59,8 @@ pub struct ProcessInfo {
     cmdline: OnceLock<Option<String>>,
     /// The cgroup v2 path from `/proc/PID/cgroup`.
     cgroup: OnceLock<Option<String>>,
+    /// The whole `/proc/PID/cgroup` text (v1 and v2 lines).
+    cgroup_text: OnceLock<Option<String>>,
     /// `/proc/PPID/comm`.
     parent_comm: OnceLock<Option<String>>,
     /// The comms of the parent, grandparent, ... up to pid 1.
@@ -96,6 +99,7 @@ impl ProcessInfo {
             ppid,
             cmdline: OnceLock::new(),
             cgroup: OnceLock::new(),
+            cgroup_text: OnceLock::new(),
             parent_comm: OnceLock::new(),
             ancestors: OnceLock::new(),
             exe_id: OnceLock::new(),
@@ -108,9 +112,20 @@ impl ProcessInfo {
         self
     }
 
-    /// The same process with its cgroup v2 path known.
+    /// The same process with its cgroup v2 path known, on a pure cgroup v2 host:
+    /// its `/proc/PID/cgroup` is taken to be that one `0::` line (none at all for
+    /// `None`). See [`ProcessInfo::with_cgroup_text`] for v1 or hybrid hosts.
     pub fn with_cgroup(mut self, cgroup: Option<String>) -> ProcessInfo {
+        self.cgroup_text = filled(cgroup.as_ref().map(|path| format!("0::{path}\n")));
         self.cgroup = filled(cgroup);
+        self
+    }
+
+    /// The same process with its whole `/proc/PID/cgroup` text known (v1 and v2
+    /// lines); its cgroup v2 path is that text's `0::` line.
+    pub fn with_cgroup_text(mut self, text: Option<String>) -> ProcessInfo {
+        self.cgroup = filled(text.as_deref().and_then(cgroup_v2_path).map(str::to_string));
+        self.cgroup_text = filled(text);
         self
     }
 
@@ -183,8 +198,32 @@ impl ProcessInfo {
     /// first use); `None` when unreadable or on a cgroup v1-only system.
     pub fn cgroup(&self) -> Option<&str> {
         self.cgroup
-            .get_or_init(|| read_cgroup(self.key.pid))
+            .get_or_init(|| {
+                self.cgroup_text()
+                    .and_then(cgroup_v2_path)
+                    .map(str::to_string)
+            })
             .as_deref()
+    }
+
+    /// The whole `/proc/PID/cgroup` text, read on first use.
+    fn cgroup_text(&self) -> Option<&str> {
+        self.cgroup_text
+            .get_or_init(|| read_cgroup_text(self.key.pid))
+            .as_deref()
+    }
+
+    /// The container id in `/proc/PID/cgroup` (read on first use), from the
+    /// cgroup v2 path or, when that has none (a cgroup v1 or hybrid host), from
+    /// the v1 hierarchies: see [`proc_cgroup_container_id`].
+    pub fn container_id(&self) -> Option<&str> {
+        proc_cgroup_container_id(self.cgroup_text()?)
+    }
+
+    /// The Kubernetes pod UID in `/proc/PID/cgroup` (read on first use), dashed,
+    /// from the cgroup v2 path or else the v1 hierarchies: see [`proc_cgroup_pod_uid`].
+    pub fn pod_uid(&self) -> Option<String> {
+        proc_cgroup_pod_uid(self.cgroup_text()?)
     }
 
     /// The parent's comm (read on first use); `None` for pid 1 or when the
@@ -235,10 +274,9 @@ fn join_cmdline(raw: &[u8]) -> String {
         .join(" ")
 }
 
-/// The cgroup v2 path of `/proc/PID/cgroup` (its `0::/path` line).
-fn read_cgroup(pid: i32) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    cgroup_v2_path(&text).map(str::to_string)
+/// The whole `/proc/PID/cgroup` text.
+fn read_cgroup_text(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()
 }
 
 /// The path of the `0::` line of a `/proc/PID/cgroup` text.
@@ -363,25 +401,140 @@ impl MappedFile {
 
 /// The container id in a cgroup path: the last 64-hex-digit run of the last path
 /// part that has one. Covers docker (`/docker/ID`, `docker-ID.scope`), containerd
-/// (`/kubepods/.../ID`, `cri-containerd-ID.scope`), cri-o (`crio-ID.scope`) and
-/// podman (`libpod-ID.scope`).
+/// (`/kubepods/.../ID`, `cri-containerd-ID.scope`, and `...slice:cri-containerd:ID`
+/// on cgroup v1), cri-o (`crio-ID.scope`, nested `crio-ID.scope/container`) and
+/// podman (`libpod-ID.scope`, and `/libpod_parent/libpod-ID` or
+/// `/libpod_parent/POD/libpod-ID` with its cgroupfs manager).
+///
+/// A podman pod's own id (a bare id right under `libpod_parent`) is not a
+/// container's: a process directly in the pod's cgroup (the conmons of its
+/// containers with cgroupfs) gets the id of an enclosing container, if any.
+/// The conmon of a container under systemd (`libpod-conmon-ID.scope`,
+/// `crio-conmon-ID.scope`) gets the id of the container it monitors.
 pub fn container_id(cgroup: &str) -> Option<&str> {
-    cgroup.rsplit('/').find_map(|part| {
-        let bytes = part.as_bytes();
-        let mut run_end = None;
-        let mut run = 0;
-        for (i, b) in bytes.iter().enumerate() {
-            if b.is_ascii_hexdigit() && !b.is_ascii_uppercase() {
-                run += 1;
-                if run == 64 && bytes.get(i + 1).is_none_or(|n| !n.is_ascii_hexdigit()) {
-                    run_end = Some(i + 1);
+    let mut parts = cgroup.rsplit('/').peekable();
+    while let Some(part) = parts.next() {
+        let Some(id) = last_id_run(part) else {
+            continue;
+        };
+        if id.len() == part.len() && parts.peek() == Some(&"libpod_parent") {
+            continue;
+        }
+        return Some(id);
+    }
+    None
+}
+
+/// The last run of exactly 64 lowercase hex digits in `part`.
+fn last_id_run(part: &str) -> Option<&str> {
+    let bytes = part.as_bytes();
+    let mut run_end = None;
+    let mut run = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if b.is_ascii_hexdigit() && !b.is_ascii_uppercase() {
+            run += 1;
+            if run == 64 && bytes.get(i + 1).is_none_or(|n| !n.is_ascii_hexdigit()) {
+                run_end = Some(i + 1);
+            }
+        } else {
+            run = 0;
+        }
+    }
+    run_end.map(|end| &part[end - 64..end])
+}
+
+/// The Kubernetes pod UID in a cgroup path, dashed
+/// (`0f1e2d3c-aaaa-bbbb-cccc-1234567890ab`), from the kubelet's pod cgroup:
+/// `pod<UID>` in a path part after a `kubepods` one (cgroupfs driver:
+/// `/kubepods/pod<UID>`, `/kubepods/burstable/pod<UID>`), or a slice named
+/// `...kubepods-...-pod<UID_WITH_UNDERSCORES>.slice` (systemd driver:
+/// `kubepods-pod<UID>.slice`, `kubepods-besteffort-pod<UID>.slice`, also as the
+/// `<slice>:cri-containerd:<ID>` part containerd makes on cgroup v1). The pod's
+/// containers (sandbox included) and their sub-cgroups all give it; kubepods may
+/// sit under another root (`/kubelet/kubepods/...`,
+/// `/kubelet.slice/kubelet-kubepods.slice/...`). When pods nest, the innermost
+/// wins. Only UIDs of 8-4-4-4-12 lowercase hex digits are taken.
+pub fn pod_uid(cgroup: &str) -> Option<String> {
+    let mut under_kubepods = false;
+    let mut uid = None;
+    for part in cgroup.split('/') {
+        let unit = part.split(':').next().unwrap_or(part);
+        if let Some(slice) = unit.strip_suffix(".slice") {
+            if slice.split('-').any(|w| w == "kubepods") {
+                under_kubepods = true;
+                let last = slice.rsplit('-').next().unwrap_or(slice);
+                if let Some(found) = last.strip_prefix("pod").and_then(|u| dashed_uid(u, b'_')) {
+                    uid = Some(found);
                 }
-            } else {
-                run = 0;
+                continue;
             }
         }
-        run_end.map(|end| &part[end - 64..end])
+        if under_kubepods {
+            if let Some(found) = part.strip_prefix("pod").and_then(|u| dashed_uid(u, b'-')) {
+                uid = Some(found);
+            }
+        }
+        if part == "kubepods" {
+            under_kubepods = true;
+        }
+    }
+    uid
+}
+
+/// `raw` as a dashed UID when it is 8-4-4-4-12 lowercase hex digits separated by `sep`.
+fn dashed_uid(raw: &str, sep: u8) -> Option<String> {
+    let bytes = raw.as_bytes();
+    if bytes.len() != 36 {
+        return None;
+    }
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| match i {
+        8 | 13 | 18 | 23 => b == sep,
+        _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+    });
+    well_formed.then(|| raw.replace(sep as char, "-"))
+}
+
+/// The paths of a `/proc/PID/cgroup` text in the order ids are looked for: the
+/// cgroup v2 (`0::`) one, then the v1 `name=systemd` one, then the other v1
+/// hierarchies in file order. A path may itself hold colons.
+fn proc_cgroup_paths(text: &str) -> impl Iterator<Item = &str> {
+    let lines = move || {
+        text.lines().filter_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let hierarchy = fields.next()?;
+            let controllers = fields.next()?;
+            let path = fields.next()?;
+            let systemd = controllers.split(',').any(|c| c == "name=systemd");
+            let rank = match (hierarchy, controllers) {
+                ("0", "") => 0,
+                (_, "") => return None,
+                _ if systemd => 1,
+                _ => 2,
+            };
+            Some((rank, path))
+        })
+    };
+    (0..3).flat_map(move |wanted| {
+        lines()
+            .filter(move |&(rank, _)| rank == wanted)
+            .map(|(_, path)| path)
     })
+}
+
+/// The container id in a `/proc/PID/cgroup` text: [`container_id`] of the cgroup
+/// v2 path when it has one, else of the first cgroup v1 hierarchy that has one
+/// (`name=systemd` first, then the others in file order). On a cgroup v1 or
+/// hybrid host the v2 line is often just `0::/` while the v1 controllers hold
+/// the container's cgroup (podman's and runc's cgroupfs managers).
+pub fn proc_cgroup_container_id(text: &str) -> Option<&str> {
+    proc_cgroup_paths(text).find_map(container_id)
+}
+
+/// The Kubernetes pod UID in a `/proc/PID/cgroup` text: [`pod_uid`] of the cgroup
+/// v2 path when it has one, else of the first cgroup v1 hierarchy that has one
+/// (`name=systemd` first, then the others in file order).
+pub fn proc_cgroup_pod_uid(text: &str) -> Option<String> {
+    proc_cgroup_paths(text).find_map(pod_uid)
 }
 
 /// CLOCK_MONOTONIC in ns: the clock the kernel stamps process events with.
@@ -397,11 +550,17 @@ pub fn monotonic_ns() -> u64 {
 
 #[cfg(test)]
 mod container_id_tests {
-    use super::container_id;
+    use super::{container_id, pod_uid, proc_cgroup_container_id, proc_cgroup_pod_uid};
+
+    const ID: &str = "3f4b1c2d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b";
+    /// A podman pod's id: 64 hex digits too.
+    const POD: &str = "aa0bb1cc2dd3ee4ff5aa6bb7cc8dd9ee0ff1aa2bb3cc4dd5ee6ff7aa8bb9cc0d";
+    const UID: &str = "0f1e2d3c-aaaa-bbbb-cccc-1234567890ab";
+    const UID_: &str = "0f1e2d3c_aaaa_bbbb_cccc_1234567890ab";
 
     #[test]
     fn container_ids_of_the_common_layouts() {
-        let id = "3f4b1c2d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b";
+        let id = ID;
         for cgroup in [
             format!("/docker/{id}"),
             format!("/system.slice/docker-{id}.scope"),
@@ -420,6 +579,166 @@ mod container_id_tests {
         assert_eq!(container_id("/"), None);
         // 65 hex digits is not an id.
         assert_eq!(container_id(&format!("/docker/{id}a")), None);
+    }
+
+    #[test]
+    fn podman_cgroupfs_layouts_name_the_container_not_the_pod() {
+        for cgroup in [
+            format!("/libpod_parent/libpod-{ID}"),
+            format!("/libpod_parent/{POD}/libpod-{ID}"),
+            format!("/libpod_parent/{POD}/libpod-{ID}/ctr"),
+            // systemd manager: the pod is a slice, its containers scopes.
+            format!("/machine.slice/machine-libpod_pod_{POD}.slice/libpod-{ID}.scope"),
+        ] {
+            assert_eq!(container_id(&cgroup), Some(ID), "{cgroup}");
+        }
+        // conmon with cgroupfs sits beside the containers, in no container.
+        assert_eq!(container_id("/libpod_parent/conmon"), None);
+        assert_eq!(container_id(&format!("/libpod_parent/{POD}/conmon")), None);
+        assert_eq!(container_id(&format!("/libpod_parent/{POD}")), None);
+        // ... unless the whole engine runs in a container.
+        assert_eq!(
+            container_id(&format!("/docker/{ID}/libpod_parent/{POD}/conmon")),
+            Some(ID)
+        );
+    }
+
+    #[test]
+    fn container_ids_of_the_systemd_driver_layouts() {
+        for cgroup in [
+            format!("/system.slice/docker-{ID}.scope"),
+            format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice/cri-containerd-{ID}.scope"),
+            // containerd's systemd driver on some cgroup v1 hosts.
+            format!("/system.slice/containerd.service/kubepods-burstable-pod{UID_}.slice:cri-containerd:{ID}"),
+            format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/crio-{ID}.scope"),
+            // cri-o's nested layout on cgroup v2.
+            format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/crio-{ID}.scope/container"),
+            // conmon is its own process, labelled with the container it monitors.
+            format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/crio-conmon-{ID}.scope"),
+            format!("/machine.slice/libpod-conmon-{ID}.scope"),
+        ] {
+            assert_eq!(container_id(&cgroup), Some(ID), "{cgroup}");
+        }
+    }
+
+    #[test]
+    fn pod_uids_of_the_cgroupfs_driver() {
+        for cgroup in [
+            format!("/kubepods/pod{UID}/{ID}"),
+            format!("/kubepods/burstable/pod{UID}/{ID}"),
+            format!("/kubepods/besteffort/pod{UID}/{ID}"),
+            // The pod cgroup itself (v1 allows processes there).
+            format!("/kubepods/besteffort/pod{UID}"),
+            // kind / minikube: kubepods under another root.
+            format!("/kubelet/kubepods/burstable/pod{UID}/{ID}"),
+            format!("/docker/{ID}/kubepods/besteffort/pod{UID}/{ID}"),
+        ] {
+            assert_eq!(pod_uid(&cgroup).as_deref(), Some(UID), "{cgroup}");
+        }
+    }
+
+    #[test]
+    fn pod_uids_of_the_systemd_driver() {
+        for cgroup in [
+            format!("/kubepods.slice/kubepods-pod{UID_}.slice/cri-containerd-{ID}.scope"),
+            format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/crio-{ID}.scope"),
+            format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice/docker-{ID}.scope"),
+            // cri-o's nested layout on cgroup v2.
+            format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/crio-{ID}.scope/container"),
+            // containerd on cgroup v1, under its own service.
+            format!("/system.slice/containerd.service/kubepods-burstable-pod{UID_}.slice:cri-containerd:{ID}"),
+            format!("/system.slice/containerd.service/kubepods-pod{UID_}.slice:cri-containerd:{ID}"),
+            // kind's nested kubelet.
+            format!("/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod{UID_}.slice/cri-containerd-{ID}.scope"),
+            format!("/system.slice/docker-{ID}.scope/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-pod{UID_}.slice/cri-containerd-{ID}.scope"),
+        ] {
+            assert_eq!(pod_uid(&cgroup).as_deref(), Some(UID), "{cgroup}");
+        }
+    }
+
+    #[test]
+    fn pod_uid_takes_only_well_formed_uids_under_kubepods() {
+        let other = "11111111-2222-3333-4444-555555555555";
+        for cgroup in [
+            format!("/system.slice/docker-{ID}.scope"),
+            format!("/docker/{ID}"),
+            "/".to_string(),
+            // Not under kubepods.
+            format!("/pod{UID}/{ID}"),
+            format!("/system.slice/pod{UID}/{ID}"),
+            format!("/machine.slice/machine-pod{UID_}.slice/libpod-{ID}.scope"),
+            // Malformed: uppercase, short, long, wrong separators or grouping.
+            format!("/kubepods/burstable/pod{}/{ID}", UID.to_uppercase()),
+            format!("/kubepods/burstable/pod{}/{ID}", &UID[..35]),
+            format!("/kubepods/burstable/pod{UID}0/{ID}"),
+            format!("/kubepods/burstable/pod{UID_}/{ID}"),
+            "/kubepods/burstable/pod0f1e2d3caaaa-bbbb-cccc-1234567890ab-/x".to_string(),
+            "/kubepods/burstable/pod0f1e2d3g-aaaa-bbbb-cccc-1234567890ab/x".to_string(),
+            format!("/kubepods.slice/kubepods-pod{UID}.slice/crio-{ID}.scope"),
+            // A static pod's 32-hex-digit UID is not a UUID.
+            format!("/kubepods/burstable/pod{}/{ID}", &ID[..32]),
+        ] {
+            assert_eq!(pod_uid(&cgroup), None, "{cgroup}");
+        }
+        // Nested pods: the innermost.
+        assert_eq!(
+            pod_uid(&format!(
+                "/kubepods/pod{other}/{ID}/kubepods/besteffort/pod{UID}/{ID}"
+            ))
+            .as_deref(),
+            Some(UID)
+        );
+    }
+
+    #[test]
+    fn whole_proc_cgroup_texts() {
+        // Hybrid host, podman cgroupfs: the v2 line is just `/`.
+        let hybrid = format!(
+            "12:cpuset:/libpod_parent/{POD}/libpod-{ID}\n9:name=systemd:/\n8:pids:/libpod_parent/{POD}/libpod-{ID}\n4:memory:/libpod_parent/{POD}/libpod-{ID}\n0::/\n"
+        );
+        assert_eq!(proc_cgroup_container_id(&hybrid), Some(ID));
+        assert_eq!(proc_cgroup_pod_uid(&hybrid), None);
+
+        // cgroup v1 only, kubelet with cgroupfs: no v2 line at all.
+        let v1 = format!(
+            "11:cpu,cpuacct:/kubepods/burstable/pod{UID}/{ID}\n1:name=systemd:/kubepods/burstable/pod{UID}/{ID}\n"
+        );
+        assert_eq!(proc_cgroup_container_id(&v1), Some(ID));
+        assert_eq!(proc_cgroup_pod_uid(&v1).as_deref(), Some(UID));
+
+        // containerd's colon form: the path itself holds colons.
+        let colon = format!(
+            "3:memory:/system.slice/containerd.service/kubepods-burstable-pod{UID_}.slice:cri-containerd:{ID}\n0::/\n"
+        );
+        assert_eq!(proc_cgroup_container_id(&colon), Some(ID));
+        assert_eq!(proc_cgroup_pod_uid(&colon).as_deref(), Some(UID));
+
+        // Pure v2.
+        let v2 = format!(
+            "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice/cri-containerd-{ID}.scope\n"
+        );
+        assert_eq!(proc_cgroup_container_id(&v2), Some(ID));
+        assert_eq!(proc_cgroup_pod_uid(&v2).as_deref(), Some(UID));
+
+        // The v2 path wins when it has an id, then name=systemd, then file order.
+        let other = "b".repeat(64);
+        let third = "c".repeat(64);
+        let mixed = format!(
+            "5:pids:/docker/{third}\n1:name=systemd:/docker/{other}\n0::/system.slice/docker-{ID}.scope\n"
+        );
+        assert_eq!(proc_cgroup_container_id(&mixed), Some(ID));
+        let mixed = format!("5:pids:/docker/{third}\n1:name=systemd:/docker/{other}\n0::/\n");
+        assert_eq!(proc_cgroup_container_id(&mixed), Some(other.as_str()));
+        let mixed = format!("5:pids:/docker/{third}\n1:name=systemd:/\n4:memory:/docker/{ID}\n");
+        assert_eq!(proc_cgroup_container_id(&mixed), Some(third.as_str()));
+
+        // Outside containers.
+        let host = "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/74348c60844172b3a197c6eb20d6bf76\n0::/\n";
+        assert_eq!(proc_cgroup_container_id(host), None);
+        assert_eq!(proc_cgroup_pod_uid(host), None);
+        assert_eq!(proc_cgroup_container_id(""), None);
+        // Lines without a path are skipped.
+        assert_eq!(proc_cgroup_container_id("garbage\n1:x\n"), None);
     }
 }
 
@@ -502,5 +821,54 @@ mod tests {
         assert_eq!(given.parent_comm(), Some("bash"));
         assert_eq!(given.ancestor_comms(), ["bash", "systemd"]);
         assert_eq!(given.clone().cmdline(), Some("x --flag"));
+        assert_eq!(bare.container_id(), None);
+        assert_eq!(bare.pod_uid(), None);
+    }
+
+    #[test]
+    fn container_id_and_pod_uid_come_from_the_whole_cgroup_text() {
+        let key = ProcessKey {
+            pid: i32::MAX,
+            start_time: 1,
+        };
+        let id = "3f4b1c2d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b";
+        let uid = "0f1e2d3c-aaaa-bbbb-cccc-1234567890ab";
+        let p = || ProcessInfo::new(key, "x".into(), "/x".into(), 0);
+
+        // Hybrid host: the v2 path stays `/`, the id comes from a v1 line.
+        let hybrid = p().with_cgroup_text(Some(format!(
+            "9:name=systemd:/\n8:pids:/kubepods/besteffort/pod{uid}/{id}\n0::/\n"
+        )));
+        assert_eq!(hybrid.cgroup(), Some("/"));
+        assert_eq!(hybrid.container_id(), Some(id));
+        assert_eq!(hybrid.pod_uid().as_deref(), Some(uid));
+
+        // v1 only: no v2 path.
+        let v1 = p().with_cgroup_text(Some(format!("4:memory:/docker/{id}\n")));
+        assert_eq!(v1.cgroup(), None);
+        assert_eq!(v1.container_id(), Some(id));
+        assert_eq!(v1.pod_uid(), None);
+
+        // with_cgroup describes a pure v2 host.
+        let v2 = p().with_cgroup(Some(format!("/kubepods/pod{uid}/{id}")));
+        assert_eq!(
+            v2.cgroup(),
+            Some(format!("/kubepods/pod{uid}/{id}").as_str())
+        );
+        assert_eq!(v2.container_id(), Some(id));
+        assert_eq!(v2.pod_uid().as_deref(), Some(uid));
+        let none = p().with_cgroup_text(None);
+        assert_eq!(
+            (none.cgroup(), none.container_id(), none.pod_uid()),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn cgroup_text_of_this_process_agrees_with_its_v2_path() {
+        let me = ProcessInfo::read(std::process::id() as i32).unwrap();
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        assert_eq!(me.cgroup(), cgroup_v2_path(&text));
+        assert_eq!(me.container_id(), proc_cgroup_container_id(&text));
     }
 }
