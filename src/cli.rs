@@ -360,13 +360,53 @@ fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
         );
     }
     let config = load_config(cli.probe_config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    // Listen first: a port in use fails at once, and `/-/healthy` answers while
+    // the programs compile and attach (`/-/ready` says when they are done).
+    let listener = runtime.block_on(http::bind(&cli.listen_address))?;
+    tracing::info!(address = %listener.local_addr()?, path = %cli.metrics_path, "serving metrics");
+    let readiness = http::Readiness::default();
+    let options = ServerOptions {
+        listen_address: cli.listen_address.clone(),
+        metrics_path: cli.metrics_path.clone(),
+    };
+    let server = runtime.spawn({
+        let readiness = readiness.clone();
+        async move { http::serve(listener, readiness, &options, shutdown_signal()).await }
+    });
+    let exporter = Arc::new(Mutex::new(start_exporter(cli, &config, compiler)?));
+    let events_live = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    crate::discovery::spawn_watcher(exporter.clone(), events_live.clone());
+    if !cli.discovery_interval.is_zero() {
+        crate::discovery::spawn_resync(
+            exporter.clone(),
+            cli.discovery_interval,
+            cli.full_rescan_interval,
+            events_live,
+        );
+    }
+    let _ = readiness.set(exporter.clone());
+    tracing::info!("ready: startup attaches done");
+    runtime.block_on(server)??;
+    tracing::info!("shutting down: detaching all probes");
+    drop(readiness);
+    drop(exporter);
+    Ok(())
+}
+
+/// Prepares every program of `config` and attaches them to the processes
+/// running now: what must be done before the exporter is ready.
+fn start_exporter(cli: &Cli, config: &Config, compiler: &Compiler) -> anyhow::Result<Exporter> {
     if cli.probe_config.is_none() {
         tracing::info!(
             "no --probe-config: running the embedded default pack ({} programs; `defaults -o DIR` writes it out)",
             config.programs.len()
         );
     }
-    let mut exporter = Exporter::new(&config, compiler);
+    let mut exporter = Exporter::new(config, compiler);
     exporter.set_label_cache_keys(cli.label_cache_keys);
     if cli.expedited_rcu {
         crate::attach::expedited_rcu_available()
@@ -390,30 +430,7 @@ fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
             );
         }
     }
-    let exporter = Arc::new(Mutex::new(exporter));
-    let events_live = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    crate::discovery::spawn_watcher(exporter.clone(), events_live.clone());
-    if !cli.discovery_interval.is_zero() {
-        crate::discovery::spawn_resync(
-            exporter.clone(),
-            cli.discovery_interval,
-            cli.full_rescan_interval,
-            events_live,
-        );
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let listener = http::bind(&cli.listen_address).await?;
-        tracing::info!(address = %listener.local_addr()?, path = %cli.metrics_path, "serving metrics");
-        let options = ServerOptions { listen_address: cli.listen_address.clone(), metrics_path: cli.metrics_path.clone() };
-        http::serve(listener, exporter.clone(), &options, shutdown_signal()).await
-    })?;
-    tracing::info!("shutting down: detaching all probes");
-    drop(exporter);
-    Ok(())
+    Ok(exporter)
 }
 
 async fn shutdown_signal() {

@@ -175,3 +175,74 @@ fn a_missing_clang_names_the_package_and_the_compile_subcommand() {
         "{stdout}"
     );
 }
+
+/// The status of GET `url`, 503 included (ureq reports it as an error).
+fn status(url: &str) -> Option<u16> {
+    match ureq::get(url).call() {
+        Ok(response) => Some(response.status().as_u16()),
+        Err(ureq::Error::StatusCode(code)) => Some(code),
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn healthy_answers_while_programs_compile_and_ready_once_they_are_attached() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gunicorn.yaml");
+    std::fs::write(&config, seed_gunicorn_config("uexp-nothing")).unwrap();
+    // A clang that compiles only once the gate file exists: the exporter is
+    // held in its startup for as long as the test needs.
+    let gate = dir.path().join("gate");
+    let clang = dir.path().join("clang");
+    std::fs::write(
+        &clang,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" != --version ]; then\n  while [ ! -e {} ]; do sleep 0.05; done\nfi\nexec clang \"$@\"\n",
+            gate.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&clang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let port = common::free_port();
+    let mut child = common::spawn(
+        Command::new(EXPORTER)
+            .arg("--listen-address")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--clang")
+            .arg(&clang)
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .arg("-c")
+            .arg(&config)
+            .stderr(std::process::Stdio::null()),
+    );
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let healthy = common::wait_for(std::time::Duration::from_secs(30), || {
+        (status(&url("/-/healthy")) == Some(200)).then_some(())
+    });
+    assert!(healthy.is_some(), "/-/healthy never answered 200");
+    assert_eq!(status(&url("/-/ready")), Some(503));
+    assert_eq!(status(&url("/metrics")), Some(503));
+    assert_eq!(status(&url("/")), Some(503));
+    std::fs::write(&gate, "").unwrap();
+    let ready = common::wait_for(std::time::Duration::from_secs(60), || {
+        (status(&url("/-/ready")) == Some(200)).then_some(())
+    });
+    assert!(ready.is_some(), "/-/ready never answered 200");
+    assert_eq!(status(&url("/-/healthy")), Some(200));
+    let metrics = ureq::get(&url("/metrics"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("userspace_exporter_attached_processes{name=\"gc_total\"} 0"),
+        "{metrics}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,5 +1,6 @@
-//! The HTTP side: `/metrics` (text or OpenMetrics, gzip when asked) and a
-//! landing page at `/` that links to it and lists programs and processes.
+//! The HTTP side: `/metrics` (text or OpenMetrics, gzip when asked), a
+//! landing page at `/` that links to it and lists programs and processes, and
+//! the health endpoints `/-/healthy` and `/-/ready` (as Prometheus names them).
 
 mod landing;
 
@@ -12,7 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Where and how to serve.
 #[derive(Debug, Clone)]
@@ -23,10 +24,30 @@ pub struct ServerOptions {
     pub metrics_path: String,
 }
 
+/// The exporter, once its startup attaches are done. The server listens
+/// before that, so that `/-/healthy` answers while programs compile and attach;
+/// until then `/-/ready`, the metrics and the landing page answer 503.
+pub type Readiness = Arc<OnceLock<Arc<Mutex<Exporter>>>>;
+
 #[derive(Clone)]
 struct AppState {
-    exporter: Arc<Mutex<Exporter>>,
+    exporter: Readiness,
     metrics_path: Arc<str>,
+}
+
+impl AppState {
+    /// The exporter, once it is ready.
+    fn ready(&self) -> Option<Arc<Mutex<Exporter>>> {
+        self.exporter.get().cloned()
+    }
+}
+
+fn starting() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Service Unavailable: the exporter is still loading and attaching its programs.\n",
+    )
+        .into_response()
 }
 
 /// Normalizes `:8080` to `0.0.0.0:8080`.
@@ -53,10 +74,10 @@ pub async fn bind(address: &str) -> anyhow::Result<tokio::net::TcpListener> {
     })
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves; `exporter` is filled in once startup is done.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    exporter: Arc<Mutex<Exporter>>,
+    exporter: Readiness,
     options: &ServerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -64,7 +85,10 @@ pub async fn serve(
         exporter,
         metrics_path: options.metrics_path.clone().into(),
     };
-    let mut app = Router::new().route(&options.metrics_path, get(metrics));
+    let mut app = Router::new()
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .route(&options.metrics_path, get(metrics));
     if options.metrics_path != "/" {
         app = app.route("/", get(landing_page));
     }
@@ -75,13 +99,28 @@ pub async fn serve(
     Ok(())
 }
 
+/// 200 while the process serves.
+async fn healthy() -> &'static str {
+    "ebpf-userspace-exporter is Healthy.\n"
+}
+
+/// 200 once the startup attaches are done, 503 before.
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.ready() {
+        Some(_) => "ebpf-userspace-exporter is Ready.\n".into_response(),
+        None => starting(),
+    }
+}
+
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(exporter) = state.ready() else {
+        return starting();
+    };
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
-    let exporter = state.exporter.clone();
     // Map reads are syscalls: keep them off the async workers.
     let rendered = tokio::task::spawn_blocking(move || {
         let mut exporter = crate::exporter::lock(&exporter);
@@ -129,8 +168,10 @@ fn accepts_gzip(header: &str) -> bool {
     })
 }
 
-async fn landing_page(State(state): State<AppState>) -> Html<String> {
-    let exporter = state.exporter.clone();
+async fn landing_page(State(state): State<AppState>) -> Response {
+    let Some(exporter) = state.ready() else {
+        return starting();
+    };
     let path = state.metrics_path.clone();
     let page = tokio::task::spawn_blocking(move || {
         let exporter = crate::exporter::lock(&exporter);
@@ -138,7 +179,7 @@ async fn landing_page(State(state): State<AppState>) -> Html<String> {
     })
     .await
     .unwrap_or_else(|e| format!("landing page failed: {e}"));
-    Html(page)
+    Html(page).into_response()
 }
 
 #[cfg(test)]

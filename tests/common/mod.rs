@@ -353,6 +353,14 @@ impl Exporter {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config).unwrap();
+        if !wrapper.is_empty() {
+            // The wrapper may drop to another user, who must read the config.
+            std::fs::set_permissions(
+                dir.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .unwrap();
+        }
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("exporter.log")).unwrap();
         let mut command = match wrapper.split_first() {
@@ -386,7 +394,8 @@ impl Exporter {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("exporter exited early with {status}:\n{}", self.logs());
             }
-            if ureq::get(&self.url("/")).call().is_ok() {
+            // 503 until the startup attaches are done.
+            if ureq::get(&self.url("/-/ready")).call().is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
