@@ -16,3 +16,4 @@ pub mod elf;
 pub mod exporter;
 pub mod http;
 pub mod metrics;
+pub mod privileges;

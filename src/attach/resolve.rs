@@ -237,6 +237,8 @@ pub fn resolve_usdt(
     let mut targets = Vec::new();
     let mut searched = 0;
     let mut last_probes = Vec::new();
+    // A file the exporter was refused may hold the probe: reported if none is found.
+    let mut refused = None;
     for file in &candidates {
         let path = &file.path;
         let host_path = origin.host_path_of(file);
@@ -245,6 +247,9 @@ pub fn resolve_usdt(
             // Unreadable or non-ELF mappings (fonts, locale archives) are simply not candidates.
             Err(e) if spec.module.is_none() => {
                 tracing::trace!(origin = %origin.describe(), file = %path.display(), "skipping mapped file: {e}");
+                if e.denied() && refused.is_none() {
+                    refused = Some(e);
+                }
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -275,6 +280,9 @@ pub fn resolve_usdt(
         // not be opened are the likely home of the probe: say so.
         if let Some(e) = origin.unreadable() {
             return Err(e);
+        }
+        if let Some(e) = refused {
+            return Err(e.into());
         }
         last_probes.sort();
         last_probes.dedup();

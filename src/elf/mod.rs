@@ -44,7 +44,7 @@ pub enum ElfError {
         path: PathBuf,
     },
     /// The file exists but could not be opened or read.
-    #[error("cannot read {}: {error}", path.display())]
+    #[error("cannot read {}: {error}{}", path.display(), crate::privileges::read_hint(error))]
     Unreadable {
         /// The path as given.
         path: PathBuf,
@@ -91,6 +91,11 @@ impl ElfError {
             | ElfError::Malformed { path, .. }
             | ElfError::MalformedNote { path, .. } => path,
         }
+    }
+
+    /// Whether the exporter was refused the file for lack of a capability.
+    pub fn denied(&self) -> bool {
+        matches!(self, ElfError::Unreadable { error, .. } if error.kind() == io::ErrorKind::PermissionDenied)
     }
 
     fn io(path: &Path, error: io::Error) -> Self {
