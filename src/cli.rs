@@ -141,6 +141,11 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
+    // Before any thread starts: capabilities are per thread.
+    let capabilities = crate::privileges::raise_permitted();
+    if cli.command.is_none() {
+        log_capabilities(capabilities);
+    }
     crate::attach::install_libbpf_logger();
     let compiler = Compiler::new(
         cli.clang.clone(),
@@ -395,6 +400,29 @@ fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
     drop(readiness);
     drop(exporter);
     Ok(())
+}
+
+/// Says which of the capabilities the exporter uses are missing from its
+/// effective set, and what then fails.
+fn log_capabilities(effective: std::io::Result<u64>) {
+    match effective {
+        Ok(effective) => {
+            let missing = crate::privileges::missing(effective);
+            // With CAP_SYS_ADMIN, CAP_BPF and CAP_PERFMON are implied.
+            let admin = effective & (1 << 21) != 0;
+            for capability in missing {
+                if admin && matches!(capability.name, "CAP_BPF" | "CAP_PERFMON") {
+                    continue;
+                }
+                tracing::warn!(
+                    "running without {}: {} will fail (README, \"Privileges\")",
+                    capability.name,
+                    capability.needed_for
+                );
+            }
+        }
+        Err(e) => tracing::warn!("cannot read this process's capabilities: {e}"),
+    }
 }
 
 /// Prepares every program of `config` and attaches them to the processes

@@ -51,3 +51,148 @@ pub fn explain(error: &libbpf_rs::Error, why: &str) -> String {
         error.to_string()
     }
 }
+
+/// A capability the exporter may use, with what needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capability {
+    /// Its name (`CAP_BPF`).
+    pub name: &'static str,
+    /// Its number in the kernel's sets.
+    pub number: u32,
+    /// What needs it.
+    pub needed_for: &'static str,
+}
+
+/// The capabilities the exporter uses, as the README lists them.
+pub const CAPABILITIES: [Capability; 5] = [
+    Capability {
+        name: "CAP_BPF",
+        number: 39,
+        needed_for: "loading BPF programs (or CAP_SYS_ADMIN)",
+    },
+    Capability {
+        name: "CAP_PERFMON",
+        number: 38,
+        needed_for: "loading tracing programs and attaching USDT probes (or CAP_SYS_ADMIN)",
+    },
+    Capability {
+        name: "CAP_SYS_ADMIN",
+        number: 21,
+        needed_for: "uprobes and uretprobes (perf_event_open), and bpf() under podman's default seccomp profile",
+    },
+    Capability {
+        name: "CAP_SYS_PTRACE",
+        number: 19,
+        needed_for: "the files and memory maps of another user's processes",
+    },
+    Capability {
+        name: "CAP_DAC_READ_SEARCH",
+        number: 2,
+        needed_for: "executables and libraries the exporter's user may not read",
+    },
+];
+
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// This thread's (effective, permitted) capability sets, as bit masks.
+fn capability_sets() -> std::io::Result<(u64, u64)> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and data are the version 3 layout capget expects.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let join = |low: u32, high: u32| u64::from(low) | (u64::from(high) << 32);
+    Ok((
+        join(data[0].effective, data[1].effective),
+        join(data[0].permitted, data[1].permitted),
+    ))
+}
+
+/// Makes every permitted capability effective, and returns the effective set.
+///
+/// The image gives the binary its capabilities as permitted-only file
+/// capabilities, not effective ones: the kernel refuses to exec a binary with
+/// effective file capabilities that the container's bounding set lacks, so a
+/// container granting fewer would not even start it. Raising them here instead
+/// lets it start with what it was granted and say what is missing.
+pub fn raise_permitted() -> std::io::Result<u64> {
+    let (effective, permitted) = capability_sets()?;
+    if effective == permitted {
+        return Ok(effective);
+    }
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: as in capability_sets; the inheritable sets are read back first
+    // so that capset keeps them.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    for d in &mut data {
+        d.effective = d.permitted;
+    }
+    // SAFETY: the same layout, filled by capget above.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(capability_sets()?.0)
+}
+
+/// The capabilities of [`CAPABILITIES`] missing from `effective`.
+pub fn missing(effective: u64) -> Vec<Capability> {
+    CAPABILITIES
+        .iter()
+        .filter(|c| effective & (1 << c.number) == 0)
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_numbers_are_the_kernels() {
+        let number = |name: &str| CAPABILITIES.iter().find(|c| c.name == name).unwrap().number;
+        assert_eq!(number("CAP_DAC_READ_SEARCH"), 2);
+        assert_eq!(number("CAP_SYS_PTRACE"), 19);
+        assert_eq!(number("CAP_SYS_ADMIN"), 21);
+        assert_eq!(number("CAP_PERFMON"), 38);
+        assert_eq!(number("CAP_BPF"), 39);
+    }
+
+    #[test]
+    fn missing_lists_what_the_set_lacks() {
+        let all = CAPABILITIES.iter().fold(0u64, |set, c| set | 1 << c.number);
+        assert!(missing(all).is_empty());
+        let names: Vec<_> = missing(all & !(1 << 21)).iter().map(|c| c.name).collect();
+        assert_eq!(names, ["CAP_SYS_ADMIN"]);
+        assert_eq!(missing(0).len(), CAPABILITIES.len());
+    }
+
+    #[test]
+    fn raising_keeps_this_process_effective_set() {
+        let (effective, _) = capability_sets().unwrap();
+        assert_eq!(raise_permitted().unwrap(), effective);
+    }
+}
