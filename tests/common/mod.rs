@@ -513,6 +513,24 @@ impl Samples {
         })
     }
 
+    /// The sum of every series of `name` that has all of `labels` (and maybe others).
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.series(name)
+            .iter()
+            .filter(|(series, _)| {
+                let inside = series
+                    .split_once('{')
+                    .and_then(|(_, rest)| rest.strip_suffix('}'))
+                    .unwrap_or("");
+                let have = parse_labels(inside);
+                labels
+                    .iter()
+                    .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+
     /// Every series of a metric name: (labels, value).
     pub fn series(&self, name: &str) -> Vec<(String, f64)> {
         self.0
