@@ -18,6 +18,10 @@ packages=(
     python3.11              # a real runtime with USDT probes (tests, example)
     python3-prometheus-client  # the OpenMetrics parser used by the tests
     prometheus              # promtool and a real Prometheus server for the tests
+    systemd                 # systemd-analyze verifies deploy/systemd/'s unit
+    python3-pip             # installs kubernetes-validate (PyPI) for the manifest tests
+    podman buildah runc catatonit  # the image and the container tests (runc: crun fails on cgroup v1 hybrid hosts)
+    mmdebstrap              # the image's Debian base, made here without a registry
     redis-server redis-tools  # a real redis for the original's redis example
     gunicorn                # a real gunicorn for the original README example
     openjdk-17-jdk-headless # a real JVM (USDT in libjvm.so) and javac for its test workload
@@ -49,6 +53,10 @@ done
 # The python3 on PATH (maybe not Debian's) must have the OpenMetrics parser too.
 if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
     python3 -m pip install -q prometheus_client 2>/dev/null || python3 -m pip install -q --break-system-packages prometheus_client
+fi
+# kubernetes-validate checks deploy/kubernetes/ against Kubernetes' schemas offline.
+if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
+    python3 -m pip install -q kubernetes-validate 2>/dev/null || python3 -m pip install -q --break-system-packages kubernetes-validate
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
