@@ -515,3 +515,73 @@ fn node_wide_in_the_host_pid_namespace_labels_each_series_with_its_container_id(
     }
     drop(containers);
 }
+
+#[test]
+fn the_default_seccomp_profile_lets_bpf_through_only_with_cap_sys_admin() {
+    if !require_podman() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mut python) = common::Python::start("uexp-seccomp") else {
+        return;
+    };
+    let pid = python.pid().to_string();
+    let config = std::fs::read_to_string(repo().join("examples/python.yaml"))
+        .unwrap()
+        .replace("binary_name: python3.11", "binary_name: uexp-seccomp");
+    let dir = config_dir(&config);
+    std::fs::copy(
+        common::fixtures().object("example:python"),
+        dir.path().join("python.bpf.o"),
+    )
+    .unwrap();
+    // USDT probes need only CAP_BPF and CAP_PERFMON from the kernel (see
+    // tests/privileges.rs): whether bpf() is let through is the profile's call.
+    for (seccomp, loads) in [("", false), ("--security-opt=seccomp=unconfined", true)] {
+        let exporter = unique(if loads { "seccomp-off" } else { "seccomp" });
+        let _cleanup = Cleanup {
+            pods: vec![],
+            containers: vec![exporter.clone()],
+        };
+        let cache = empty_dir();
+        let port = free_port();
+        let mut args = exporter_run_args(
+            &exporter,
+            "BPF,PERFMON,SYS_PTRACE,DAC_READ_SEARCH",
+            dir.path(),
+            cache.path(),
+        );
+        if !seccomp.is_empty() {
+            args.push(seccomp.into());
+        }
+        args.extend([
+            "--pid".into(),
+            "host".into(),
+            "--network".into(),
+            "host".into(),
+            EXPORTER_IMAGE.into(),
+            "--config.file=/etc/ebpf-userspace-exporter/config.yaml".into(),
+            format!("--listen-address=127.0.0.1:{port}"),
+        ]);
+        podman(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        wait_ready(port, &exporter);
+        let before = scrape(port).python_collections(&pid);
+        let g0 = python.gc_collections();
+        assert_eq!(python.ask("work 6"), "ok");
+        let g1 = python.gc_collections();
+        let after = scrape(port).python_collections(&pid);
+        let log = logs(&exporter);
+        let counted: Vec<f64> = (0..3).map(|g| after[g] - before[g]).collect();
+        if loads {
+            let reported: Vec<f64> = (0..3).map(|g| g1[g] - g0[g]).collect();
+            assert!(reported.iter().all(|&n| n >= 2.0), "{reported:?}");
+            assert_eq!(counted, reported, "{log}");
+        } else {
+            assert_eq!(counted, [0.0; 3], "{log}");
+            assert!(
+                log.contains("the kernel refused to load the BPF program (EPERM)"),
+                "{log}"
+            );
+        }
+    }
+}
