@@ -108,8 +108,8 @@ struct CapData {
     inheritable: u32,
 }
 
-/// This thread's (effective, permitted) capability sets, as bit masks.
-fn capability_sets() -> std::io::Result<(u64, u64)> {
+/// This thread's capability sets, in capget's version 3 layout.
+fn capget() -> std::io::Result<[CapData; 2]> {
     let mut header = CapHeader {
         version: CAPABILITY_VERSION_3,
         pid: 0,
@@ -119,6 +119,12 @@ fn capability_sets() -> std::io::Result<(u64, u64)> {
     if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    Ok(data)
+}
+
+/// This thread's (effective, permitted) capability sets, as bit masks.
+fn capability_sets() -> std::io::Result<(u64, u64)> {
+    let data = capget()?;
     let join = |low: u32, high: u32| u64::from(low) | (u64::from(high) << 32);
     Ok((
         join(data[0].effective, data[1].effective),
@@ -134,24 +140,19 @@ fn capability_sets() -> std::io::Result<(u64, u64)> {
 /// container granting fewer would not even start it. Raising them here instead
 /// lets it start with what it was granted and say what is missing.
 pub fn raise_permitted() -> std::io::Result<u64> {
-    let (effective, permitted) = capability_sets()?;
-    if effective == permitted {
-        return Ok(effective);
+    // The inheritable sets are read back too, so that capset keeps them.
+    let mut data = capget()?;
+    if data.iter().all(|d| d.effective == d.permitted) {
+        return Ok(capability_sets()?.0);
+    }
+    for d in &mut data {
+        d.effective = d.permitted;
     }
     let mut header = CapHeader {
         version: CAPABILITY_VERSION_3,
         pid: 0,
     };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: as in capability_sets; the inheritable sets are read back first
-    // so that capset keeps them.
-    if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    for d in &mut data {
-        d.effective = d.permitted;
-    }
-    // SAFETY: the same layout, filled by capget above.
+    // SAFETY: the version 3 layout, filled by capget.
     if unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) } != 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -273,6 +273,25 @@ fn wait_ready(port: u16, container: &str) {
     }
 }
 
+/// Starts the exporter container in the host's PID and network namespaces (as
+/// deploy/kubernetes/daemonset.yaml runs it), serving on 127.0.0.1:`port`,
+/// with `extra` podman options; waits until it is ready.
+fn start_node_wide(name: &str, caps: &str, config: &Path, cache: &Path, extra: &[&str], port: u16) {
+    let mut args = exporter_run_args(name, caps, config, cache);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend([
+        "--pid".into(),
+        "host".into(),
+        "--network".into(),
+        "host".into(),
+        EXPORTER_IMAGE.into(),
+        "--config.file=/etc/ebpf-userspace-exporter/config.yaml".into(),
+        format!("--listen-address=127.0.0.1:{port}"),
+    ]);
+    podman(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_ready(port, name);
+}
+
 #[test]
 fn sidecar_in_a_pod_sharing_the_pid_namespace_counts_what_gc_get_stats_reports() {
     if !require_podman() {
@@ -414,24 +433,14 @@ fn node_wide_in_the_host_pid_namespace_labels_each_series_with_its_container_id(
     .unwrap();
     let port = free_port();
     let cache = empty_dir();
-    // As deploy/kubernetes/daemonset.yaml runs it: hostPID and hostNetwork.
-    let mut args = exporter_run_args(
+    start_node_wide(
         &exporter,
         &manifest_capabilities("daemonset.yaml", "DaemonSet"),
         dir.path(),
         cache.path(),
+        &[],
+        port,
     );
-    args.extend([
-        "--pid".into(),
-        "host".into(),
-        "--network".into(),
-        "host".into(),
-        EXPORTER_IMAGE.into(),
-        "--config.file=/etc/ebpf-userspace-exporter/config.yaml".into(),
-        format!("--listen-address=127.0.0.1:{port}"),
-    ]);
-    podman(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    wait_ready(port, &exporter);
     containers.push(start_app(&apps[1]));
     let attached = wait_for(Duration::from_secs(10), || {
         let s = scrape(port);
@@ -537,7 +546,10 @@ fn the_default_seccomp_profile_lets_bpf_through_only_with_cap_sys_admin() {
     .unwrap();
     // USDT probes need only CAP_BPF and CAP_PERFMON from the kernel (see
     // tests/privileges.rs): whether bpf() is let through is the profile's call.
-    for (seccomp, loads) in [("", false), ("--security-opt=seccomp=unconfined", true)] {
+    for (seccomp, loads) in [
+        (&[][..], false),
+        (&["--security-opt=seccomp=unconfined"][..], true),
+    ] {
         let exporter = unique(if loads { "seccomp-off" } else { "seccomp" });
         let _cleanup = Cleanup {
             pods: vec![],
@@ -545,26 +557,14 @@ fn the_default_seccomp_profile_lets_bpf_through_only_with_cap_sys_admin() {
         };
         let cache = empty_dir();
         let port = free_port();
-        let mut args = exporter_run_args(
+        start_node_wide(
             &exporter,
             "BPF,PERFMON,SYS_PTRACE,DAC_READ_SEARCH",
             dir.path(),
             cache.path(),
+            seccomp,
+            port,
         );
-        if !seccomp.is_empty() {
-            args.push(seccomp.into());
-        }
-        args.extend([
-            "--pid".into(),
-            "host".into(),
-            "--network".into(),
-            "host".into(),
-            EXPORTER_IMAGE.into(),
-            "--config.file=/etc/ebpf-userspace-exporter/config.yaml".into(),
-            format!("--listen-address=127.0.0.1:{port}"),
-        ]);
-        podman(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        wait_ready(port, &exporter);
         let before = scrape(port).python_collections(&pid);
         let g0 = python.gc_collections();
         assert_eq!(python.ask("work 6"), "ok");
