@@ -8,7 +8,7 @@ use crate::http::{self, ServerOptions};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Prometheus exporter for userspace eBPF probes (USDT, uprobes, uretprobes)
 /// attached to running processes.
@@ -321,8 +321,7 @@ fn check(path: Option<&std::path::Path>, compiler: &Compiler) -> ExitCode {
     let mut failures = 0;
     for program in &config.programs {
         let name = &program.value.name;
-        let prepared =
-            crate::exporter::prepare(&config, program, compiler).map(|state| state.prepared);
+        let prepared = crate::exporter::set_up(&config, program, compiler, 0).map(|p| p.prepared);
         match prepared {
             Err(errors) => {
                 failures += errors.len();
@@ -382,7 +381,7 @@ fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
         let readiness = readiness.clone();
         async move { http::serve(listener, readiness, &options, shutdown_signal()).await }
     });
-    let exporter = Arc::new(Mutex::new(start_exporter(cli, &config, compiler)?));
+    let exporter = Arc::new(start_exporter(cli, &config, compiler)?);
     let events_live = Arc::new(std::sync::atomic::AtomicBool::new(false));
     crate::discovery::spawn_watcher(exporter.clone(), events_live.clone());
     if !cli.discovery_interval.is_zero() {
@@ -434,27 +433,32 @@ fn start_exporter(cli: &Cli, config: &Config, compiler: &Compiler) -> anyhow::Re
             config.programs.len()
         );
     }
-    let mut exporter = Exporter::new(config, compiler);
-    exporter.set_label_cache_keys(cli.label_cache_keys);
     if cli.expedited_rcu {
         crate::attach::expedited_rcu_available()
             .map_err(|e| anyhow::anyhow!("--attach.expedited-rcu: {e}"))?;
-        exporter.set_expedited_rcu(true);
         tracing::info!("RCU grace periods are expedited while each process is attached (--attach.expedited-rcu)");
     }
-    if exporter.programs.is_empty() {
+    let options = crate::exporter::Options {
+        label_cache_keys: cli.label_cache_keys,
+        expedited_rcu: cli.expedited_rcu,
+    };
+    let exporter = Exporter::new(config, compiler, options);
+    if exporter.published().programs.is_empty() {
         anyhow::bail!(
             "no program of {} could be loaded (errors above)",
             config.path.display()
         );
     }
-    exporter.apply_rescan(crate::discovery::ProcSnapshot::take(&Default::default()));
-    for state in &exporter.programs {
-        if state.instances.is_empty() && state.binaries.is_empty() {
+    crate::discovery::ProcessSink::rescanned(
+        &exporter,
+        crate::discovery::ProcSnapshot::take(&Default::default()),
+    );
+    for program in &exporter.published().programs {
+        if program.instances.is_empty() && program.binaries.is_empty() {
             tracing::warn!(
-                program = state.prepared.name(),
+                program = program.prepared.name(),
                 "no process attached yet ({})",
-                state.prepared.selector.describe()
+                program.prepared.selector.describe()
             );
         }
     }

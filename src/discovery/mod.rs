@@ -14,3 +14,18 @@ pub use resync::{spawn_resync, ProcSnapshot};
 pub use selector::Selector;
 pub use table::ProcessTable;
 pub use watcher::{spawn_watcher, ProcConnector, ProcEvent};
+
+/// Whoever owns the state discovery feeds: process events as they come, and
+/// what each `/proc` rescan found.
+pub trait ProcessSink: Send + Sync {
+    /// A process replaced its image (exec), or renamed itself (`event_ns: None`).
+    fn process_execed(&self, process: &ProcessInfo, event_ns: Option<u64>);
+    /// A new process (a fork that still runs its parent's image).
+    fn process_started(&self, process: &ProcessInfo, event_ns: Option<u64>);
+    /// A process exited.
+    fn process_exited(&self, pid: i32);
+    /// What a rescan of `/proc` found.
+    fn rescanned(&self, snapshot: ProcSnapshot);
+    /// The pids known so far: a routine rescan reads only the others.
+    fn known_pids(&self) -> std::collections::BTreeSet<i32>;
+}

@@ -129,6 +129,13 @@ impl ProcessInfo {
         self
     }
 
+    /// The same process with its executable's identity known instead of read
+    /// from `/proc` on first use.
+    pub fn with_exe_id(mut self, id: Option<FileId>) -> ProcessInfo {
+        self.exe_id = filled(id);
+        self
+    }
+
     /// The same process with its ancestors' comms known, parent first.
     pub fn with_ancestors(mut self, mut comms: Vec<String>) -> ProcessInfo {
         comms.truncate(MAX_ANCESTORS);

@@ -8,11 +8,10 @@
 //! reads every process again.
 
 use super::process::list_pids;
-use super::{monotonic_ns, ProcessInfo};
-use crate::exporter::{lock, Exporter};
+use super::{monotonic_ns, ProcessInfo, ProcessSink};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which processes a rescan reads from `/proc`.
@@ -24,7 +23,7 @@ pub enum Rescan {
     NewPids,
 }
 
-/// What one pass over `/proc` found, read without holding the exporter's lock.
+/// What one pass over `/proc` found, read before it is handed to the state.
 #[derive(Debug)]
 pub struct ProcSnapshot {
     /// CLOCK_MONOTONIC ns before the listing: events applied later are newer.
@@ -53,21 +52,20 @@ impl ProcSnapshot {
     }
 }
 
-/// Scans /proc (without holding the lock) and reconciles the exporter with it.
-pub fn rescan(exporter: &Mutex<Exporter>, scope: Rescan) {
+/// Scans /proc and hands what it found to `sink`.
+pub fn rescan(sink: &dyn ProcessSink, scope: Rescan) {
     let known = match scope {
         Rescan::Full => BTreeSet::new(),
-        Rescan::NewPids => lock(exporter).known_pids(),
+        Rescan::NewPids => sink.known_pids(),
     };
-    let snapshot = ProcSnapshot::take(&known);
-    lock(exporter).apply_rescan(snapshot);
+    sink.rescanned(ProcSnapshot::take(&known));
 }
 
 /// Starts a thread that rescans every `interval` for as long as the process
 /// runs: a full rescan every `full_interval`, and every time while
 /// `events_live` is false (no process events to say what changed).
 pub fn spawn_resync(
-    exporter: Arc<Mutex<Exporter>>,
+    sink: Arc<dyn ProcessSink>,
     interval: Duration,
     full_interval: Duration,
     events_live: Arc<AtomicBool>,
@@ -82,9 +80,9 @@ pub fn spawn_resync(
                     !events_live.load(Ordering::Relaxed) || last_full.elapsed() >= full_interval;
                 if full {
                     last_full = Instant::now();
-                    rescan(&exporter, Rescan::Full);
+                    rescan(sink.as_ref(), Rescan::Full);
                 } else {
-                    rescan(&exporter, Rescan::NewPids);
+                    rescan(sink.as_ref(), Rescan::NewPids);
                 }
             }
         });

@@ -4,12 +4,11 @@
 //! namespace where the connector's global pids mean nothing to us).
 
 use super::resync::Rescan;
-use crate::discovery::ProcessInfo;
-use crate::exporter::{lock, Exporter};
+use crate::discovery::{ProcessInfo, ProcessSink};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 const NETLINK_CONNECTOR: i32 = 11;
 const CN_IDX_PROC: u32 = 1;
@@ -208,7 +207,7 @@ fn in_initial_pid_namespace() -> bool {
 /// Starts the event thread; returns false (and logs why) when the connector is
 /// unavailable. `live` is true for as long as events flow: while it is, routine
 /// rescans read only new pids.
-pub fn spawn_watcher(exporter: Arc<Mutex<Exporter>>, live: Arc<AtomicBool>) -> bool {
+pub fn spawn_watcher(sink: Arc<dyn ProcessSink>, live: Arc<AtomicBool>) -> bool {
     let connector = match ProcConnector::open() {
         Ok(c) => c,
         Err(e) => {
@@ -232,7 +231,7 @@ pub fn spawn_watcher(exporter: Arc<Mutex<Exporter>>, live: Arc<AtomicBool>) -> b
                     Ok(events) => events,
                     // ENOBUFS: events were dropped; the rescan below catches up.
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        super::resync::rescan(&exporter, Rescan::Full);
+                        super::resync::rescan(sink.as_ref(), Rescan::Full);
                         continue;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -246,7 +245,7 @@ pub fn spawn_watcher(exporter: Arc<Mutex<Exporter>>, live: Arc<AtomicBool>) -> b
                     continue;
                 }
                 if !direct {
-                    super::resync::rescan(&exporter, Rescan::Full);
+                    super::resync::rescan(sink.as_ref(), Rescan::Full);
                     continue;
                 }
                 let me = super::process::own_pid();
@@ -254,7 +253,7 @@ pub fn spawn_watcher(exporter: Arc<Mutex<Exporter>>, live: Arc<AtomicBool>) -> b
                     match event {
                         ProcEvent::Exec { pid, at_ns } if pid != me => {
                             if let Some(process) = ProcessInfo::read(pid) {
-                                lock(&exporter).process_execed(&process, Some(at_ns));
+                                sink.process_execed(&process, Some(at_ns));
                             }
                         }
                         ProcEvent::Fork { pid, parent, at_ns } if pid != me => {
@@ -266,15 +265,15 @@ pub fn spawn_watcher(exporter: Arc<Mutex<Exporter>>, live: Arc<AtomicBool>) -> b
                             if let Some(process) = ProcessInfo::read(pid)
                                 .filter(|p| Some(&p.exe) == parent_exe.as_ref())
                             {
-                                lock(&exporter).process_started(&process, Some(at_ns));
+                                sink.process_started(&process, Some(at_ns));
                             }
                         }
                         ProcEvent::Comm { pid } if pid != me => {
                             if let Some(process) = ProcessInfo::read(pid) {
-                                lock(&exporter).process_execed(&process, None);
+                                sink.process_execed(&process, None);
                             }
                         }
-                        ProcEvent::Exit { pid } => lock(&exporter).process_exited(pid),
+                        ProcEvent::Exit { pid } => sink.process_exited(pid),
                         _ => {}
                     }
                 }

@@ -1,6 +1,6 @@
 //! The landing page: what is loaded, where it is attached, what failed.
 
-use crate::exporter::Exporter;
+use crate::exporter::{BrokenProgram, Published};
 use std::fmt::Write;
 
 fn escape(s: &str) -> String {
@@ -11,7 +11,7 @@ fn escape(s: &str) -> String {
 }
 
 /// Renders the page as HTML.
-pub fn render(exporter: &Exporter, metrics_path: &str) -> String {
+pub fn render(published: &Published, broken: &[BrokenProgram], metrics_path: &str) -> String {
     let mut page = String::new();
     let _ = write!(
         page,
@@ -21,7 +21,7 @@ pub fn render(exporter: &Exporter, metrics_path: &str) -> String {
         env!("CARGO_PKG_VERSION"),
         escape(metrics_path)
     );
-    for state in &exporter.programs {
+    for state in &published.programs {
         let p = &state.prepared;
         let _ = write!(
             page,
@@ -46,7 +46,7 @@ pub fn render(exporter: &Exporter, metrics_path: &str) -> String {
                 failure_messages(&instance.failures)
             );
         }
-        for failed in state.failed.values() {
+        for failed in &state.failed {
             let _ = write!(
                 page,
                 "<tr><td>pid {} ({})</td><td>nothing</td><td class=\"err\">{}</td></tr>",
@@ -55,7 +55,7 @@ pub fn render(exporter: &Exporter, metrics_path: &str) -> String {
                 failure_messages(&failed.failures)
             );
         }
-        for failed in state.failed_binaries.values() {
+        for failed in &state.failed_binaries {
             let _ = write!(
                 page,
                 "<tr><td>every process of {}</td><td>nothing</td><td class=\"err\">{}</td></tr>",
@@ -72,9 +72,9 @@ pub fn render(exporter: &Exporter, metrics_path: &str) -> String {
         }
         page.push_str("</table>");
     }
-    if !exporter.broken.is_empty() {
+    if !broken.is_empty() {
         page.push_str("<h2>Programs that failed to load</h2>");
-        for b in &exporter.broken {
+        for b in broken {
             let _ = write!(
                 page,
                 "<h3>{}</h3><pre class=\"err\">{}</pre>",

@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 /// Where and how to serve.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct ServerOptions {
 /// The exporter, once its startup attaches are done. The server listens
 /// before that, so that `/-/healthy` answers while programs compile and attach;
 /// until then `/-/ready`, the metrics and the landing page answer 503.
-pub type Readiness = Arc<OnceLock<Arc<Mutex<Exporter>>>>;
+pub type Readiness = Arc<OnceLock<Arc<Exporter>>>;
 
 #[derive(Clone)]
 struct AppState {
@@ -37,7 +37,7 @@ struct AppState {
 
 impl AppState {
     /// The exporter, once it is ready.
-    fn ready(&self) -> Option<Arc<Mutex<Exporter>>> {
+    fn ready(&self) -> Option<Arc<Exporter>> {
         self.exporter.get().cloned()
     }
 }
@@ -122,11 +122,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
     // Map reads are syscalls: keep them off the async workers.
-    let rendered = tokio::task::spawn_blocking(move || {
-        let mut exporter = crate::exporter::lock(&exporter);
-        crate::metrics::render(&mut exporter, format)
-    })
-    .await;
+    let rendered = tokio::task::spawn_blocking(move || exporter.scrape(format)).await;
     let body = match rendered {
         Ok(body) => body,
         Err(e) => {
@@ -174,8 +170,7 @@ async fn landing_page(State(state): State<AppState>) -> Response {
     };
     let path = state.metrics_path.clone();
     let page = tokio::task::spawn_blocking(move || {
-        let exporter = crate::exporter::lock(&exporter);
-        landing::render(&exporter, &path)
+        landing::render(&exporter.published(), exporter.broken(), &path)
     })
     .await
     .unwrap_or_else(|e| format!("landing page failed: {e}"));

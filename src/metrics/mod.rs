@@ -1,6 +1,7 @@
 //! Scrape time: read each instance's maps, decode keys into labels, and
 //! encode families straight into the response buffer.
 
+mod aggregate;
 pub mod decoders;
 pub mod encode;
 pub mod histogram;
@@ -10,8 +11,9 @@ mod render;
 mod self_metrics;
 
 pub use render::render;
+pub use self_metrics::{lock as lock_stats, LatencyHistogram, SelfStats};
 
-use crate::attach::{PreparedProgram, TableLayout};
+use crate::attach::{Instance, PreparedProgram, TableLayout};
 use crate::config::METRIC_NAMESPACE;
 use decoders::LabelDecoders;
 use histogram::HistogramLayout;
@@ -33,9 +35,9 @@ pub struct MetricReader {
     pub label_names: Vec<String>,
     /// Key decoders, one per key label (for histograms, the last decodes the slot).
     pub decoders: LabelDecoders,
-    /// Label sets decoded in earlier scrapes, by raw key (scrapes are serialized
-    /// by the exporter's lock, so no lock of its own).
-    pub cache: std::cell::RefCell<label_cache::LabelCache>,
+    /// Label sets decoded in earlier scrapes, by raw key; a scrape holds it for
+    /// the whole family, so concurrent scrapes take turns per metric.
+    pub cache: std::sync::Mutex<label_cache::LabelCache>,
 }
 
 /// A counter: every map entry is a series.
@@ -50,6 +52,25 @@ pub struct HistogramReader {
     pub buckets: HistogramLayout,
 }
 
+/// One program as a scrape reads it: its metric readers and what it is attached to.
+#[derive(Debug, Clone, Copy)]
+pub struct ScrapeProgram<'a> {
+    /// Program name (the `name` label of the self-metrics).
+    pub name: &'a str,
+    /// Its metric readers.
+    pub metrics: &'a ProgramMetrics,
+    /// The one object of an `instances: shared` program, read once.
+    pub shared: Option<&'a libbpf_rs::Object>,
+    /// Instances per process (for a shared program: one per process, sharing `shared`).
+    pub instances: &'a [std::sync::Arc<Instance>],
+    /// Instances per binary (`instances: per_binary`).
+    pub binaries: &'a [std::sync::Arc<Instance>],
+    /// Matching processes where nothing attached.
+    pub failed: usize,
+    /// Whether the program is `instances: per_binary`.
+    pub per_binary: bool,
+}
+
 /// All metric readers of a program.
 #[derive(Debug, Default)]
 pub struct ProgramMetrics {
@@ -60,8 +81,9 @@ pub struct ProgramMetrics {
 }
 
 impl ProgramMetrics {
-    /// Compiles decoders and bucket math for a prepared program.
-    pub fn new(program: &PreparedProgram) -> Result<ProgramMetrics, String> {
+    /// Compiles decoders and bucket math for a prepared program; each metric
+    /// keeps the decoded labels of at most `cache_keys` raw keys between scrapes.
+    pub fn new(program: &PreparedProgram, cache_keys: usize) -> Result<ProgramMetrics, String> {
         let mut out = ProgramMetrics::default();
         let layout = |table: &str| {
             program
@@ -90,9 +112,7 @@ impl ProgramMetrics {
                     .map(|l| l.name.clone())
                     .collect(),
                 decoders: decoders(name, labels)?,
-                cache: std::cell::RefCell::new(label_cache::LabelCache::new(
-                    label_cache::DEFAULT_CAPACITY,
-                )),
+                cache: std::sync::Mutex::new(label_cache::LabelCache::new(cache_keys)),
             })
         };
         for c in &program.config.metrics.counters {

@@ -1,14 +1,15 @@
-//! Builds one scrape response from the live instances.
+//! Builds one scrape response from the programs' attached instances.
 
+use super::aggregate::SetSums;
 use super::encode::{Encoder, Format, LabelSet, MetricKind};
-use super::label_cache::Resolved;
+use super::label_cache::{LabelCache, Resolved};
 use super::maps::{read_u64_map, MapEntries};
-use super::self_metrics;
-use super::{CounterReader, HistogramReader};
-use crate::exporter::{Exporter, SelfStats};
+use super::self_metrics::{self, SelfStats};
+use super::{CounterReader, HistogramReader, ScrapeProgram};
 use libbpf_rs::MapCore;
 use std::collections::HashMap;
 use std::os::fd::AsFd;
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// Where one family's series come from: a map of a loaded object, and the labels
@@ -20,26 +21,20 @@ struct Source<'a> {
     target: Option<String>,
 }
 
-/// Reads every map of every instance and encodes the whole exposition.
-pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
-    let started = Instant::now();
-    let Exporter {
-        programs, stats, ..
-    } = exporter;
-    // Room for the last response and a little growth.
-    let capacity = stats.last_response_bytes + stats.last_response_bytes / 16;
-    let mut enc = Encoder::with_capacity(format, capacity);
-    for state in programs.iter() {
-        let program = state.prepared.name();
-        // A shared object is read once: its maps count for every process (no pid label).
-        let sources: Vec<Source> = match &state.shared {
+impl<'a> Source<'a> {
+    /// The sources of a program: its shared object read once (its maps count
+    /// for every process, no pid label), or each attached instance.
+    fn of(program: &ScrapeProgram<'a>) -> Vec<Source<'a>> {
+        match program.shared {
             Some(object) => vec![Source {
                 object,
                 labels: Vec::new(),
                 target: None,
             }],
-            None => state
-                .attached()
+            None => program
+                .instances
+                .iter()
+                .chain(program.binaries)
                 .map(|i| Source {
                     object: i.object(),
                     labels: i
@@ -50,42 +45,91 @@ pub fn render(exporter: &mut Exporter, format: Format) -> Vec<u8> {
                     target: Some(i.target.describe()),
                 })
                 .collect(),
-        };
-        for counter in &state.metrics.counters {
-            enc.family(&counter.name, &counter.help, MetricKind::Counter);
-            let mut sums = SetSums::default();
-            for (position, source) in sources.iter().enumerate() {
-                if let Some(entries) = read_table(program, counter, source, stats) {
-                    let source = Read {
-                        position,
-                        labels: &source.labels,
-                        entries: &entries,
-                    };
-                    write_counter(&mut enc, program, counter, &source, &mut sums, stats);
-                }
-            }
-            counter.cache.borrow_mut().end_scrape();
-        }
-        for histogram in &state.metrics.histograms {
-            let metric = &histogram.metric;
-            enc.family(&metric.name, &metric.help, MetricKind::Histogram);
-            let mut series = SetSums::default();
-            for (position, source) in sources.iter().enumerate() {
-                if let Some(entries) = read_table(program, metric, source, stats) {
-                    let source = Read {
-                        position,
-                        labels: &source.labels,
-                        entries: &entries,
-                    };
-                    write_histogram(&mut enc, program, histogram, &source, &mut series, stats);
-                }
-            }
-            metric.cache.borrow_mut().end_scrape();
         }
     }
-    self_metrics::write(&mut enc, exporter, started);
+}
+
+/// Locks a metric's label cache for one family; a panic in another scrape
+/// leaves a cache that is still consistent (each entry is written whole).
+fn lock_cache(cache: &Mutex<LabelCache>) -> std::sync::MutexGuard<'_, LabelCache> {
+    cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Reads every map of every program's instances and encodes the whole
+/// exposition, self-metrics included. Errors met on the way are added to
+/// `stats`, which is locked only at the start and the end.
+pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, format: Format) -> Vec<u8> {
+    let started = Instant::now();
+    let last_bytes = self_metrics::lock(stats).last_response_bytes;
+    // Room for the last response and a little growth.
+    let mut enc = Encoder::with_capacity(format, last_bytes + last_bytes / 16);
+    // This scrape's decoder and map read errors, added to `stats` at the end.
+    let mut errors = SelfStats::default();
+    for program in programs {
+        let name = program.name;
+        let sources = Source::of(program);
+        for counter in &program.metrics.counters {
+            enc.family(&counter.name, &counter.help, MetricKind::Counter);
+            let mut cache = lock_cache(&counter.cache);
+            let mut sums = SetSums::default();
+            for (position, source) in sources.iter().enumerate() {
+                if let Some(entries) = read_table(name, counter, source, &mut errors) {
+                    let source = Read {
+                        position,
+                        labels: &source.labels,
+                        entries: &entries,
+                    };
+                    write_counter(
+                        &mut enc,
+                        name,
+                        counter,
+                        &mut cache,
+                        &source,
+                        &mut sums,
+                        &mut errors,
+                    );
+                }
+            }
+            cache.end_scrape();
+        }
+        for histogram in &program.metrics.histograms {
+            let metric = &histogram.metric;
+            enc.family(&metric.name, &metric.help, MetricKind::Histogram);
+            let mut cache = lock_cache(&metric.cache);
+            let mut series = SetSums::default();
+            for (position, source) in sources.iter().enumerate() {
+                if let Some(entries) = read_table(name, metric, source, &mut errors) {
+                    let source = Read {
+                        position,
+                        labels: &source.labels,
+                        entries: &entries,
+                    };
+                    write_histogram(
+                        &mut enc,
+                        name,
+                        histogram,
+                        &mut cache,
+                        &source,
+                        &mut series,
+                        &mut errors,
+                    );
+                }
+            }
+            cache.end_scrape();
+        }
+    }
+    let mut stats = self_metrics::lock(stats);
+    for (key, n) in errors.decoder_errors {
+        *stats.decoder_errors.entry(key).or_default() += n;
+    }
+    for (key, n) in errors.map_read_errors {
+        *stats.map_read_errors.entry(key).or_default() += n;
+    }
+    self_metrics::write(&mut enc, programs, &stats, started);
     let response = enc.finish();
-    exporter.stats.last_response_bytes = response.len();
+    stats.last_response_bytes = response.len();
     response
 }
 
@@ -152,6 +196,7 @@ fn write_counter(
     enc: &mut Encoder,
     program: &str,
     counter: &CounterReader,
+    cache: &mut LabelCache,
     source: &Read,
     sums: &mut SetSums<u64>,
     stats: &mut SelfStats,
@@ -179,7 +224,6 @@ fn write_counter(
     }
     // Several keys may decode to one label set (static_map, string): their values
     // add up, per label set of the decoded-label cache.
-    let mut cache = counter.cache.borrow_mut();
     let mut uncached: HashMap<Vec<u8>, u64> = HashMap::new();
     cache.begin_source(source.position, &counter.decoders);
     for (index, (key, value)) in entries.iter().enumerate() {
@@ -200,57 +244,17 @@ fn write_counter(
     }
 }
 
-/// Values summed per label set of one source, in the order the sets were first
-/// seen; one per metric and scrape, cleared between its sources.
-#[derive(Debug)]
-struct SetSums<T> {
-    /// Label set id -> index in `in_order` plus one (0: not seen yet); ids are dense.
-    index: Vec<u32>,
-    in_order: Vec<(u32, T)>,
-}
-
-impl<T> Default for SetSums<T> {
-    fn default() -> Self {
-        SetSums {
-            index: Vec::new(),
-            in_order: Vec::new(),
-        }
-    }
-}
-
-impl<T: Default> SetSums<T> {
-    /// Forgets the sums, touching only the sets that had one.
-    fn clear(&mut self) {
-        for (id, _) in self.in_order.drain(..) {
-            self.index[id as usize] = 0;
-        }
-    }
-
-    /// The sum of label set `id`, started at its default the first time.
-    fn get(&mut self, id: u32) -> &mut T {
-        let id_at = id as usize;
-        if id_at >= self.index.len() {
-            self.index.resize(id_at + 1, 0);
-        }
-        if self.index[id_at] == 0 {
-            self.in_order.push((id, T::default()));
-            self.index[id_at] = self.in_order.len() as u32;
-        }
-        &mut self.in_order[self.index[id_at] as usize - 1].1
-    }
-}
-
 fn write_histogram(
     enc: &mut Encoder,
     program: &str,
     histogram: &HistogramReader,
+    cache: &mut LabelCache,
     source: &Read,
     series: &mut SetSums<HashMap<u64, u64>>,
     stats: &mut SelfStats,
 ) {
     let metric = &histogram.metric;
     let extra = source.labels;
-    let mut cache = metric.cache.borrow_mut();
     let mut uncached: HashMap<Vec<u8>, HashMap<u64, u64>> = HashMap::new();
     cache.begin_source(source.position, &metric.decoders);
     for (index, (key, value)) in source.entries.iter().enumerate() {

@@ -1,9 +1,104 @@
-//! The exporter's metrics about itself, appended to every scrape.
+//! The exporter's metrics about itself, appended to every scrape, and the
+//! counters behind them: attach outcomes (kept by the attach side) and scrape
+//! errors (kept by the scrapes).
 
 use super::encode::{Encoder, LabelSet, MetricKind};
+use super::ScrapeProgram;
 use crate::config::METRIC_NAMESPACE;
-use crate::exporter::Exporter;
+use std::collections::BTreeMap;
 use std::time::Instant;
+
+/// Counters the exporter keeps about itself.
+#[derive(Debug, Default, Clone)]
+pub struct SelfStats {
+    /// (program, probe) -> attach failures.
+    pub attach_errors: BTreeMap<(String, String), u64>,
+    /// (program, metric) -> keys a decoder rejected.
+    pub decoder_errors: BTreeMap<(String, String), u64>,
+    /// (program, table) -> failed map reads.
+    pub map_read_errors: BTreeMap<(String, String), u64>,
+    /// Time to load and attach one instance.
+    pub attach_duration: LatencyHistogram,
+    /// Time from a process's exec/fork event to its instance being attached.
+    pub event_to_attach: LatencyHistogram,
+    /// Bytes of the last scrape's response: the next one's buffer starts this
+    /// big, instead of doubling its way there (a 1M-series response is 60 MB).
+    pub last_response_bytes: usize,
+}
+
+impl SelfStats {
+    /// Counts one attach failure of `program`'s `probe` (empty: the whole instance).
+    pub fn count_attach_error(&mut self, program: &str, probe: &str) {
+        *self
+            .attach_errors
+            .entry((program.to_string(), probe.to_string()))
+            .or_default() += 1;
+    }
+}
+
+/// Locks the counters; a panic elsewhere while they were held leaves numbers
+/// that are still worth serving, so poisoning is ignored.
+pub fn lock(stats: &std::sync::Mutex<SelfStats>) -> std::sync::MutexGuard<'_, SelfStats> {
+    stats
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A small fixed-bucket histogram for the exporter's own latencies, in seconds.
+#[derive(Debug, Clone)]
+pub struct LatencyHistogram {
+    /// Upper bounds.
+    pub bounds: &'static [f64],
+    /// Observations per bucket (not cumulative), one more for +Inf.
+    pub counts: Vec<u64>,
+    /// Sum of observations.
+    pub sum: f64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        const BOUNDS: &[f64] = &[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ];
+        LatencyHistogram {
+            bounds: BOUNDS,
+            counts: vec![0; BOUNDS.len() + 1],
+            sum: 0.0,
+        }
+    }
+}
+
+impl LatencyHistogram {
+    /// Records one observation.
+    pub fn observe(&mut self, seconds: f64) {
+        let slot = self
+            .bounds
+            .iter()
+            .position(|&b| seconds <= b)
+            .unwrap_or(self.bounds.len());
+        self.counts[slot] += 1;
+        self.sum += seconds;
+    }
+
+    /// As cumulative buckets for the encoder.
+    pub fn built(&self) -> super::histogram::BuiltHistogram {
+        let mut total = 0;
+        let buckets = self
+            .bounds
+            .iter()
+            .zip(&self.counts)
+            .map(|(&b, &c)| {
+                total += c;
+                (b, total)
+            })
+            .collect();
+        super::histogram::BuiltHistogram {
+            buckets,
+            count: total + self.counts[self.bounds.len()],
+            sum: self.sum,
+        }
+    }
+}
 
 fn name(suffix: &str) -> String {
     format!("{METRIC_NAMESPACE}_{suffix}")
@@ -17,17 +112,18 @@ fn labels<'a>(names: &'a [&'a str], values: &'a [String]) -> LabelSet<'a> {
     }
 }
 
-/// Writes the self-metrics; `started` is when this scrape began.
-pub fn write(enc: &mut Encoder, exporter: &Exporter, started: Instant) {
+/// Writes the self-metrics of `programs` and `stats`; `started` is when this
+/// scrape began.
+pub fn write(enc: &mut Encoder, programs: &[ScrapeProgram], stats: &SelfStats, started: Instant) {
     enc.family(
         &name("enabled_programs"),
         "The set of enabled programs",
         MetricKind::Gauge,
     );
-    for state in &exporter.programs {
-        for instance in state.instances.values() {
+    for program in programs {
+        for instance in program.instances {
             let values = [
-                state.prepared.name().to_string(),
+                program.name.to_string(),
                 instance.target.pid().unwrap_or_default().to_string(),
             ];
             enc.sample_u64(&labels(&["name", "pid"], &values), 1);
@@ -39,11 +135,11 @@ pub fn write(enc: &mut Encoder, exporter: &Exporter, started: Instant) {
         "BPF programs loaded per program and process, with the kernel's tag and id",
         MetricKind::Gauge,
     );
-    for state in &exporter.programs {
-        for instance in state.attached() {
+    for program in programs {
+        for instance in program.instances.iter().chain(program.binaries) {
             for prog in &instance.programs {
                 let values = [
-                    state.prepared.name().to_string(),
+                    program.name.to_string(),
                     prog.name.clone(),
                     prog.tag.clone(),
                     prog.id.to_string(),
@@ -67,9 +163,9 @@ pub fn write(enc: &mut Encoder, exporter: &Exporter, started: Instant) {
         "Processes a program is attached to",
         MetricKind::Gauge,
     );
-    for state in &exporter.programs {
-        let values = [state.prepared.name().to_string()];
-        enc.sample_u64(&labels(&["name"], &values), state.instances.len() as u64);
+    for program in programs {
+        let values = [program.name.to_string()];
+        enc.sample_u64(&labels(&["name"], &values), program.instances.len() as u64);
     }
 
     enc.family(
@@ -77,13 +173,9 @@ pub fn write(enc: &mut Encoder, exporter: &Exporter, started: Instant) {
         "Executables an `instances: per_binary` program is attached to, for every process that runs them",
         MetricKind::Gauge,
     );
-    for state in exporter
-        .programs
-        .iter()
-        .filter(|s| s.prepared.is_per_binary())
-    {
-        let values = [state.prepared.name().to_string()];
-        enc.sample_u64(&labels(&["name"], &values), state.binaries.len() as u64);
+    for program in programs.iter().filter(|p| p.per_binary) {
+        let values = [program.name.to_string()];
+        enc.sample_u64(&labels(&["name"], &values), program.binaries.len() as u64);
     }
 
     enc.family(
@@ -91,12 +183,12 @@ pub fn write(enc: &mut Encoder, exporter: &Exporter, started: Instant) {
         "Matching processes per program: attached, or failed (nothing attached)",
         MetricKind::Gauge,
     );
-    for state in &exporter.programs {
+    for program in programs {
         for (status, count) in [
-            ("attached", state.instances.len()),
-            ("failed", state.failed.len()),
+            ("attached", program.instances.len()),
+            ("failed", program.failed),
         ] {
-            let values = [state.prepared.name().to_string(), status.to_string()];
+            let values = [program.name.to_string(), status.to_string()];
             enc.sample_u64(&labels(&["name", "state"], &values), count as u64);
         }
     }
@@ -105,12 +197,12 @@ pub fn write(enc: &mut Encoder, exporter: &Exporter, started: Instant) {
         (
             "attach_duration_seconds",
             "Time to load a program and attach its probes to one process",
-            &exporter.stats.attach_duration,
+            &stats.attach_duration,
         ),
         (
             "exec_to_attach_seconds",
             "Time from a process's exec or fork event to its instance being attached",
-            &exporter.stats.event_to_attach,
+            &stats.event_to_attach,
         ),
     ] {
         enc.family(&name(suffix), help, MetricKind::Histogram);
@@ -122,19 +214,19 @@ pub fn write(enc: &mut Encoder, exporter: &Exporter, started: Instant) {
             "attach_errors_total",
             "Probes that failed to attach, by program and probe (empty probe: the whole instance)",
             "probe",
-            &exporter.stats.attach_errors,
+            &stats.attach_errors,
         ),
         (
             "decoder_errors_total",
             "Map keys a decoder could not decode, by program and metric",
             "metric",
-            &exporter.stats.decoder_errors,
+            &stats.decoder_errors,
         ),
         (
             "map_read_errors_total",
             "Failed reads of a BPF map at scrape time, by program and table",
             "table",
-            &exporter.stats.map_read_errors,
+            &stats.map_read_errors,
         ),
     ];
     for (suffix, help, second, map) in counters {

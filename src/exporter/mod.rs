@@ -1,0 +1,337 @@
+//! The live state, in two sides that never wait for each other.
+//!
+//! - The attach side: the [`rules`] decide, for each process event and
+//!   rescan (one at a time, under one lock), what to attach and detach; the
+//!   [`KernelAttacher`] does it. After each change the outcome is published.
+//! - The read side: scrapes and the landing page read the latest published
+//!   [`Published`] snapshot (taken with a pointer copy), and read maps through
+//!   it without any lock the attach side takes. An instance detached meanwhile
+//!   stays alive until the scrape that holds it is done (see
+//!   [`crate::attach::Reaper`]).
+
+mod rules;
+mod setup;
+
+pub use rules::{
+    AttachedInstance, Attacher, FailedBinary, FailedProcess, ProgramState, Reconciler,
+    RuledProgram, ATTACH_ATTEMPTS,
+};
+pub use setup::{set_up, set_up_all, BrokenProgram, SetUpProgram};
+
+use crate::attach::{AttachFailure, AttachTarget, Instance, PreparedProgram, Reaper};
+use crate::config::Config;
+use crate::discovery::{FileId, ProcSnapshot, ProcessInfo, ProcessSink};
+use crate::elf::ElfCache;
+use crate::metrics::encode::Format;
+use crate::metrics::{ProgramMetrics, ScrapeProgram, SelfStats};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+/// ELF files parsed and kept (per device + inode + mtime).
+const ELF_CACHE_ENTRIES: usize = 512;
+
+/// How the exporter attaches and scrapes.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Raw map keys per metric whose decoded labels are kept between scrapes.
+    pub label_cache_keys: usize,
+    /// Expedite RCU grace periods during each attach (`--attach.expedited-rcu`).
+    pub expedited_rcu: bool,
+}
+
+/// A program as the kernel attacher loads it, with the readers of its metrics.
+#[derive(Debug)]
+pub struct KernelProgram {
+    /// The checked program.
+    pub prepared: Arc<PreparedProgram>,
+    /// The one loaded object of an `instances: shared` program.
+    pub shared: Option<Arc<libbpf_rs::Object>>,
+    /// Decoders and layouts of its metrics.
+    pub metrics: Arc<ProgramMetrics>,
+}
+
+impl RuledProgram for KernelProgram {
+    fn name(&self) -> &str {
+        self.prepared.name()
+    }
+
+    fn selects(&self, process: &ProcessInfo) -> bool {
+        self.prepared.selector.matches(process)
+    }
+
+    fn per_binary(&self) -> bool {
+        self.prepared.is_per_binary()
+    }
+
+    fn named_executables(&self) -> Vec<PathBuf> {
+        self.prepared.selector.named_executables()
+    }
+}
+
+impl AttachedInstance for Arc<Instance> {
+    fn target(&self) -> &AttachTarget {
+        &self.target
+    }
+
+    fn started_ns(&self) -> u64 {
+        self.started_ns
+    }
+
+    fn failures(&self) -> &[AttachFailure] {
+        &self.failures
+    }
+}
+
+/// Loads programs into the kernel and attaches them; detaches on the reaper's
+/// thread.
+#[derive(Debug)]
+pub struct KernelAttacher {
+    elf_cache: ElfCache,
+    reaper: Reaper,
+    expedited_rcu: bool,
+    stats: Arc<Mutex<SelfStats>>,
+}
+
+impl KernelAttacher {
+    /// An attacher timing its attaches into `stats`.
+    pub fn new(expedited_rcu: bool, stats: Arc<Mutex<SelfStats>>) -> KernelAttacher {
+        KernelAttacher {
+            elf_cache: ElfCache::new(ELF_CACHE_ENTRIES),
+            reaper: Reaper::new(),
+            expedited_rcu,
+            stats,
+        }
+    }
+}
+
+impl Attacher for KernelAttacher {
+    type Program = KernelProgram;
+    type Instance = Arc<Instance>;
+
+    fn attach(
+        &mut self,
+        program: &KernelProgram,
+        target: AttachTarget,
+        event_ns: Option<u64>,
+    ) -> Result<Arc<Instance>, Vec<AttachFailure>> {
+        let name = program.prepared.name();
+        // An executable named in the config, attached before any process runs
+        // it: not an attach to a process, so neither timed nor expedited.
+        let named_binary = matches!(target, AttachTarget::Binary { found_in: None, .. });
+        let described = target.describe();
+        let started = Instant::now();
+        let expedited =
+            (self.expedited_rcu && !named_binary).then(crate::attach::ExpeditedRcu::begin);
+        let result =
+            program
+                .prepared
+                .instantiate(target, &mut self.elf_cache, program.shared.as_ref());
+        drop(expedited);
+        if !named_binary {
+            crate::metrics::lock_stats(&self.stats)
+                .attach_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        let instance = result.map_err(|e| e.failures())?;
+        if named_binary {
+            tracing::info!(program = %name, binary = %described, "attached for every process: {}", instance.attached.join(", "));
+        } else {
+            // From the kernel's fork/exec event to attached (-1 when found by a rescan).
+            let event_to_attach_ms = event_ns.map_or(-1.0, |event_ns| {
+                let latency =
+                    crate::discovery::monotonic_ns().saturating_sub(event_ns) as f64 / 1e9;
+                crate::metrics::lock_stats(&self.stats)
+                    .event_to_attach
+                    .observe(latency);
+                latency * 1e3
+            });
+            tracing::info!(
+                program = %name, target = %described,
+                links = instance.link_count(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                event_to_attach_ms,
+                "attached: {}", instance.attached.join(", ")
+            );
+        }
+        Ok(Arc::new(instance))
+    }
+
+    fn detach(&mut self, instance: Arc<Instance>) {
+        self.reaper.drop_later(instance);
+    }
+
+    fn file_id(&self, path: &Path) -> Option<FileId> {
+        FileId::of(path)
+    }
+}
+
+/// One program as the read side sees it: a copy of the attach side's outcome
+/// at one moment, sharing the instances.
+#[derive(Debug)]
+pub struct PublishedProgram {
+    /// The checked program.
+    pub prepared: Arc<PreparedProgram>,
+    /// Decoders and layouts of its metrics (and their label caches).
+    pub metrics: Arc<ProgramMetrics>,
+    /// The one loaded object of an `instances: shared` program.
+    pub shared: Option<Arc<libbpf_rs::Object>>,
+    /// Instances per process.
+    pub instances: Vec<Arc<Instance>>,
+    /// Instances per binary.
+    pub binaries: Vec<Arc<Instance>>,
+    /// Matching processes where nothing attached.
+    pub failed: Vec<FailedProcess>,
+    /// Executables named in the config where nothing attached.
+    pub failed_binaries: Vec<FailedBinary>,
+}
+
+impl PublishedProgram {
+    fn of(state: &ProgramState<KernelProgram, Arc<Instance>>) -> PublishedProgram {
+        PublishedProgram {
+            prepared: state.program.prepared.clone(),
+            metrics: state.program.metrics.clone(),
+            shared: state.program.shared.clone(),
+            instances: state.instances.values().cloned().collect(),
+            binaries: state.binaries.values().cloned().collect(),
+            failed: state.failed.values().cloned().collect(),
+            failed_binaries: state.failed_binaries.values().cloned().collect(),
+        }
+    }
+
+    /// What a scrape reads of it.
+    pub fn scrape(&self) -> ScrapeProgram<'_> {
+        ScrapeProgram {
+            name: self.prepared.name(),
+            metrics: &self.metrics,
+            shared: self.shared.as_deref(),
+            instances: &self.instances,
+            binaries: &self.binaries,
+            failed: self.failed.len(),
+            per_binary: self.prepared.is_per_binary(),
+        }
+    }
+
+    /// Every attached instance: per process (or shared) and per binary.
+    pub fn attached(&self) -> impl Iterator<Item = &Arc<Instance>> {
+        self.instances.iter().chain(&self.binaries)
+    }
+}
+
+/// What the read side sees: every program's outcome at one moment.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// The programs, in config order.
+    pub programs: Vec<PublishedProgram>,
+}
+
+/// Everything the exporter runs.
+#[derive(Debug)]
+pub struct Exporter {
+    rules: Mutex<Reconciler<KernelAttacher>>,
+    published: RwLock<Arc<Published>>,
+    stats: Arc<Mutex<SelfStats>>,
+    broken: Vec<BrokenProgram>,
+}
+
+impl Exporter {
+    /// Sets up every program of the config (a program that fails is kept among
+    /// the broken ones and logged; the others run). Nothing is attached before
+    /// the first rescan ([`ProcessSink::rescanned`]).
+    pub fn new(
+        config: &Config,
+        compiler: &crate::compile::clang::Compiler,
+        options: Options,
+    ) -> Exporter {
+        let (programs, broken) = set_up_all(config, compiler, options.label_cache_keys);
+        let stats = Arc::new(Mutex::new(SelfStats::default()));
+        let programs = programs
+            .into_iter()
+            .map(|p| KernelProgram {
+                prepared: p.prepared,
+                shared: p.shared,
+                metrics: p.metrics,
+            })
+            .collect();
+        let attacher = KernelAttacher::new(options.expedited_rcu, stats.clone());
+        let exporter = Exporter {
+            rules: Mutex::new(Reconciler::new(attacher, programs, stats.clone())),
+            published: RwLock::new(Arc::default()),
+            stats,
+            broken,
+        };
+        exporter.change(|_| {});
+        exporter
+    }
+
+    /// The programs that could not be set up.
+    pub fn broken(&self) -> &[BrokenProgram] {
+        &self.broken
+    }
+
+    /// The latest outcome of the attach side: a pointer copy, never waiting for an attach.
+    pub fn published(&self) -> Arc<Published> {
+        self.published
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Reads every map of the published instances and encodes the exposition.
+    pub fn scrape(&self, format: Format) -> Vec<u8> {
+        let published = self.published();
+        let programs: Vec<ScrapeProgram> = published
+            .programs
+            .iter()
+            .map(PublishedProgram::scrape)
+            .collect();
+        crate::metrics::render(&programs, &self.stats, format)
+    }
+
+    /// Runs one change of the attach side, then publishes its outcome.
+    fn change(&self, apply: impl FnOnce(&mut Reconciler<KernelAttacher>)) {
+        let mut rules = self.lock_rules();
+        apply(&mut rules);
+        let published = Arc::new(Published {
+            programs: rules.programs.iter().map(PublishedProgram::of).collect(),
+        });
+        let mut slot = self
+            .published
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let previous = std::mem::replace(&mut *slot, published);
+        drop(slot);
+        // Outside the lock: the last holder of a detached instance frees it.
+        drop(previous);
+    }
+
+    /// The attach side; a panic elsewhere while it was held leaves state that is
+    /// still consistent enough to go on, so poisoning is ignored.
+    fn lock_rules(&self) -> MutexGuard<'_, Reconciler<KernelAttacher>> {
+        self.rules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl ProcessSink for Exporter {
+    fn process_execed(&self, process: &ProcessInfo, event_ns: Option<u64>) {
+        self.change(|rules| rules.process_execed(process, event_ns));
+    }
+
+    fn process_started(&self, process: &ProcessInfo, event_ns: Option<u64>) {
+        self.change(|rules| rules.process_started(process, event_ns));
+    }
+
+    fn process_exited(&self, pid: i32) {
+        self.change(|rules| rules.process_exited(pid));
+    }
+
+    fn rescanned(&self, snapshot: ProcSnapshot) {
+        self.change(|rules| rules.apply_rescan(snapshot));
+    }
+
+    fn known_pids(&self) -> BTreeSet<i32> {
+        self.lock_rules().known_pids()
+    }
+}
