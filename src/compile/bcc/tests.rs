@@ -38,8 +38,9 @@ fn table(name: &str, line: u32) -> Table {
 
 use ProbeSection::{Uprobe, Uretprobe, Usdt};
 
+/// The original project's (josecv/ebpf-userspace-exporter) gunicorn example.
 #[test]
-fn seed_gunicorn_example() {
+fn original_project_gunicorn_example() {
     let code = r#"struct gc_event_t {
     u64 gen;
 };
@@ -76,8 +77,9 @@ SEC("usdt") int trace_gc__start(struct pt_regs *ctx) {
     assert!(uses_bcc_dialect(code));
 }
 
+/// The original project's redis example.
 #[test]
-fn seed_redis_example() {
+fn original_project_redis_example() {
     let code = r#"#include <uapi/linux/ptrace.h>
 #define TOTAL_BUCKETS 32
 
