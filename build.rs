@@ -10,6 +10,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The clang flags for BPF, shared with the runtime compiler.
+#[allow(dead_code)]
+#[path = "src/compile/bpf_flags.rs"]
+mod bpf_flags;
+
 /// Headers a BPF program for userspace probes may include.
 const HEADERS: &[&str] = &[
     "bpf_helpers.h",
@@ -49,6 +54,13 @@ const BUILTIN_PROGRAMS: &[&str] = &["python", "jvm", "ruby", "postgresql"];
 /// headers copied above and writes `builtin_objects.rs`: (object file name, bytes).
 fn compile_builtin_objects(out: &Path) {
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
+    // The probes read the registers of the target's processes.
+    let target_arch = env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets CARGO_CFG_TARGET_ARCH");
+    let big_endian = env::var("CARGO_CFG_TARGET_ENDIAN").is_ok_and(|e| e == "big");
+    let arch = bpf_flags::BpfArch::of(&target_arch)
+        .unwrap_or_else(|e| panic!("building the default pack's BPF objects: {e}"));
+    let multiarch_dir = arch.multiarch_include_dir(big_endian);
+    println!("cargo:rerun-if-changed=src/compile/bpf_flags.rs");
     // Their shared helpers, included as "metrics.bpf.h".
     println!("cargo:rerun-if-changed=examples/metrics.bpf.h");
     let mut table = String::from(
@@ -65,8 +77,8 @@ fn compile_builtin_objects(out: &Path) {
             fs::copy(out.join(header), include.join("bpf").join(header)).unwrap();
         }
         let result = Command::new(&clang)
-            .args(["-target", "bpf", "-O2", "-g", "-D__TARGET_ARCH_x86"])
-            .arg("-I/usr/include/x86_64-linux-gnu")
+            .args(bpf_flags::cflags(arch))
+            .arg(format!("-I{multiarch_dir}"))
             .arg(format!("-I{}", include.display()))
             .arg("-c")
             .arg(&source)
@@ -76,9 +88,14 @@ fn compile_builtin_objects(out: &Path) {
         match result {
             Ok(output) if output.status.success() => {}
             Ok(output) => panic!(
-                "compiling the default pack's {}: clang failed:\n{}",
+                "compiling the default pack's {}: clang failed:\n{}{}",
                 source.display(),
-                String::from_utf8_lossy(&output.stderr)
+                String::from_utf8_lossy(&output.stderr),
+                if Path::new(&multiarch_dir).is_dir() {
+                    String::new()
+                } else {
+                    format!("{multiarch_dir} (the {target_arch} kernel's asm/ headers) does not exist; on Debian, install linux-libc-dev for that architecture")
+                }
             ),
             Err(e) => panic!(
                 "compiling the default pack needs clang ({clang}: {e}); install it (apt-get install clang) or set CLANG"

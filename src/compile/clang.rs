@@ -2,6 +2,7 @@
 //! objects are cached on disk under a key of everything that affects them.
 
 use super::bcc::{self, ProbeSection};
+use super::bpf_flags::{self, BpfArch, UnsupportedArch};
 use super::vmlinux;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -41,6 +42,17 @@ const COMPAT_HEADERS: &[(&str, &str)] = &[
     ("bcc/proto.h", include_str!("include/stubs/bcc/proto.h")),
 ];
 
+/// Flags only inline code gets, after the shared [`bpf_flags::cflags`] (the
+/// default pack's objects are built without them).
+const INLINE_CODE_CFLAGS: &[&str] = &[
+    "-Wno-unused-value",
+    "-Wno-pointer-sign",
+    "-Wno-compare-distinct-pointer-types",
+    "-Wno-gnu-variable-sized-type-not-at-end",
+    "-Wno-address-of-packed-member",
+    "-fno-stack-protector",
+];
+
 /// USDT spec slots of a shared instance's object (libbpf's default is 256).
 pub const SHARED_USDT_SPECS: u32 = 8192;
 
@@ -69,6 +81,9 @@ pub enum ClangError {
     /// vmlinux.h could not be made.
     #[error(transparent)]
     Vmlinux(#[from] vmlinux::VmlinuxError),
+    /// This exporter was built for an architecture the BPF flags do not know.
+    #[error(transparent)]
+    UnsupportedArch(#[from] UnsupportedArch),
 }
 
 /// What to compile.
@@ -248,20 +263,10 @@ impl Compiler {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "config".into());
         let source = format!("#line {} \"{file_name}\"\n{body}", request.first_line);
-        let mut args: Vec<String> = vec![
-            "-target".into(),
-            "bpf".into(),
-            "-O2".into(),
-            "-g".into(),
-            "-D__TARGET_ARCH_x86".into(),
-            "-Wno-unused-value".into(),
-            "-Wno-pointer-sign".into(),
-            "-Wno-compare-distinct-pointer-types".into(),
-            "-Wno-gnu-variable-sized-type-not-at-end".into(),
-            "-Wno-address-of-packed-member".into(),
-            "-fno-stack-protector".into(),
-            format!("-I{}", include.display()),
-        ];
+        // The probes read the registers of this machine's processes.
+        let mut args = bpf_flags::cflags(BpfArch::of(std::env::consts::ARCH)?);
+        args.extend(INLINE_CODE_CFLAGS.iter().map(|f| f.to_string()));
+        args.push(format!("-I{}", include.display()));
         if request.shared {
             // Each process's USDT attach takes specs in the object's spec map; libbpf's
             // default of 256 would cap a shared instance at about 256 processes.

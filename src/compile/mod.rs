@@ -8,6 +8,7 @@ use crate::config::{Config, ProbeKind, Program, ProgramSource};
 use std::path::{Path, PathBuf};
 
 pub mod bcc;
+pub mod bpf_flags;
 pub mod clang;
 pub mod vmlinux;
 
