@@ -9,14 +9,12 @@
 
 mod instance;
 mod libbpf_log;
-mod probe;
 mod program;
 mod rcu;
 mod resolve;
 
 pub use instance::{AttachFailure, AttachTarget, BpfProgramInfo, Instance, InstanceError};
 pub use libbpf_log::install as install_libbpf_logger;
-pub use probe::{UprobeSpec, UsdtSpec};
 pub use program::{PreparedProgram, TableLayout};
 pub use rcu::{expedited_rcu_available, ExpeditedRcu};
 pub use resolve::{Origin, ResolveError, Target};

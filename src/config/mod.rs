@@ -5,10 +5,12 @@
 //! (names, sizes, decoders, regexps) without looking at any BPF object.
 
 mod error;
+mod probe_spec;
 pub mod rewrite;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use probe_spec::{UprobeSpec, UsdtSpec};
 
 use error::{At, Node};
 use serde::{Deserialize, Deserializer};

@@ -4,11 +4,11 @@
 //! one regexp, one probe spec), and returned in file order.
 
 use super::error::At;
+use super::probe_spec::spec_problem;
 use super::{
     Attachment, AttachmentSelector, BucketType, Config, ConfigError, ConfigErrors, Label,
     ProbeKind, Program, SELECTOR_FIELDS,
 };
-use crate::attach::{UprobeSpec, UsdtSpec};
 use crate::discovery::Selector;
 use crate::metrics::decoders::{build_decoder, DecoderConfigError};
 use serde_saphyr::Spanned;
@@ -123,29 +123,6 @@ fn check_source(c: &mut Checker, p: &Program, at: At<'_>) {
             ),
         );
     }
-}
-
-/// Why a probe spec is invalid, or `None` when the attach stage can parse it.
-fn spec_problem(kind: ProbeKind, spec: &str) -> Option<String> {
-    let valid = match kind {
-        ProbeKind::Usdt => UsdtSpec::parse(spec).is_some(),
-        ProbeKind::Uprobe | ProbeKind::Uretprobe => UprobeSpec::parse(spec).is_some(),
-    };
-    if valid && !spec.trim().is_empty() {
-        return None;
-    }
-    let parts = spec.split(':').count();
-    Some(if spec.trim().is_empty() {
-        "is empty".to_string()
-    } else if kind == ProbeKind::Usdt && parts > 3 {
-        format!(
-            "has {parts} `:`-separated parts; a USDT probe is `name`, `provider:name`, `module:name` or `module:provider:name`"
-        )
-    } else if kind == ProbeKind::Usdt {
-        "has an empty part; a USDT probe is `name`, `provider:name`, `module:name` or `module:provider:name`".to_string()
-    } else {
-        "has an empty part; a uprobe is `symbol` or `library:symbol`".to_string()
-    })
 }
 
 fn check_probes(c: &mut Checker, p: &Program, at: At<'_>) {
