@@ -7,10 +7,12 @@
 mod error;
 mod probe_spec;
 pub mod rewrite;
+mod selector;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use probe_spec::{UprobeSpec, UsdtSpec};
+pub use selector::{comm_prefix, compile_glob, compile_regex, CompiledSelector};
 
 use error::{At, Node};
 use serde::{Deserialize, Deserializer};
@@ -621,17 +623,13 @@ impl Config {
                         else {
                             continue;
                         };
-                        let mut end = COMM_MAX_BYTES;
-                        while !name.is_char_boundary(end) {
-                            end -= 1;
-                        }
                         out.push(self.error_at(
                             place.at.get(field),
                             format!(
                                 "program {:?}: {field} {name:?} is {} bytes, but the kernel keeps only the first {COMM_MAX_BYTES} bytes of a process name (/proc/PID/comm); processes named {:?} will be matched",
                                 p.name,
                                 name.len(),
-                                &name[..end]
+                                comm_prefix(name)
                             ),
                         ));
                     }

@@ -5,11 +5,11 @@
 
 use super::error::At;
 use super::probe_spec::spec_problem;
+use super::selector::Spot;
 use super::{
     Attachment, AttachmentSelector, BucketType, Config, ConfigError, ConfigErrors, Label,
-    ProbeKind, Program, SELECTOR_FIELDS,
+    ProbeKind, Program,
 };
-use crate::discovery::Selector;
 use crate::metrics::decoders::{build_decoder, DecoderConfigError};
 use serde_saphyr::Spanned;
 use std::collections::HashSet;
@@ -272,87 +272,18 @@ pub(super) fn selector_places<'a>(
     out
 }
 
-/// Checks one selector's fields (a name longer than the kernel's comm is only
-/// a warning, in [`Config::warnings`]).
+/// Reports one selector's problems (a name longer than the kernel's comm is
+/// only a warning, in [`Config::warnings`]).
 fn check_selector(c: &mut Checker, program: &str, s: &SelectorPlace<'_>) {
-    let sel = s.selector;
-    let label = &s.label;
-    if sel.is_empty() {
-        let fields = SELECTOR_FIELDS.join(", ");
-        c.err(
-            s.at,
-            format!(
-                "program {program:?}: {label} needs at least one of {fields} (e.g. `binary_name: python3.11`)"
-            ),
-        );
-    }
-    for (field, value) in [
-        ("binary_name", sel.binary_name.as_deref()),
-        ("exe_path", sel.exe_path.as_deref()),
-        ("cmdline", sel.cmdline.as_deref()),
-        ("parent_binary_name", sel.parent_binary_name.as_deref()),
-        ("pid_file", sel.pid_file.as_deref().and_then(|p| p.to_str())),
-        ("cgroup", sel.cgroup.as_deref()),
-    ] {
-        if value.is_some_and(|v| v.trim().is_empty()) {
-            c.err(
-                s.at.get(field),
-                format!("program {program:?}: {label} `{field}` is empty"),
-            );
-        }
-    }
-    for (field, glob, what) in [
-        ("exe_path", &sel.exe_path, "executable paths"),
-        ("cgroup", &sel.cgroup, "cgroup paths"),
-    ] {
-        let Some(glob) = glob.as_deref().filter(|g| !g.trim().is_empty()) else {
-            continue;
+    for problem in s.selector.problems(s.is_exclusion) {
+        let at = match problem.spot {
+            Spot::Mapping => s.at,
+            Spot::Value(field) => s.at.get(field),
+            Spot::Key(key) => key_or_self(s.at, key),
         };
-        if let Err(e) = Selector::parse_glob(glob) {
-            c.err(
-                s.at.get(field),
-                format!("program {program:?}: {label} {field} glob {glob:?} does not compile: {e}"),
-            );
-        } else if !glob.starts_with(['/', '*', '?', '[', '{', '\\']) {
-            c.err(
-                s.at.get(field),
-                format!(
-                    "program {program:?}: {label} {field} glob {glob:?} never matches: {what} are absolute; start it with `/` or `**/` (e.g. {:?})",
-                    format!("**/{glob}")
-                ),
-            );
-        }
-    }
-    if let Some(regex) = sel.cmdline.as_deref().filter(|r| !r.trim().is_empty()) {
-        if let Err(e) = Selector::parse_regex(regex) {
-            c.err(
-                s.at.get("cmdline"),
-                format!(
-                    "program {program:?}: {label} cmdline regex {regex:?} does not compile: {e}"
-                ),
-            );
-        }
-    }
-    if let Some(pid) = sel.pid {
-        if pid <= 0 || pid > i64::from(i32::MAX) {
-            c.err(
-                s.at.get("pid"),
-                format!("program {program:?}: {label} pid {pid} is not a process id: give a positive integer"),
-            );
-        }
-    }
-    if sel.any_ancestor && sel.parent_binary_name.is_none() {
         c.err(
-            key_or_self(s.at, "any_ancestor"),
-            format!("program {program:?}: {label} `any_ancestor` applies to `parent_binary_name`, which is not given"),
-        );
-    }
-    if s.is_exclusion && sel.exclude.is_some() {
-        c.err(
-            key_or_self(s.at, "exclude"),
-            format!(
-                "program {program:?}: {label} has its own `exclude`: exclusions cannot be nested"
-            ),
+            at,
+            format!("program {program:?}: {} {}", s.label, problem.message),
         );
     }
 }
