@@ -4,12 +4,14 @@
 //! Parsing (this file) only checks shape; [`validate`] checks meaning
 //! (names, sizes, decoders, regexps) without looking at any BPF object.
 
+mod decoder;
 mod error;
 mod probe_spec;
 pub mod rewrite;
 mod selector;
 mod validate;
 
+pub use decoder::{compile_regexps, DecoderConfigError, DecoderKind};
 pub use error::{ConfigError, ConfigErrors};
 pub use probe_spec::{UprobeSpec, UsdtSpec};
 pub use selector::{comm_prefix, compile_glob, compile_regex, CompiledSelector};
@@ -256,7 +258,7 @@ pub struct Label {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecoderConfig {
-    /// Decoder name: uint, int, hex, string, static_map, regexp.
+    /// Decoder name: one of the registry's ([`DecoderKind`]).
     pub name: String,
     /// `static_map`: input -> output.
     #[serde(default)]

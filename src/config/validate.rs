@@ -7,10 +7,9 @@ use super::error::At;
 use super::probe_spec::spec_problem;
 use super::selector::Spot;
 use super::{
-    Attachment, AttachmentSelector, BucketType, Config, ConfigError, ConfigErrors, Label,
-    ProbeKind, Program,
+    Attachment, AttachmentSelector, BucketType, Config, ConfigError, ConfigErrors,
+    DecoderConfigError, Label, ProbeKind, Program,
 };
-use crate::metrics::decoders::{build_decoder, DecoderConfigError};
 use serde_saphyr::Spanned;
 use std::collections::HashSet;
 
@@ -510,8 +509,8 @@ fn check_labels(
         }
         for (d, decoder) in label.decoders.iter().enumerate() {
             let d_at = l_at.get("decoders").index(d);
-            // Building the decoder is the one definition of what a valid decoder config is.
-            let Err(e) = build_decoder(decoder) else {
+            // The registry's check is the one definition of a valid decoder config.
+            let Err(e) = decoder.kind() else {
                 continue;
             };
             let where_ = match &e {
