@@ -9,6 +9,7 @@ mod error;
 mod probe_spec;
 pub mod rewrite;
 mod selector;
+mod span;
 mod validate;
 
 pub use decoder::{compile_regexps, DecoderConfigError, DecoderKind};
@@ -16,13 +17,12 @@ pub use error::{ConfigError, ConfigErrors};
 pub use probe_spec::{UprobeSpec, UsdtSpec};
 pub use selector::{comm_prefix, compile_glob, compile_regex, CompiledSelector};
 
-use error::{At, Node};
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
+use span::{At, Node, SpanTree};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Prefix of every exported metric name, as in the seed.
 pub const METRIC_NAMESPACE: &str = "userspace_exporter";
@@ -43,17 +43,6 @@ pub struct Config {
     /// default pack): (file name, contents).
     #[serde(skip)]
     pub embedded_objects: Option<&'static [(&'static str, &'static [u8])]>,
-}
-
-/// The position tree of a parsed file (see [`Node`]); shared, and not printed
-/// by `Debug` since it mirrors the whole document.
-#[derive(Clone, Default)]
-struct SpanTree(Option<Arc<Node>>);
-
-impl fmt::Debug for SpanTree {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SpanTree(..)")
-    }
 }
 
 /// Longest `/proc/PID/comm` the kernel keeps (TASK_COMM_LEN - 1).
@@ -534,7 +523,7 @@ impl Config {
         let mut config: Config = serde_saphyr::from_str(text)
             .map_err(|e| ConfigErrors::single(yaml_error(path, text, &e)))?;
         config.path = path.to_path_buf();
-        config.spans = SpanTree(Node::parse(text).map(Arc::new));
+        config.spans = SpanTree::parse(text);
         validate::validate(&config)?;
         config.resolve_pid_files();
         Ok(config)
@@ -643,7 +632,7 @@ impl Config {
 
     /// The root of the position tree.
     fn root(&self) -> At<'_> {
-        At::root(self.spans.0.as_deref())
+        self.spans.root()
     }
 
     /// A [`ConfigError`] in this file at `at`.

@@ -3,9 +3,9 @@
 //! the most specific key or value the position tree knows (a label's `size`,
 //! one regexp, one probe spec), and returned in file order.
 
-use super::error::At;
 use super::probe_spec::spec_problem;
 use super::selector::Spot;
+use super::span::At;
 use super::{
     Attachment, AttachmentSelector, BucketType, Config, ConfigError, ConfigErrors,
     DecoderConfigError, Label, ProbeKind, Program,
