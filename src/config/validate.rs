@@ -4,11 +4,11 @@
 //! one regexp, one probe spec), and returned in file order.
 
 use super::probe_spec::spec_problem;
-use super::selector::Spot;
+use super::selector::{comm_prefix, Spot};
 use super::span::At;
 use super::{
     Attachment, AttachmentSelector, BucketType, Config, ConfigError, ConfigErrors,
-    DecoderConfigError, Label, ProbeKind, Program,
+    DecoderConfigError, Label, ProbeKind, Program, COMM_MAX_BYTES,
 };
 use serde_saphyr::Spanned;
 use std::collections::HashSet;
@@ -44,6 +44,86 @@ fn key_or_self<'a>(at: At<'a>, key: &str) -> At<'a> {
         at.key(key)
     } else {
         at
+    }
+}
+
+impl Config {
+    /// Warnings about things that are accepted but probably not what was meant:
+    /// ignored kernel-side keys (kprobes and friends, one warning per key) and a
+    /// `binary_name` or `parent_binary_name` longer than the kernel keeps in
+    /// `/proc/PID/comm`.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        let root = self.root();
+        for (i, program) in self.programs.iter().enumerate() {
+            let p = &program.value;
+            let at = root
+                .get("programs")
+                .index(i)
+                .or_at(program.referenced.line(), program.referenced.column());
+            for (key, value) in [
+                ("kprobes", &p.kprobes),
+                ("kretprobes", &p.kretprobes),
+                ("tracepoints", &p.tracepoints),
+                ("raw_tracepoints", &p.raw_tracepoints),
+                ("perf_events", &p.perf_events),
+            ] {
+                let key_at = match value {
+                    _ if at.has(key) => at.key(key),
+                    Some(v) => At::root(None).or_at(v.referenced.line(), v.referenced.column()),
+                    // `kprobes:` with no value deserializes to None; only the tree knows it is there.
+                    None => continue,
+                };
+                out.push(self.error_at(
+                    key_at,
+                    format!(
+                        "program {:?}: `{key}` is ignored: this exporter attaches only userspace probes (usdt, uprobes, uretprobes)",
+                        p.name
+                    ),
+                ));
+            }
+            if let Some(attachment) = p.attachment() {
+                let key = if p.attachment.is_some() {
+                    "attachment"
+                } else {
+                    "attachments"
+                };
+                let a_at = at
+                    .get(key)
+                    .or_at(attachment.referenced.line(), attachment.referenced.column());
+                for place in selector_places(key, &attachment.value, a_at) {
+                    for (field, name) in [
+                        ("binary_name", &place.selector.binary_name),
+                        ("parent_binary_name", &place.selector.parent_binary_name),
+                    ] {
+                        let Some(name) = name.as_deref().filter(|n| n.len() > COMM_MAX_BYTES)
+                        else {
+                            continue;
+                        };
+                        out.push(self.error_at(
+                            place.at.get(field),
+                            format!(
+                                "program {:?}: {field} {name:?} is {} bytes, but the kernel keeps only the first {COMM_MAX_BYTES} bytes of a process name (/proc/PID/comm); processes named {:?} will be matched",
+                                p.name,
+                                name.len(),
+                                comm_prefix(name)
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The root of the position tree.
+    fn root(&self) -> At<'_> {
+        self.spans.root()
+    }
+
+    /// A [`ConfigError`] in this file at `at`.
+    fn error_at(&self, at: At<'_>, message: String) -> ConfigError {
+        ConfigError::new(&self.path, at.line(), at.column(), message)
     }
 }
 
@@ -219,20 +299,20 @@ fn check_attachment(c: &mut Checker, p: &Program, at: At<'_>) {
 
 /// One selector of an attachment (an alternative or an exclusion), where it
 /// is, and how messages name it.
-pub(super) struct SelectorPlace<'a> {
+struct SelectorPlace<'a> {
     /// The selector.
-    pub selector: &'a AttachmentSelector,
+    selector: &'a AttachmentSelector,
     /// Its mapping in the file.
-    pub at: At<'a>,
+    at: At<'a>,
     /// `attachment`, `attachment #2`, `attachment exclude`, `attachment #2 exclude #1`.
-    pub label: String,
+    label: String,
     /// Whether it is an `exclude:` entry.
-    pub is_exclusion: bool,
+    is_exclusion: bool,
 }
 
 /// Every selector of `attachment` (written under `key`, at `at`): each
 /// alternative followed by its exclusions.
-pub(super) fn selector_places<'a>(
+fn selector_places<'a>(
     key: &str,
     attachment: &'a Attachment,
     at: At<'a>,
