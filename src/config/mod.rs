@@ -1,5 +1,5 @@
-//! The YAML configuration: the seed's `programs:` format, parsed with source
-//! locations so that every error names `file:line:column`.
+//! The YAML configuration: the original project's `programs:` format, parsed
+//! with source locations so that every error names `file:line:column`.
 //!
 //! This file is the schema: the types a config file is read into. Loading
 //! ([`Config::load`], [`Config::parse`], in `load`) only checks shape; `validate`
@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Prefix of every exported metric name, as in the seed.
+/// Prefix of every exported metric name, as in the original project.
 pub const METRIC_NAMESPACE: &str = "userspace_exporter";
 
 /// A whole configuration file.
@@ -77,7 +77,7 @@ pub struct Program {
     /// uretprobe spec -> BPF function name.
     #[serde(default)]
     pub uretprobes: Option<Spanned<BTreeMap<String, String>>>,
-    /// Which processes get an instance (the seed's README spells it both ways).
+    /// Which processes get an instance (the original project's README spells it both ways).
     #[serde(default)]
     pub attachment: Option<Spanned<Attachment>>,
     /// Alias of `attachment`.
@@ -92,7 +92,7 @@ pub struct Program {
     /// Extra flags for compiling `code`.
     #[serde(default)]
     pub cflags: Option<Spanned<Vec<String>>>,
-    /// Kernel-side probe kinds the seed also ignores: accepted, warned about, unused.
+    /// Kernel-side probe kinds the original also ignores: accepted, warned about, unused.
     #[serde(default)]
     pub kprobes: Option<Spanned<serde::de::IgnoredAny>>,
     #[serde(default)]

@@ -19,8 +19,8 @@ mod valid;
 mod warnings;
 mod yaml;
 
-/// The seed README's gunicorn example, with `object:` instead of `code:`.
-/// Line numbers are asserted below; keep them stable.
+/// The original project's README gunicorn example, with `object:` instead of
+/// `code:`. Line numbers are asserted in the tests; keep them stable.
 const GUNICORN: &str = r#"programs:
   - name: gc_total
     metrics:
