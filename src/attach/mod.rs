@@ -9,7 +9,6 @@
 
 mod instance;
 mod libbpf_log;
-mod probe;
 mod program;
 mod rcu;
 mod reaper;
@@ -17,7 +16,6 @@ mod resolve;
 
 pub use instance::{AttachFailure, AttachTarget, BpfProgramInfo, Instance, InstanceError};
 pub use libbpf_log::install as install_libbpf_logger;
-pub use probe::{UprobeSpec, UsdtSpec};
 pub use program::{PreparedProgram, TableLayout};
 pub use rcu::{expedited_rcu_available, ExpeditedRcu};
 pub use reaper::Reaper;

@@ -1,7 +1,7 @@
 //! Finding where a probe lives in one process: its executable or one of the
 //! libraries it maps, opened through `/proc/PID/exe` or `/proc/PID/root`.
 
-use super::probe::{UprobeSpec, UsdtSpec};
+use crate::config::{UprobeSpec, UsdtSpec};
 use crate::discovery::{MappedFile, ProcessInfo};
 use crate::elf::ElfCache;
 use std::path::{Path, PathBuf};

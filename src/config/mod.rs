@@ -1,24 +1,36 @@
-//! The YAML configuration: the seed's `programs:` format, parsed with source
-//! locations so that every error names `file:line:column`.
+//! The YAML configuration: the original project's `programs:` format, parsed
+//! with source locations so that every error names `file:line:column`.
 //!
-//! Parsing (this file) only checks shape; [`validate`] checks meaning
-//! (names, sizes, decoders, regexps) without looking at any BPF object.
+//! This file is the schema: the types a config file is read into. Loading
+//! ([`Config::load`], [`Config::parse`], in `load`) only checks shape; `validate`
+//! then checks meaning (names, sizes, decoders, regexps, probe specs,
+//! selectors) without looking at any BPF object. What the values mean is
+//! defined here too, for the stages that use them: probe specs (`probe_spec`),
+//! selector fields and their compiled form (`selector`), the decoder registry
+//! (`decoder`). Source positions are in `span`, error types in `error`.
 
+mod decoder;
 mod error;
+mod load;
+mod probe_spec;
 pub mod rewrite;
+mod selector;
+mod span;
 mod validate;
 
+pub use decoder::{compile_regexps, DecoderConfigError, DecoderKind};
 pub use error::{ConfigError, ConfigErrors};
+pub use probe_spec::{UprobeSpec, UsdtSpec};
+pub use selector::{comm_prefix, compile_glob, compile_regex, CompiledSelector};
 
-use error::{At, Node};
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
+use span::SpanTree;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-/// Prefix of every exported metric name, as in the seed.
+/// Prefix of every exported metric name, as in the original project.
 pub const METRIC_NAMESPACE: &str = "userspace_exporter";
 
 /// A whole configuration file.
@@ -37,17 +49,6 @@ pub struct Config {
     /// default pack): (file name, contents).
     #[serde(skip)]
     pub embedded_objects: Option<&'static [(&'static str, &'static [u8])]>,
-}
-
-/// The position tree of a parsed file (see [`Node`]); shared, and not printed
-/// by `Debug` since it mirrors the whole document.
-#[derive(Clone, Default)]
-struct SpanTree(Option<Arc<Node>>);
-
-impl fmt::Debug for SpanTree {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SpanTree(..)")
-    }
 }
 
 /// Longest `/proc/PID/comm` the kernel keeps (TASK_COMM_LEN - 1).
@@ -76,7 +77,7 @@ pub struct Program {
     /// uretprobe spec -> BPF function name.
     #[serde(default)]
     pub uretprobes: Option<Spanned<BTreeMap<String, String>>>,
-    /// Which processes get an instance (the seed's README spells it both ways).
+    /// Which processes get an instance (the original project's README spells it both ways).
     #[serde(default)]
     pub attachment: Option<Spanned<Attachment>>,
     /// Alias of `attachment`.
@@ -91,7 +92,7 @@ pub struct Program {
     /// Extra flags for compiling `code`.
     #[serde(default)]
     pub cflags: Option<Spanned<Vec<String>>>,
-    /// Kernel-side probe kinds the seed also ignores: accepted, warned about, unused.
+    /// Kernel-side probe kinds the original also ignores: accepted, warned about, unused.
     #[serde(default)]
     pub kprobes: Option<Spanned<serde::de::IgnoredAny>>,
     #[serde(default)]
@@ -252,7 +253,7 @@ pub struct Label {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecoderConfig {
-    /// Decoder name: uint, int, hex, string, static_map, regexp.
+    /// Decoder name: one of the registry's ([`DecoderKind`]).
     pub name: String,
     /// `static_map`: input -> output.
     #[serde(default)]
@@ -510,54 +511,6 @@ impl Program {
 }
 
 impl Config {
-    /// Reads, parses and validates a config file; every problem found is returned.
-    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors::single(ConfigError::new(
-                path,
-                0,
-                0,
-                format!("cannot read the config file: {e}"),
-            ))
-        })?;
-        Self::parse(path, &text)
-    }
-
-    /// Parses and validates config text; `path` is used in messages and for relative paths.
-    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-        let mut config: Config = serde_saphyr::from_str(text)
-            .map_err(|e| ConfigErrors::single(yaml_error(path, text, &e)))?;
-        config.path = path.to_path_buf();
-        config.spans = SpanTree(Node::parse(text).map(Arc::new));
-        validate::validate(&config)?;
-        config.resolve_pid_files();
-        Ok(config)
-    }
-
-    /// Makes relative `pid_file:` paths relative to the config file's directory,
-    /// as `object:` paths are.
-    fn resolve_pid_files(&mut self) {
-        let dir = self.dir();
-        for program in &mut self.programs {
-            let p = &mut program.value;
-            for attachment in [&mut p.attachment, &mut p.attachments]
-                .into_iter()
-                .flatten()
-            {
-                for alternative in &mut attachment.value.alternatives {
-                    let exclusions = alternative
-                        .exclude
-                        .as_mut()
-                        .map_or(&mut [][..], |e| e.selectors.as_mut_slice());
-                    for selector in exclusions {
-                        resolve_against(&dir, &mut selector.pid_file);
-                    }
-                    resolve_against(&dir, &mut alternative.pid_file);
-                }
-            }
-        }
-    }
-
     /// The directory relative `object:` paths resolve against.
     pub fn dir(&self) -> PathBuf {
         self.path
@@ -566,329 +519,6 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."))
     }
-
-    /// Warnings about things that are accepted but probably not what was meant:
-    /// ignored kernel-side keys (kprobes and friends, one warning per key) and a
-    /// `binary_name` or `parent_binary_name` longer than the kernel keeps in
-    /// `/proc/PID/comm`.
-    pub fn warnings(&self) -> Vec<ConfigError> {
-        let mut out = Vec::new();
-        let root = self.root();
-        for (i, program) in self.programs.iter().enumerate() {
-            let p = &program.value;
-            let at = root
-                .get("programs")
-                .index(i)
-                .or_at(program.referenced.line(), program.referenced.column());
-            for (key, value) in [
-                ("kprobes", &p.kprobes),
-                ("kretprobes", &p.kretprobes),
-                ("tracepoints", &p.tracepoints),
-                ("raw_tracepoints", &p.raw_tracepoints),
-                ("perf_events", &p.perf_events),
-            ] {
-                let key_at = match value {
-                    _ if at.has(key) => at.key(key),
-                    Some(v) => At::root(None).or_at(v.referenced.line(), v.referenced.column()),
-                    // `kprobes:` with no value deserializes to None; only the tree knows it is there.
-                    None => continue,
-                };
-                out.push(self.error_at(
-                    key_at,
-                    format!(
-                        "program {:?}: `{key}` is ignored: this exporter attaches only userspace probes (usdt, uprobes, uretprobes)",
-                        p.name
-                    ),
-                ));
-            }
-            if let Some(attachment) = p.attachment() {
-                let key = if p.attachment.is_some() {
-                    "attachment"
-                } else {
-                    "attachments"
-                };
-                let a_at = at
-                    .get(key)
-                    .or_at(attachment.referenced.line(), attachment.referenced.column());
-                for place in validate::selector_places(key, &attachment.value, a_at) {
-                    for (field, name) in [
-                        ("binary_name", &place.selector.binary_name),
-                        ("parent_binary_name", &place.selector.parent_binary_name),
-                    ] {
-                        let Some(name) = name.as_deref().filter(|n| n.len() > COMM_MAX_BYTES)
-                        else {
-                            continue;
-                        };
-                        let mut end = COMM_MAX_BYTES;
-                        while !name.is_char_boundary(end) {
-                            end -= 1;
-                        }
-                        out.push(self.error_at(
-                            place.at.get(field),
-                            format!(
-                                "program {:?}: {field} {name:?} is {} bytes, but the kernel keeps only the first {COMM_MAX_BYTES} bytes of a process name (/proc/PID/comm); processes named {:?} will be matched",
-                                p.name,
-                                name.len(),
-                                &name[..end]
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// The root of the position tree.
-    fn root(&self) -> At<'_> {
-        At::root(self.spans.0.as_deref())
-    }
-
-    /// A [`ConfigError`] in this file at `at`.
-    fn error_at(&self, at: At<'_>, message: String) -> ConfigError {
-        ConfigError::new(&self.path, at.line(), at.column(), message)
-    }
-}
-
-/// `path`, when relative, joined to `dir`.
-fn resolve_against(dir: &Path, path: &mut Option<PathBuf>) {
-    if let Some(p) = path.as_mut().filter(|p| p.is_relative()) {
-        *p = dir.join(&*p);
-    }
-}
-
-/// Turns a serde-saphyr error into one readable line at the most specific
-/// position: its own location, except that a missing field points at the
-/// mapping that lacks it. serde-saphyr's rendering repeats the location and
-/// adds a snippet; we rebuild the message from the error's structure instead,
-/// naming the key and what it expects, using a type-free parse of the text.
-fn yaml_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ConfigError {
-    use serde_saphyr::Error as E;
-    let (mut line, mut column) = e
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((0, 0));
-    let tree = Node::parse(text);
-    let mut inner = e.without_snippet();
-    while let E::AliasError { error, .. } = inner {
-        inner = error.without_snippet();
-    }
-    // The type errors of hand-written deserializers (an attachment: one selector
-    // or a list of them) come placed at the key whose value is wrong; point at
-    // the value instead when it is on the same line, so the key gets named.
-    if matches!(
-        inner,
-        E::SerdeInvalidType { .. } | E::SerdeInvalidValue { .. }
-    ) {
-        if let Some(value_column) = value_after_key(text, line, column) {
-            if tree
-                .as_ref()
-                .and_then(|t| t.entry_with_value_at(line, value_column))
-                .is_some()
-            {
-                column = value_column;
-            }
-        }
-    }
-    // "`size`: " when the failing value is a mapping value, and what was found there.
-    let value = tree.as_ref().and_then(|t| t.node_at(line, column));
-    let key = tree
-        .as_ref()
-        .and_then(|t| t.entry_with_value_at(line, column))
-        .and_then(|(k, _)| k.as_str())
-        .or_else(|| key_before(text, line, column))
-        .map(|k| format!("`{k}`: "))
-        .unwrap_or_default();
-    let found = value
-        .map(|v| format!(", found {}", v.describe()))
-        .unwrap_or_default();
-    let message = match inner {
-        E::SerdeUnknownField {
-            field, expected, ..
-        } => format!("unknown field `{field}`, expected {}", one_of(expected)),
-        E::SerdeMissingField { field, .. } => {
-            match tree
-                .as_ref()
-                .and_then(|t| missing_field_owner(t, field, (line, column)))
-            {
-                Some((what, node)) => {
-                    (line, column) = node.position();
-                    let name = node
-                        .get("name")
-                        .and_then(Node::as_str)
-                        .map(|n| format!(" {n:?}"))
-                        .unwrap_or_default();
-                    format!("{what}{name} is missing required field `{field}`")
-                }
-                None => format!("missing required field `{field}`"),
-            }
-        }
-        E::SerdeUnknownVariant {
-            variant, expected, ..
-        } => format!(
-            "{key}unknown value `{variant}`, expected {}",
-            one_of(expected)
-        ),
-        E::InvalidScalar { ty, .. } => format!("{key}expected {}{found}", describe_type(ty)),
-        E::Unexpected { expected, .. } => {
-            format!("{key}expected {}{found}", describe_expected(expected))
-        }
-        E::NullIntoString { .. } => format!("{key}expected a string, found nothing (null)"),
-        E::SerdeInvalidType {
-            unexpected,
-            expected,
-            ..
-        }
-        | E::SerdeInvalidValue {
-            unexpected,
-            expected,
-            ..
-        } => format!("{key}expected {expected}, found {unexpected}"),
-        E::DuplicateMappingKey { key: Some(k), .. } => {
-            format!("duplicate key `{k}`: a key may appear only once in a mapping")
-        }
-        E::Eof { .. }
-            if text
-                .lines()
-                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) =>
-        {
-            "the config is empty: expected a `programs:` list".to_string()
-        }
-        other => {
-            use serde_saphyr::MessageFormatter as _;
-            // Keep the library's text, on one line and without a second location.
-            let message = serde_saphyr::DefaultMessageFormatter.format_message(other);
-            let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
-            match other {
-                // The YAML parser's own messages: say what kind of problem they are.
-                E::ExternalMessage { .. } => format!("{message} (YAML syntax error)"),
-                _ => message,
-            }
-        }
-    };
-    ConfigError::new(path, line, column, message)
-}
-
-/// The key written just before `line:column` on that line (`size: abc` -> `size`),
-/// for errors in text the type-free parse could not read either.
-fn key_before(text: &str, line: u64, column: u64) -> Option<&str> {
-    let source = text
-        .lines()
-        .nth(usize::try_from(line.checked_sub(1)?).ok()?)?;
-    let end = source
-        .char_indices()
-        .nth(usize::try_from(column.checked_sub(1)?).ok()?)
-        .map_or(source.len(), |(i, _)| i);
-    let before = source[..end].trim_end().strip_suffix(':')?;
-    let start = before
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .map_or(0, |i| i + 1);
-    Some(&before[start..]).filter(|k| !k.is_empty())
-}
-
-/// When a plain `key:` starts at `line:column` with its value on the same line,
-/// the column where that value starts.
-fn value_after_key(text: &str, line: u64, column: u64) -> Option<u64> {
-    let source = text
-        .lines()
-        .nth(usize::try_from(line.checked_sub(1)?).ok()?)?;
-    let skip = usize::try_from(column.checked_sub(1)?).ok()?;
-    let rest: Vec<char> = source.chars().skip(skip).collect();
-    let key_len = rest
-        .iter()
-        .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
-        .count();
-    let mut i = key_len;
-    if key_len == 0 || rest.get(i) != Some(&':') {
-        return None;
-    }
-    i += 1;
-    let spaces = rest[i..].iter().take_while(|c| **c == ' ').count();
-    i += spaces;
-    match rest.get(i) {
-        Some('#') | None => None,
-        Some(_) if spaces == 0 => None,
-        Some(_) => Some(column + i as u64),
-    }
-}
-
-/// "`a`" or "one of `a`, `b`".
-fn one_of(names: &[&str]) -> String {
-    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-    match quoted.as_slice() {
-        [] => "no fields here".to_string(),
-        [one] => one.clone(),
-        _ => format!("one of {}", quoted.join(", ")),
-    }
-}
-
-/// A scalar type's name as a user would say it.
-fn describe_type(ty: &str) -> String {
-    match ty {
-        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer".into(),
-        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer".into(),
-        "f32" | "f64" => "a number".into(),
-        "bool" => "`true` or `false`".into(),
-        "char" => "a single character".into(),
-        other => other.into(),
-    }
-}
-
-/// serde-saphyr's structural expectations as a user would say them.
-fn describe_expected(expected: &str) -> String {
-    match expected {
-        "sequence start" => "a list".into(),
-        "mapping start" => "a mapping (`key: value`)".into(),
-        "string scalar" => "a string".into(),
-        other => other.into(),
-    }
-}
-
-/// Which mapping misses required `field`: walks the schema's mappings that
-/// require it and picks the last one that starts before the error position
-/// (serde reports a missing field when the mapping ends, after its children).
-/// Returns what the mapping is ("counter") and its node.
-fn missing_field_owner<'a>(
-    root: &'a Node,
-    field: &str,
-    error_at: (u64, u64),
-) -> Option<(&'static str, &'a Node)> {
-    // What each kind of mapping requires (the fields without `#[serde(default)]`).
-    const PROGRAM: &[&str] = &["name"];
-    const COUNTER: &[&str] = &["name", "help", "table"];
-    const HISTOGRAM: &[&str] = &["name", "help", "table", "bucket_type"];
-    const LABEL: &[&str] = &["name", "size"];
-    const DECODER: &[&str] = &["name"];
-    let mut candidates: Vec<(&'static str, &[&str], &Node)> = Vec::new();
-    let seq = |n: Option<&'a Node>| n.map(Node::items).unwrap_or(&[]);
-    for program in seq(root.get("programs")) {
-        candidates.push(("program", PROGRAM, program));
-        let metrics = program.get("metrics");
-        for (what, key, required) in [
-            ("counter", "counters", COUNTER),
-            ("histogram", "histograms", HISTOGRAM),
-        ] {
-            for metric in seq(metrics.and_then(|m| m.get(key))) {
-                candidates.push((what, required, metric));
-                for label in seq(metric.get("labels")) {
-                    candidates.push(("label", LABEL, label));
-                    for decoder in seq(label.get("decoders")) {
-                        candidates.push(("decoder", DECODER, decoder));
-                    }
-                }
-            }
-        }
-    }
-    candidates
-        .into_iter()
-        .filter(|(_, required, n)| {
-            required.contains(&field)
-                && n.is_map()
-                && n.get(field).is_none()
-                && n.position() <= error_at
-        })
-        .map(|(what, _, n)| (what, n))
-        .max_by_key(|(_, n)| n.position())
 }
 
 #[cfg(test)]

@@ -3,14 +3,13 @@
 //! the most specific key or value the position tree knows (a label's `size`,
 //! one regexp, one probe spec), and returned in file order.
 
-use super::error::At;
+use super::probe_spec::spec_problem;
+use super::selector::{comm_prefix, Spot};
+use super::span::At;
 use super::{
-    Attachment, AttachmentSelector, BucketType, Config, ConfigError, ConfigErrors, Label,
-    ProbeKind, Program, SELECTOR_FIELDS,
+    Attachment, AttachmentSelector, BucketType, Config, ConfigError, ConfigErrors,
+    DecoderConfigError, Label, ProbeKind, Program, COMM_MAX_BYTES,
 };
-use crate::attach::{UprobeSpec, UsdtSpec};
-use crate::discovery::Selector;
-use crate::metrics::decoders::{build_decoder, DecoderConfigError};
 use serde_saphyr::Spanned;
 use std::collections::HashSet;
 
@@ -45,6 +44,86 @@ fn key_or_self<'a>(at: At<'a>, key: &str) -> At<'a> {
         at.key(key)
     } else {
         at
+    }
+}
+
+impl Config {
+    /// Warnings about things that are accepted but probably not what was meant:
+    /// ignored kernel-side keys (kprobes and friends, one warning per key) and a
+    /// `binary_name` or `parent_binary_name` longer than the kernel keeps in
+    /// `/proc/PID/comm`.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        let root = self.root();
+        for (i, program) in self.programs.iter().enumerate() {
+            let p = &program.value;
+            let at = root
+                .get("programs")
+                .index(i)
+                .or_at(program.referenced.line(), program.referenced.column());
+            for (key, value) in [
+                ("kprobes", &p.kprobes),
+                ("kretprobes", &p.kretprobes),
+                ("tracepoints", &p.tracepoints),
+                ("raw_tracepoints", &p.raw_tracepoints),
+                ("perf_events", &p.perf_events),
+            ] {
+                let key_at = match value {
+                    _ if at.has(key) => at.key(key),
+                    Some(v) => At::root(None).or_at(v.referenced.line(), v.referenced.column()),
+                    // `kprobes:` with no value deserializes to None; only the tree knows it is there.
+                    None => continue,
+                };
+                out.push(self.error_at(
+                    key_at,
+                    format!(
+                        "program {:?}: `{key}` is ignored: this exporter attaches only userspace probes (usdt, uprobes, uretprobes)",
+                        p.name
+                    ),
+                ));
+            }
+            if let Some(attachment) = p.attachment() {
+                let key = if p.attachment.is_some() {
+                    "attachment"
+                } else {
+                    "attachments"
+                };
+                let a_at = at
+                    .get(key)
+                    .or_at(attachment.referenced.line(), attachment.referenced.column());
+                for place in selector_places(key, &attachment.value, a_at) {
+                    for (field, name) in [
+                        ("binary_name", &place.selector.binary_name),
+                        ("parent_binary_name", &place.selector.parent_binary_name),
+                    ] {
+                        let Some(name) = name.as_deref().filter(|n| n.len() > COMM_MAX_BYTES)
+                        else {
+                            continue;
+                        };
+                        out.push(self.error_at(
+                            place.at.get(field),
+                            format!(
+                                "program {:?}: {field} {name:?} is {} bytes, but the kernel keeps only the first {COMM_MAX_BYTES} bytes of a process name (/proc/PID/comm); processes named {:?} will be matched",
+                                p.name,
+                                name.len(),
+                                comm_prefix(name)
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The root of the position tree.
+    fn root(&self) -> At<'_> {
+        self.spans.root()
+    }
+
+    /// A [`ConfigError`] in this file at `at`.
+    fn error_at(&self, at: At<'_>, message: String) -> ConfigError {
+        ConfigError::new(&self.path, at.line(), at.column(), message)
     }
 }
 
@@ -123,29 +202,6 @@ fn check_source(c: &mut Checker, p: &Program, at: At<'_>) {
             ),
         );
     }
-}
-
-/// Why a probe spec is invalid, or `None` when the attach stage can parse it.
-fn spec_problem(kind: ProbeKind, spec: &str) -> Option<String> {
-    let valid = match kind {
-        ProbeKind::Usdt => UsdtSpec::parse(spec).is_some(),
-        ProbeKind::Uprobe | ProbeKind::Uretprobe => UprobeSpec::parse(spec).is_some(),
-    };
-    if valid && !spec.trim().is_empty() {
-        return None;
-    }
-    let parts = spec.split(':').count();
-    Some(if spec.trim().is_empty() {
-        "is empty".to_string()
-    } else if kind == ProbeKind::Usdt && parts > 3 {
-        format!(
-            "has {parts} `:`-separated parts; a USDT probe is `name`, `provider:name`, `module:name` or `module:provider:name`"
-        )
-    } else if kind == ProbeKind::Usdt {
-        "has an empty part; a USDT probe is `name`, `provider:name`, `module:name` or `module:provider:name`".to_string()
-    } else {
-        "has an empty part; a uprobe is `symbol` or `library:symbol`".to_string()
-    })
 }
 
 fn check_probes(c: &mut Checker, p: &Program, at: At<'_>) {
@@ -243,20 +299,20 @@ fn check_attachment(c: &mut Checker, p: &Program, at: At<'_>) {
 
 /// One selector of an attachment (an alternative or an exclusion), where it
 /// is, and how messages name it.
-pub(super) struct SelectorPlace<'a> {
+struct SelectorPlace<'a> {
     /// The selector.
-    pub selector: &'a AttachmentSelector,
+    selector: &'a AttachmentSelector,
     /// Its mapping in the file.
-    pub at: At<'a>,
+    at: At<'a>,
     /// `attachment`, `attachment #2`, `attachment exclude`, `attachment #2 exclude #1`.
-    pub label: String,
+    label: String,
     /// Whether it is an `exclude:` entry.
-    pub is_exclusion: bool,
+    is_exclusion: bool,
 }
 
 /// Every selector of `attachment` (written under `key`, at `at`): each
 /// alternative followed by its exclusions.
-pub(super) fn selector_places<'a>(
+fn selector_places<'a>(
     key: &str,
     attachment: &'a Attachment,
     at: At<'a>,
@@ -295,87 +351,18 @@ pub(super) fn selector_places<'a>(
     out
 }
 
-/// Checks one selector's fields (a name longer than the kernel's comm is only
-/// a warning, in [`Config::warnings`]).
+/// Reports one selector's problems (a name longer than the kernel's comm is
+/// only a warning, in [`Config::warnings`]).
 fn check_selector(c: &mut Checker, program: &str, s: &SelectorPlace<'_>) {
-    let sel = s.selector;
-    let label = &s.label;
-    if sel.is_empty() {
-        let fields = SELECTOR_FIELDS.join(", ");
-        c.err(
-            s.at,
-            format!(
-                "program {program:?}: {label} needs at least one of {fields} (e.g. `binary_name: python3.11`)"
-            ),
-        );
-    }
-    for (field, value) in [
-        ("binary_name", sel.binary_name.as_deref()),
-        ("exe_path", sel.exe_path.as_deref()),
-        ("cmdline", sel.cmdline.as_deref()),
-        ("parent_binary_name", sel.parent_binary_name.as_deref()),
-        ("pid_file", sel.pid_file.as_deref().and_then(|p| p.to_str())),
-        ("cgroup", sel.cgroup.as_deref()),
-    ] {
-        if value.is_some_and(|v| v.trim().is_empty()) {
-            c.err(
-                s.at.get(field),
-                format!("program {program:?}: {label} `{field}` is empty"),
-            );
-        }
-    }
-    for (field, glob, what) in [
-        ("exe_path", &sel.exe_path, "executable paths"),
-        ("cgroup", &sel.cgroup, "cgroup paths"),
-    ] {
-        let Some(glob) = glob.as_deref().filter(|g| !g.trim().is_empty()) else {
-            continue;
+    for problem in s.selector.problems(s.is_exclusion) {
+        let at = match problem.spot {
+            Spot::Mapping => s.at,
+            Spot::Value(field) => s.at.get(field),
+            Spot::Key(key) => key_or_self(s.at, key),
         };
-        if let Err(e) = Selector::parse_glob(glob) {
-            c.err(
-                s.at.get(field),
-                format!("program {program:?}: {label} {field} glob {glob:?} does not compile: {e}"),
-            );
-        } else if !glob.starts_with(['/', '*', '?', '[', '{', '\\']) {
-            c.err(
-                s.at.get(field),
-                format!(
-                    "program {program:?}: {label} {field} glob {glob:?} never matches: {what} are absolute; start it with `/` or `**/` (e.g. {:?})",
-                    format!("**/{glob}")
-                ),
-            );
-        }
-    }
-    if let Some(regex) = sel.cmdline.as_deref().filter(|r| !r.trim().is_empty()) {
-        if let Err(e) = Selector::parse_regex(regex) {
-            c.err(
-                s.at.get("cmdline"),
-                format!(
-                    "program {program:?}: {label} cmdline regex {regex:?} does not compile: {e}"
-                ),
-            );
-        }
-    }
-    if let Some(pid) = sel.pid {
-        if pid <= 0 || pid > i64::from(i32::MAX) {
-            c.err(
-                s.at.get("pid"),
-                format!("program {program:?}: {label} pid {pid} is not a process id: give a positive integer"),
-            );
-        }
-    }
-    if sel.any_ancestor && sel.parent_binary_name.is_none() {
         c.err(
-            key_or_self(s.at, "any_ancestor"),
-            format!("program {program:?}: {label} `any_ancestor` applies to `parent_binary_name`, which is not given"),
-        );
-    }
-    if s.is_exclusion && sel.exclude.is_some() {
-        c.err(
-            key_or_self(s.at, "exclude"),
-            format!(
-                "program {program:?}: {label} has its own `exclude`: exclusions cannot be nested"
-            ),
+            at,
+            format!("program {program:?}: {} {}", s.label, problem.message),
         );
     }
 }
@@ -602,8 +589,8 @@ fn check_labels(
         }
         for (d, decoder) in label.decoders.iter().enumerate() {
             let d_at = l_at.get("decoders").index(d);
-            // Building the decoder is the one definition of what a valid decoder config is.
-            let Err(e) = build_decoder(decoder) else {
+            // The registry's check is the one definition of a valid decoder config.
+            let Err(e) = decoder.kind() else {
                 continue;
             };
             let where_ = match &e {

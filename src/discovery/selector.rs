@@ -1,15 +1,12 @@
 //! Which processes a program attaches to.
 
 use super::ProcessInfo;
-use crate::config::{Attachment, AttachmentSelector};
-use globset::{GlobBuilder, GlobMatcher};
+use crate::config::{Attachment, AttachmentSelector, CompiledSelector};
+use globset::GlobMatcher;
 use regex::Regex;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Longest comm the kernel keeps.
-const COMM_MAX: usize = 15;
 
 /// How long a `pid_file`'s content is reused: one rescan matches every process
 /// against it, and reading the file once per process would be wasteful.
@@ -82,15 +79,6 @@ fn read_pid_file(path: &Path) -> Option<i32> {
     text.trim().parse::<i32>().ok().filter(|&pid| pid > 0)
 }
 
-/// `name` cut to the bytes the kernel keeps in a comm, on a character boundary.
-fn comm_prefix(name: &str) -> String {
-    let mut end = name.len().min(COMM_MAX);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    name[..end].to_string()
-}
-
 impl Selector {
     /// Builds a selector from config. `binary_name` and `parent_binary_name`
     /// longer than the kernel's 15-byte comm are compared truncated, since that
@@ -121,27 +109,6 @@ impl Selector {
             })
             .collect::<Result<_, String>>()?;
         Ok(Selector { alternatives })
-    }
-
-    /// Compiles an `exe_path` or `cgroup` glob: `*`, `?` and `[...]` stay within
-    /// one path component, `**` spans any number, `{a,b}` is either.
-    pub fn parse_glob(pattern: &str) -> Result<GlobMatcher, String> {
-        GlobBuilder::new(pattern)
-            .literal_separator(true)
-            .backslash_escape(true)
-            .build()
-            .map(|g| g.compile_matcher())
-            .map_err(|e| e.kind().to_string())
-    }
-
-    /// Compiles a `cmdline` regex; the error is the regex crate's, on one line.
-    pub fn parse_regex(pattern: &str) -> Result<Regex, String> {
-        Regex::new(pattern).map_err(|e| {
-            let text = e.to_string();
-            // Syntax errors are drawn over several lines; the last one says what is wrong.
-            let last = text.lines().last().unwrap_or_default().trim();
-            last.strip_prefix("error: ").unwrap_or(last).to_string()
-        })
     }
 
     /// Whether the process is selected.
@@ -208,39 +175,25 @@ impl Selector {
 
 impl Criteria {
     fn new(s: &AttachmentSelector) -> Result<Criteria, String> {
-        let glob = |field: &str, pattern: &Option<String>| {
-            pattern
-                .as_deref()
-                .map(|p| {
-                    Selector::parse_glob(p)
-                        .map_err(|e| format!("{field} glob {p:?} does not compile: {e}"))
-                })
-                .transpose()
-        };
+        let CompiledSelector {
+            pid,
+            binary_name,
+            exe_path,
+            pid_file,
+            cmdline,
+            cgroup,
+            parent_binary_name,
+            any_ancestor,
+        } = s.compile()?;
         Ok(Criteria {
-            pid: s
-                .pid
-                .map(|pid| {
-                    i32::try_from(pid)
-                        .ok()
-                        .filter(|&p| p > 0)
-                        .ok_or_else(|| format!("pid {pid} is not a process id"))
-                })
-                .transpose()?,
-            binary_name: s.binary_name.as_deref().map(comm_prefix),
-            exe_path: glob("exe_path", &s.exe_path)?,
-            pid_file: s.pid_file.as_deref().map(PidFile::new),
-            cmdline: s
-                .cmdline
-                .as_deref()
-                .map(|r| {
-                    Selector::parse_regex(r)
-                        .map_err(|e| format!("cmdline regex {r:?} does not compile: {e}"))
-                })
-                .transpose()?,
-            cgroup: glob("cgroup", &s.cgroup)?,
-            parent_binary_name: s.parent_binary_name.as_deref().map(comm_prefix),
-            any_ancestor: s.any_ancestor,
+            pid,
+            binary_name,
+            exe_path,
+            pid_file: pid_file.as_deref().map(PidFile::new),
+            cmdline,
+            cgroup,
+            parent_binary_name,
+            any_ancestor,
         })
     }
 

@@ -19,12 +19,11 @@ pub use static_map::StaticMapDecoder;
 pub use string::StringDecoder;
 pub use uint::UintDecoder;
 
-use crate::config::{DecoderConfig, Label};
+pub use crate::config::DecoderConfigError;
+
+use crate::config::{DecoderConfig, DecoderKind, Label};
 use std::borrow::Cow;
 use std::fmt::Write as _;
-
-/// Names of the decoders [`DecoderChain::new`] knows, for error messages.
-pub const DECODER_NAMES: &[&str] = &["uint", "int", "hex", "string", "static_map", "regexp"];
 
 /// Longest input shown in an error message; keys are small, but a bad config
 /// could hand a long value to a decoder and the message should stay readable.
@@ -91,58 +90,21 @@ impl DecodeError {
     }
 }
 
-/// A decoder config that cannot be turned into a working decoder.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecoderConfigError {
-    /// The name is not one of [`DECODER_NAMES`].
-    #[error(
-        "unknown decoder {name:?}; known decoders: uint, int, hex, string, static_map, regexp"
-    )]
-    Unknown {
-        /// The name as written.
-        name: String,
-    },
-    /// `static_map` without any entries would map everything to `unknown:`.
-    #[error("decoder static_map needs a non-empty `static_map`")]
-    EmptyStaticMap,
-    /// `regexp` without patterns would drop every label set.
-    #[error("decoder regexp needs at least one pattern in `regexps`")]
-    NoRegexps,
-    /// A `regexp` pattern does not compile.
-    #[error("decoder regexp: pattern {pattern:?} does not compile: {error}")]
-    BadRegex {
-        /// The pattern as written.
-        pattern: String,
-        /// The regex crate's message.
-        error: String,
-    },
-    /// A decoder of the named label is misconfigured.
-    #[error("label {label:?}: {error}")]
-    Label {
-        /// Label name.
-        label: String,
-        /// What is wrong with its chain.
-        error: Box<DecoderConfigError>,
-    },
-}
-
-/// Builds one decoder from its config.
+/// Builds one decoder from its config, checked by the config's registry
+/// ([`DecoderConfig::kind`]).
 pub fn build_decoder(config: &DecoderConfig) -> Result<Box<dyn Decoder>, DecoderConfigError> {
-    Ok(match config.name.as_str() {
-        "uint" => Box::new(UintDecoder),
-        "int" => Box::new(IntDecoder),
-        "hex" => Box::new(HexDecoder),
-        "string" => Box::new(StringDecoder),
-        "static_map" => Box::new(StaticMapDecoder::new(
+    // Every kind is matched: a decoder added to the registry does not compile
+    // until it is built here.
+    Ok(match config.kind()? {
+        DecoderKind::Uint => Box::new(UintDecoder),
+        DecoderKind::Int => Box::new(IntDecoder),
+        DecoderKind::Hex => Box::new(HexDecoder),
+        DecoderKind::String => Box::new(StringDecoder),
+        DecoderKind::StaticMap => Box::new(StaticMapDecoder::new(
             &config.static_map,
             config.allow_unknown,
-        )?),
-        "regexp" => Box::new(RegexpDecoder::new(&config.regexps)?),
-        other => {
-            return Err(DecoderConfigError::Unknown {
-                name: other.to_string(),
-            })
-        }
+        )),
+        DecoderKind::Regexp => Box::new(RegexpDecoder::new(&config.regexps)?),
     })
 }
 

@@ -1,6 +1,7 @@
 //! `regexp`: keeps the label set only when the input matches a pattern.
 
 use super::{DecodeError, Decoder, DecoderConfigError};
+use crate::config::compile_regexps;
 use regex::bytes::RegexSet;
 
 /// Passes the input through unchanged when any pattern matches (unanchored,
@@ -12,25 +13,12 @@ pub struct RegexpDecoder {
 }
 
 impl RegexpDecoder {
-    /// Compiles the patterns once; the first bad one is named in the error.
+    /// Compiles the patterns once; the first bad one is named in the error
+    /// (the config's own check: [`compile_regexps`]).
     pub fn new(patterns: &[String]) -> Result<Self, DecoderConfigError> {
-        if patterns.is_empty() {
-            return Err(DecoderConfigError::NoRegexps);
-        }
-        // Compile one by one first so that the error names the bad pattern.
-        for pattern in patterns {
-            if let Err(e) = regex::bytes::Regex::new(pattern) {
-                return Err(DecoderConfigError::BadRegex {
-                    pattern: pattern.clone(),
-                    error: e.to_string(),
-                });
-            }
-        }
-        let set = RegexSet::new(patterns).map_err(|e| DecoderConfigError::BadRegex {
-            pattern: patterns.join(" | "),
-            error: e.to_string(),
-        })?;
-        Ok(RegexpDecoder { set })
+        Ok(RegexpDecoder {
+            set: compile_regexps(patterns)?,
+        })
     }
 }
 

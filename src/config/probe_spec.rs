@@ -1,10 +1,12 @@
-//! Probe specs as written in the config.
+//! Probe specs as written in the config: their parsing (used by the attach
+//! stage to find each probe) and, for validation, why one does not parse.
 //!
 //! USDT: `name`, `provider:name`, `module:name` (when the first part is a path
 //! or contains `.so`), or `module:provider:name`.
 //! uprobes: `symbol` (in the executable) or `lib:symbol`, where `lib` is an
 //! absolute path, a file name (`libjemalloc.so.2`) or a short name (`c` = libc).
 
+use super::ProbeKind;
 use std::fmt;
 
 /// A parsed USDT probe spec.
@@ -89,6 +91,29 @@ impl fmt::Display for UsdtSpec {
         }
         write!(f, "{}", self.name)
     }
+}
+
+/// Why a probe spec is invalid, or `None` when the attach stage can parse it.
+pub(super) fn spec_problem(kind: ProbeKind, spec: &str) -> Option<String> {
+    let valid = match kind {
+        ProbeKind::Usdt => UsdtSpec::parse(spec).is_some(),
+        ProbeKind::Uprobe | ProbeKind::Uretprobe => UprobeSpec::parse(spec).is_some(),
+    };
+    if valid && !spec.trim().is_empty() {
+        return None;
+    }
+    let parts = spec.split(':').count();
+    Some(if spec.trim().is_empty() {
+        "is empty".to_string()
+    } else if kind == ProbeKind::Usdt && parts > 3 {
+        format!(
+            "has {parts} `:`-separated parts; a USDT probe is `name`, `provider:name`, `module:name` or `module:provider:name`"
+        )
+    } else if kind == ProbeKind::Usdt {
+        "has an empty part; a USDT probe is `name`, `provider:name`, `module:name` or `module:provider:name`".to_string()
+    } else {
+        "has an empty part; a uprobe is `symbol` or `library:symbol`".to_string()
+    })
 }
 
 #[cfg(test)]
