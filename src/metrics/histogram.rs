@@ -2,7 +2,7 @@
 //! (e.g. `log2(latency)`), and this module turns those per-slot counts into
 //! cumulative Prometheus buckets with `le` bounds, a count and a sum.
 //!
-//! The slot -> bound rules follow the seed (and ebpf_exporter) so that
+//! The slot -> bound rules follow the original project (and ebpf_exporter) so that
 //! existing BPF programs and configs keep their meaning:
 //!
 //! | type     | slots                        | `le` of slot k          |
