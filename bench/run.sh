@@ -92,6 +92,30 @@ for size in big:1100000 small:1024; do
     clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -DMAX_KEYS=${size#*:} -I/usr/include/x86_64-linux-gnu -I"$fixture/include" \
         -c bench/bpf/scrape_keys.bpf.c -o "$fixture/scrape_keys_${size%%:*}.bpf.o"
 done
+# Discovery while a 200k-series map is scraped back to back (issue 11), against
+# an older exporter binary too when BEFORE_EXPORTER names one.
+under_scrape=$(REPS=${UNDER_SCRAPE_REPS:-5} TARGETS=${TARGETS_UNDER_SCRAPE:-60} python3 bench/discovery_under_scrape.py "$fixture/uexp-target" \
+    "$fixture/usdt_counts.bpf.o" "$fixture/probe_target" "$fixture/scrape_keys_big.bpf.o" \
+    ${BEFORE_EXPORTER:+"$BEFORE_EXPORTER"} "$exporter")
+under_scrape_rows=$(echo "$under_scrape" | BEFORE_EXPORTER=${BEFORE_EXPORTER:-} python3 -c '
+import json, os, statistics, sys
+rows = [json.loads(l) for l in sys.stdin]
+fmt = lambda v: "%.1f ms (%.1f..%.1f)" % (statistics.median(v), min(v), max(v))
+before = os.environ.get("BEFORE_EXPORTER")
+for exporter in dict.fromkeys(r["exporter"] for r in rows):
+    name = "before (%s)" % os.path.basename(exporter) if exporter == before else "this build"
+    idle = [r for r in rows if r["exporter"] == exporter and r["phase"] == "idle"]
+    for phase in ("idle", "scraping"):
+        runs = [r for r in rows if r["exporter"] == exporter and r["phase"] == phase]
+        ratio = [r["p99_ms"] / i["p99_ms"] for r, i in zip(runs, idle)]
+        scrape = [r["scrape_ms"] for r in runs if r["scrape_ms"]]
+        print("| %s | %s | %d | %d of %d | %d of %d | %s | %s | %s | %s |" % (
+            name, phase, len(runs), min(r["attached"] for r in runs), runs[0]["targets"],
+            min(r["hits"] for r in runs), runs[0]["hits_expected"],
+            fmt([r["p50_ms"] for r in runs]), fmt([r["p99_ms"] for r in runs]),
+            "%.2f (%.2f..%.2f)" % (statistics.median(ratio), min(ratio), max(ratio)),
+            fmt(scrape) if scrape else "-"))
+')
 scrape=$(python3 bench/scrape_cost.py "$exporter" "$fixture/probe_target" "$fixture/scrape_keys_big.bpf.o" \
     "$fixture/scrape_keys_small.bpf.o" target/release/examples/scrape_floor)
 scrape_rows=$(echo "$scrape" | python3 -c '
@@ -225,6 +249,25 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo "wait, probably on a grace period already under way). It is opt-in because it"
     echo "changes a kernel-wide setting, briefly. \`instances: per_binary\` needs no attach at all"
     echo "for a process of an executable already attached: it is counted from its first instruction."
+    echo
+    echo "### While a 200k-series map is scraped"
+    echo
+    echo "One exporter runs a program on a target whose map holds 200,000 keys (200,000 series)"
+    echo "and the fixture program; ${TARGETS_UNDER_SCRAPE:-60} fixture targets start 50 ms apart with no scrape"
+    echo "running (idle), then as many more while a client scrapes /metrics back to back (scraping)."
+    echo "Each target fires fixture:hit 5 times 50 ms after it starts, as a program's first calls"
+    echo "would, and lives on, so \"hits\" counts how many of those calls were counted: all of them"
+    echo "only if every target was attached within 50 ms. p99 / idle p99 compares each run's two"
+    echo "phases. ${UNDER_SCRAPE_REPS:-5} runs per exporter, interleaved."
+    echo
+    echo "| exporter | phase | runs | attaches | hits | p50 | p99 | p99 / idle p99 | scrape |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "$under_scrape_rows"
+    echo
+    echo "Goal (issue 11): p99 while scraping within 1.2x of the idle p99. Before, one lock"
+    echo "serialised scrapes and attaches: a process started during a scrape waited for it, so its"
+    echo "first calls were lost. Now scrapes read a snapshot of the attached instances and never"
+    echo "hold what an attach needs."
     echo
     echo "## Scale: per-process against shared instances"
     echo
