@@ -57,6 +57,16 @@ pub struct Cli {
     #[arg(long = "attach.expedited-rcu")]
     pub expedited_rcu: bool,
 
+    /// Enable `POST /-/reload` (a config reload, as SIGHUP does), as Prometheus'
+    /// flag of the same name does.
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+
+    /// Reload the config when its file changes (a Kubernetes ConfigMap update
+    /// swaps it through a symlink), so that no reloader sidecar is needed.
+    #[arg(long = "config.watch")]
+    pub watch_config: bool,
+
     /// The YAML config listing the programs to load.
     #[arg(
         short = 'c',
@@ -147,14 +157,14 @@ pub fn main() -> ExitCode {
         log_capabilities(capabilities);
     }
     crate::attach::install_libbpf_logger();
-    let compiler = Compiler::new(
+    let compiler = Arc::new(Compiler::new(
         cli.clang.clone(),
         cli.cache_dir
             .clone()
             .unwrap_or_else(crate::compile::clang::default_cache_dir),
-    );
+    ));
     let result = match &cli.command {
-        None => run(&cli, &compiler),
+        None => run(&cli, compiler.clone()),
         Some(Command::Check { probe_config }) => return check(probe_config.as_deref(), &compiler),
         Some(Command::Compile {
             probe_config,
@@ -356,7 +366,7 @@ fn check(path: Option<&std::path::Path>, compiler: &Compiler) -> ExitCode {
     }
 }
 
-fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
+fn run(cli: &Cli, compiler: Arc<Compiler>) -> anyhow::Result<()> {
     if !cli.metrics_path.starts_with('/') {
         anyhow::bail!(
             "--metrics-path must start with '/', got {:?}",
@@ -376,12 +386,17 @@ fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
     let options = ServerOptions {
         listen_address: cli.listen_address.clone(),
         metrics_path: cli.metrics_path.clone(),
+        enable_lifecycle: cli.enable_lifecycle,
     };
     let server = runtime.spawn({
         let readiness = readiness.clone();
         async move { http::serve(listener, readiness, &options, shutdown_signal()).await }
     });
-    let exporter = Arc::new(start_exporter(cli, &config, compiler)?);
+    let source = crate::exporter::ConfigSource {
+        path: cli.probe_config.clone(),
+        compiler,
+    };
+    let exporter = Arc::new(start_exporter(cli, &config, source)?);
     let events_live = Arc::new(std::sync::atomic::AtomicBool::new(false));
     crate::discovery::spawn_watcher(exporter.clone(), events_live.clone());
     if !cli.discovery_interval.is_zero() {
@@ -394,6 +409,14 @@ fn run(cli: &Cli, compiler: &Compiler) -> anyhow::Result<()> {
     }
     let _ = readiness.set(exporter.clone());
     tracing::info!("ready: startup attaches done");
+    runtime.spawn(reload_on_sighup(exporter.clone()));
+    let _watcher = match (&cli.probe_config, cli.watch_config) {
+        (Some(path), true) => Some(crate::exporter::watch_config(exporter.clone(), path)?),
+        (None, true) => {
+            anyhow::bail!("--config.watch needs --config.file (the default pack never changes)")
+        }
+        _ => None,
+    };
     runtime.block_on(server)??;
     tracing::info!("shutting down: detaching all probes");
     drop(readiness);
@@ -426,7 +449,11 @@ fn log_capabilities(effective: std::io::Result<u64>) {
 
 /// Prepares every program of `config` and attaches them to the processes
 /// running now: what must be done before the exporter is ready.
-fn start_exporter(cli: &Cli, config: &Config, compiler: &Compiler) -> anyhow::Result<Exporter> {
+fn start_exporter(
+    cli: &Cli,
+    config: &Config,
+    source: crate::exporter::ConfigSource,
+) -> anyhow::Result<Exporter> {
     if cli.probe_config.is_none() {
         tracing::info!(
             "no --probe-config: running the embedded default pack ({} programs; `defaults -o DIR` writes it out)",
@@ -442,7 +469,7 @@ fn start_exporter(cli: &Cli, config: &Config, compiler: &Compiler) -> anyhow::Re
         label_cache_keys: cli.label_cache_keys,
         expedited_rcu: cli.expedited_rcu,
     };
-    let exporter = Exporter::new(config, compiler, options);
+    let exporter = Exporter::new(config, source, options);
     if exporter.published().programs.is_empty() {
         anyhow::bail!(
             "no program of {} could be loaded (errors above)",
@@ -463,6 +490,20 @@ fn start_exporter(cli: &Cli, config: &Config, compiler: &Compiler) -> anyhow::Re
         }
     }
     Ok(exporter)
+}
+
+/// Reloads the config on every SIGHUP, as Prometheus does.
+async fn reload_on_sighup(exporter: Arc<Exporter>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot handle SIGHUP: reload with POST /-/reload (--web.enable-lifecycle)");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        let exporter = exporter.clone();
+        // Errors are logged and kept for the landing page by the reload itself.
+        let _ = tokio::task::spawn_blocking(move || exporter.reload_config()).await;
+    }
 }
 
 async fn shutdown_signal() {

@@ -461,6 +461,37 @@ impl Program {
         self.attachment.as_ref().or(self.attachments.as_ref())
     }
 
+    /// What the program does, as text, without where it is written: two
+    /// programs with equal fingerprints (and equal object bytes) behave the
+    /// same, so a reload keeps one that did not change. Covers the name, the
+    /// metrics, the probes, the selector, the instance mode, the process labels
+    /// and the code, object path and flags; not comments, layout or line numbers.
+    pub fn fingerprint(&self) -> String {
+        let value = |v: &Option<Spanned<String>>| v.as_ref().map(|v| v.value.clone());
+        format!(
+            "{:?}",
+            (
+                &self.name,
+                self.metrics
+                    .counters
+                    .iter()
+                    .map(|c| &c.value)
+                    .collect::<Vec<_>>(),
+                self.metrics
+                    .histograms
+                    .iter()
+                    .map(|h| &h.value)
+                    .collect::<Vec<_>>(),
+                self.probes(),
+                self.attachment().map(|a| &a.value),
+                (value(&self.object), value(&self.code)),
+                self.cflags.as_ref().map(|c| &c.value),
+                self.instances.as_ref().map(|i| i.value),
+                self.process_labels.as_ref().map(|l| &l.value),
+            )
+        )
+    }
+
     /// Every probe of the program: usdt, then uprobes, then uretprobes; within
     /// a kind sorted by spec (the maps are `BTreeMap`s, so YAML order is not kept).
     pub fn probes(&self) -> Vec<ProbeConfig> {

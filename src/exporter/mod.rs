@@ -11,12 +11,16 @@
 
 mod rules;
 mod setup;
+mod watch;
 
 pub use rules::{
-    AttachedInstance, Attacher, FailedBinary, FailedProcess, ProgramState, Reconciler,
+    AttachedInstance, Attacher, FailedBinary, FailedProcess, ProgramState, Reconciler, Reloaded,
     RuledProgram, ATTACH_ATTEMPTS,
 };
-pub use setup::{set_up, set_up_all, BrokenProgram, SetUpProgram};
+pub use setup::{
+    object_and_fingerprint, set_up, set_up_all, set_up_object, BrokenProgram, SetUpProgram,
+};
+pub use watch::{watch_config, ConfigWatch};
 
 use crate::attach::{AttachFailure, AttachTarget, Instance, PreparedProgram, Reaper};
 use crate::config::Config;
@@ -32,6 +36,27 @@ use std::time::Instant;
 /// ELF files parsed and kept (per device + inode + mtime).
 const ELF_CACHE_ENTRIES: usize = 512;
 
+/// Where the config comes from, for reloads: a file, or the embedded default
+/// pack; and the clang that compiles its inline code.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The config file (`None`: the embedded default pack).
+    pub path: Option<PathBuf>,
+    /// Compiles inline `code:`.
+    pub compiler: Arc<crate::compile::clang::Compiler>,
+}
+
+impl ConfigSource {
+    /// Reads and validates the config.
+    pub fn load(&self) -> Result<Config, String> {
+        let loaded = match &self.path {
+            Some(path) => Config::load(path),
+            None => crate::builtin::default_config(),
+        };
+        loaded.map_err(|errors| errors.to_string())
+    }
+}
+
 /// How the exporter attaches and scrapes.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -44,6 +69,8 @@ pub struct Options {
 /// A program as the kernel attacher loads it, with the readers of its metrics.
 #[derive(Debug)]
 pub struct KernelProgram {
+    /// What it does (see [`SetUpProgram::fingerprint`]).
+    pub fingerprint: String,
     /// The checked program.
     pub prepared: Arc<PreparedProgram>,
     /// The one loaded object of an `instances: shared` program.
@@ -67,6 +94,21 @@ impl RuledProgram for KernelProgram {
 
     fn named_executables(&self) -> Vec<PathBuf> {
         self.prepared.selector.named_executables()
+    }
+
+    fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+impl From<SetUpProgram> for KernelProgram {
+    fn from(p: SetUpProgram) -> KernelProgram {
+        KernelProgram {
+            fingerprint: p.fingerprint,
+            prepared: p.prepared,
+            shared: p.shared,
+            metrics: p.metrics,
+        }
     }
 }
 
@@ -231,42 +273,147 @@ pub struct Exporter {
     rules: Mutex<Reconciler<KernelAttacher>>,
     published: RwLock<Arc<Published>>,
     stats: Arc<Mutex<SelfStats>>,
-    broken: Vec<BrokenProgram>,
+    /// Programs of the config in force that could not be set up.
+    broken: Mutex<Vec<BrokenProgram>>,
+    /// One reload at a time.
+    reloading: Mutex<()>,
+    options: Options,
+    source: ConfigSource,
 }
 
 impl Exporter {
     /// Sets up every program of the config (a program that fails is kept among
     /// the broken ones and logged; the others run). Nothing is attached before
     /// the first rescan ([`ProcessSink::rescanned`]).
-    pub fn new(
-        config: &Config,
-        compiler: &crate::compile::clang::Compiler,
-        options: Options,
-    ) -> Exporter {
-        let (programs, broken) = set_up_all(config, compiler, options.label_cache_keys);
-        let stats = Arc::new(Mutex::new(SelfStats::default()));
-        let programs = programs
-            .into_iter()
-            .map(|p| KernelProgram {
-                prepared: p.prepared,
-                shared: p.shared,
-                metrics: p.metrics,
-            })
-            .collect();
+    pub fn new(config: &Config, source: ConfigSource, options: Options) -> Exporter {
+        let (programs, broken) = set_up_all(config, &source.compiler, options.label_cache_keys);
+        let mut stats = SelfStats::default();
+        stats.reload.success(unix_now());
+        let stats = Arc::new(Mutex::new(stats));
+        let programs = programs.into_iter().map(KernelProgram::from).collect();
         let attacher = KernelAttacher::new(options.expedited_rcu, stats.clone());
         let exporter = Exporter {
             rules: Mutex::new(Reconciler::new(attacher, programs, stats.clone())),
             published: RwLock::new(Arc::default()),
             stats,
-            broken,
+            broken: Mutex::new(broken),
+            reloading: Mutex::new(()),
+            options,
+            source,
         };
         exporter.change(|_| {});
         exporter
     }
 
-    /// The programs that could not be set up.
-    pub fn broken(&self) -> &[BrokenProgram] {
-        &self.broken
+    /// The programs of the config in force that could not be set up.
+    pub fn broken(&self) -> Vec<BrokenProgram> {
+        self.broken
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The last reload's outcome, for the landing page.
+    pub fn reload_status(&self) -> crate::metrics::ReloadStatus {
+        crate::metrics::lock_stats(&self.stats).reload.clone()
+    }
+
+    /// Reloads the config from where it came from (SIGHUP, `POST /-/reload`,
+    /// `--config.watch`); see [`Exporter::reload`].
+    pub fn reload_config(&self) -> Result<(), String> {
+        let source = self.source.clone();
+        self.reload(&source.compiler, || source.load())
+    }
+
+    /// Reloads the config `load` returns. Everything is checked first, as
+    /// `check` does (inline code compiled, every changed program loaded through
+    /// the verifier); if anything fails nothing changes, and the errors are
+    /// returned, logged and kept for the landing page and the self-metrics.
+    /// Otherwise unchanged programs keep their instances and counts, changed
+    /// ones are replaced, removed ones detached, and new ones attached.
+    pub fn reload(
+        &self,
+        compiler: &crate::compile::clang::Compiler,
+        load: impl FnOnce() -> Result<Config, String>,
+    ) -> Result<(), String> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let result = load().and_then(|config| self.apply_config(&config, compiler));
+        let mut stats = crate::metrics::lock_stats(&self.stats);
+        match &result {
+            Ok(()) => {
+                stats.reload.success(unix_now());
+                tracing::info!("config reloaded");
+            }
+            Err(e) => {
+                stats.reload.failure(e.clone());
+                tracing::error!("config reload failed, the running programs are unchanged:\n{e}");
+            }
+        }
+        result
+    }
+
+    /// Checks every program of `config`, then swaps the program set.
+    fn apply_config(
+        &self,
+        config: &Config,
+        compiler: &crate::compile::clang::Compiler,
+    ) -> Result<(), String> {
+        let running = self.lock_rules().fingerprints();
+        let mut next = Vec::new();
+        let mut errors = Vec::new();
+        for program in &config.programs {
+            let checked = object_and_fingerprint(config, program, compiler).and_then(
+                |(object, fingerprint)| {
+                    if running.contains(&fingerprint) {
+                        return Ok(Reloaded::Unchanged(fingerprint));
+                    }
+                    let set_up = set_up_object(
+                        config,
+                        program,
+                        object,
+                        fingerprint,
+                        self.options.label_cache_keys,
+                    )?;
+                    if set_up.shared.is_none() {
+                        set_up.prepared.verify().map_err(|e| {
+                            vec![format!(
+                                "{}:{}:{}: program {:?}: {e}",
+                                config.path.display(),
+                                program.referenced.line(),
+                                program.referenced.column(),
+                                program.value.name
+                            )]
+                        })?;
+                    }
+                    Ok(Reloaded::New(KernelProgram::from(set_up)))
+                },
+            );
+            match checked {
+                Ok(item) => next.push(item),
+                Err(e) => errors.extend(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors.join("\n"));
+        }
+        let snapshot = ProcSnapshot::take(&BTreeSet::new());
+        let mut outcome = Ok(());
+        self.change(|rules| {
+            outcome = rules.reload(next);
+            if outcome.is_ok() {
+                rules.apply_rescan(snapshot);
+            }
+        });
+        if outcome.is_ok() {
+            self.broken
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clear();
+        }
+        outcome
     }
 
     /// The latest outcome of the attach side: a pointer copy, never waiting for an attach.
@@ -312,6 +459,13 @@ impl Exporter {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl ProcessSink for Exporter {

@@ -27,6 +27,18 @@ pub trait RuledProgram {
     /// Executables its selector names exactly: a per-binary program attaches
     /// them before any process runs them.
     fn named_executables(&self) -> Vec<PathBuf>;
+    /// What it does: a reload keeps a program whose fingerprint it finds again.
+    fn fingerprint(&self) -> &str;
+}
+
+/// One program of the config a reload brings, in its new place.
+#[derive(Debug)]
+pub enum Reloaded<P> {
+    /// A program already running with this fingerprint: it keeps everything
+    /// attached for it, so its counts go on.
+    Unchanged(String),
+    /// A new or changed program: it starts with nothing attached.
+    New(P),
 }
 
 /// What the rules need to know of an attached instance.
@@ -174,6 +186,58 @@ impl<A: Attacher> Reconciler<A> {
                 step.reconcile_processes(state, &wanted);
             }
         }
+    }
+
+    /// The fingerprints of the programs running now.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.programs
+            .iter()
+            .map(|state| state.program.fingerprint().to_string())
+            .collect()
+    }
+
+    /// Replaces the programs with `next`, in its order: unchanged programs keep
+    /// their instances and counts, new and changed ones start empty (the next
+    /// rescan attaches them), and programs no longer there are detached. Nothing
+    /// changes if `next` names a fingerprint that is not running.
+    pub fn reload(&mut self, next: Vec<Reloaded<A::Program>>) -> Result<(), String> {
+        let running = self.fingerprints();
+        if let Some(missing) = next.iter().find_map(|item| match item {
+            Reloaded::Unchanged(fingerprint) if !running.contains(fingerprint) => Some(fingerprint),
+            _ => None,
+        }) {
+            return Err(format!("no running program has fingerprint {missing:?}"));
+        }
+        let mut old: Vec<Option<ProgramState<A::Program, A::Instance>>> =
+            std::mem::take(&mut self.programs)
+                .into_iter()
+                .map(Some)
+                .collect();
+        for item in next {
+            let state = match item {
+                Reloaded::Unchanged(fingerprint) => old
+                    .iter_mut()
+                    .find(|s| {
+                        s.as_ref()
+                            .is_some_and(|s| s.program.fingerprint() == fingerprint)
+                    })
+                    .and_then(Option::take)
+                    .expect("checked above"),
+                Reloaded::New(program) => ProgramState::new(program),
+            };
+            self.programs.push(state);
+        }
+        for mut state in old.into_iter().flatten() {
+            tracing::info!(
+                program = state.program.name(),
+                "removed or changed by the reload: detaching"
+            );
+            detach_where(&mut self.attacher, &mut state, |_, _| true);
+            for (_, instance) in std::mem::take(&mut state.binaries) {
+                self.attacher.detach(instance);
+            }
+        }
+        Ok(())
     }
 
     /// A process replaced its image (exec): whatever was attached to its old

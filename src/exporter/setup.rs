@@ -12,6 +12,9 @@ use std::sync::Arc;
 /// A program ready to attach, and the readers of its metrics.
 #[derive(Debug)]
 pub struct SetUpProgram {
+    /// What it does, and its object's bytes: equal for a program a reload
+    /// leaves unchanged (see [`crate::config::Program::fingerprint`]).
+    pub fingerprint: String,
     /// The checked program.
     pub prepared: Arc<PreparedProgram>,
     /// Decoders and layouts of its metrics.
@@ -29,6 +32,31 @@ pub struct BrokenProgram {
     pub errors: Vec<String>,
 }
 
+/// A program's object, read or compiled, and its fingerprint. Errors are
+/// located at the program in the config file.
+pub fn object_and_fingerprint(
+    config: &Config,
+    program: &Spanned<Program>,
+    compiler: &Compiler,
+) -> Result<(Vec<u8>, String), Vec<String>> {
+    let p = &program.value;
+    let (object, cached) = crate::compile::object_bytes(config, p, compiler).map_err(|e| {
+        vec![ConfigError::new(
+            &config.path,
+            program.referenced.line(),
+            program.referenced.column(),
+            e.to_string(),
+        )
+        .to_string()]
+    })?;
+    if p.code.is_some() {
+        tracing::info!(program = %p.name, cached, "compiled inline code");
+    }
+    let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&object));
+    let fingerprint = format!("{}|object sha256 {digest:x}", p.fingerprint());
+    Ok((object, fingerprint))
+}
+
 /// Produces a program's object (reading or compiling it), checks it against the
 /// config and builds its metric readers (each keeping decoded labels of at most
 /// `cache_keys` keys): everything short of attaching it. Errors are located in
@@ -39,21 +67,19 @@ pub fn set_up(
     compiler: &Compiler,
     cache_keys: usize,
 ) -> Result<SetUpProgram, Vec<String>> {
+    let (object, fingerprint) = object_and_fingerprint(config, program, compiler)?;
+    set_up_object(config, program, object, fingerprint, cache_keys)
+}
+
+/// [`set_up`] with the object in hand.
+pub fn set_up_object(
+    config: &Config,
+    program: &Spanned<Program>,
+    object: Vec<u8>,
+    fingerprint: String,
+    cache_keys: usize,
+) -> Result<SetUpProgram, Vec<String>> {
     let p = &program.value;
-    let located = |message: String| {
-        ConfigError::new(
-            &config.path,
-            program.referenced.line(),
-            program.referenced.column(),
-            message,
-        )
-        .to_string()
-    };
-    let (object, cached) = crate::compile::object_bytes(config, p, compiler)
-        .map_err(|e| vec![located(e.to_string())])?;
-    if p.code.is_some() {
-        tracing::info!(program = %p.name, cached, "compiled inline code");
-    }
     let prepared = PreparedProgram::prepare(config, program, object)
         .map_err(|es| es.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let metrics = ProgramMetrics::new(&prepared, cache_keys).map_err(|e| vec![e])?;
@@ -71,6 +97,7 @@ pub fn set_up(
         None
     };
     Ok(SetUpProgram {
+        fingerprint,
         prepared: Arc::new(prepared),
         metrics: Arc::new(metrics),
         shared,

@@ -1,6 +1,7 @@
 //! The landing page: what is loaded, where it is attached, what failed.
 
 use crate::exporter::{BrokenProgram, Published};
+use crate::metrics::ReloadStatus;
 use std::fmt::Write;
 
 fn escape(s: &str) -> String {
@@ -11,16 +12,29 @@ fn escape(s: &str) -> String {
 }
 
 /// Renders the page as HTML.
-pub fn render(published: &Published, broken: &[BrokenProgram], metrics_path: &str) -> String {
+pub fn render(
+    published: &Published,
+    broken: &[BrokenProgram],
+    reload: &ReloadStatus,
+    metrics_path: &str,
+) -> String {
     let mut page = String::new();
     let _ = write!(
         page,
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>ebpf-userspace-exporter</title>\
          <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 8px;text-align:left;vertical-align:top}}.err{{color:#b00}}</style></head><body>\
-         <h1>ebpf-userspace-exporter {}</h1><p><a href=\"{}\">Metrics</a></p><h2>Programs</h2>",
+         <h1>ebpf-userspace-exporter {}</h1><p><a href=\"{}\">Metrics</a></p>",
         env!("CARGO_PKG_VERSION"),
         escape(metrics_path)
     );
+    if let Some(error) = &reload.error {
+        let _ = write!(
+            page,
+            "<h2 class=\"err\">The last config reload failed</h2><p>The programs below are the ones from before it.</p><pre class=\"err\">{}</pre>",
+            escape(error)
+        );
+    }
+    page.push_str("<h2>Programs</h2>");
     for state in &published.programs {
         let p = &state.prepared;
         let _ = write!(

@@ -22,6 +22,8 @@ pub struct ServerOptions {
     pub listen_address: String,
     /// Path of the metrics endpoint.
     pub metrics_path: String,
+    /// Serve `POST /-/reload` (`--web.enable-lifecycle`).
+    pub enable_lifecycle: bool,
 }
 
 /// The exporter, once its startup attaches are done. The server listens
@@ -33,6 +35,7 @@ pub type Readiness = Arc<OnceLock<Arc<Exporter>>>;
 struct AppState {
     exporter: Readiness,
     metrics_path: Arc<str>,
+    enable_lifecycle: bool,
 }
 
 impl AppState {
@@ -84,10 +87,12 @@ pub async fn serve(
     let state = AppState {
         exporter,
         metrics_path: options.metrics_path.clone().into(),
+        enable_lifecycle: options.enable_lifecycle,
     };
     let mut app = Router::new()
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
+        .route("/-/reload", axum::routing::post(reload))
         .route(&options.metrics_path, get(metrics));
     if options.metrics_path != "/" {
         app = app.route("/", get(landing_page));
@@ -109,6 +114,35 @@ async fn ready(State(state): State<AppState>) -> Response {
     match state.ready() {
         Some(_) => "ebpf-userspace-exporter is Ready.\n".into_response(),
         None => starting(),
+    }
+}
+
+/// `POST /-/reload`: reloads the config as SIGHUP does; 200 when the new
+/// config is in force, 500 with the errors when nothing changed, 403 without
+/// `--web.enable-lifecycle`. Other methods get 405.
+async fn reload(State(state): State<AppState>) -> Response {
+    if !state.enable_lifecycle {
+        return (
+            StatusCode::FORBIDDEN,
+            "Lifecycle API is not enabled (--web.enable-lifecycle).\n",
+        )
+            .into_response();
+    }
+    let Some(exporter) = state.ready() else {
+        return starting();
+    };
+    match tokio::task::spawn_blocking(move || exporter.reload_config()).await {
+        Ok(Ok(())) => "config reloaded\n".into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("config reload failed, nothing changed:\n{e}\n"),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed: {e}\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -170,7 +204,12 @@ async fn landing_page(State(state): State<AppState>) -> Response {
     };
     let path = state.metrics_path.clone();
     let page = tokio::task::spawn_blocking(move || {
-        landing::render(&exporter.published(), exporter.broken(), &path)
+        landing::render(
+            &exporter.published(),
+            &exporter.broken(),
+            &exporter.reload_status(),
+            &path,
+        )
     })
     .await
     .unwrap_or_else(|e| format!("landing page failed: {e}"));

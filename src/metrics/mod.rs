@@ -11,7 +11,7 @@ mod render;
 mod self_metrics;
 
 pub use render::render;
-pub use self_metrics::{lock as lock_stats, LatencyHistogram, SelfStats};
+pub use self_metrics::{lock as lock_stats, LatencyHistogram, ReloadStatus, SelfStats};
 
 use crate::attach::{Instance, PreparedProgram, TableLayout};
 use crate::config::METRIC_NAMESPACE;

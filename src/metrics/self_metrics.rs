@@ -24,6 +24,34 @@ pub struct SelfStats {
     /// Bytes of the last scrape's response: the next one's buffer starts this
     /// big, instead of doubling its way there (a 1M-series response is 60 MB).
     pub last_response_bytes: usize,
+    /// How the last config reload went.
+    pub reload: ReloadStatus,
+}
+
+/// How the last config reload went (the config loaded at startup counts as one).
+#[derive(Debug, Default, Clone)]
+pub struct ReloadStatus {
+    /// Whether it succeeded.
+    pub successful: bool,
+    /// When the last successful one happened, in seconds since the Unix epoch.
+    pub success_timestamp: f64,
+    /// Why the last one failed, while it is the last one.
+    pub error: Option<String>,
+}
+
+impl ReloadStatus {
+    /// A reload that succeeded at `unix_seconds`.
+    pub fn success(&mut self, unix_seconds: f64) {
+        self.successful = true;
+        self.success_timestamp = unix_seconds;
+        self.error = None;
+    }
+
+    /// A reload that failed: nothing changed.
+    pub fn failure(&mut self, error: String) {
+        self.successful = false;
+        self.error = Some(error);
+    }
 }
 
 impl SelfStats {
@@ -236,6 +264,19 @@ pub fn write(enc: &mut Encoder, programs: &[ScrapeProgram], stats: &SelfStats, s
             enc.sample_u64(&labels(&["name", second], &values), *count);
         }
     }
+
+    enc.family(
+        &name("config_last_reload_successful"),
+        "Whether the last configuration reload attempt was successful",
+        MetricKind::Gauge,
+    );
+    enc.sample_u64(&labels(&[], &[]), u64::from(stats.reload.successful));
+    enc.family(
+        &name("config_last_reload_success_timestamp_seconds"),
+        "Timestamp of the last successful configuration reload",
+        MetricKind::Gauge,
+    );
+    enc.sample(&labels(&[], &[]), stats.reload.success_timestamp);
 
     enc.family(
         &name("build_info"),

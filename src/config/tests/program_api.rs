@@ -142,3 +142,41 @@ fn anchors_and_merges_parse_and_errors_still_have_lines() {
     assert_eq!(lines, [13, 16], "{}", ConfigErrors(errors.clone()));
     assert!(errors[1].message.contains("program \"second\""));
 }
+
+#[test]
+fn a_fingerprint_ignores_layout_and_comments_but_not_meaning() {
+    let fingerprint = |text: &str| parse(text).unwrap().programs[0].value.fingerprint();
+    let original = fingerprint(GUNICORN);
+    // Moved down two lines, with a comment, keys reordered: the same program.
+    let moved = format!(
+        "# a comment\n\n{}",
+        GUNICORN.replace(
+            "    usdt:\n      gc__start: trace_gc__start\n    attachment:\n      binary_name: \"gunicorn\"\n",
+            "    attachment:\n      binary_name: gunicorn   # the workers\n    usdt:\n      gc__start: trace_gc__start\n",
+        )
+    );
+    assert_ne!(moved, GUNICORN);
+    assert_eq!(fingerprint(&moved), original);
+    // Each of these changes what the program does.
+    for (from, to) in [
+        ("help: Total number of gc events", "help: GC events"),
+        ("gc__start: trace_gc__start", "gc__done: trace_gc__start"),
+        ("binary_name: \"gunicorn\"", "binary_name: \"python3\""),
+        ("object: gc.bpf.o", "object: gc2.bpf.o"),
+        (
+            "object: gc.bpf.o",
+            "object: gc.bpf.o\n    instances: shared",
+        ),
+        (
+            "object: gc.bpf.o",
+            "object: gc.bpf.o\n    process_labels: [comm]",
+        ),
+    ] {
+        assert!(GUNICORN.contains(from), "{from}");
+        let changed = GUNICORN.replace(from, to);
+        assert_ne!(fingerprint(&changed), original, "{to}");
+    }
+    // A default written out is no change.
+    let padded = GUNICORN.replace("size: 8", "size: 8\n              padding: 0");
+    assert_eq!(fingerprint(&padded), original);
+}

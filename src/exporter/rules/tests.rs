@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 #[derive(Debug)]
 struct FakeProgram {
     name: &'static str,
+    fingerprint: &'static str,
     comm: &'static str,
     per_binary: bool,
     named: Vec<PathBuf>,
@@ -26,6 +27,9 @@ impl RuledProgram for FakeProgram {
     }
     fn named_executables(&self) -> Vec<PathBuf> {
         self.named.clone()
+    }
+    fn fingerprint(&self) -> &str {
+        self.fingerprint
     }
 }
 
@@ -116,6 +120,7 @@ impl Attacher for FakeAttacher {
 fn program(name: &'static str, comm: &'static str) -> FakeProgram {
     FakeProgram {
         name,
+        fingerprint: name,
         comm,
         per_binary: false,
         named: Vec::new(),
@@ -125,6 +130,7 @@ fn program(name: &'static str, comm: &'static str) -> FakeProgram {
 fn per_binary(name: &'static str, comm: &'static str, named: &[&str]) -> FakeProgram {
     FakeProgram {
         name,
+        fingerprint: name,
         comm,
         per_binary: true,
         named: named.iter().map(PathBuf::from).collect(),
@@ -455,4 +461,64 @@ fn a_per_binary_process_whose_attach_failed_is_not_retried_past_the_limit() {
     assert_eq!(r.attacher.attaches.len() as u32, ATTACH_ATTEMPTS);
     assert!(r.programs[0].binaries.is_empty());
     assert_eq!(r.programs[0].failed[&a.key].attempts, ATTACH_ATTEMPTS);
+}
+
+#[test]
+fn a_reload_keeps_unchanged_programs_replaces_changed_ones_and_drops_removed_ones() {
+    let mut r = rules(vec![
+        program("kept", "python3"),
+        program("changed", "python3"),
+        program("removed", "python3"),
+        per_binary("gone-binary", "app", &[]),
+    ]);
+    let a = process(10, 1, "python3", "/usr/bin/python3");
+    let app = process(11, 1, "app", "/opt/app");
+    r.apply_rescan(rescan(&[&a, &app]));
+    let kept_started = r.programs[0].instances[&a.key].started_ns;
+    assert_eq!(r.attacher.attaches.len(), 4);
+    let mut changed = program("changed", "python3");
+    changed.fingerprint = "changed v2";
+    r.reload(vec![
+        Reloaded::New(program("added", "python3")),
+        Reloaded::Unchanged("kept".into()),
+        Reloaded::New(changed),
+    ])
+    .unwrap();
+    let names: Vec<&str> = r.programs.iter().map(|s| s.program.name).collect();
+    assert_eq!(names, ["added", "kept", "changed"]);
+    // The kept program's instance is the very same one; the others' are gone.
+    assert_eq!(r.programs[1].instances[&a.key].started_ns, kept_started);
+    assert_eq!(
+        r.attacher.detached,
+        [
+            "pid 10 (python3)",
+            "pid 10 (python3)",
+            "every process of /opt/app"
+        ]
+    );
+    // The next rescan attaches the new and the changed program, not the kept one.
+    r.apply_rescan(rescan(&[&a, &app]));
+    assert_eq!(r.attacher.attaches.len(), 6);
+    assert_eq!(
+        r.attacher.attaches[4..]
+            .iter()
+            .map(|(program, _)| program.as_str())
+            .collect::<Vec<_>>(),
+        ["added", "changed"]
+    );
+}
+
+#[test]
+fn a_reload_naming_a_program_that_is_not_running_changes_nothing() {
+    let mut r = rules(vec![program("kept", "python3")]);
+    let a = process(10, 1, "python3", "/usr/bin/python3");
+    r.apply_rescan(rescan(&[&a]));
+    let result = r.reload(vec![
+        Reloaded::Unchanged("kept".into()),
+        Reloaded::Unchanged("never ran".into()),
+    ]);
+    assert!(result.is_err());
+    assert_eq!(r.programs.len(), 1);
+    assert_eq!(attached_pids(&r.programs[0]), [10]);
+    assert!(r.attacher.detached.is_empty());
 }
