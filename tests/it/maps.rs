@@ -1,9 +1,7 @@
 //! Map reading against real kernel maps: every entry of maps larger than one
 //! batch, per-CPU values summed, and arrays.
 
-mod common;
-
-use common::require_bpf;
+use crate::common::require_bpf;
 use libbpf_rs::MapType;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use userspace_exporter::attach::TableLayout;

@@ -2,9 +2,7 @@
 //! master and every worker get an instance, and each worker's exported
 //! collections per generation equal what that worker's gc.get_stats() says.
 
-mod common;
-
-use common::{free_port, require_bpf, wait_for, Exporter};
+use crate::common::{self, free_port, require_bpf, wait_for, Exporter};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -3,9 +3,7 @@
 //! "Privileges"), and counts exactly; with one of them missing, the error names
 //! the capability instead of a bare EPERM.
 
-mod common;
-
-use common::{fixtures, require_bpf, wait_for, Exporter, Samples, Target};
+use crate::common::{fixtures, require_bpf, wait_for, Exporter, Samples, Target};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

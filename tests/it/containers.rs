@@ -4,9 +4,7 @@
 //!   /proc/PID/root: the Kubernetes sidecar with shareProcessNamespace);
 //! - the exporter inside a child PID namespace together with its targets.
 
-mod common;
-
-use common::{fixtures, free_port, require_bpf, spawn, wait_for, Exporter, Samples};
+use crate::common::{self, fixtures, free_port, require_bpf, spawn, wait_for, Exporter, Samples};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};

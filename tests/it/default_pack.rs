@@ -2,14 +2,12 @@
 //! the programs compiled into it (no clang needed) and attaches to the
 //! runtimes' processes on the machine as they come and go.
 
-mod common;
-
-use common::{require_bpf, wait_for, Exporter, Python};
+use crate::common::{self, require_bpf, wait_for, Exporter, Python};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::PYTHON;
+use crate::common::PYTHON;
 
 #[test]
 fn with_no_config_the_default_pack_follows_python_processes_started_later() {

@@ -12,9 +12,7 @@
 //! Needs the images scripts/build-image.sh --test-app builds (scripts/test.sh
 //! runs it first).
 
-mod common;
-
-use common::{free_port, in_ci, wait_for, Samples, Target};
+use crate::common::{self, free_port, in_ci, wait_for, Samples, Target};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -3,9 +3,7 @@
 //! without stopping anything else: the first two are still counted exactly,
 //! the last is logged once and counted as an attach error.
 
-mod common;
-
-use common::{fixtures, require_bpf, wait_for, Exporter, Target};
+use crate::common::{self, fixtures, require_bpf, wait_for, Exporter, Target};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

@@ -1,9 +1,7 @@
 //! Bad input through the binary: every message says what and where, nothing
 //! panics, and `check` lists every problem with a non-zero exit.
 
-mod common;
-
-use common::{fixtures, require_bpf, Target, EXPORTER};
+use crate::common::{fixtures, require_bpf, Target, EXPORTER};
 use std::process::{Command, Output};
 
 fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {

@@ -3,9 +3,7 @@
 //! and the exported series all return to their baseline. (Its own test binary:
 //! the kernel-wide counts must not see other tests' exporters.)
 
-mod common;
-
-use common::{fixtures, require_bpf, wait_for, Exporter, Target};
+use crate::common::{self, fixtures, require_bpf, wait_for, Exporter, Target};
 use std::time::Duration;
 
 type NextId = unsafe extern "C" fn(u32, *mut u32) -> i32;

@@ -9,8 +9,7 @@
 //! A missing tool is a skip, or a failure when CI=true (scripts/setup.sh
 //! installs them all).
 
-mod common;
-
+use crate::common;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -12,9 +12,7 @@
 //! MXBean counts them (5 System.gc() with -XX:+ExplicitGCInvokesConcurrent
 //! gave 15 gc__begin and a "G1 Young Generation" delta of 5).
 
-mod common;
-
-use common::{fixtures, in_ci, require_bpf, wait_for, Exporter, Samples, Target};
+use crate::common::{fixtures, in_ci, require_bpf, wait_for, Exporter, Samples, Target};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,9 +2,7 @@
 //! and helper compiles and passes the verifier; libbpf-style inline code
 //! compiles; bpf_log2 and bpf_log2l compute what bcc's do, on real probe hits.
 
-mod common;
-
-use common::{require_bpf, Exporter, Target, EXPORTER};
+use crate::common::{require_bpf, Exporter, Target, EXPORTER};
 use std::process::Command;
 
 fn check(config: &str) -> (bool, String) {

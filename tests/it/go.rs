@@ -3,9 +3,7 @@
 //! register-passed argument; a uretprobe on the same function is refused with
 //! an error that says why and what to do instead.
 
-mod common;
-
-use common::{fixtures, require_bpf, Exporter, Target};
+use crate::common::{self, fixtures, require_bpf, Exporter, Target};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

@@ -3,9 +3,7 @@
 //! cache skips clang, `compile` writes objects for clang-less production, and
 //! clang's errors point at config lines.
 
-mod common;
-
-use common::{fixtures, require_bpf, Exporter, Python, EXPORTER};
+use crate::common::{self, fixtures, require_bpf, Exporter, Python, EXPORTER};
 use std::process::Command;
 
 /// The seed README's example as shipped in examples/ (verbatim), selecting `comm`.

@@ -1,6 +1,5 @@
 //! Shared harness of the integration tests: builds the C targets and BPF
 //! objects, starts targets and the exporter binary, scrapes and parses.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -90,7 +89,7 @@ fn run(cmd: &mut Command) {
     );
 }
 
-/// Builds the fixtures once per test binary.
+/// Builds the fixtures once per run of the test binary.
 pub fn fixtures() -> &'static Fixtures {
     static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
     FIXTURES.get_or_init(|| {
@@ -119,8 +118,8 @@ pub fn fixtures() -> &'static Fixtures {
         // Headers from the exporter itself: the ones matching its libbpf.
         let include = dir.join("include");
         run(Command::new(EXPORTER).args(["headers", "-o"]).arg(&include));
-        // BPF objects are compiled when a test first asks for one, so that a test
-        // binary compiles only the objects it uses.
+        // BPF objects are compiled when a test first asks for one, so that a run
+        // (of some tests only, say) compiles only the objects its tests use.
         let mut objects = BTreeMap::new();
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
         for (prefix, folder) in [("", src.join("bpf")), ("example:", examples)] {

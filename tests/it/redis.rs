@@ -2,9 +2,7 @@
 //! latency slots from `bpf_log2l` in a 33-slot `BPF_HISTOGRAM` whose last slot
 //! holds the sum) on Debian's real redis-server, loaded with writes.
 
-mod common;
-
-use common::{fixtures, free_port, require_bpf, Exporter, Samples};
+use crate::common::{self, fixtures, free_port, require_bpf, Exporter, Samples};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -2,9 +2,7 @@
 //! semaphore-guarded, in a library), uprobes and uretprobes to running fixture
 //! targets, and every count and argument it exports is what the targets did.
 
-mod common;
-
-use common::{fixtures, require_bpf, Exporter, Samples, Target};
+use crate::common::{fixtures, require_bpf, Exporter, Samples, Target};
 
 fn config(comm: &str) -> String {
     let f = fixtures();

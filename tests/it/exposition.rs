@@ -2,9 +2,7 @@
 //! OpenMetrics parser of the Python client, gzip, and a real Prometheus
 //! server scraping the exporter and answering a query with the exact count.
 
-mod common;
-
-use common::{fixtures, free_port, require_bpf, wait_for, Exporter, Target};
+use crate::common::{self, fixtures, free_port, require_bpf, wait_for, Exporter, Target};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;

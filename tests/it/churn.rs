@@ -2,9 +2,7 @@
 //! the /proc rescan and counted exactly; a killed and restarted target comes
 //! back under its new pid and the old pid's series leave /metrics.
 
-mod common;
-
-use common::{require_bpf, wait_for, Exporter, Samples, Target};
+use crate::common::{self, require_bpf, wait_for, Exporter, Samples, Target};
 use std::time::Duration;
 
 fn attached(exporter: &Exporter, pid: u32) -> Option<Samples> {

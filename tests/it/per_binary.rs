@@ -2,9 +2,7 @@
 //! process that runs it (libbpf's pid -1), so a process is counted from its
 //! first instruction, before any event about it reaches the exporter.
 
-mod common;
-
-use common::{fixtures, require_bpf, wait_for, Exporter};
+use crate::common::{self, fixtures, require_bpf, wait_for, Exporter};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
