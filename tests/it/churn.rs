@@ -16,6 +16,7 @@ fn attached(exporter: &Exporter, pid: u32) -> Option<Samples> {
 
 #[test]
 fn a_target_started_after_the_exporter_is_counted_exactly() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -41,6 +42,7 @@ fn a_target_started_after_the_exporter_is_counted_exactly() {
 
 #[test]
 fn a_restarted_target_comes_back_under_its_new_pid_and_the_old_series_go() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -89,6 +91,7 @@ fn a_restarted_target_comes_back_under_its_new_pid_and_the_old_series_go() {
 
 #[test]
 fn exec_events_attach_before_a_probe_hit_100_ms_after_start() {
+    let _machine = common::exclusive();
     if !require_bpf() {
         return;
     }
@@ -135,6 +138,7 @@ fn exec_events_attach_before_a_probe_hit_100_ms_after_start() {
 
 #[test]
 fn a_shared_instance_counts_every_process_in_one_object_and_keeps_counts_after_exits() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -192,6 +196,7 @@ fn a_shared_instance_counts_every_process_in_one_object_and_keeps_counts_after_e
 
 #[test]
 fn expedited_rcu_attaches_count_exactly_and_the_kernel_setting_is_put_back() {
+    let _machine = common::exclusive();
     if !require_bpf() {
         return;
     }

@@ -84,6 +84,7 @@ fn tool(name: &str) -> bool {
 
 #[test]
 fn text_format_passes_promtool_and_gzip_round_trips() {
+    let _machine = common::shared();
     if !require_bpf() || !tool("promtool") || !tool("curl") {
         return;
     }
@@ -173,6 +174,7 @@ fn text_format_passes_promtool_and_gzip_round_trips() {
 
 #[test]
 fn openmetrics_when_asked_parses_with_the_python_client() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -248,6 +250,7 @@ for family in text_string_to_metric_families(sys.stdin.read()):
 
 #[test]
 fn a_real_prometheus_server_scrapes_the_exact_count() {
+    let _machine = common::shared();
     if !require_bpf() || !tool("prometheus") {
         return;
     }

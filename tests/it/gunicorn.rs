@@ -85,6 +85,7 @@ fn stats_of_all(port: u16, workers: &[u32]) -> BTreeMap<u32, [f64; 3]> {
 
 #[test]
 fn every_gunicorn_worker_is_attached_and_counts_its_own_collections() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

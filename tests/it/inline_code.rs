@@ -24,6 +24,7 @@ fn gc_counts(exporter: &Exporter, pid: &str) -> [f64; 3] {
 
 #[test]
 fn the_seed_gunicorn_example_counts_what_gc_get_stats_reports() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -73,6 +74,7 @@ fn the_seed_gunicorn_example_counts_what_gc_get_stats_reports() {
 
 #[test]
 fn compile_writes_objects_and_a_config_that_needs_no_clang() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -113,6 +115,7 @@ fn compile_writes_objects_and_a_config_that_needs_no_clang() {
 
 #[test]
 fn clang_errors_and_unsupported_features_point_at_config_lines() {
+    let _machine = common::shared();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.yaml");
     let mut text = seed_gunicorn_config("gunicorn");
@@ -156,6 +159,7 @@ fn clang_errors_and_unsupported_features_point_at_config_lines() {
 
 #[test]
 fn a_missing_clang_names_the_package_and_the_compile_subcommand() {
+    let _machine = common::shared();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gunicorn.yaml");
     std::fs::write(&config, seed_gunicorn_config("gunicorn")).unwrap();
@@ -185,6 +189,7 @@ fn status(url: &str) -> Option<u16> {
 
 #[test]
 fn healthy_answers_while_programs_compile_and_ready_once_they_are_attached() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

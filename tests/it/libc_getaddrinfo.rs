@@ -5,6 +5,7 @@ use crate::common::{self, fixtures, require_bpf, Exporter, Samples, Target};
 
 #[test]
 fn getaddrinfo_calls_are_counted_by_result_and_timed() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

@@ -46,6 +46,7 @@ fn binaries_in(samples: &common::Samples) -> Option<f64> {
 
 #[test]
 fn a_named_executable_counts_every_process_from_its_first_instruction() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -86,6 +87,7 @@ fn a_named_executable_counts_every_process_from_its_first_instruction() {
 
 #[test]
 fn an_executable_found_through_a_process_covers_later_ones_until_it_is_replaced() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

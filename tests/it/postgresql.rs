@@ -274,6 +274,7 @@ const STATS: &str = "SELECT (SELECT sum(xact_commit) FROM pg_stat_database), \
 
 #[test]
 fn postgresql_example_matches_pg_stat_database_and_pg_stat_bgwriter() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

@@ -78,6 +78,7 @@ fn config(marker: &str) -> String {
 
 #[test]
 fn ruby_example_matches_gc_stat_and_counts_allocations_exactly() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
