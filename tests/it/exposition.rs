@@ -126,7 +126,7 @@ fn text_format_passes_promtool_and_gzip_round_trips() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Exit 3 is lint only (the parse succeeded); the one lint allowed is the name this
-    // config chose on purpose, as the seed's configs may.
+    // config chose on purpose, as the original project's configs may.
     let lint_only = out.status.code() == Some(3)
         && complaints
             .lines()
