@@ -3,39 +3,41 @@
 //!
 //! # Sharing the machine
 //!
-//! Every test is in one binary, whose tests run in parallel threads (one per
-//! core unless `--test-threads` says otherwise), whatever module they are in.
-//! Most tests see only what they start: their targets run under a name (comm,
-//! copy of a binary, command-line marker) that no other test uses, and their
-//! exporter selects only that name. Those take the shared guard. A test that
-//! needs the machine to itself takes the exclusive guard instead: no other
-//! test runs while it holds it. That is a test that
+//! All the integration tests are in one binary, and libtest runs them in
+//! parallel threads (one per core unless `--test-threads` says otherwise),
+//! whatever module they are in. Most tests see only what they start: their
+//! targets run under a name (comm, copy of a binary, command-line marker) that
+//! no other test in any module uses, and their exporter selects only that
+//! name. Those take the shared guard. A test that needs the machine to itself
+//! takes the exclusive guard instead: no other test runs while it holds it.
+//! That is a test that
 //!
 //! - counts something kernel-wide: BPF programs, maps and links
 //!   (`churn_leaks`);
 //! - selects processes machine-wide, so that it would attach to other tests'
-//!   processes and they to its: the embedded default pack (every python3.11,
-//!   java, ruby and postgres by path; `default_pack`), an exporter in the host
-//!   PID namespace selecting every `python3.11` (`podman`);
+//!   processes: the embedded default pack (every python3.11, java, ruby and
+//!   postgres by path; `default_pack`), an exporter in the host PID namespace
+//!   selecting every `python3.11` (`podman`);
 //! - changes a setting every process sees: `/sys/kernel/rcu_expedited`
 //!   (`churn`, expedited RCU);
 //! - asserts a latency another test's load could break: a probe hit 100 ms
 //!   after exec is counted (`churn`, exec events and expedited RCU);
 //! - runs containers (`podman`): podman, conmon and runc take the machine's
-//!   two cores, and these tests always ran alone (they replace the podman
-//!   module's own mutex).
+//!   two cores, and these tests always ran alone (the guard replaces the
+//!   podman module's own mutex).
 //!
 //! The rule, without exceptions: a test's first statement is
 //! `let _machine = common::shared();` or `let _machine = common::exclusive();`,
 //! bound to a name (`let _ = ...` would drop it at once). Locals drop in
 //! reverse order, so the guard is released last, after the test's exporters
-//! and targets have been stopped. A test that does neither of the above takes
-//! the shared guard even when it starts nothing, so that `grep` can check the
-//! rule: as many guards as `#[test]`s.
+//! and targets have been stopped. A test that needs none of the above takes
+//! the shared guard, even one that starts nothing, so that `grep` can check
+//! the rule: as many guards as `#[test]`s.
 //!
 //! The guard is a read (shared) or write (exclusive) lock of one process-wide
-//! [`RwLock`]. A test that panics holding the write lock poisons it; the
-//! others go on (its failure is reported on its own).
+//! [`RwLock`]: it orders the tests of one run of this binary, not two runs at
+//! once (scripts run one suite at a time). A test that panics holding the
+//! write lock poisons it; the others go on (its failure is reported on its own).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
