@@ -9,6 +9,6 @@ bash scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 bash scripts/build-examples.sh
-# The image the container tests run (tests/podman.rs), from the release build.
+# The image the container tests run (tests/it/podman.rs), from the release build.
 bash scripts/build-image.sh --test-app
 cargo test --all-targets 2>&1

@@ -1,9 +1,7 @@
 //! Bad input through the binary: every message says what and where, nothing
 //! panics, and `check` lists every problem with a non-zero exit.
 
-mod common;
-
-use common::{fixtures, require_bpf, Target, EXPORTER};
+use crate::common::{self, fixtures, require_bpf, Target, EXPORTER};
 use std::process::{Command, Output};
 
 fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
@@ -56,6 +54,7 @@ fn counter_program(
 
 #[test]
 fn check_accepts_a_good_config_after_loading_it_through_the_verifier() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -78,6 +77,7 @@ fn check_accepts_a_good_config_after_loading_it_through_the_verifier() {
 
 #[test]
 fn check_lists_every_object_mismatch_with_its_line() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -117,6 +117,7 @@ fn check_lists_every_object_mismatch_with_its_line() {
 
 #[test]
 fn run_rejects_bad_configs_with_file_line_and_column() {
+    let _machine = common::shared();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.yaml");
     let out = exporter(&["-c", missing.to_str().unwrap()]);
@@ -153,6 +154,7 @@ fn run_rejects_bad_configs_with_file_line_and_column() {
 
 #[test]
 fn a_port_in_use_is_a_clear_error() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -189,6 +191,7 @@ fn a_port_in_use_is_a_clear_error() {
 
 #[test]
 fn ignored_kernel_probe_kinds_warn_once_each() {
+    let _machine = common::shared();
     let dir = tempfile::tempdir().unwrap();
     let object = dir.path().join("missing.bpf.o");
     let path = write_config(
@@ -210,6 +213,7 @@ fn ignored_kernel_probe_kinds_warn_once_each() {
 
 #[test]
 fn a_process_that_exits_before_attach_is_reported_as_exited() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -259,6 +263,7 @@ fn a_process_that_exits_before_attach_is_reported_as_exited() {
 
 #[test]
 fn usdt_probes_in_an_object_without_libbpf_usdt_support_are_named_at_their_line() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

@@ -2,9 +2,7 @@
 //! process that runs it (libbpf's pid -1), so a process is counted from its
 //! first instruction, before any event about it reaches the exporter.
 
-mod common;
-
-use common::{fixtures, require_bpf, wait_for, Exporter};
+use crate::common::{self, fixtures, require_bpf, wait_for, Exporter};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -48,6 +46,7 @@ fn binaries_in(samples: &common::Samples) -> Option<f64> {
 
 #[test]
 fn a_named_executable_counts_every_process_from_its_first_instruction() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -88,6 +87,7 @@ fn a_named_executable_counts_every_process_from_its_first_instruction() {
 
 #[test]
 fn an_executable_found_through_a_process_covers_later_ones_until_it_is_replaced() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

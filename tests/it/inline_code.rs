@@ -1,15 +1,14 @@
 //! Inline `code:` in bcc's dialect, compiled at startup with no kernel
-//! headers: the seed README's gunicorn example runs verbatim, the compile
-//! cache skips clang, `compile` writes objects for clang-less production, and
-//! clang's errors point at config lines.
+//! headers: the original project's README example (gunicorn) runs verbatim,
+//! the compile cache skips clang, `compile` writes objects for clang-less
+//! production, and clang's errors point at config lines.
 
-mod common;
-
-use common::{fixtures, require_bpf, Exporter, Python, EXPORTER};
+use crate::common::{self, fixtures, require_bpf, Exporter, Python, EXPORTER};
 use std::process::Command;
 
-/// The seed README's example as shipped in examples/ (verbatim), selecting `comm`.
-fn seed_gunicorn_config(comm: &str) -> String {
+/// The original project's README example as shipped in examples/ (verbatim),
+/// selecting `comm`.
+fn original_gunicorn_config(comm: &str) -> String {
     fixtures().example_config_code("gunicorn_gc_count", "gunicorn", comm)
 }
 
@@ -26,6 +25,7 @@ fn gc_counts(exporter: &Exporter, pid: &str) -> [f64; 3] {
 
 #[test]
 fn the_seed_gunicorn_example_counts_what_gc_get_stats_reports() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -35,7 +35,7 @@ fn the_seed_gunicorn_example_counts_what_gc_get_stats_reports() {
     let cache = tempfile::tempdir().unwrap();
     let cache_arg = cache.path().to_str().unwrap();
     let exporter = Exporter::start_with(
-        &seed_gunicorn_config("uexp-seed-gc"),
+        &original_gunicorn_config("uexp-seed-gc"),
         &["--cache-dir", cache_arg],
     );
     assert!(
@@ -59,7 +59,7 @@ fn the_seed_gunicorn_example_counts_what_gc_get_stats_reports() {
 
     // Second start: same code, same clang, same kernel: no clang run.
     let exporter = Exporter::start_with(
-        &seed_gunicorn_config("uexp-seed-gc"),
+        &original_gunicorn_config("uexp-seed-gc"),
         &["--cache-dir", cache_arg],
     );
     assert!(
@@ -75,12 +75,13 @@ fn the_seed_gunicorn_example_counts_what_gc_get_stats_reports() {
 
 #[test]
 fn compile_writes_objects_and_a_config_that_needs_no_clang() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gunicorn.yaml");
-    std::fs::write(&config, seed_gunicorn_config("gunicorn")).unwrap();
+    std::fs::write(&config, original_gunicorn_config("gunicorn")).unwrap();
     let out = dir.path().join("out");
     let status = Command::new(EXPORTER)
         .args(["compile", "-c"])
@@ -115,9 +116,10 @@ fn compile_writes_objects_and_a_config_that_needs_no_clang() {
 
 #[test]
 fn clang_errors_and_unsupported_features_point_at_config_lines() {
+    let _machine = common::shared();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.yaml");
-    let mut text = seed_gunicorn_config("gunicorn");
+    let mut text = original_gunicorn_config("gunicorn");
     // Line 29 of the config: `e.gen = gen;` becomes an undeclared name.
     text = text.replace("e.gen = gen;", "e.gen = generation;");
     std::fs::write(&config, &text).unwrap();
@@ -137,7 +139,7 @@ fn clang_errors_and_unsupported_features_point_at_config_lines() {
         "{stdout}"
     );
 
-    let text = seed_gunicorn_config("gunicorn").replace(
+    let text = original_gunicorn_config("gunicorn").replace(
         "BPF_HASH(gc_counts, struct gc_event_t);",
         "BPF_STACK_TRACE(stacks, 128);",
     );
@@ -158,9 +160,10 @@ fn clang_errors_and_unsupported_features_point_at_config_lines() {
 
 #[test]
 fn a_missing_clang_names_the_package_and_the_compile_subcommand() {
+    let _machine = common::shared();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gunicorn.yaml");
-    std::fs::write(&config, seed_gunicorn_config("gunicorn")).unwrap();
+    std::fs::write(&config, original_gunicorn_config("gunicorn")).unwrap();
     let out = Command::new(EXPORTER)
         .args(["--clang", "/nonexistent/clang", "check", "-c"])
         .arg(&config)
@@ -187,12 +190,13 @@ fn status(url: &str) -> Option<u16> {
 
 #[test]
 fn healthy_answers_while_programs_compile_and_ready_once_they_are_attached() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gunicorn.yaml");
-    std::fs::write(&config, seed_gunicorn_config("uexp-nothing")).unwrap();
+    std::fs::write(&config, original_gunicorn_config("uexp-nothing")).unwrap();
     // A clang that compiles only once the gate file exists: the exporter is
     // held in its startup for as long as the test needs.
     let gate = dir.path().join("gate");

@@ -3,9 +3,7 @@
 //! "Privileges"), and counts exactly; with one of them missing, the error names
 //! the capability instead of a bare EPERM.
 
-mod common;
-
-use common::{fixtures, require_bpf, wait_for, Exporter, Samples, Target};
+use crate::common::{self, fixtures, require_bpf, wait_for, Exporter, Samples, Target};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -132,6 +130,7 @@ fn calls(s: &Samples, pid: u32, arg: &str) -> Option<f64> {
 
 #[test]
 fn usdt_needs_cap_bpf_and_cap_perfmon_and_uprobes_cap_sys_admin() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -172,6 +171,7 @@ fn usdt_needs_cap_bpf_and_cap_perfmon_and_uprobes_cap_sys_admin() {
 
 #[test]
 fn without_cap_bpf_and_cap_perfmon_nothing_loads_and_the_error_says_why() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -194,6 +194,7 @@ fn without_cap_bpf_and_cap_perfmon_nothing_loads_and_the_error_says_why() {
 
 #[test]
 fn another_users_processes_need_cap_sys_ptrace() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -237,6 +238,7 @@ const README_CAPS: [&str; 5] = [
 
 #[test]
 fn files_the_exporters_user_may_not_read_need_cap_dac_read_search() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -270,6 +272,7 @@ fn files_the_exporters_user_may_not_read_need_cap_dac_read_search() {
 
 #[test]
 fn process_events_need_no_capability() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -304,6 +307,7 @@ fn process_events_need_no_capability() {
 
 #[test]
 fn per_binary_instances_need_the_same_capabilities_as_per_process_ones() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

@@ -2,17 +2,16 @@
 //! the programs compiled into it (no clang needed) and attaches to the
 //! runtimes' processes on the machine as they come and go.
 
-mod common;
-
-use common::{require_bpf, wait_for, Exporter, Python};
+use crate::common::{self, require_bpf, wait_for, Exporter, Python};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::PYTHON;
+use crate::common::PYTHON;
 
 #[test]
 fn with_no_config_the_default_pack_follows_python_processes_started_later() {
+    let _machine = common::exclusive();
     if !require_bpf() {
         return;
     }
@@ -91,6 +90,7 @@ fn with_no_config_the_default_pack_follows_python_processes_started_later() {
 
 #[test]
 fn the_default_pack_can_be_written_out_and_checked() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -140,6 +140,7 @@ fn families(exposition: &str) -> std::collections::BTreeMap<String, String> {
 
 #[test]
 fn the_dashboard_queries_exactly_what_the_default_pack_exports() {
+    let _machine = common::exclusive();
     if !require_bpf() {
         return;
     }

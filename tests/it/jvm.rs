@@ -12,9 +12,7 @@
 //! MXBean counts them (5 System.gc() with -XX:+ExplicitGCInvokesConcurrent
 //! gave 15 gc__begin and a "G1 Young Generation" delta of 5).
 
-mod common;
-
-use common::{fixtures, in_ci, require_bpf, wait_for, Exporter, Samples, Target};
+use crate::common::{self, fixtures, in_ci, require_bpf, wait_for, Exporter, Samples, Target};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -284,6 +282,7 @@ fn hist(s: &Samples, metric: &str, pid: &str) -> f64 {
 
 #[test]
 fn gc_collections_and_pauses_match_garbage_collector_mxbeans() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -348,6 +347,7 @@ fn gc_collections_and_pauses_match_garbage_collector_mxbeans() {
 
 #[test]
 fn threads_started_and_stopped_are_counted_exactly() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -403,6 +403,7 @@ fn threads_started_and_stopped_are_counted_exactly() {
 
 #[test]
 fn classes_loaded_match_class_loading_mxbean() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -433,6 +434,7 @@ fn classes_loaded_match_class_loading_mxbean() {
 
 #[test]
 fn safepoints_match_hotspot_safepoint_count() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

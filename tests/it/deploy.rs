@@ -9,8 +9,7 @@
 //! A missing tool is a skip, or a failure when CI=true (scripts/setup.sh
 //! installs them all).
 
-mod common;
-
+use crate::common;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -161,6 +160,7 @@ fn kubernetes_validate(path: &Path, version: Option<&str>) -> (bool, String) {
 
 #[test]
 fn manifests_pass_kubernetes_validate_in_strict_mode() {
+    let _machine = common::shared();
     if !have_kubernetes_validate() {
         return;
     }
@@ -411,6 +411,7 @@ fn check_custom_resources(files: &[PathBuf]) -> (bool, String) {
 
 #[test]
 fn prometheus_operator_resources_use_only_fields_of_its_api() {
+    let _machine = common::shared();
     if !have_kubernetes_validate() {
         return;
     }
@@ -448,6 +449,7 @@ fn prometheus_operator_resources_use_only_fields_of_its_api() {
 
 #[test]
 fn the_prometheus_rule_resource_holds_the_join_rules_file() {
+    let _machine = common::shared();
     let rules = docs(&root().join("deploy/kubernetes-join-rules.yml"));
     let resource = docs(&kube_dir().join("prometheusrule.yaml"));
     assert_eq!(
@@ -459,6 +461,7 @@ fn the_prometheus_rule_resource_holds_the_join_rules_file() {
 
 #[test]
 fn kustomization_lists_every_manifest_but_the_example() {
+    let _machine = common::shared();
     let kustomization = docs(&kube_dir().join("kustomization.yaml"));
     let kustomization = one(&kustomization, "Kustomization");
     let resources: Vec<&str> = kustomization["resources"]
@@ -653,6 +656,7 @@ fn check_config(text: &str, origin: &str) -> Value {
 
 #[test]
 fn manifests_fit_together() {
+    let _machine = common::shared();
     let dir = kube_dir();
     let namespace = docs(&dir.join("namespace.yaml"));
     let namespace = name(one(&namespace, "Namespace")).to_string();
@@ -792,6 +796,7 @@ fn manifests_fit_together() {
 
 #[test]
 fn the_configmaps_programs_compile() {
+    let _machine = common::shared();
     // The exporter's `compile` runs clang on the inline code against the
     // running kernel's BTF: it loads nothing into the kernel.
     if !tool("clang", Command::new("clang").arg("--version")) {
@@ -832,6 +837,7 @@ fn promtool(args: &[&str], file: &Path) -> (bool, String) {
 
 #[test]
 fn join_rules_pass_promtool_and_their_unit_tests() {
+    let _machine = common::shared();
     if !tool("promtool", Command::new("promtool").arg("--version")) {
         return;
     }
@@ -899,6 +905,7 @@ fn verify_unit(unit: &Path) -> (bool, String) {
 
 #[test]
 fn systemd_unit_passes_systemd_analyze_verify() {
+    let _machine = common::shared();
     if !tool(
         "systemd-analyze",
         Command::new("systemd-analyze").arg("--version"),

@@ -8,9 +8,7 @@
 //! private copy of the server binary (and the test's config attaches that
 //! path): another cluster on this host, or another test's, is never counted.
 
-mod common;
-
-use common::{fixtures, require_bpf, wait_for, Exporter, Samples};
+use crate::common::{self, fixtures, require_bpf, wait_for, Exporter, Samples};
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
@@ -276,6 +274,7 @@ const STATS: &str = "SELECT (SELECT sum(xact_commit) FROM pg_stat_database), \
 
 #[test]
 fn postgresql_example_matches_pg_stat_database_and_pg_stat_bgwriter() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

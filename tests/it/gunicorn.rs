@@ -2,9 +2,7 @@
 //! master and every worker get an instance, and each worker's exported
 //! collections per generation equal what that worker's gc.get_stats() says.
 
-mod common;
-
-use common::{free_port, require_bpf, wait_for, Exporter};
+use crate::common::{self, free_port, require_bpf, wait_for, Exporter};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -87,6 +85,7 @@ fn stats_of_all(port: u16, workers: &[u32]) -> BTreeMap<u32, [f64; 3]> {
 
 #[test]
 fn every_gunicorn_worker_is_attached_and_counts_its_own_collections() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

@@ -2,9 +2,7 @@
 //! latency slots from `bpf_log2l` in a 33-slot `BPF_HISTOGRAM` whose last slot
 //! holds the sum) on Debian's real redis-server, loaded with writes.
 
-mod common;
-
-use common::{fixtures, free_port, require_bpf, Exporter, Samples};
+use crate::common::{self, fixtures, free_port, require_bpf, Exporter, Samples};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -103,6 +101,7 @@ fn with_counter(example: String) -> String {
 
 #[test]
 fn redis_allocation_latency_histogram_is_well_formed_and_counts_every_call() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -175,6 +174,7 @@ fn redis_allocation_latency_histogram_is_well_formed_and_counts_every_call() {
 
 #[test]
 fn the_original_redis_example_names_the_missing_symbol_and_similar_ones() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -221,6 +221,7 @@ fn commandstats(redis: &Redis) -> std::collections::BTreeMap<String, f64> {
 
 #[test]
 fn redis_commands_example_matches_info_commandstats() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

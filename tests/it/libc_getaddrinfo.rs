@@ -1,12 +1,11 @@
 //! The libc example (examples/libc_getaddrinfo.yaml) on a C program: every
 //! getaddrinfo() call it makes is counted by result, and timed.
 
-mod common;
-
-use common::{fixtures, require_bpf, Exporter, Samples, Target};
+use crate::common::{self, fixtures, require_bpf, Exporter, Samples, Target};
 
 #[test]
 fn getaddrinfo_calls_are_counted_by_result_and_timed() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

@@ -2,9 +2,7 @@
 //! OpenMetrics parser of the Python client, gzip, and a real Prometheus
 //! server scraping the exporter and answering a query with the exact count.
 
-mod common;
-
-use common::{fixtures, free_port, require_bpf, wait_for, Exporter, Target};
+use crate::common::{self, fixtures, free_port, require_bpf, wait_for, Exporter, Target};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -86,6 +84,7 @@ fn tool(name: &str) -> bool {
 
 #[test]
 fn text_format_passes_promtool_and_gzip_round_trips() {
+    let _machine = common::shared();
     if !require_bpf() || !tool("promtool") || !tool("curl") {
         return;
     }
@@ -127,7 +126,7 @@ fn text_format_passes_promtool_and_gzip_round_trips() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Exit 3 is lint only (the parse succeeded); the one lint allowed is the name this
-    // config chose on purpose, as the seed's configs may.
+    // config chose on purpose, as the original project's configs may.
     let lint_only = out.status.code() == Some(3)
         && complaints
             .lines()
@@ -175,6 +174,7 @@ fn text_format_passes_promtool_and_gzip_round_trips() {
 
 #[test]
 fn openmetrics_when_asked_parses_with_the_python_client() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -250,6 +250,7 @@ for family in text_string_to_metric_families(sys.stdin.read()):
 
 #[test]
 fn a_real_prometheus_server_scrapes_the_exact_count() {
+    let _machine = common::shared();
     if !require_bpf() || !tool("prometheus") {
         return;
     }

@@ -3,12 +3,11 @@
 //! interpreter reports through `gc.get_stats()` over the same interval; every
 //! collection has one pause observation; import calls are counted exactly.
 
-mod common;
-
-use common::{fixtures, require_bpf, Exporter, Python, Samples};
+use crate::common::{self, fixtures, require_bpf, Exporter, Python, Samples};
 
 #[test]
 fn python_example_matches_gc_get_stats_and_counts_imports() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

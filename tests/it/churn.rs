@@ -2,9 +2,7 @@
 //! the /proc rescan and counted exactly; a killed and restarted target comes
 //! back under its new pid and the old pid's series leave /metrics.
 
-mod common;
-
-use common::{require_bpf, wait_for, Exporter, Samples, Target};
+use crate::common::{self, require_bpf, wait_for, Exporter, Samples, Target};
 use std::time::Duration;
 
 fn attached(exporter: &Exporter, pid: u32) -> Option<Samples> {
@@ -18,6 +16,7 @@ fn attached(exporter: &Exporter, pid: u32) -> Option<Samples> {
 
 #[test]
 fn a_target_started_after_the_exporter_is_counted_exactly() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -43,6 +42,7 @@ fn a_target_started_after_the_exporter_is_counted_exactly() {
 
 #[test]
 fn a_restarted_target_comes_back_under_its_new_pid_and_the_old_series_go() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -91,6 +91,7 @@ fn a_restarted_target_comes_back_under_its_new_pid_and_the_old_series_go() {
 
 #[test]
 fn exec_events_attach_before_a_probe_hit_100_ms_after_start() {
+    let _machine = common::exclusive();
     if !require_bpf() {
         return;
     }
@@ -137,6 +138,7 @@ fn exec_events_attach_before_a_probe_hit_100_ms_after_start() {
 
 #[test]
 fn a_shared_instance_counts_every_process_in_one_object_and_keeps_counts_after_exits() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -194,6 +196,7 @@ fn a_shared_instance_counts_every_process_in_one_object_and_keeps_counts_after_e
 
 #[test]
 fn expedited_rcu_attaches_count_exactly_and_the_kernel_setting_is_put_back() {
+    let _machine = common::exclusive();
     if !require_bpf() {
         return;
     }

@@ -3,9 +3,7 @@
 //! register-passed argument; a uretprobe on the same function is refused with
 //! an error that says why and what to do instead.
 
-mod common;
-
-use common::{fixtures, require_bpf, Exporter, Target};
+use crate::common::{self, fixtures, require_bpf, Exporter, Target};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -45,6 +43,7 @@ fn go_program() -> Option<&'static Path> {
 
 #[test]
 fn a_uprobe_on_a_go_function_counts_every_call_with_its_argument() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -67,6 +66,7 @@ fn a_uprobe_on_a_go_function_counts_every_call_with_its_argument() {
 
 #[test]
 fn a_uretprobe_on_a_go_binary_is_refused_with_the_reason() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

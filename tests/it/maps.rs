@@ -1,9 +1,7 @@
 //! Map reading against real kernel maps: every entry of maps larger than one
 //! batch, per-CPU values summed, and arrays.
 
-mod common;
-
-use common::require_bpf;
+use crate::common::{self, require_bpf};
 use libbpf_rs::MapType;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use userspace_exporter::attach::TableLayout;
@@ -66,6 +64,7 @@ fn layout(map_type: MapType) -> TableLayout {
 
 #[test]
 fn a_hash_map_larger_than_many_batches_is_read_whole() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -90,6 +89,7 @@ fn a_hash_map_larger_than_many_batches_is_read_whole() {
 
 #[test]
 fn per_cpu_values_are_summed() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -109,6 +109,7 @@ fn per_cpu_values_are_summed() {
 
 #[test]
 fn arrays_return_every_slot() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

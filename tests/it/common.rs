@@ -1,13 +1,65 @@
 //! Shared harness of the integration tests: builds the C targets and BPF
 //! objects, starts targets and the exporter binary, scrapes and parses.
-#![allow(dead_code)]
+//!
+//! # Sharing the machine
+//!
+//! All the integration tests are in one binary, and libtest runs them in
+//! parallel threads (one per core unless `--test-threads` says otherwise),
+//! whatever module they are in. Most tests see only what they start: their
+//! targets run under a name (comm, copy of a binary, command-line marker) that
+//! no other test in any module uses, and their exporter selects only that
+//! name. Those take the shared guard. A test that needs the machine to itself
+//! takes the exclusive guard instead: no other test runs while it holds it.
+//! That is a test that
+//!
+//! - counts something kernel-wide: BPF programs, maps and links
+//!   (`churn_leaks`);
+//! - selects processes machine-wide, so that it would attach to other tests'
+//!   processes: the embedded default pack (every python3.11, java, ruby and
+//!   postgres by path; `default_pack`), an exporter in the host PID namespace
+//!   selecting every `python3.11` (`podman`);
+//! - changes a setting every process sees: `/sys/kernel/rcu_expedited`
+//!   (`churn`, expedited RCU);
+//! - asserts a latency another test's load could break: a probe hit 100 ms
+//!   after exec is counted (`churn`, exec events and expedited RCU);
+//! - runs containers (`podman`): podman, conmon and runc take the machine's
+//!   two cores, and these tests always ran alone (the guard replaces the
+//!   podman module's own mutex).
+//!
+//! The rule, without exceptions: a test's first statement is
+//! `let _machine = common::shared();` or `let _machine = common::exclusive();`,
+//! bound to a name (`let _ = ...` would drop it at once). Locals drop in
+//! reverse order, so the guard is released last, after the test's exporters
+//! and targets have been stopped. A test that needs none of the above takes
+//! the shared guard, even one that starts nothing, so that `grep` can check
+//! the rule: as many guards as `#[test]`s.
+//!
+//! The guard is a read (shared) or write (exclusive) lock of one process-wide
+//! [`RwLock`]: it orders the tests of one run of this binary, not two runs at
+//! once (scripts run one suite at a time). A test that panics holding the
+//! write lock poisons it; the others go on (its failure is reported on its own).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
+
+/// The machine, shared by tests or held by one (see the module documentation).
+static MACHINE: RwLock<()> = RwLock::new(());
+
+/// For a test that may run alongside other shared tests: it sees only its own
+/// processes. Hold it for the whole test (`let _machine = common::shared();`).
+pub fn shared() -> RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// For a test that needs the machine to itself: waits until no other test
+/// runs, and keeps them waiting until it is dropped.
+pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|p| p.into_inner())
+}
 
 /// The exporter binary under test.
 pub const EXPORTER: &str = env!("CARGO_BIN_EXE_ebpf-userspace-exporter");
@@ -90,7 +142,7 @@ fn run(cmd: &mut Command) {
     );
 }
 
-/// Builds the fixtures once per test binary.
+/// Builds the fixtures once per run of the test binary.
 pub fn fixtures() -> &'static Fixtures {
     static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
     FIXTURES.get_or_init(|| {
@@ -119,8 +171,8 @@ pub fn fixtures() -> &'static Fixtures {
         // Headers from the exporter itself: the ones matching its libbpf.
         let include = dir.join("include");
         run(Command::new(EXPORTER).args(["headers", "-o"]).arg(&include));
-        // BPF objects are compiled when a test first asks for one, so that a test
-        // binary compiles only the objects it uses.
+        // BPF objects are compiled when a test first asks for one, so that a run
+        // (of some tests only, say) compiles only the objects its tests use.
         let mut objects = BTreeMap::new();
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
         for (prefix, folder) in [("", src.join("bpf")), ("example:", examples)] {

@@ -10,22 +10,18 @@
 //!   runtime's own container id.
 //!
 //! Needs the images scripts/build-image.sh --test-app builds (scripts/test.sh
-//! runs it first).
+//! runs it first). Each test has the machine to itself
+//! (`common::exclusive()`): one container test at a time on two cores, and the
+//! node-wide exporter selects every `python3.11` on the host.
 
-mod common;
-
-use common::{free_port, in_ci, wait_for, Samples, Target};
+use crate::common::{self, free_port, in_ci, wait_for, Samples, Target};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 const EXPORTER_IMAGE: &str = "localhost/ebpf-userspace-exporter:latest";
 const APP_IMAGE: &str = "localhost/ebpf-userspace-exporter-testapp:latest";
-
-/// The tests here start pods and containers: one at a time on two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -294,10 +290,10 @@ fn start_node_wide(name: &str, caps: &str, config: &Path, cache: &Path, extra: &
 
 #[test]
 fn sidecar_in_a_pod_sharing_the_pid_namespace_counts_what_gc_get_stats_reports() {
+    let _machine = common::exclusive();
     if !require_podman() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let pod = unique("sidecar");
     let exporter = format!("{pod}-exporter");
     let mut cleanup = Cleanup {
@@ -396,10 +392,10 @@ fn sidecar_in_a_pod_sharing_the_pid_namespace_counts_what_gc_get_stats_reports()
 
 #[test]
 fn node_wide_in_the_host_pid_namespace_labels_each_series_with_its_container_id() {
+    let _machine = common::exclusive();
     if !require_podman() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let exporter = unique("node");
     let apps = [unique("node-app1"), unique("node-app2")];
     let _cleanup = Cleanup {
@@ -527,10 +523,10 @@ fn node_wide_in_the_host_pid_namespace_labels_each_series_with_its_container_id(
 
 #[test]
 fn the_default_seccomp_profile_lets_bpf_through_only_with_cap_sys_admin() {
+    let _machine = common::exclusive();
     if !require_podman() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let Some(mut python) = common::Python::start("uexp-seccomp") else {
         return;
     };
@@ -545,7 +541,7 @@ fn the_default_seccomp_profile_lets_bpf_through_only_with_cap_sys_admin() {
     )
     .unwrap();
     // USDT probes need only CAP_BPF and CAP_PERFMON from the kernel (see
-    // tests/privileges.rs): whether bpf() is let through is the profile's call.
+    // tests/it/privileges.rs): whether bpf() is let through is the profile's call.
     for (seccomp, loads) in [
         (&[][..], false),
         (&["--security-opt=seccomp=unconfined"][..], true),

@@ -4,9 +4,7 @@
 //!   /proc/PID/root: the Kubernetes sidecar with shareProcessNamespace);
 //! - the exporter inside a child PID namespace together with its targets.
 
-mod common;
-
-use common::{fixtures, free_port, require_bpf, spawn, wait_for, Exporter, Samples};
+use crate::common::{self, fixtures, free_port, require_bpf, spawn, wait_for, Exporter, Samples};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -67,6 +65,7 @@ fn rootfs(dir: &Path, comm: &str) {
 
 #[test]
 fn a_target_with_its_own_mount_namespace_and_root_is_probed_through_proc_root() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -121,6 +120,7 @@ fn a_target_with_its_own_mount_namespace_and_root_is_probed_through_proc_root() 
 
 #[test]
 fn the_exporter_in_a_child_pid_namespace_sees_its_targets_by_their_namespace_pids() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -237,6 +237,7 @@ fn cgroup2_root() -> std::path::PathBuf {
 
 #[test]
 fn process_labels_and_a_cgroup_selector_name_the_container() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

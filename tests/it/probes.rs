@@ -2,9 +2,7 @@
 //! semaphore-guarded, in a library), uprobes and uretprobes to running fixture
 //! targets, and every count and argument it exports is what the targets did.
 
-mod common;
-
-use common::{fixtures, require_bpf, Exporter, Samples, Target};
+use crate::common::{self, fixtures, require_bpf, Exporter, Samples, Target};
 
 fn config(comm: &str) -> String {
     let f = fixtures();
@@ -161,6 +159,7 @@ programs:
 
 #[test]
 fn counts_and_arguments_are_exact_per_process() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -354,6 +353,7 @@ fn counts_and_arguments_are_exact_per_process() {
 /// decoded-label cache (its memo of each process's keys, and past its bound).
 #[test]
 fn merged_label_sets_stay_exact_across_scrapes_and_past_the_cache_bound() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -422,6 +422,7 @@ fn merged_label_sets_stay_exact_across_scrapes_and_past_the_cache_bound() {
 
 #[test]
 fn scraping_twice_reads_live_values() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -443,6 +444,7 @@ fn scraping_twice_reads_live_values() {
 
 #[test]
 fn a_missing_probe_is_counted_and_the_rest_keeps_working() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -528,12 +530,14 @@ programs:
 
 #[test]
 fn samples_parser_reads_escapes() {
+    let _machine = common::shared();
     let s = Samples::parse("m{a=\"x\\\"y\",b=\"1\"} 2\n");
     assert_eq!(s.value("m", &[("b", "1"), ("a", "x\"y")]), 2.0);
 }
 
 #[test]
 fn keys_a_decoder_rejects_are_counted_not_exported() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

@@ -2,9 +2,7 @@
 //! and helper compiles and passes the verifier; libbpf-style inline code
 //! compiles; bpf_log2 and bpf_log2l compute what bcc's do, on real probe hits.
 
-mod common;
-
-use common::{require_bpf, Exporter, Target, EXPORTER};
+use crate::common::{self, require_bpf, Exporter, Target, EXPORTER};
 use std::process::Command;
 
 fn check(config: &str) -> (bool, String) {
@@ -41,6 +39,7 @@ fn indent(code: &str) -> String {
 
 #[test]
 fn every_supported_table_method_and_helper_compiles_and_verifies() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -129,6 +128,7 @@ int on_return(struct pt_regs *ctx) {
 
 #[test]
 fn libbpf_style_inline_code_compiles_as_written() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -180,6 +180,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 #[test]
 fn bpf_log2_and_bpf_log2l_match_bcc_on_real_hits() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

@@ -3,9 +3,7 @@
 //! without stopping anything else: the first two are still counted exactly,
 //! the last is logged once and counted as an attach error.
 
-mod common;
-
-use common::{fixtures, require_bpf, wait_for, Exporter, Target};
+use crate::common::{self, fixtures, require_bpf, wait_for, Exporter, Target};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -28,6 +26,7 @@ fn attached(exporter: &Exporter, pid: u32) -> bool {
 
 #[test]
 fn targets_whose_executable_was_deleted_or_replaced_are_still_counted() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }
@@ -81,6 +80,7 @@ fn targets_whose_executable_was_deleted_or_replaced_are_still_counted() {
 
 #[test]
 fn a_target_the_exporter_may_not_read_is_reported_once_and_the_others_still_count() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

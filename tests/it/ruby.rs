@@ -4,9 +4,7 @@
 //! duration observation, and allocations of arrays, hashes and objects of a
 //! class are counted exactly.
 
-mod common;
-
-use common::{fixtures, require_bpf, wait_for, Exporter, Samples, Target};
+use crate::common::{self, fixtures, require_bpf, wait_for, Exporter, Samples, Target};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -80,6 +78,7 @@ fn config(marker: &str) -> String {
 
 #[test]
 fn ruby_example_matches_gc_stat_and_counts_allocations_exactly() {
+    let _machine = common::shared();
     if !require_bpf() {
         return;
     }

@@ -1,0 +1,29 @@
+//! The integration tests: one test binary, one module per area. They run the
+//! exporter binary against real processes and load real BPF programs (as
+//! root); `common` holds the shared harness.
+
+mod common;
+
+mod bad_input;
+mod bcc_dialect;
+mod churn;
+mod churn_leaks;
+mod containers;
+mod default_pack;
+mod deploy;
+mod exposition;
+mod faults;
+mod go;
+mod gunicorn;
+mod inline_code;
+mod jvm;
+mod libc_getaddrinfo;
+mod maps;
+mod per_binary;
+mod podman;
+mod postgresql;
+mod privileges;
+mod probes;
+mod python_gc;
+mod redis;
+mod ruby;
