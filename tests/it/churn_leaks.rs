@@ -18,7 +18,7 @@ fn kernel_count(next: NextId) -> usize {
     n
 }
 
-fn kernel_objects() -> [usize; 3] {
+pub fn kernel_objects() -> [usize; 3] {
     [
         kernel_count(libbpf_sys::bpf_prog_get_next_id),
         kernel_count(libbpf_sys::bpf_map_get_next_id),
@@ -43,7 +43,7 @@ fn steady_kernel_objects() -> [usize; 3] {
     last
 }
 
-fn fds(pid: u32) -> usize {
+pub fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count()

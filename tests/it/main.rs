@@ -26,4 +26,5 @@ mod privileges;
 mod probes;
 mod python_gc;
 mod redis;
+mod reload;
 mod ruby;
