@@ -2,7 +2,7 @@
 //! when the kernel refuses one, instead of a bare EPERM.
 //!
 //! Measured on Linux 6.18 by running the exporter as a non-root user with
-//! exactly the capabilities listed (tests/privileges.rs, README "Privileges"):
+//! exactly the capabilities listed (tests/it/privileges.rs, README "Privileges"):
 //! - loading a tracing program: CAP_BPF and CAP_PERFMON;
 //! - USDT probes: nothing more (libbpf attaches them through uprobe_multi links);
 //! - uprobes and uretprobes: CAP_SYS_ADMIN (libbpf creates them through
