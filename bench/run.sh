@@ -258,7 +258,7 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo "Each target fires fixture:hit 5 times 50 ms after it starts, as a program's first calls"
     echo "would, and lives on, so \"hits\" counts how many of those calls were counted: all of them"
     echo "only if every target was attached within 50 ms. p99 / idle p99 compares each run's two"
-    echo "phases. ${UNDER_SCRAPE_REPS:-5} runs per exporter, interleaved."
+    echo "phases. ${UNDER_SCRAPE_REPS:-5} runs per exporter, interleaved; \"attaches\" and \"hits\" are the fewest of any run."
     echo
     echo "| exporter | phase | runs | attaches | hits | p50 | p99 | p99 / idle p99 | scrape |"
     echo "|---|---|---|---|---|---|---|---|---|"
