@@ -24,18 +24,18 @@ fn gc_counts(exporter: &Exporter, pid: &str) -> [f64; 3] {
 }
 
 #[test]
-fn the_seed_gunicorn_example_counts_what_gc_get_stats_reports() {
+fn the_original_gunicorn_example_counts_what_gc_get_stats_reports() {
     let _machine = common::shared();
     if !require_bpf() {
         return;
     }
-    let Some(mut python) = Python::start("uexp-seed-gc") else {
+    let Some(mut python) = Python::start("uexp-orig-gc") else {
         return;
     };
     let cache = tempfile::tempdir().unwrap();
     let cache_arg = cache.path().to_str().unwrap();
     let exporter = Exporter::start_with(
-        &original_gunicorn_config("uexp-seed-gc"),
+        &original_gunicorn_config("uexp-orig-gc"),
         &["--cache-dir", cache_arg],
     );
     assert!(
@@ -59,7 +59,7 @@ fn the_seed_gunicorn_example_counts_what_gc_get_stats_reports() {
 
     // Second start: same code, same clang, same kernel: no clang run.
     let exporter = Exporter::start_with(
-        &original_gunicorn_config("uexp-seed-gc"),
+        &original_gunicorn_config("uexp-orig-gc"),
         &["--cache-dir", cache_arg],
     );
     assert!(
