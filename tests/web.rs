@@ -1140,3 +1140,34 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
         "Prometheus' value of {series} (direct scrape: {direct})"
     );
 }
+
+#[test]
+fn the_example_in_deploy_serves_as_documented() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/web-config.yml"
+    ))
+    .unwrap();
+    let tls_dir = pki.dir.path().join("tls");
+    std::fs::create_dir(&tls_dir).unwrap();
+    std::fs::copy(pki.path("server.crt"), tls_dir.join("tls.crt")).unwrap();
+    std::fs::copy(pki.path("server.key"), tls_dir.join("tls.key")).unwrap();
+    let web = example.replace(
+        "/etc/ebpf-userspace-exporter/tls/",
+        &format!("{}/", tls_dir.display()),
+    );
+    assert_ne!(web, example, "the example names no certificate under /etc");
+    let ca = pki.path("ca.crt");
+    let exporter = Secured::start("uexp-web-example", &web, &[], &["--cacert", &ca]);
+    let ok = exporter.get("/metrics", &["-u", "prometheus:change-me"]);
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(ok.header("x-frame-options"), Some("deny"));
+    assert_eq!(exporter.get("/metrics", &[]).status, 401);
+    let landing = exporter.get("/", &["-u", "prometheus:change-me"]);
+    assert_eq!(landing.status, 200);
+    assert!(landing.header("content-security-policy").is_some());
+}

@@ -591,7 +591,8 @@ pub(crate) fn build(
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, private_key)
         .map_err(|e| reader.error(cert.at(), format!("{cert_label}: {e}")))?;
-    // Go's default too; rustls' order comes from cipher_suites and curve_preferences.
+    // The toolkit's default too: the order of cipher_suites wins (the key
+    // exchange group follows the client's order whatever this says).
     config.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(true);
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
