@@ -340,6 +340,39 @@ mod tests {
         assert_eq!(new.check(&request("prom", "new")).await, Verdict::Allowed);
     }
 
+    #[tokio::test]
+    async fn too_many_waiting_for_bcrypt_get_busy_at_once() {
+        let cache = Arc::new(AuthCache::new());
+        let auth = Arc::new(BasicAuth::new(
+            BTreeMap::from([("prom".to_string(), bcrypt::hash("right", 4).unwrap())]),
+            cache.clone(),
+        ));
+        let slot = cache.bcrypt.acquire().await.unwrap();
+        let waiting: Vec<_> = (0..MAX_WAITING)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move { auth.check(&request("prom", "wrong")).await })
+            })
+            .collect();
+        while cache.waiting.load(Ordering::Acquire) < MAX_WAITING {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(auth.check(&request("prom", "right")).await, Verdict::Busy);
+        // Cancelled waiters leave the count as they found it.
+        for w in &waiting {
+            w.abort();
+        }
+        for w in waiting {
+            let _ = w.await;
+        }
+        assert_eq!(cache.waiting.load(Ordering::Acquire), 0);
+        drop(slot);
+        assert_eq!(
+            auth.check(&request("prom", "right")).await,
+            Verdict::Allowed
+        );
+    }
+
     #[test]
     fn the_cache_is_bounded() {
         let cache = AuthCache::new();
