@@ -974,11 +974,20 @@ fn oversized_headers_get_431_and_connections_beyond_the_limit_are_closed() {
     assert_eq!(exporter.get("/metrics", &["-H", &small]).status, 200);
 
     // 8 connections held open: the 9th is closed at once, without an answer.
+    // (First, curl's connections above end on the server too.)
+    std::thread::sleep(Duration::from_millis(500));
     let connect = format!("127.0.0.1:{}", exporter.port);
-    let held: Vec<TcpStream> = (0..8)
+    let mut held: Vec<TcpStream> = (0..8)
         .map(|_| TcpStream::connect(&connect).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(200));
+    for stream in &mut held {
+        assert_eq!(
+            closed_within(stream, Duration::from_millis(50)),
+            None,
+            "one of the 8 connections within the limit was closed"
+        );
+    }
     let mut extra = TcpStream::connect(&connect).unwrap();
     let _ = extra.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     let closed = closed_within(&mut extra, Duration::from_secs(2));
@@ -1170,4 +1179,73 @@ fn the_example_in_deploy_serves_as_documented() {
     let landing = exporter.get("/", &["-u", "prometheus:change-me"]);
     assert_eq!(landing.status, 200);
     assert!(landing.header("content-security-policy").is_some());
+}
+
+#[test]
+fn every_client_auth_type_behaves_as_in_go() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new();
+    let ca = pki.path("ca.crt");
+    let exporter = Secured::start(
+        "uexp-web-cauth",
+        &tls_config(&pki, "server", ""),
+        &[],
+        &["--cacert", &ca],
+    );
+    let (signed, rogue) = (
+        [
+            "--cert",
+            &pki.path("client.crt"),
+            "--key",
+            &pki.path("client.key"),
+        ]
+        .map(String::from),
+        [
+            "--cert",
+            &pki.path("rogue.crt"),
+            "--key",
+            &pki.path("rogue.key"),
+        ]
+        .map(String::from),
+    );
+    // Per type: the status without a client certificate, with a self-signed
+    // one, with one the CA signed (0: the handshake failed).
+    for (auth, none, self_signed, ca_signed) in [
+        ("NoClientCert", 200, 200, 200),
+        ("RequestClientCert", 200, 200, 200),
+        ("RequireAnyClientCert", 0, 200, 200),
+        ("VerifyClientCertIfGiven", 200, 0, 200),
+        ("RequireAndVerifyClientCert", 0, 0, 200),
+    ] {
+        let extra = if auth == "NoClientCert" {
+            String::new()
+        } else {
+            format!("  client_auth_type: {auth}\n  client_ca_file: {ca}\n")
+        };
+        // Written in place (truncated, then filled), and applied at the next
+        // connection: no restart, and no error for a file caught half written.
+        std::fs::write(exporter.web_config(), tls_config(&pki, "server", &extra)).unwrap();
+        for (what, args, expected) in [
+            ("no certificate", &[][..], none),
+            ("a self-signed certificate", &rogue[..], self_signed),
+            ("a certificate the CA signed", &signed[..], ca_signed),
+        ] {
+            for version in ["--tlsv1.3", "--tls-max"] {
+                let mut extra: Vec<&str> = args.iter().map(String::as_str).collect();
+                if version == "--tls-max" {
+                    extra.extend(["--tls-max", "1.2"]);
+                }
+                let reply = exporter.get("/metrics", &extra);
+                assert_eq!(
+                    reply.status,
+                    expected,
+                    "{auth} with {what} ({version}): {reply:?}\n{}",
+                    exporter.logs()
+                );
+            }
+        }
+    }
+    assert!(!exporter.logs().contains("ERROR"), "{}", exporter.logs());
 }

@@ -20,6 +20,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+/// How long a reading that failed on a file modified within the last second
+/// waits before it reads once more.
+const SETTLE: Duration = Duration::from_millis(250);
+
+/// Whether `path` was modified within the last second.
+fn just_modified(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < Duration::from_secs(1))
+}
+
 /// The web configuration in force, and how to renew it.
 pub struct WebConfig {
     /// The file, when there is one (`--web.config.file`).
@@ -67,11 +80,17 @@ impl WebConfig {
     }
 
     /// Whether a file of the last reading changed since: a few `stat` calls.
+    /// Never waits: while a reading is in progress the answer is yes, and
+    /// [`WebConfig::refresh`] (off the async workers) waits for it.
     pub fn changed(&self) -> bool {
         if self.path.is_none() {
             return false;
         }
-        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let last = match self.last.try_lock() {
+            Ok(last) => last,
+            Err(std::sync::TryLockError::WouldBlock) => return true,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        };
         last.iter().any(|(path, stamp)| Stamp::of(path) != *stamp)
     }
 
@@ -85,18 +104,32 @@ impl WebConfig {
         if last.iter().all(|(p, stamp)| Stamp::of(p) == *stamp) {
             return false;
         }
-        match web_config::load(path, &self.cache) {
+        let was_tls = self.current().tls.is_some();
+        let attempt = || match web_config::load(path, &self.cache) {
+            Ok((settings, files)) if settings.tls.is_some() != was_tls => {
+                let message = format!(
+                    "{}: the new web config {} TLS: switching between HTTP and HTTPS needs a restart",
+                    path.display(),
+                    if was_tls { "turns off" } else { "turns on" }
+                );
+                Err((message, files))
+            }
+            Ok(good) => Ok(good),
+            Err((e, files)) => Err((e.to_string(), files)),
+        };
+        let mut result = attempt();
+        // A file written in place can be caught half written (truncated, not
+        // yet filled): when a file just changed, give the writer a moment and
+        // read once more before calling the version bad.
+        if let Err((_, files)) = &result {
+            if files.iter().any(|(p, _)| just_modified(p)) {
+                std::thread::sleep(SETTLE);
+                result = attempt();
+            }
+        }
+        match result {
             Ok((settings, files)) => {
-                let was_tls = self.current().tls.is_some();
                 *last = files;
-                if settings.tls.is_some() != was_tls {
-                    tracing::error!(
-                        "{}: the new web config {} TLS: switching between HTTP and HTTPS needs a restart; keeping the settings in force",
-                        path.display(),
-                        if was_tls { "turns off" } else { "turns on" }
-                    );
-                    return false;
-                }
                 tracing::info!(
                     "web config {} reloaded: {}",
                     path.display(),
@@ -105,9 +138,9 @@ impl WebConfig {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
                 true
             }
-            Err((e, files)) => {
+            Err((message, files)) => {
                 *last = files;
-                tracing::error!("{e}; keeping the web config in force");
+                tracing::error!("{message}; keeping the web config in force");
                 false
             }
         }
