@@ -28,7 +28,7 @@ packages=(
     ruby                    # Ruby 3.1 (USDT in libruby-3.1.so)
     postgresql              # PostgreSQL 15 (USDT in the postgres binary)
     golang-go               # builds the Go example's target (uprobes on Go functions)
-    curl ca-certificates
+    curl ca-certificates openssl  # openssl: certificates for the TLS tests
 )
 missing=()
 for p in "${packages[@]}"; do

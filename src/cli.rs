@@ -33,6 +33,36 @@ pub struct Cli {
     )]
     pub metrics_path: String,
 
+    /// The web config: TLS, client certificates, basic auth and response
+    /// headers, in the Prometheus exporter toolkit's format (README, "Securing
+    /// the endpoint"). Re-read when it or a file it names changes.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// A connection must finish its TLS handshake and its request headers
+    /// within this of being accepted (and a later request on it, within this
+    /// of its first byte).
+    #[arg(long = "web.read-header-timeout", default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub read_header_timeout: std::time::Duration,
+
+    /// A connection with no request in progress is closed this long after
+    /// its last request ended.
+    #[arg(long = "web.idle-timeout", default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: std::time::Duration,
+
+    /// Largest request line and headers, in bytes; larger gets 431.
+    #[arg(long = "web.max-header-bytes", default_value_t = http::limits::DEFAULT_MAX_HEADER_BYTES, value_name = "BYTES")]
+    pub max_header_bytes: usize,
+
+    /// Scrapes (metrics path and landing page) served at once; one more is
+    /// answered 503 at once. `0`: no limit.
+    #[arg(long = "web.max-requests", visible_alias = "web.max-concurrent-scrapes", default_value_t = http::limits::DEFAULT_MAX_REQUESTS, value_name = "N")]
+    pub max_requests: usize,
+
+    /// Open connections at once; one more is closed when accepted. `0`: no limit.
+    #[arg(long = "web.max-connections", default_value_t = http::limits::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    pub max_connections: usize,
+
     /// How often /proc is rescanned to attach to new processes and drop exited
     /// ones (e.g. `1s`, `500ms`; `0` scans only at startup). While process
     /// events flow, a rescan reads only pids it has not seen before.
@@ -374,6 +404,20 @@ fn run(cli: &Cli, compiler: Arc<Compiler>) -> anyhow::Result<()> {
         );
     }
     let config = load_config(cli.probe_config.as_deref())?;
+    let options = ServerOptions {
+        listen_address: cli.listen_address.clone(),
+        metrics_path: cli.metrics_path.clone(),
+        web_config_file: cli.web_config_file.clone(),
+        enable_lifecycle: cli.enable_lifecycle,
+        limits: http::Limits {
+            read_header_timeout: cli.read_header_timeout,
+            idle_timeout: cli.idle_timeout,
+            max_header_bytes: cli.max_header_bytes,
+            max_requests: cli.max_requests,
+            max_connections: cli.max_connections,
+        },
+    };
+    let web = http::load_web_config(&options)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -383,14 +427,9 @@ fn run(cli: &Cli, compiler: Arc<Compiler>) -> anyhow::Result<()> {
     let listener = runtime.block_on(http::bind(&cli.listen_address))?;
     tracing::info!(address = %listener.local_addr()?, path = %cli.metrics_path, "serving metrics");
     let readiness = http::Readiness::default();
-    let options = ServerOptions {
-        listen_address: cli.listen_address.clone(),
-        metrics_path: cli.metrics_path.clone(),
-        enable_lifecycle: cli.enable_lifecycle,
-    };
     let server = runtime.spawn({
         let readiness = readiness.clone();
-        async move { http::serve(listener, readiness, &options, shutdown_signal()).await }
+        async move { http::serve(listener, readiness, &options, web, shutdown_signal()).await }
     });
     let source = crate::exporter::ConfigSource {
         path: cli.probe_config.clone(),

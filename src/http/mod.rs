@@ -1,8 +1,21 @@
 //! The HTTP side: `/metrics` (text or OpenMetrics, gzip when asked), a
 //! landing page at `/` that links to it and lists programs and processes, and
 //! the health endpoints `/-/healthy` and `/-/ready` (as Prometheus names them).
+//! The web config (`--web.config.file`, the exporter toolkit's format) adds
+//! TLS, basic authentication, response headers and a rate limit; the limits
+//! of [`limits`] bound what a client can hold.
 
+mod auth;
 mod landing;
+pub mod limits;
+mod reload;
+mod server;
+mod tls;
+mod web_config;
+
+pub use limits::Limits;
+pub use reload::WebConfig;
+pub use web_config::WebConfigError;
 
 use crate::exporter::Exporter;
 use crate::metrics::encode::Format;
@@ -24,6 +37,21 @@ pub struct ServerOptions {
     pub metrics_path: String,
     /// Serve `POST /-/reload` (`--web.enable-lifecycle`).
     pub enable_lifecycle: bool,
+    /// The web config file (TLS, basic auth, headers), if any.
+    pub web_config_file: Option<std::path::PathBuf>,
+    /// What bounds a client.
+    pub limits: Limits,
+}
+
+/// Reads the web config of `options` (plain HTTP without one) and checks the
+/// limits; every problem is an error, with `file:line:column` for the file's.
+pub fn load_web_config(options: &ServerOptions) -> anyhow::Result<Arc<WebConfig>> {
+    options.limits.check().map_err(anyhow::Error::msg)?;
+    let web = match &options.web_config_file {
+        Some(path) => WebConfig::load(path)?,
+        None => WebConfig::plain(),
+    };
+    Ok(Arc::new(web))
 }
 
 /// The exporter, once its startup attaches are done. The server listens
@@ -77,11 +105,13 @@ pub async fn bind(address: &str) -> anyhow::Result<tokio::net::TcpListener> {
     })
 }
 
-/// Serves until `shutdown` resolves; `exporter` is filled in once startup is done.
+/// Serves until `shutdown` resolves; `exporter` is filled in once startup is
+/// done. `web` is the web config from [`load_web_config`], watched from here on.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     exporter: Readiness,
     options: &ServerOptions,
+    web: Arc<WebConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = AppState {
@@ -89,19 +119,70 @@ pub async fn serve(
         metrics_path: options.metrics_path.clone().into(),
         enable_lifecycle: options.enable_lifecycle,
     };
+    let scrapes = limits::RequestLimit::new(options.limits.max_requests);
+    let limited = |route: axum::routing::MethodRouter<AppState>| {
+        route.layer(axum::middleware::from_fn_with_state(
+            scrapes.clone(),
+            limits::limit_requests,
+        ))
+    };
     let mut app = Router::new()
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", axum::routing::post(reload))
-        .route(&options.metrics_path, get(metrics));
+        .route(&options.metrics_path, limited(get(metrics)));
     if options.metrics_path != "/" {
-        app = app.route("/", get(landing_page));
+        app = app.route("/", limited(get(landing_page)));
     }
-    let app = app.with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let app = app
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(web.clone(), guard));
+    tracing::info!(
+        "web endpoint: {}{}",
+        web.current().describe(),
+        web.path()
+            .map(|p| format!(" (from {}, reloaded when it changes)", p.display()))
+            .unwrap_or_default()
+    );
+    web.spawn_watcher();
+    server::run(listener, app, web, options.limits.clone(), shutdown).await?;
     Ok(())
+}
+
+/// The paths that answer without authentication or rate limit, so that
+/// liveness and readiness probes need no credentials.
+fn is_health(path: &str) -> bool {
+    path == "/-/healthy" || path == "/-/ready"
+}
+
+/// Applies the web config in force to every request: the rate limit (429)
+/// and basic authentication (401) except on the health paths, and the
+/// configured headers on every response.
+async fn guard(
+    State(web): State<Arc<WebConfig>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let settings = web.current();
+    let mut response = if is_health(request.uri().path()) {
+        next.run(request).await
+    } else if settings.rate_limit.as_ref().is_some_and(|r| !r.allow()) {
+        limits::too_many_requests()
+    } else {
+        match &settings.auth {
+            None => next.run(request).await,
+            Some(users) => match users.check(request.headers()).await {
+                auth::Verdict::Allowed => next.run(request).await,
+                auth::Verdict::Denied => auth::unauthorized(),
+                auth::Verdict::Busy => auth::busy(),
+            },
+        }
+    };
+    let headers = response.headers_mut();
+    for (name, value) in &settings.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    response
 }
 
 /// 200 while the process serves.

@@ -28,3 +28,4 @@ mod python_gc;
 mod redis;
 mod reload;
 mod ruby;
+mod web;
