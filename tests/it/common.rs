@@ -726,3 +726,75 @@ programs:
         usdt = fixtures().object("usdt_counts").display()
     )
 }
+
+/// Debian's Prometheus server on a free loopback port, scraping every second
+/// with `scrape_configs` (YAML list items, indented two spaces), its storage in
+/// a temporary directory; stopped when dropped.
+pub struct Prometheus {
+    child: Child,
+    /// Its HTTP port on 127.0.0.1.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts it; the caller checks first that `prometheus` is installed.
+    pub fn start(scrape_configs: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n{scrape_configs}"),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        Prometheus {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// The value of the first sample an instant query returns, as Prometheus
+    /// writes it; `None` while there is none (or the server is not up yet).
+    pub fn query(&self, promql: &str) -> Option<String> {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let body = ureq::get(&format!(
+            "http://127.0.0.1:{}/api/v1/query?query={encoded}",
+            self.port
+        ))
+        .call()
+        .ok()?
+        .into_body()
+        .read_to_string()
+        .ok()?;
+        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        json["data"]["result"][0]["value"][1]
+            .as_str()
+            .map(str::to_string)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -2,7 +2,7 @@
 //! OpenMetrics parser of the Python client, gzip, and a real Prometheus
 //! server scraping the exporter and answering a query with the exact count.
 
-use crate::common::{self, fixtures, free_port, require_bpf, wait_for, Exporter, Target};
+use crate::common::{self, fixtures, require_bpf, wait_for, Exporter, Target};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -257,46 +257,14 @@ fn a_real_prometheus_server_scrapes_the_exact_count() {
     let mut target = Target::start("uexp-expo-prom");
     let exporter = Exporter::start(&config("uexp-expo-prom"));
     target.cmd("usdt 17 3");
-    let dir = tempfile::tempdir().unwrap();
-    let prom_config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
-            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: exporter\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
-            exporter.port
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let mut prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", prom_config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let prometheus = common::Prometheus::start(&format!(
+        "  - job_name: exporter\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
+        exporter.port
+    ));
     let pid = target.pid().to_string();
-    let query = format!("http://127.0.0.1:{port}/api/v1/query?query=userspace_exporter_expo_hits_total%7Barg%3D%223%22%2Cpid%3D%22{pid}%22%7D");
-    let value = wait_for(Duration::from_secs(30), || {
-        let body = ureq::get(&query)
-            .call()
-            .ok()?
-            .into_body()
-            .read_to_string()
-            .ok()?;
-        // {"status":"success","data":{"resultType":"vector","result":[{"metric":{...},"value":[ts,"17"]}]}}
-        let v = body.rsplit_once(",\"")?.1.split('"').next()?.to_string();
-        body.contains("\"result\":[{").then_some(v)
-    });
-    let up = ureq::get(&format!("http://127.0.0.1:{port}/api/v1/query?query=up"))
-        .call()
-        .map(|r| r.into_body().read_to_string().unwrap_or_default());
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
+    let series = format!("userspace_exporter_expo_hits_total{{arg=\"3\",pid=\"{pid}\"}}");
+    let value = wait_for(Duration::from_secs(30), || prometheus.query(&series));
+    let up = prometheus.query("up");
     assert_eq!(
         value.as_deref(),
         Some("17"),

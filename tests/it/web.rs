@@ -1074,29 +1074,6 @@ fn a_bad_web_config_at_startup_is_an_error_at_its_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("the key does not match the certificate"));
 }
 
-/// Queries Prometheus' HTTP API: the value of the first result, if any.
-fn query(port: u16, promql: &str) -> Option<String> {
-    let encoded: String = promql
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let body = ureq::get(&format!(
-        "http://127.0.0.1:{port}/api/v1/query?query={encoded}"
-    ))
-    .call()
-    .ok()?
-    .into_body()
-    .read_to_string()
-    .ok()?;
-    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-    json["data"]["result"][0]["value"][1]
-        .as_str()
-        .map(str::to_string)
-}
-
 #[test]
 fn prometheus_scrapes_over_tls_with_basic_auth() {
     let _machine = common::shared();
@@ -1115,34 +1092,15 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     let exporter = Secured::start("uexp-web-prom", &web, &[], &["--cacert", &ca, "-u", &right]);
     target.cmd("usdt 17 3");
 
-    let dir = tempfile::tempdir().unwrap();
-    let prom_config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
-            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: secured\n    scheme: https\n    tls_config: {{ca_file: {ca}}}\n    basic_auth: {{username: prometheus, password: {PASSWORD}}}\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
-            exporter.port
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let mut prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", prom_config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let prometheus = common::Prometheus::start(&format!(
+        "  - job_name: secured\n    scheme: https\n    tls_config: {{ca_file: {ca}}}\n    basic_auth: {{username: prometheus, password: {PASSWORD}}}\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
+        exporter.port
+    ));
     let pid = target.pid().to_string();
     let series = format!("userspace_exporter_churn_hits_total{{arg=\"3\",pid=\"{pid}\"}}");
-    let scraped = wait_for(Duration::from_secs(30), || query(port, &series));
-    let up = query(port, "up{job=\"secured\"}");
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
+    let scraped = wait_for(Duration::from_secs(30), || prometheus.query(&series));
+    let up = prometheus.query("up{job=\"secured\"}");
+    drop(prometheus);
 
     let direct = common::Samples::parse(&exporter.get("/metrics", &[]).body);
     let direct = direct.value(
