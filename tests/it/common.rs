@@ -323,6 +323,12 @@ impl Target {
         line.trim().to_string()
     }
 
+    /// Sends a command to the C fixture target, which answers `ok SUM`.
+    pub fn fire(&mut self, command: &str) {
+        let reply = self.cmd(command);
+        assert!(reply.starts_with("ok"), "{command}: {reply}");
+    }
+
     /// Sends a command that must answer `ok`.
     pub fn run(&mut self, command: &str) {
         assert_eq!(self.cmd(command), "ok", "{command}");
@@ -470,14 +476,19 @@ impl Exporter {
         std::fs::read_to_string(self.dir.path().join("exporter.log")).unwrap_or_default()
     }
 
-    /// GET /metrics as text.
-    pub fn scrape(&self) -> String {
-        ureq::get(&self.url("/metrics"))
+    /// GET `path` as text (the landing page, ...); panics on an error status.
+    pub fn page(&self, path: &str) -> String {
+        ureq::get(&self.url(path))
             .call()
-            .unwrap_or_else(|e| panic!("scrape failed: {e}\n{}", self.logs()))
+            .unwrap_or_else(|e| panic!("GET {path} failed: {e}\n{}", self.logs()))
             .into_body()
             .read_to_string()
             .unwrap()
+    }
+
+    /// GET /metrics as text.
+    pub fn scrape(&self) -> String {
+        self.page("/metrics")
     }
 
     /// GET /metrics parsed into samples.

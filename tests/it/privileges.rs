@@ -108,12 +108,6 @@ fn private_copy(uid: &str, comm: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, binary)
 }
 
-/// Sends a command to the fixture target, which answers `ok SUM`.
-fn fire(target: &mut Target, command: &str) {
-    let reply = target.cmd(command);
-    assert!(reply.starts_with("ok"), "{command}: {reply}");
-}
-
 fn hits(s: &Samples, pid: u32, arg: &str) -> Option<f64> {
     s.get(
         "userspace_exporter_priv_hits_total",
@@ -136,8 +130,8 @@ fn usdt_needs_cap_bpf_and_cap_perfmon_and_uprobes_cap_sys_admin() {
     }
     let mut target = start_as(EXPORTER_UID, &fixtures().target_named("uexp-priv-usdt"));
     let exporter = start_exporter(&per_process("uexp-priv-usdt"), &["bpf", "perfmon"], &[]);
-    fire(&mut target, "usdt 5 7");
-    fire(&mut target, "call 4 9");
+    target.fire("usdt 5 7");
+    target.fire("call 4 9");
     let s = exporter.samples();
     assert_eq!(
         hits(&s, target.pid(), "7"),
@@ -157,8 +151,8 @@ fn usdt_needs_cap_bpf_and_cap_perfmon_and_uprobes_cap_sys_admin() {
 
     // With CAP_SYS_ADMIN alone, both attach.
     let exporter = start_exporter(&per_process("uexp-priv-usdt"), &["sys_admin"], &[]);
-    fire(&mut target, "usdt 3 7");
-    fire(&mut target, "call 4 9");
+    target.fire("usdt 3 7");
+    target.fire("call 4 9");
     let s = exporter.samples();
     assert_eq!(
         hits(&s, target.pid(), "7"),
@@ -215,8 +209,8 @@ fn another_users_processes_need_cap_sys_ptrace() {
         &["sys_admin", "sys_ptrace"],
         &[],
     );
-    fire(&mut target, "usdt 6 1");
-    fire(&mut target, "call 2 3");
+    target.fire("usdt 6 1");
+    target.fire("call 2 3");
     let s = exporter.samples();
     assert_eq!(
         hits(&s, target.pid(), "1"),
@@ -258,8 +252,8 @@ fn files_the_exporters_user_may_not_read_need_cap_dac_read_search() {
     drop(exporter);
 
     let exporter = start_exporter(&per_process("uexp-priv-dac"), &README_CAPS, &[]);
-    fire(&mut target, "usdt 2 4");
-    fire(&mut target, "call 5 6");
+    target.fire("usdt 2 4");
+    target.fire("call 5 6");
     let s = exporter.samples();
     assert_eq!(
         hits(&s, target.pid(), "4"),
@@ -291,7 +285,7 @@ fn process_events_need_no_capability() {
             .then_some(())
     })
     .unwrap_or_else(|| panic!("not attached through events:\n{}", exporter.logs()));
-    fire(&mut target, "usdt 3 2");
+    target.fire("usdt 3 2");
     assert_eq!(
         hits(&exporter.samples(), target.pid(), "2"),
         Some(3.0),
@@ -325,8 +319,8 @@ fn per_binary_instances_need_the_same_capabilities_as_per_process_ones() {
 
     let exporter = start_exporter(&config, &["bpf", "perfmon"], &[]);
     let mut target = start_as(OTHER_UID, &binary);
-    fire(&mut target, "usdt 4 8");
-    fire(&mut target, "call 3 8");
+    target.fire("usdt 4 8");
+    target.fire("call 3 8");
     let s = exporter.samples();
     assert_eq!(
         series(&s, "priv_hits_total", "8"),
@@ -345,8 +339,8 @@ fn per_binary_instances_need_the_same_capabilities_as_per_process_ones() {
 
     let exporter = start_exporter(&config, &README_CAPS, &[]);
     let mut target = start_as(OTHER_UID, &binary);
-    fire(&mut target, "usdt 2 8");
-    fire(&mut target, "call 7 8");
+    target.fire("usdt 2 8");
+    target.fire("call 7 8");
     let s = exporter.samples();
     assert_eq!(
         series(&s, "priv_hits_total", "8"),

@@ -516,12 +516,7 @@ programs:
         ),
         None
     );
-    let page = ureq::get(&exporter.url("/"))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let page = exporter.page("/");
     assert!(page.contains("no_such_probe"), "{page}");
     // The missing symbol's error suggests the one that exists.
     assert!(page.contains("similar symbols: target_add"), "{page}");

@@ -192,12 +192,7 @@ fn the_original_redis_example_names_the_missing_symbol_and_similar_ones() {
         ),
         2.0
     );
-    let page = ureq::get(&exporter.url("/"))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let page = exporter.page("/");
     assert!(
         page.contains("symbol &quot;je_malloc&quot; not found in /work")
             || page.contains("symbol &quot;je_malloc&quot; not found"),

@@ -40,11 +40,6 @@ programs:
     )
 }
 
-fn fire(target: &mut Target, command: &str) {
-    let reply = target.cmd(command);
-    assert!(reply.starts_with("ok"), "{command}: {reply}");
-}
-
 fn value(s: &Samples, name: &str, pid: u32, arg: &str) -> Option<f64> {
     s.get(name, &[("arg", arg), ("pid", &pid.to_string())])
 }
@@ -103,9 +98,9 @@ fn a_target_hitting_its_probe_across_sighups_is_counted_exactly() {
             seen
         });
         for round in 0..5 {
-            fire(&mut target, "usdt 40 3");
+            target.fire("usdt 40 3");
             sighup(&exporter);
-            fire(&mut target, "usdt 40 3");
+            target.fire("usdt 40 3");
             wait_reloads(&exporter, round + 1);
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -149,8 +144,8 @@ fn a_reload_changing_one_program_keeps_the_other_counting() {
     let mut target = Target::start(comm);
     let exporter = Exporter::start_with(&two_programs(comm, "calls"), &["--web.enable-lifecycle"]);
     let pid = target.pid();
-    fire(&mut target, "usdt 7 1");
-    fire(&mut target, "call 5 2");
+    target.fire("usdt 7 1");
+    target.fire("call 5 2");
     std::fs::write(
         exporter.dir.path().join("config.yaml"),
         two_programs(comm, "calls, changed"),
@@ -163,8 +158,8 @@ fn a_reload_changing_one_program_keeps_the_other_counting() {
     ));
     let reloaded = ureq::post(&exporter.url("/-/reload")).send_empty().unwrap();
     assert_eq!(reloaded.status().as_u16(), 200);
-    fire(&mut target, "usdt 3 1");
-    fire(&mut target, "call 4 2");
+    target.fire("usdt 3 1");
+    target.fire("call 4 2");
     let s = exporter.samples();
     // Unchanged: its counts go on. Changed: a fresh instance, only what came after.
     assert_eq!(
@@ -215,7 +210,7 @@ fn a_broken_config_changes_nothing_and_says_why() {
     let mut target = Target::start(comm);
     let exporter = Exporter::start(&two_programs(comm, "calls"));
     let pid = target.pid();
-    fire(&mut target, "usdt 2 9");
+    target.fire("usdt 2 9");
     let config = exporter.dir.path().join("config.yaml");
     // A YAML error, then a program whose object does not exist.
     let broken = [
@@ -226,8 +221,8 @@ fn a_broken_config_changes_nothing_and_says_why() {
         std::fs::write(&config, text).unwrap();
         sighup(&exporter);
         wait_reloads(&exporter, i + 1);
-        fire(&mut target, "usdt 1 9");
-        fire(&mut target, "call 1 9");
+        target.fire("usdt 1 9");
+        target.fire("call 1 9");
         let s = exporter.samples();
         assert_eq!(reloads(&s).0, 0.0);
         assert_eq!(
@@ -238,12 +233,7 @@ fn a_broken_config_changes_nothing_and_says_why() {
             value(&s, "userspace_exporter_reload_calls_total", pid, "9"),
             Some(1.0 + i as f64)
         );
-        let page = ureq::get(&exporter.url("/"))
-            .call()
-            .unwrap()
-            .into_body()
-            .read_to_string()
-            .unwrap();
+        let page = exporter.page("/");
         assert!(page.contains("The last config reload failed"), "{page}");
         assert!(page.contains(&config.display().to_string()), "{page}");
     }
@@ -262,12 +252,7 @@ fn a_broken_config_changes_nothing_and_says_why() {
         value(&s, "userspace_exporter_reload_hits_total", pid, "9"),
         Some(4.0)
     );
-    let page = ureq::get(&exporter.url("/"))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let page = exporter.page("/");
     assert!(!page.contains("The last config reload failed"), "{page}");
 }
 
@@ -294,10 +279,10 @@ fn a_configmap_update_reloads_with_config_watch() {
     std::os::unix::fs::symlink("..data/config.yaml", volume.path().join("config.yaml")).unwrap();
     let path = volume.path().join("config.yaml");
     let exporter = Exporter::start_with("", &["-c", path.to_str().unwrap(), "--config.watch"]);
-    fire(&mut target, "usdt 2 5");
+    target.fire("usdt 2 5");
     version(2, &two_programs(comm, "calls"));
     wait_reloads(&exporter, 1);
-    fire(&mut target, "call 3 5");
+    target.fire("call 3 5");
     let s = exporter.samples();
     assert_eq!(reloads(&s).0, 1.0, "{}", exporter.logs());
     assert_eq!(
