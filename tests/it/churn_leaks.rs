@@ -30,7 +30,7 @@ pub fn kernel_objects() -> [usize; 3] {
 /// 30 s of waiting). The kernel frees a BPF object some RCU grace periods after
 /// its last holder exits: the objects of a test that just ended must be gone
 /// before the baseline is taken.
-fn steady_kernel_objects() -> [usize; 3] {
+pub fn steady_kernel_objects() -> [usize; 3] {
     let deadline = Instant::now() + Duration::from_secs(30);
     let (mut last, mut since) = (kernel_objects(), Instant::now());
     while since.elapsed() < Duration::from_millis(500) && Instant::now() < deadline {
@@ -118,7 +118,9 @@ fn two_hundred_short_lived_processes_leave_no_links_fds_maps_or_series() {
             kernel_objects(),
             s.series("userspace_exporter_churn_hits_total").len(),
         );
-        (attached == 0.0 && now == (baseline_fds, baseline, 0)).then_some(now)
+        // Fewer fds than at the start is fine: the baseline may hold a test
+        // client's keep-alive connection that the server has since closed.
+        (attached == 0.0 && now.0 <= baseline_fds && (now.1, now.2) == (baseline, 0)).then_some(now)
     });
     assert!(
         settled.is_some(),

@@ -311,7 +311,7 @@ fn a_reload_while_a_hundred_processes_churn_leaves_no_kernel_objects_behind() {
     );
     let config = exporter.dir.path().join("config.yaml");
     let baseline_fds = crate::churn_leaks::fds(exporter.pid());
-    let baseline = crate::churn_leaks::kernel_objects();
+    let baseline = crate::churn_leaks::steady_kernel_objects();
     for batch in 0..5 {
         let targets: Vec<Target> = (0..20).map(|_| Target::start(comm)).collect();
         // Each reload changes the calls program, so its instances are replaced.
@@ -326,7 +326,9 @@ fn a_reload_while_a_hundred_processes_churn_leaves_no_kernel_objects_behind() {
             crate::churn_leaks::fds(exporter.pid()),
             crate::churn_leaks::kernel_objects(),
         );
-        (now == (baseline_fds, baseline)).then_some(now)
+        // Fewer fds is fine: the baseline may count a test client's keep-alive
+        // connection that the server has since closed.
+        (now.0 <= baseline_fds && now.1 == baseline).then_some(now)
     });
     assert!(
         settled.is_some(),
