@@ -247,10 +247,11 @@ impl Instance {
                                         (
                                             link,
                                             format!(
-                                                "usdt {}:{} in {}",
+                                                "usdt {}:{} in {}{}",
                                                 t.provider,
                                                 t.name,
-                                                t.path.display()
+                                                t.path.display(),
+                                                armed(&t)
                                             ),
                                         )
                                     })
@@ -283,11 +284,16 @@ impl Instance {
                                     t.path.display()
                                 ));
                             }
-                            let opts = UprobeOpts { retprobe, func_name: Some(t.name.clone()), ..Default::default() };
                             let kind = if retprobe { "uretprobe" } else { "uprobe" };
+                            if !t.symbols.is_empty() {
+                                return attach_multi(&bpf_prog, pid, &t, retprobe)
+                                    .map(|link| vec![(link, format!("{kind} {} ({} functions: {}) in {}{}", t.name, t.symbols.len(), matched_names(&t), t.path.display(), armed(&t)))])
+                                    .map_err(|e| format!("attaching {kind} {} ({} functions) in {}{of_pid}: {}", t.name, t.symbols.len(), t.path.display(), crate::privileges::explain(&e, crate::privileges::USDT)));
+                            }
+                            let opts = UprobeOpts { retprobe, func_name: Some(t.name.clone()), ..Default::default() };
                             bpf_prog
                                 .attach_uprobe_with_opts(pid, &t.host_path, 0, opts)
-                                .map(|link| vec![(link, format!("{kind} {} in {}", t.name, t.path.display()))])
+                                .map(|link| vec![(link, format!("{kind} {} in {}{}", t.name, t.path.display(), armed(&t)))])
                                 .map_err(|e| format!("attaching {kind} {} in {}{of_pid}: {}", t.name, t.path.display(), crate::privileges::explain(&e, crate::privileges::UPROBE)))
                         })
                 }
@@ -369,6 +375,47 @@ impl Instance {
     pub fn link_count(&self) -> usize {
         self.links.len()
     }
+}
+
+/// One multi-uprobe link to every function a wildcard spec matched, by file offset.
+fn attach_multi(
+    prog: &libbpf_rs::ProgramMut<'_>,
+    pid: i32,
+    target: &resolve::Target,
+    retprobe: bool,
+) -> libbpf_rs::Result<Link> {
+    let opts = libbpf_rs::UprobeMultiOpts {
+        offsets: target
+            .symbols
+            .iter()
+            .map(|(_, offset)| *offset as usize)
+            .collect(),
+        retprobe,
+        ..Default::default()
+    };
+    prog.attach_uprobe_multi_with_opts(pid, &target.host_path, "", opts)
+}
+
+/// The functions a wildcard matched, for the landing page (the first ten).
+fn matched_names(target: &resolve::Target) -> String {
+    let mut names: Vec<&str> = target.symbols.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    let more = names.len().saturating_sub(10);
+    names.truncate(10);
+    let mut text = names.join(", ");
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
+}
+
+/// For a library the process has not mapped yet: how it was found, and that
+/// the probe fires once the process loads it.
+fn armed(target: &resolve::Target) -> String {
+    target
+        .not_mapped_yet
+        .map(|via| format!(" (not loaded yet, found through {via}: counts from when it loads)"))
+        .unwrap_or_default()
 }
 
 fn describe(spec: &str, kind: ProbeKind, e: &ResolveError) -> String {

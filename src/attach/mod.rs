@@ -8,7 +8,9 @@
 //! Dropping an [`Instance`] detaches its links and frees its maps.
 
 mod instance;
+mod ld_so_cache;
 mod libbpf_log;
+mod library_search;
 mod program;
 mod rcu;
 mod reaper;

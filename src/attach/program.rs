@@ -32,6 +32,12 @@ impl TableLayout {
     }
 }
 
+/// Whether `probe` is a uprobe or uretprobe on a symbol glob.
+pub(crate) fn is_wildcard_uprobe(probe: &ProbeConfig) -> bool {
+    probe.kind != ProbeKind::Usdt
+        && crate::config::UprobeSpec::parse(&probe.spec).is_some_and(|s| s.is_wildcard())
+}
+
 /// Map types whose entries we can read as metrics.
 fn readable(map_type: MapType) -> bool {
     matches!(
@@ -114,6 +120,38 @@ impl PreparedProgram {
                     ),
                 ));
             }
+        }
+        // A function is loaded either for multi-uprobe links or for single ones.
+        let multi: HashSet<&str> = probes
+            .iter()
+            .filter(|p| is_wildcard_uprobe(p))
+            .map(|p| p.function.as_str())
+            .collect();
+        for probe in probes
+            .iter()
+            .filter(|p| p.kind != ProbeKind::Usdt && !is_wildcard_uprobe(p))
+            .filter(|p| multi.contains(p.function.as_str()))
+        {
+            let map = if probe.kind == ProbeKind::Uprobe {
+                &p.uprobes
+            } else {
+                &p.uretprobes
+            };
+            let (line, column) = map
+                .as_ref()
+                .map(|m| (m.referenced.line(), m.referenced.column()))
+                .unwrap_or((0, 0));
+            errors.push(at(
+                line,
+                column,
+                format!(
+                    "program {:?}: BPF function {:?} serves both a wildcard uprobe and {} {:?}; a function attaches either to many symbols at once (multi-uprobe) or to one: give the plain probe its own function",
+                    p.name,
+                    probe.function,
+                    probe.kind.config_key(),
+                    probe.spec
+                ),
+            ));
         }
         let maps: BTreeMap<String, TableLayout> = open
             .maps()
@@ -226,6 +264,16 @@ impl PreparedProgram {
         &self.config.name
     }
 
+    /// The BPF functions attached through wildcard uprobe specs (one multi-uprobe
+    /// link to every matching symbol).
+    pub fn multi_uprobe_functions(&self) -> HashSet<&str> {
+        self.probes
+            .iter()
+            .filter(|p| is_wildcard_uprobe(p))
+            .map(|p| p.function.as_str())
+            .collect()
+    }
+
     /// Opens a fresh copy of the object with only the probed functions set to load.
     pub(crate) fn open(&self) -> Result<OpenObject, InstanceError> {
         let mut open = ObjectBuilder::default()
@@ -234,9 +282,14 @@ impl PreparedProgram {
                 message: format!("cannot open object: {e}"),
             })?;
         let used: HashSet<&str> = self.probes.iter().map(|p| p.function.as_str()).collect();
+        let multi = self.multi_uprobe_functions();
         for mut prog in open.progs_mut() {
             let name = prog.name().to_string_lossy().into_owned();
             prog.set_autoload(used.contains(name.as_str()));
+            // A multi-uprobe link needs a program loaded for that attach type.
+            if multi.contains(name.as_str()) {
+                prog.set_attach_type(libbpf_rs::ProgramAttachType::TraceUprobeMulti);
+            }
         }
         Ok(open)
     }

@@ -1,6 +1,7 @@
 //! Finding where a probe lives in one process: its executable or one of the
 //! libraries it maps, opened through `/proc/PID/exe` or `/proc/PID/root`.
 
+use super::library_search;
 use crate::config::{UprobeSpec, UsdtSpec};
 use crate::discovery::{MappedFile, ProcessInfo};
 use crate::elf::ElfCache;
@@ -17,6 +18,12 @@ pub struct Target {
     pub provider: String,
     /// USDT probe name or function symbol.
     pub name: String,
+    /// How a library the process has not mapped yet was found (`RUNPATH`,
+    /// `ld.so.cache`, ...): the probe is armed for when the process loads it.
+    pub not_mapped_yet: Option<&'static str>,
+    /// For a wildcard uprobe: every matching function and its file offset
+    /// (one per address; empty otherwise).
+    pub symbols: Vec<(String, u64)>,
 }
 
 /// Why a probe could not be placed in a process.
@@ -39,13 +46,15 @@ pub enum ResolveError {
         /// comm
         comm: String,
     },
-    /// A library named in the spec is not mapped.
-    #[error("library {library:?} is not mapped by {origin}; mapped: {mapped}")]
+    /// A library named in the spec is neither mapped nor on the loader's path.
+    #[error("library {library:?} is not mapped by {origin} and its loader would not find it: searched {searched}; mapped: {mapped}. Name the library by its absolute path if the process loads it from elsewhere")]
     LibraryNotMapped {
         /// Library as written.
         library: String,
         /// "process PID (comm)" or "binary PATH".
         origin: String,
+        /// Where the loader's search looked.
+        searched: String,
         /// Short list of mapped files.
         mapped: String,
     },
@@ -73,10 +82,44 @@ pub enum ResolveError {
         /// ": similar symbols: ..." or empty.
         similar: String,
     },
+    /// A symbol glob matched no function.
+    #[error("no function symbol in {} of {origin} matches {pattern:?}{similar}", path.display())]
+    NoSymbolMatches {
+        /// The glob.
+        pattern: String,
+        /// File searched (process view).
+        path: PathBuf,
+        /// "process PID (comm)" or "binary PATH".
+        origin: String,
+        /// ": similar symbols: ..." or empty.
+        similar: String,
+    },
+    /// A symbol glob matched more functions than one probe may attach to.
+    #[error("{pattern:?} matches {count} functions in {} of {origin}, more than the {limit} one wildcard probe may attach to (each is a breakpoint that every call pays for); narrow the glob. First matches: {first}", path.display())]
+    TooManySymbols {
+        /// The glob.
+        pattern: String,
+        /// How many functions matched.
+        count: usize,
+        /// The limit.
+        limit: usize,
+        /// File searched (process view).
+        path: PathBuf,
+        /// "process PID (comm)" or "binary PATH".
+        origin: String,
+        /// A few of the matches.
+        first: String,
+    },
     /// The ELF file could not be read.
     #[error("{0}")]
     Elf(#[from] crate::elf::ElfError),
 }
+
+/// The most functions one wildcard uprobe attaches to. Every match is a
+/// breakpoint that each call of that function pays for (about a microsecond
+/// here, see BENCHMARKS.md), and a broad glob in a big library (libjvm.so has
+/// tens of thousands of functions) would slow the process down badly.
+pub const MAX_WILDCARD_SYMBOLS: usize = 1024;
 
 /// Where probes are looked up: a running process (its executable and every
 /// file it maps), or an executable on disk before any process runs it.
@@ -110,6 +153,14 @@ impl Origin<'_> {
         match self {
             Origin::Process(process) => format!("process {} ({})", process.pid(), process.comm),
             Origin::Binary(path) => format!("binary {}", path.display()),
+        }
+    }
+
+    /// A variable of the process's environment (none for a binary).
+    fn environment_variable(&self, name: &str) -> Option<String> {
+        match self {
+            Origin::Process(process) => crate::discovery::environment_variable(process.pid(), name),
+            Origin::Binary(_) => None,
         }
     }
 
@@ -193,22 +244,52 @@ fn library_matches(path: &Path, wanted: &str) -> bool {
     })
 }
 
+/// The library `wanted` names: a file the origin maps, or else the file its
+/// dynamic loader would load (see [`library_search`]), with how it was found.
 fn find_library(
     origin: Origin<'_>,
     files: &[MappedFile],
     wanted: &str,
-) -> Result<MappedFile, ResolveError> {
+    cache: &mut ElfCache,
+) -> Result<(MappedFile, Option<&'static str>), ResolveError> {
     if let Some(found) = files.iter().find(|f| library_matches(&f.path, wanted)) {
-        return Ok(found.clone());
+        return Ok((found.clone(), None));
     }
     // An absolute path that exists in the process's root can be probed before it is mapped.
     let under_root = origin.under_root(Path::new(wanted));
     if wanted.starts_with('/') && under_root.exists() {
-        return Ok(MappedFile {
-            path: PathBuf::from(wanted),
-            map_file: under_root,
-        });
+        return Ok((
+            MappedFile {
+                path: PathBuf::from(wanted),
+                map_file: under_root,
+            },
+            Some("its absolute path"),
+        ));
     }
+    let searched = if wanted.starts_with('/') {
+        vec![format!("{wanted} does not exist in its root")]
+    } else {
+        let exe_info = cache.get(&origin.exe_host_path()).ok();
+        let host_path = |path: &Path| origin.under_root(path);
+        let view = library_search::LoaderView {
+            exe: origin.exe(),
+            exe_info: exe_info.as_deref(),
+            ld_library_path: origin.environment_variable("LD_LIBRARY_PATH"),
+            host_path: &host_path,
+        };
+        match library_search::find(&view, wanted, &library_matches, cache) {
+            Ok(found) => {
+                return Ok((
+                    MappedFile {
+                        path: found.path,
+                        map_file: found.host_path,
+                    },
+                    Some(found.via),
+                ))
+            }
+            Err(searched) => searched,
+        }
+    };
     let names: Vec<String> = files
         .iter()
         .filter_map(|f| f.path.file_name()?.to_str().map(str::to_string))
@@ -217,6 +298,7 @@ fn find_library(
     Err(ResolveError::LibraryNotMapped {
         library: wanted.to_string(),
         origin: origin.describe(),
+        searched: searched.join(", "),
         mapped: names.join(", "),
     })
 }
@@ -230,9 +312,12 @@ pub fn resolve_usdt(
     let spec =
         UsdtSpec::parse(spec_text).ok_or_else(|| ResolveError::BadSpec(spec_text.to_string()))?;
     let files = origin.files()?;
-    let candidates: Vec<MappedFile> = match &spec.module {
-        Some(module) => vec![find_library(origin, &files, module)?],
-        None => files,
+    let (candidates, not_mapped_yet): (Vec<MappedFile>, _) = match &spec.module {
+        Some(module) => {
+            let (file, how) = find_library(origin, &files, module, cache)?;
+            (vec![file], how)
+        }
+        None => (files, None),
     };
     let mut targets = Vec::new();
     let mut searched = 0;
@@ -264,6 +349,8 @@ pub fn resolve_usdt(
                     host_path: host_path.clone(),
                     provider: note.provider.clone(),
                     name: note.name.clone(),
+                    not_mapped_yet,
+                    symbols: Vec::new(),
                 });
             }
         }
@@ -319,16 +406,70 @@ pub fn resolve_uprobe(
     if let Some(e) = origin.unreadable() {
         return Err(e);
     }
-    let file = match &spec.library {
-        None => MappedFile {
-            path: origin.exe().to_path_buf(),
-            map_file: origin.exe_host_path(),
-        },
-        Some(lib) => find_library(origin, &origin.files()?, lib)?,
+    let (file, not_mapped_yet) = match &spec.library {
+        None => (
+            MappedFile {
+                path: origin.exe().to_path_buf(),
+                map_file: origin.exe_host_path(),
+            },
+            None,
+        ),
+        Some(lib) => find_library(origin, &origin.files()?, lib, cache)?,
     };
     let host_path = origin.host_path_of(&file);
     let path = file.path;
     let info = cache.get(&host_path)?;
+    if let Some(matcher) = spec.matcher() {
+        let functions = info.functions.matching(|name| matcher.is_match(name));
+        if functions.is_empty() {
+            let prefix: String = spec
+                .symbol
+                .chars()
+                .take_while(|c| !"*?[".contains(*c))
+                .collect();
+            let similar = info.symbols.similar(&prefix, 5);
+            return Err(ResolveError::NoSymbolMatches {
+                pattern: spec.symbol.clone(),
+                path,
+                origin: origin.describe(),
+                similar: if similar.is_empty() {
+                    String::new()
+                } else {
+                    format!("; similar symbols: {}", similar.join(", "))
+                },
+            });
+        }
+        if functions.len() > MAX_WILDCARD_SYMBOLS {
+            return Err(ResolveError::TooManySymbols {
+                pattern: spec.symbol.clone(),
+                count: functions.len(),
+                limit: MAX_WILDCARD_SYMBOLS,
+                path,
+                origin: origin.describe(),
+                first: functions
+                    .iter()
+                    .take(5)
+                    .map(|f| &*f.name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let symbols = functions
+            .iter()
+            .filter_map(|f| Some((f.name.to_string(), info.functions.file_offset(f.address)?)))
+            .collect();
+        return Ok((
+            Target {
+                path,
+                host_path,
+                provider: String::new(),
+                name: spec.symbol,
+                not_mapped_yet,
+                symbols,
+            },
+            info.is_go,
+        ));
+    }
     if !info.symbols.contains(&spec.symbol) {
         let similar = info.symbols.similar(&spec.symbol, 5);
         return Err(ResolveError::SymbolNotFound {
@@ -348,6 +489,8 @@ pub fn resolve_uprobe(
             host_path,
             provider: String::new(),
             name: spec.symbol,
+            not_mapped_yet,
+            symbols: Vec::new(),
         },
         info.is_go,
     ))

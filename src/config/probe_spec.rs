@@ -79,6 +79,20 @@ impl UprobeSpec {
         }
         Some(UprobeSpec { library, symbol })
     }
+
+    /// Whether the symbol is a glob (`foo_*`, `PyGC_?`, `op_[ab]*`): one BPF
+    /// function is then attached to every matching symbol at once.
+    pub fn is_wildcard(&self) -> bool {
+        self.symbol.contains(['*', '?', '['])
+    }
+
+    /// The symbol's glob matcher (`None` for a plain symbol or a bad glob).
+    pub fn matcher(&self) -> Option<globset::GlobMatcher> {
+        if !self.is_wildcard() {
+            return None;
+        }
+        Some(globset::Glob::new(&self.symbol).ok()?.compile_matcher())
+    }
 }
 
 impl fmt::Display for UsdtSpec {
@@ -95,6 +109,16 @@ impl fmt::Display for UsdtSpec {
 
 /// Why a probe spec is invalid, or `None` when the attach stage can parse it.
 pub(super) fn spec_problem(kind: ProbeKind, spec: &str) -> Option<String> {
+    if let Some(uprobe) = UprobeSpec::parse(spec).filter(|_| kind != ProbeKind::Usdt) {
+        if uprobe.is_wildcard() {
+            if let Err(e) = globset::Glob::new(&uprobe.symbol) {
+                return Some(format!(
+                    "has a symbol glob that does not parse: {}",
+                    e.kind()
+                ));
+            }
+        }
+    }
     let valid = match kind {
         ProbeKind::Usdt => UsdtSpec::parse(spec).is_some(),
         ProbeKind::Uprobe | ProbeKind::Uretprobe => UprobeSpec::parse(spec).is_some(),
@@ -168,5 +192,24 @@ mod tests {
         assert_eq!(s.symbol, "malloc");
         assert!(UprobeSpec::parse("c:").is_none());
         assert!(UprobeSpec::parse(":malloc").is_none());
+    }
+
+    #[test]
+    fn wildcard_uprobe_specs() {
+        let s = UprobeSpec::parse("libuexp_plugin.so:plugin_op_*").unwrap();
+        assert!(s.is_wildcard());
+        let m = s.matcher().unwrap();
+        assert!(m.is_match("plugin_op_alpha") && !m.is_match("plugin_work"));
+        assert!(UprobeSpec::parse("PyGC_?ollect").unwrap().is_wildcard());
+        assert!(!UprobeSpec::parse("c:malloc").unwrap().is_wildcard());
+        assert!(UprobeSpec::parse("c:malloc").unwrap().matcher().is_none());
+        assert_eq!(spec_problem(ProbeKind::Uprobe, "lib.so:op_*"), None);
+        assert_eq!(
+            spec_problem(ProbeKind::Uprobe, "op_[ab"),
+            Some(
+                "has a symbol glob that does not parse: unclosed character class; missing ']'"
+                    .into()
+            )
+        );
     }
 }

@@ -8,7 +8,8 @@ mod table;
 mod watcher;
 
 pub use process::{
-    container_id, mapped_files, monotonic_ns, FileId, MappedFile, ProcessInfo, ProcessKey,
+    container_id, environment_variable, mapped_files, monotonic_ns, FileId, MappedFile,
+    ProcessInfo, ProcessKey,
 };
 pub use resync::{spawn_resync, ProcSnapshot};
 pub use selector::Selector;

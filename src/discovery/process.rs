@@ -266,6 +266,16 @@ impl ProcessInfo {
     }
 }
 
+/// The value of environment variable `name` in `/proc/PID/environ` (the
+/// environment the process started with); `None` if unset or unreadable.
+pub fn environment_variable(pid: i32, name: &str) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    raw.split(|&b| b == 0).find_map(|entry| {
+        let value = entry.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
+        Some(String::from_utf8_lossy(value).into_owned())
+    })
+}
+
 /// `/proc/PID/cmdline`: NUL-terminated arguments, joined here by single spaces.
 fn read_cmdline(pid: i32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;

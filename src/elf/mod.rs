@@ -6,14 +6,16 @@
 //! identity, so that a library mapped by hundreds of processes (each seen
 //! through its own `/proc/PID/root/...` path) is parsed once.
 
+mod functions;
 mod symbols;
 mod usdt;
 
+pub use functions::{Function, FunctionTable, LoadSegment};
 pub use symbols::SymbolTable;
 pub use usdt::UsdtNote;
 
 use object::elf;
-use object::read::elf::{FileHeader, SectionHeader, Sym};
+use object::read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader, Sym};
 use object::Endianness;
 use std::collections::HashMap;
 use std::fs::File;
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use functions::Binding;
 use symbols::SymbolTableBuilder;
 use usdt::NoteLayout;
 
@@ -137,6 +140,12 @@ pub struct ElfInfo {
     /// or `.note.go.buildid` section, or a `runtime.main` symbol). uretprobes
     /// must not be used on Go code: its stack moves break them.
     pub is_go: bool,
+    /// The function symbols with their addresses, and the load segments.
+    pub functions: FunctionTable,
+    /// `DT_RPATH` directories, as written (`$ORIGIN` unexpanded).
+    pub rpath: Vec<String>,
+    /// `DT_RUNPATH` directories, as written.
+    pub runpath: Vec<String>,
 }
 
 impl ElfInfo {
@@ -266,6 +275,7 @@ fn parse_class<Elf: FileHeader<Endian = Endianness>>(
     }
 
     let mut builder = SymbolTableBuilder::default();
+    let mut functions = Vec::new();
     for sh_type in [elf::SHT_SYMTAB, elf::SHT_DYNSYM] {
         let table = sections
             .symbols(endian, data, sh_type)
@@ -297,6 +307,13 @@ fn parse_class<Elf: FileHeader<Endian = Endianness>>(
             if name == "runtime.main" {
                 is_go = true;
             }
+            let binding = match sym.st_bind() {
+                elf::STB_LOCAL => Binding::Local,
+                elf::STB_WEAK => Binding::Weak,
+                _ => Binding::Global,
+            };
+            let unversioned = name.split('@').next().unwrap_or(&name).to_string();
+            functions.push((unversioned, value, sym.st_size(endian).into(), binding));
             let version = versions.as_ref().and_then(|v| {
                 let vi = v.version_index(endian, index);
                 let ver = v.version(vi).ok().flatten()?;
@@ -306,11 +323,62 @@ fn parse_class<Elf: FileHeader<Endian = Endianness>>(
         }
     }
 
+    // A file without program headers (an object file) has no segments.
+    let segments = header
+        .program_headers(endian, data)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|ph| ph.p_type(endian) == elf::PT_LOAD)
+        .map(|ph| LoadSegment {
+            vaddr: ph.p_vaddr(endian).into(),
+            offset: ph.p_offset(endian).into(),
+            file_size: ph.p_filesz(endian).into(),
+        })
+        .collect();
+    let (rpath, runpath) = search_paths(&sections, endian, data);
     Ok(ElfInfo {
         usdt,
         symbols: builder.finish(),
         is_go,
+        functions: FunctionTable::new(functions, segments),
+        rpath,
+        runpath,
     })
+}
+
+/// `DT_RPATH` and `DT_RUNPATH`, split at `:`. A broken dynamic section costs
+/// the search paths, not the rest of the file.
+fn search_paths<Elf: FileHeader<Endian = Endianness>>(
+    sections: &object::read::elf::SectionTable<'_, Elf>,
+    endian: Endianness,
+    data: &[u8],
+) -> (Vec<String>, Vec<String>) {
+    let (mut rpath, mut runpath) = (Vec::new(), Vec::new());
+    let Ok(Some((entries, link))) = sections.dynamic(endian, data) else {
+        return (rpath, runpath);
+    };
+    let Ok(strings) = sections.strings(endian, data, link) else {
+        return (rpath, runpath);
+    };
+    for entry in entries {
+        let into = match entry.tag32(endian) {
+            Some(elf::DT_RPATH) => &mut rpath,
+            Some(elf::DT_RUNPATH) => &mut runpath,
+            _ => continue,
+        };
+        let Ok(offset) = u32::try_from(entry.d_val(endian).into()) else {
+            continue;
+        };
+        if let Ok(text) = strings.get(offset) {
+            into.extend(
+                String::from_utf8_lossy(text)
+                    .split(':')
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string),
+            );
+        }
+    }
+    (rpath, runpath)
 }
 
 /// The bytes of a file: mapped read-only, or read into memory when mapping

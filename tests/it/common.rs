@@ -119,6 +119,11 @@ pub struct Fixtures {
     pub library: PathBuf,
     /// A C program calling libc's getaddrinfo (tests/fixtures/resolver.c).
     pub resolver: PathBuf,
+    /// A program that dlopens `libuexp_plugin.so` on command (tests/fixtures/loader.c),
+    /// found through its RUNPATH `$ORIGIN/plugins`.
+    pub loader: PathBuf,
+    /// The directory holding `libuexp_plugin.so` (tests/fixtures/plugin.c).
+    pub plugins: PathBuf,
     /// BPF sources and their objects by stem (`usdt_counts`, or `example:python`
     /// for examples/python.bpf.c); see [`Fixtures::object`].
     objects: BTreeMap<String, (PathBuf, PathBuf)>,
@@ -168,6 +173,19 @@ pub fn fixtures() -> &'static Fixtures {
             .args(["-O1", "-g", "-o"])
             .arg(&resolver)
             .arg(src.join("resolver.c")));
+        // Apart from the target's directory: only a search path finds it.
+        let plugins = dir.join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        run(Command::new("cc")
+            .args(["-O1", "-g", "-shared", "-fPIC", "-o"])
+            .arg(plugins.join("libuexp_plugin.so"))
+            .arg(src.join("plugin.c")));
+        let loader = dir.join("uexp-loader");
+        run(Command::new("cc")
+            .args(["-O1", "-g", "-o"])
+            .arg(&loader)
+            .arg(src.join("loader.c"))
+            .arg("-Wl,-rpath,$ORIGIN/plugins"));
         // Headers from the exporter itself: the ones matching its libbpf.
         let include = dir.join("include");
         run(Command::new(EXPORTER).args(["headers", "-o"]).arg(&include));
@@ -193,6 +211,8 @@ pub fn fixtures() -> &'static Fixtures {
             target,
             library,
             resolver,
+            loader,
+            plugins,
             objects,
             compiled: Mutex::new(BTreeSet::new()),
             include,

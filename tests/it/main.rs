@@ -17,6 +17,7 @@ mod go;
 mod gunicorn;
 mod inline_code;
 mod jvm;
+mod late_libraries;
 mod libc_getaddrinfo;
 mod maps;
 mod per_binary;
