@@ -21,6 +21,9 @@ pub enum DecoderKind {
     StaticMap,
     /// Keeps the label set when any of `regexps` (at least one) matches.
     Regexp,
+    /// An 8-byte address in the process (an instruction pointer such as
+    /// `PT_REGS_IP(ctx)`) as the name of the function holding it.
+    Usym,
 }
 
 /// The registry: every decoder once, in the order messages list them, with
@@ -36,6 +39,7 @@ const DECODERS: &[(DecoderKind, &str, &[&str])] = &[
         &["static_map", "allow_unknown"],
     ),
     (DecoderKind::Regexp, "regexp", &["regexps"]),
+    (DecoderKind::Usym, "usym", &[]),
 ];
 
 impl DecoderKind {
@@ -117,7 +121,11 @@ impl DecoderConfig {
                 name: self.name.clone(),
             })?;
         match kind {
-            DecoderKind::Uint | DecoderKind::Int | DecoderKind::Hex | DecoderKind::String => {}
+            DecoderKind::Uint
+            | DecoderKind::Int
+            | DecoderKind::Hex
+            | DecoderKind::String
+            | DecoderKind::Usym => {}
             DecoderKind::StaticMap => {
                 if self.static_map.is_empty() {
                     return Err(DecoderConfigError::EmptyStaticMap);
@@ -176,7 +184,8 @@ mod tests {
             | DecoderKind::Hex
             | DecoderKind::String
             | DecoderKind::StaticMap
-            | DecoderKind::Regexp => kind,
+            | DecoderKind::Regexp
+            | DecoderKind::Usym => kind,
         };
         let kinds = [
             DecoderKind::Uint,
@@ -185,6 +194,7 @@ mod tests {
             DecoderKind::String,
             DecoderKind::StaticMap,
             DecoderKind::Regexp,
+            DecoderKind::Usym,
         ]
         .map(all);
         assert_eq!(DECODERS.len(), kinds.len());
@@ -206,7 +216,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "unknown decoder \"float\"; known decoders: uint, int, hex, string, static_map, regexp"
+            "unknown decoder \"float\"; known decoders: uint, int, hex, string, static_map, regexp, usym"
         );
     }
 

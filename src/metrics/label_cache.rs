@@ -219,6 +219,7 @@ impl LabelCache {
         key: &[u8],
         decoders: &LabelDecoders,
         histogram: bool,
+        process: Option<i32>,
     ) -> Result<Resolved, ResolveError> {
         let key = key.get(..decoders.key_size()).unwrap_or(key);
         let memoized = self
@@ -229,7 +230,7 @@ impl LabelCache {
         let resolved = match memoized {
             Some((DROPPED, _)) => Ok(Resolved::Dropped),
             Some((set, slot)) => Ok(Resolved::Set(set, slot)),
-            None => self.resolve(key, decoders, histogram),
+            None => self.resolve_in(key, decoders, histogram, process),
         };
         // Set ids hold until the next eviction (which drops every memo); a
         // dropped key stays dropped; the rest is looked up again.
@@ -271,9 +272,39 @@ impl LabelCache {
         decoders: &LabelDecoders,
         histogram: bool,
     ) -> Result<Resolved, ResolveError> {
+        self.resolve_in(key, decoders, histogram, None)
+    }
+
+    /// [`resolve`](Self::resolve) for a key read from the maps of `process`.
+    /// When a decoder needs the process (`usym`), the key is cached with the
+    /// pid in front: one address names different functions in two processes.
+    pub fn resolve_in(
+        &mut self,
+        key: &[u8],
+        decoders: &LabelDecoders,
+        histogram: bool,
+        process: Option<i32>,
+    ) -> Result<Resolved, ResolveError> {
         // Bytes past the labels are padding the decoders never read.
         let key = key.get(..decoders.key_size()).unwrap_or(key);
-        if let Some(cached) = self.keys.get_mut(key) {
+        if decoders.needs_process() {
+            let mut cache_key = process.unwrap_or(-1).to_ne_bytes().to_vec();
+            cache_key.extend_from_slice(key);
+            return self.resolve_keyed(&cache_key, key, decoders, histogram, process);
+        }
+        self.resolve_keyed(key, key, decoders, histogram, process)
+    }
+
+    /// Resolves `key`, cached under `cache_key`.
+    fn resolve_keyed(
+        &mut self,
+        cache_key: &[u8],
+        key: &[u8],
+        decoders: &LabelDecoders,
+        histogram: bool,
+        process: Option<i32>,
+    ) -> Result<Resolved, ResolveError> {
+        if let Some(cached) = self.keys.get_mut(cache_key) {
             cached.seen = self.generation;
             return Ok(match cached.set {
                 DROPPED => Resolved::Dropped,
@@ -281,8 +312,8 @@ impl LabelCache {
             });
         }
         let mut values = std::mem::take(&mut self.values);
-        let decoded = decoders.decode_key(key, &mut values);
-        let resolved = self.decoded(key, decoded, &mut values, decoders, histogram);
+        let decoded = decoders.decode_key_in(key, process, &mut values);
+        let resolved = self.decoded(cache_key, decoded, &mut values, decoders, histogram);
         self.values = values;
         resolved
     }
@@ -512,7 +543,7 @@ mod tests {
             let out: Vec<Resolved> = keys
                 .iter()
                 .enumerate()
-                .map(|(i, k)| cache.resolve_at(i, k, &d, false).unwrap())
+                .map(|(i, k)| cache.resolve_at(i, k, &d, false, None).unwrap())
                 .collect();
             cache.end_source();
             cache.end_scrape();
@@ -532,12 +563,12 @@ mod tests {
         cache.keys.remove([1u8, 1].as_slice());
         cache.begin_source(0, &d);
         assert_eq!(
-            cache.resolve_at(0, &[1, 1], &d, false).unwrap(),
+            cache.resolve_at(0, &[1, 1], &d, false, None).unwrap(),
             Resolved::Set(0, 0)
         );
         // A key that moved is looked up, not taken from its old position.
         assert_eq!(
-            cache.resolve_at(1, &[1, 1], &d, false).unwrap(),
+            cache.resolve_at(1, &[1, 1], &d, false, None).unwrap(),
             Resolved::Set(0, 0)
         );
         assert_eq!(cache.keys(), 2);
@@ -565,7 +596,7 @@ mod tests {
         let mut cache = LabelCache::new(0);
         for _ in 0..2 {
             cache.begin_source(0, &d);
-            let resolved = cache.resolve_at(0, &[1, 1], &d, false).unwrap();
+            let resolved = cache.resolve_at(0, &[1, 1], &d, false, None).unwrap();
             assert_eq!(
                 resolved,
                 Resolved::Uncached(br#"op="read",slot="1""#.to_vec(), 0)

@@ -19,6 +19,8 @@ struct Source<'a> {
     labels: Vec<(&'a str, &'a str)>,
     /// For logs: the process or binary, or none for a shared object.
     target: Option<String>,
+    /// The process whose maps these are (for decoders such as `usym`).
+    process: Option<i32>,
 }
 
 impl<'a> Source<'a> {
@@ -30,6 +32,7 @@ impl<'a> Source<'a> {
                 object,
                 labels: Vec::new(),
                 target: None,
+                process: None,
             }],
             None => program
                 .instances
@@ -43,6 +46,7 @@ impl<'a> Source<'a> {
                         .map(|(k, v)| (*k, v.as_str()))
                         .collect(),
                     target: Some(i.target.describe()),
+                    process: i.target.pid(),
                 })
                 .collect(),
         }
@@ -80,6 +84,7 @@ pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, format: Form
                         position,
                         labels: &source.labels,
                         entries: &entries,
+                        process: source.process,
                     };
                     write_counter(
                         &mut enc,
@@ -105,6 +110,7 @@ pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, format: Form
                         position,
                         labels: &source.labels,
                         entries: &entries,
+                        process: source.process,
                     };
                     write_histogram(
                         &mut enc,
@@ -190,6 +196,8 @@ struct Read<'a> {
     /// Labels every series of the source carries.
     labels: &'a [(&'a str, &'a str)],
     entries: &'a MapEntries,
+    /// The process whose maps these are.
+    process: Option<i32>,
 }
 
 fn write_counter(
@@ -227,7 +235,7 @@ fn write_counter(
     let mut uncached: HashMap<Vec<u8>, u64> = HashMap::new();
     cache.begin_source(source.position, &counter.decoders);
     for (index, (key, value)) in entries.iter().enumerate() {
-        match cache.resolve_at(index, key, &counter.decoders, false) {
+        match cache.resolve_at(index, key, &counter.decoders, false, source.process) {
             Ok(Resolved::Set(id, _)) => *sums.get(id) += value,
             Ok(Resolved::Uncached(text, _)) => *uncached.entry(text).or_default() += value,
             Ok(Resolved::Dropped) => {}
@@ -258,7 +266,7 @@ fn write_histogram(
     let mut uncached: HashMap<Vec<u8>, HashMap<u64, u64>> = HashMap::new();
     cache.begin_source(source.position, &metric.decoders);
     for (index, (key, value)) in source.entries.iter().enumerate() {
-        match cache.resolve_at(index, key, &metric.decoders, true) {
+        match cache.resolve_at(index, key, &metric.decoders, true, source.process) {
             Ok(Resolved::Set(id, slot)) => *series.get(id).entry(slot).or_default() += value,
             Ok(Resolved::Uncached(text, slot)) => {
                 *uncached.entry(text).or_default().entry(slot).or_default() += value

@@ -169,3 +169,135 @@ fn a_library_no_search_path_finds_is_reported_with_where_it_was_looked_for() {
     // The USDT probe of the same program still attached.
     assert!(exporter.page("/").contains("usdt plugin:work in"), "{logs}");
 }
+
+/// Calls and returns of every `plugin_op_*` function, by function name: one
+/// wildcard uprobe and one wildcard uretprobe, named by the `usym` decoder.
+fn wildcard_config(comm: &str, glob: &str) -> String {
+    format!(
+        r#"
+programs:
+  - name: ops
+    object: {object}
+    metrics:
+      counters:
+        - name: plugin_op_calls_total
+          help: plugin_op_* calls by function (PT_REGS_IP at entry)
+          table: op_calls
+          labels:
+            - name: function
+              size: 8
+              decoders: [{{name: usym}}]
+        - name: plugin_op_returns_total
+          help: plugin_op_* returns by function (bpf_get_func_ip)
+          table: op_returns
+          labels:
+            - name: function
+              size: 8
+              decoders: [{{name: usym}}]
+    uprobes:
+      {glob}: on_op
+    uretprobes:
+      {glob}: on_op_return
+    attachment:
+      binary_name: {comm}
+"#,
+        object = fixtures().object("plugin_counts").display()
+    )
+}
+
+#[test]
+fn a_wildcard_uprobe_counts_each_matching_function_by_name() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let comm = "uexp-wildcard";
+    let mut a = Target::start_binary(&named_copy(&fixtures().loader, comm));
+    let mut b = Target::start_binary(&named_copy(&fixtures().loader, comm));
+    let exporter = Exporter::start_with(
+        &wildcard_config(comm, "libuexp_plugin.so:plugin_op_*"),
+        &["--discovery.interval", "200ms"],
+    );
+    for target in [&mut a, &mut b] {
+        assert_eq!(target.cmd("open"), "ok 0");
+    }
+    a.cmd("op alpha 3");
+    a.cmd("op beta 5");
+    a.cmd("op gamma 7");
+    a.cmd("work 4 1"); // plugin_work does not match the glob
+    b.cmd("op beta 2");
+    let s = exporter.samples();
+    for (target, expected) in [
+        (
+            &a,
+            [
+                ("plugin_op_alpha", 3.0),
+                ("plugin_op_beta", 5.0),
+                ("plugin_op_gamma", 7.0),
+            ]
+            .as_slice(),
+        ),
+        (&b, [("plugin_op_beta", 2.0)].as_slice()),
+    ] {
+        let pid = target.pid().to_string();
+        for name in [
+            "userspace_exporter_plugin_op_calls_total",
+            "userspace_exporter_plugin_op_returns_total",
+        ] {
+            let got: Vec<f64> = expected
+                .iter()
+                .map(|(f, _)| {
+                    s.get(name, &[("pid", &pid), ("function", f)])
+                        .unwrap_or(-1.0)
+                })
+                .collect();
+            let want: Vec<f64> = expected.iter().map(|(_, n)| *n).collect();
+            let pid_label = format!("pid=\"{pid}\"");
+            let series = s
+                .series(name)
+                .into_iter()
+                .filter(|(k, _)| k.contains(&pid_label))
+                .count();
+            assert_eq!(
+                series,
+                expected.len(),
+                "{name} of pid {pid}\n{}",
+                exporter.logs()
+            );
+            assert_eq!(got, want, "{name} of pid {pid}\n{}", exporter.logs());
+        }
+    }
+    let page = exporter.page("/");
+    assert!(
+        page.contains(
+            "plugin_op_* (3 functions: plugin_op_alpha, plugin_op_beta, plugin_op_gamma)"
+        ),
+        "{page}"
+    );
+}
+
+#[test]
+fn a_glob_matching_too_many_or_no_functions_is_a_clear_error() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let comm = "uexp-wild-bad";
+    let _target = Target::start_binary(&named_copy(&fixtures().loader, comm));
+    let config = wildcard_config(comm, "c:*").replace(
+        "      c:*: on_op_return",
+        "      libuexp_plugin.so:nothing_*: on_op_return",
+    );
+    let exporter = Exporter::start_with(&config, &[]);
+    let logs = exporter.logs();
+    assert!(
+        logs.contains("\"*\" matches ")
+            && logs.contains("functions in /usr/lib/x86_64-linux-gnu/libc.so.6 of process ")
+            && logs.contains("more than the 1024 one wildcard probe may attach to"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("no function symbol in ") && logs.contains("matches \"nothing_*\""),
+        "{logs}"
+    );
+}

@@ -11,6 +11,7 @@ pub mod regexp;
 pub mod static_map;
 pub mod string;
 pub mod uint;
+pub mod usym;
 
 pub use hex::HexDecoder;
 pub use int::IntDecoder;
@@ -18,6 +19,7 @@ pub use regexp::RegexpDecoder;
 pub use static_map::StaticMapDecoder;
 pub use string::StringDecoder;
 pub use uint::UintDecoder;
+pub use usym::UsymDecoder;
 
 pub use crate::config::DecoderConfigError;
 
@@ -41,6 +43,24 @@ pub trait Decoder: Send + Sync + std::fmt::Debug {
     fn is_injective(&self) -> bool {
         false
     }
+
+    /// Decodes `input` read from the maps of process `process` (`None` for a
+    /// shared or per-binary instance). Only decoders that need the process
+    /// (see [`needs_process`](Self::needs_process)) look at it.
+    fn decode_in(
+        &self,
+        input: &[u8],
+        process: Option<i32>,
+    ) -> Result<Option<Vec<u8>>, DecodeError> {
+        let _ = process;
+        self.decode(input)
+    }
+
+    /// Whether the output depends on the process the key was read for (an
+    /// address means a different function in each process).
+    fn needs_process(&self) -> bool {
+        false
+    }
 }
 
 /// A decoder could not read its input, so the key cannot be exported.
@@ -56,6 +76,14 @@ pub enum DecodeError {
         /// Input length in bytes.
         len: usize,
         /// What the decoder expected.
+        reason: &'static str,
+    },
+    /// A decoder that names things in a process has no process to look in.
+    #[error("decoder {decoder}: {reason}")]
+    NoProcess {
+        /// Decoder name as written in the config.
+        decoder: &'static str,
+        /// What to do.
         reason: &'static str,
     },
     /// The map key has fewer bytes than the configured labels read.
@@ -105,6 +133,7 @@ pub fn build_decoder(config: &DecoderConfig) -> Result<Box<dyn Decoder>, Decoder
             config.allow_unknown,
         )),
         DecoderKind::Regexp => Box::new(RegexpDecoder::new(&config.regexps)?),
+        DecoderKind::Usym => Box::new(UsymDecoder::default()),
     })
 }
 
@@ -129,12 +158,21 @@ impl DecoderChain {
     /// An empty chain (rejected by config validation) yields the bytes as hex,
     /// so that nothing is silently lost or misread.
     pub fn decode(&self, raw: &[u8]) -> Result<Option<String>, DecodeError> {
+        self.decode_in(raw, None)
+    }
+
+    /// [`decode`](Self::decode) for a key read from the maps of `process`.
+    pub fn decode_in(
+        &self,
+        raw: &[u8],
+        process: Option<i32>,
+    ) -> Result<Option<String>, DecodeError> {
         if self.decoders.is_empty() {
             return Ok(Some(hex_bytes(raw)));
         }
         let mut current: Cow<'_, [u8]> = Cow::Borrowed(raw);
         for decoder in &self.decoders {
-            match decoder.decode(&current)? {
+            match decoder.decode_in(&current, process)? {
                 Some(next) => current = Cow::Owned(next),
                 None => return Ok(None),
             }
@@ -150,6 +188,11 @@ impl DecoderChain {
     /// chain's hex included).
     pub fn is_injective(&self) -> bool {
         self.decoders.iter().all(|d| d.is_injective())
+    }
+
+    /// Whether a decoder of the chain needs the process the key was read for.
+    pub fn needs_process(&self) -> bool {
+        self.decoders.iter().any(|d| d.needs_process())
     }
 
     /// Number of decoders in the chain.
@@ -240,6 +283,22 @@ impl LabelDecoders {
     /// incomplete and must not be used. Bytes past [`key_size`](Self::key_size)
     /// are ignored (the kernel may pad the key struct).
     pub fn decode_key(&self, key: &[u8], out: &mut Vec<String>) -> Result<bool, DecodeError> {
+        self.decode_key_in(key, None, out)
+    }
+
+    /// Whether a label's decoders need the process the key was read for: then
+    /// the same key means different label sets in different processes.
+    pub fn needs_process(&self) -> bool {
+        self.slots.iter().any(|s| s.chain.needs_process())
+    }
+
+    /// [`decode_key`](Self::decode_key) for a key read from the maps of `process`.
+    pub fn decode_key_in(
+        &self,
+        key: &[u8],
+        process: Option<i32>,
+        out: &mut Vec<String>,
+    ) -> Result<bool, DecodeError> {
         out.clear();
         if key.len() < self.key_size {
             return Err(DecodeError::KeyTooShort {
@@ -252,7 +311,7 @@ impl LabelDecoders {
         for (slot, name) in self.slots.iter().zip(&self.names) {
             let raw = &key[offset..offset + slot.size];
             offset += slot.size + slot.padding;
-            match slot.chain.decode(raw) {
+            match slot.chain.decode_in(raw, process) {
                 Ok(Some(value)) => out.push(value),
                 Ok(None) => return Ok(false),
                 Err(error) => {
