@@ -227,7 +227,7 @@ mod tests {
         fn usym_marker_function() -> u64 {
             std::hint::black_box(42)
         }
-        let address = usym_marker_function as usize as u64;
+        let address = usym_marker_function as *const () as usize as u64;
         let decoder = UsymDecoder::default();
         let pid = std::process::id() as i32;
         let name = decoder
