@@ -350,3 +350,40 @@ fn per_binary_instances_need_the_same_capabilities_as_per_process_ones() {
     );
     assert_eq!(series(&s, "priv_calls_total", "8"), Some(7.0));
 }
+
+#[test]
+fn wildcard_uprobes_need_only_cap_bpf_and_cap_perfmon() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let comm = "uexp-priv-wild";
+    let mut target = start_as(EXPORTER_UID, &fixtures().target_named(comm));
+    // A glob matching target_add: one multi-uprobe link, no perf event.
+    let config = format!(
+        r#"
+programs:
+  - name: uprobe
+    object: {uprobe}
+    metrics:
+      counters:
+        - name: priv_calls_total
+          help: target_add calls by first argument
+          table: calls
+          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+    uprobes:
+      target_ad?: on_add_entry
+    attachment: {{binary_name: {comm}}}
+"#,
+        uprobe = fixtures().object("uprobe_counts").display()
+    );
+    let exporter = start_exporter(&config, &["bpf", "perfmon"], &[]);
+    target.fire("call 6 9");
+    let s = exporter.samples();
+    assert_eq!(
+        calls(&s, target.pid(), "9"),
+        Some(6.0),
+        "{}",
+        exporter.logs()
+    );
+}
