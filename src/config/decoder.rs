@@ -24,6 +24,12 @@ pub enum DecoderKind {
     /// An 8-byte address in the process (an instruction pointer such as
     /// `PT_REGS_IP(ctx)`) as the name of the function holding it.
     Usym,
+    /// A 1, 2, 4 or 8-byte signed integer; a negative error number as its name.
+    Errno,
+    /// A 4-byte IPv4 or 16-byte IPv6 address in network byte order.
+    InetIp,
+    /// An 8-byte cgroup v2 id as the cgroup's path.
+    Cgroup,
 }
 
 /// The registry: every decoder once, in the order messages list them, with
@@ -40,6 +46,9 @@ const DECODERS: &[(DecoderKind, &str, &[&str])] = &[
     ),
     (DecoderKind::Regexp, "regexp", &["regexps"]),
     (DecoderKind::Usym, "usym", &[]),
+    (DecoderKind::Errno, "errno", &[]),
+    (DecoderKind::InetIp, "inet_ip", &[]),
+    (DecoderKind::Cgroup, "cgroup", &[]),
 ];
 
 impl DecoderKind {
@@ -125,7 +134,10 @@ impl DecoderConfig {
             | DecoderKind::Int
             | DecoderKind::Hex
             | DecoderKind::String
-            | DecoderKind::Usym => {}
+            | DecoderKind::Usym
+            | DecoderKind::Errno
+            | DecoderKind::InetIp
+            | DecoderKind::Cgroup => {}
             DecoderKind::StaticMap => {
                 if self.static_map.is_empty() {
                     return Err(DecoderConfigError::EmptyStaticMap);
@@ -185,7 +197,10 @@ mod tests {
             | DecoderKind::String
             | DecoderKind::StaticMap
             | DecoderKind::Regexp
-            | DecoderKind::Usym => kind,
+            | DecoderKind::Usym
+            | DecoderKind::Errno
+            | DecoderKind::InetIp
+            | DecoderKind::Cgroup => kind,
         };
         let kinds = [
             DecoderKind::Uint,
@@ -195,6 +210,9 @@ mod tests {
             DecoderKind::StaticMap,
             DecoderKind::Regexp,
             DecoderKind::Usym,
+            DecoderKind::Errno,
+            DecoderKind::InetIp,
+            DecoderKind::Cgroup,
         ]
         .map(all);
         assert_eq!(DECODERS.len(), kinds.len());
@@ -216,7 +234,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "unknown decoder \"float\"; known decoders: uint, int, hex, string, static_map, regexp, usym"
+            "unknown decoder \"float\"; known decoders: uint, int, hex, string, static_map, regexp, usym, errno, inet_ip, cgroup"
         );
     }
 

@@ -9,6 +9,7 @@ mod bcc_dialect;
 mod churn;
 mod churn_leaks;
 mod containers;
+mod decoders;
 mod default_pack;
 mod deploy;
 mod exposition;

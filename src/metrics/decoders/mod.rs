@@ -5,7 +5,10 @@
 //! A decoder may also drop the whole label set (`regexp` without a match), so
 //! filtering happens while decoding, before anything is exported.
 
+pub mod cgroup;
+pub mod errno;
 pub mod hex;
+pub mod inet_ip;
 pub mod int;
 pub mod regexp;
 pub mod static_map;
@@ -13,7 +16,10 @@ pub mod string;
 pub mod uint;
 pub mod usym;
 
+pub use cgroup::CgroupDecoder;
+pub use errno::ErrnoDecoder;
 pub use hex::HexDecoder;
+pub use inet_ip::InetIpDecoder;
 pub use int::IntDecoder;
 pub use regexp::RegexpDecoder;
 pub use static_map::StaticMapDecoder;
@@ -134,6 +140,9 @@ pub fn build_decoder(config: &DecoderConfig) -> Result<Box<dyn Decoder>, Decoder
         )),
         DecoderKind::Regexp => Box::new(RegexpDecoder::new(&config.regexps)?),
         DecoderKind::Usym => Box::new(UsymDecoder::default()),
+        DecoderKind::Errno => Box::new(ErrnoDecoder),
+        DecoderKind::InetIp => Box::new(InetIpDecoder),
+        DecoderKind::Cgroup => Box::new(CgroupDecoder::default()),
     })
 }
 
