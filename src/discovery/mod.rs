@@ -11,7 +11,9 @@ pub use process::{
     container_id, mapped_files, monotonic_ns, FileId, MappedFile, ProcessInfo, ProcessKey,
 };
 pub use resync::{spawn_resync, ProcSnapshot};
-pub use selector::Selector;
+pub use selector::{
+    AlternativeVerdict, ExclusionVerdict, Explanation, FieldVerdict, Line, ProcessFacts, Selector,
+};
 pub use table::ProcessTable;
 pub use watcher::{spawn_watcher, ProcConnector, ProcEvent};
 
