@@ -46,7 +46,8 @@ impl ProgramExplanation {
         let mut out = vec![Line::new(
             0,
             format!("program {:?} ({}): {verdict}", self.name, self.selector),
-            Some(self.selection.selected),
+            // Not being selected is no fault; the field that does not match is marked.
+            self.selection.selected.then_some(true),
         )];
         out.extend(self.selection.lines(1));
         for probe in &self.probes {
