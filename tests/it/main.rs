@@ -11,6 +11,7 @@ mod churn_leaks;
 mod containers;
 mod default_pack;
 mod deploy;
+mod explain;
 mod exposition;
 mod faults;
 mod go;
