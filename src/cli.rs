@@ -435,7 +435,8 @@ fn explain(config: &Config, pid: i32) -> Result<(), crate::exporter::ExplainErro
             probes,
         })
         .collect();
-    let explained = crate::exporter::explain_pid(pid, &programs)?;
+    let explained =
+        crate::exporter::explain_pid(pid, &programs, crate::discovery::CommandLines::Shown)?;
     println!();
     print!("{}", explained.text());
     Ok(())

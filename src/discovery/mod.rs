@@ -12,7 +12,8 @@ pub use process::{
 };
 pub use resync::{spawn_resync, ProcSnapshot};
 pub use selector::{
-    AlternativeVerdict, ExclusionVerdict, Explanation, FieldVerdict, Line, ProcessFacts, Selector,
+    AlternativeVerdict, CommandLines, ExclusionVerdict, Explanation, FieldVerdict, Line,
+    ProcessFacts, Selector,
 };
 pub use table::ProcessTable;
 pub use watcher::{spawn_watcher, ProcConnector, ProcEvent};

@@ -3,7 +3,8 @@
 mod explain;
 
 pub use explain::{
-    AlternativeVerdict, ExclusionVerdict, Explanation, FieldVerdict, Line, ProcessFacts,
+    AlternativeVerdict, CommandLines, ExclusionVerdict, Explanation, FieldVerdict, Line,
+    ProcessFacts,
 };
 
 use super::ProcessInfo;

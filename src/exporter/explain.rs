@@ -4,7 +4,7 @@
 
 use crate::attach::{resolve_probes, ProbeResolution};
 use crate::config::ProbeConfig;
-use crate::discovery::{Explanation, Line, ProcessFacts, ProcessInfo, Selector};
+use crate::discovery::{CommandLines, Explanation, Line, ProcessFacts, ProcessInfo, Selector};
 use crate::elf::ElfCache;
 
 /// ELF files kept while one process is explained (its executable and libraries).
@@ -113,10 +113,12 @@ pub fn parse_pid(text: &str) -> Result<i32, ExplainError> {
         .ok_or_else(|| ExplainError::BadPid(text.to_string()))
 }
 
-/// Reads process `pid` and explains it against `programs`.
+/// Reads process `pid` and explains it against `programs`, quoting its
+/// command line or not.
 pub fn explain_pid(
     pid: i32,
     programs: &[ExplainProgram<'_>],
+    command_lines: CommandLines,
 ) -> Result<ProcessExplanation, ExplainError> {
     let process = ProcessInfo::read(pid).ok_or_else(|| {
         if std::path::Path::new(&format!("/proc/{pid}")).exists() {
@@ -125,7 +127,7 @@ pub fn explain_pid(
             ExplainError::NoSuchProcess(pid)
         }
     })?;
-    Ok(explain_process(&process, programs))
+    Ok(explain_process(&process, programs, command_lines))
 }
 
 /// Explains `process` against `programs`: every selector field judged, and
@@ -133,12 +135,13 @@ pub fn explain_pid(
 pub fn explain_process(
     process: &ProcessInfo,
     programs: &[ExplainProgram<'_>],
+    command_lines: CommandLines,
 ) -> ProcessExplanation {
     let mut cache = ElfCache::new(EXPLAIN_ELF_CACHE);
     let programs = programs
         .iter()
         .map(|p| {
-            let selection = p.selector.explain(process);
+            let selection = p.selector.explain_with(process, command_lines);
             let probes = if selection.selected {
                 resolve_probes(process, p.probes, &mut cache)
             } else {
@@ -153,7 +156,7 @@ pub fn explain_process(
         })
         .collect();
     ProcessExplanation {
-        facts: ProcessFacts::of(process),
+        facts: ProcessFacts::of_with(process, command_lines),
         programs,
     }
 }
@@ -180,14 +183,14 @@ mod tests {
     #[test]
     fn unknown_pids_are_named() {
         // Above the kernel's largest pid_max.
-        let e = explain_pid(5_000_000, &[]).unwrap_err();
+        let e = explain_pid(5_000_000, &[], CommandLines::Shown).unwrap_err();
         assert_eq!(
             e.to_string(),
             "no process with pid 5000000 (in the exporter's PID namespace)"
         );
         // pid 2 is kthreadd.
         assert_eq!(
-            explain_pid(2, &[]).unwrap_err(),
+            explain_pid(2, &[], CommandLines::Shown).unwrap_err(),
             ExplainError::NotProbeable(2)
         );
     }
@@ -232,6 +235,7 @@ mod tests {
                     probes: &probes,
                 },
             ],
+            CommandLines::Shown,
         );
         let text = explained.text();
         // The made-up process has no /proc entry: its probe does not resolve.

@@ -204,7 +204,7 @@ fn explain_form(page: &mut String, published: &Published, explain: &ExplainView)
             );
         }
         ExplainView::Explained(e) => {
-            page.push_str("<section id=\"explain\">");
+            page.push_str("<section id=\"explain\"><p>Command lines are hidden here (they may hold secrets); <code>ebpf-userspace-exporter check --pid N</code> on the host shows them.</p>");
             lines_html(page, &e.facts.lines());
             for program in &e.programs {
                 lines_html(page, &program.lines());

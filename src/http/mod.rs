@@ -308,9 +308,14 @@ async fn landing_page(
                         probes: &p.prepared.probes,
                     })
                     .collect();
-                match crate::exporter::parse_pid(&text)
-                    .and_then(|pid| crate::exporter::explain_pid(pid, &programs))
-                {
+                match crate::exporter::parse_pid(&text).and_then(|pid| {
+                    // This page may be open to the network: command lines may hold secrets.
+                    crate::exporter::explain_pid(
+                        pid,
+                        &programs,
+                        crate::discovery::CommandLines::Hidden,
+                    )
+                }) {
                     Ok(explained) => landing::ExplainView::Explained(Box::new(explained)),
                     Err(e) => landing::ExplainView::Failed(text, e),
                 }

@@ -244,11 +244,23 @@ fn landing_page_sums_up_and_explains_a_pid_as_check_does() {
         "{page}"
     );
 
-    // The explain view shows what `check --pid` prints, line for line.
+    // The explain view shows what `check --pid` prints, line for line, but
+    // for the command line, which the page hides (it may hold secrets).
     let explained = exporter.page(&format!("/?pid={pid}"));
     let (ok, stdout, stderr) = check(&config, &pid);
     assert!(ok, "{stdout}{stderr}");
-    assert_eq!(explain_view(&explained), explanation(&stdout));
+    let mut expected = explanation(&stdout);
+    let cmdline = path.display().to_string();
+    assert_eq!(expected[2], format!("  cmdline: {cmdline:?}"));
+    expected[2] = format!(
+        "  cmdline: the command line ({} bytes, hidden)",
+        cmdline.len()
+    );
+    assert_eq!(explain_view(&explained), expected);
+    assert!(
+        !explained.contains(&format!("&quot;{cmdline}&quot;")),
+        "{explained}"
+    );
     // ... and what the exporter attached for it.
     assert!(
         explained.contains(&format!(

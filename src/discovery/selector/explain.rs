@@ -14,6 +14,17 @@ const CMDLINE_SHOWN: usize = 200;
 /// Most ancestors named in a verdict.
 const ANCESTORS_SHOWN: usize = 8;
 
+/// Whether an explanation quotes command lines. They may hold secrets
+/// (passwords passed as arguments): a page anyone on the network may read
+/// hides them, the command line of the host shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandLines {
+    /// Quoted (cut to a readable length).
+    Shown,
+    /// Only their length is told.
+    Hidden,
+}
+
 /// The verdict on one selector field for one process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldVerdict {
@@ -200,19 +211,24 @@ impl Selector {
     /// or a pid file are read here; `selected` is what [`Selector::matches`]
     /// answers.
     pub fn explain(&self, process: &ProcessInfo) -> Explanation {
+        self.explain_with(process, CommandLines::Shown)
+    }
+
+    /// [`Selector::explain`], quoting command lines or not.
+    pub fn explain_with(&self, process: &ProcessInfo, command_lines: CommandLines) -> Explanation {
         let own_process = process.pid() == crate::discovery::process::own_pid();
         let alternatives: Vec<AlternativeVerdict> = self
             .alternatives
             .iter()
             .map(|a| AlternativeVerdict {
                 describe: a.require.describe(),
-                fields: a.require.verdicts(process),
+                fields: a.require.verdicts(process, command_lines),
                 exclusions: a
                     .exclude
                     .iter()
                     .map(|e| ExclusionVerdict {
                         describe: e.describe(),
-                        fields: e.verdicts(process),
+                        fields: e.verdicts(process, command_lines),
                     })
                     .collect(),
             })
@@ -222,6 +238,14 @@ impl Selector {
             own_process,
             alternatives,
         }
+    }
+}
+
+/// A command line as a verdict or a fact shows it.
+fn shown_cmdline(cmdline: &str, command_lines: CommandLines) -> String {
+    match command_lines {
+        CommandLines::Shown => quoted_cut(cmdline, CMDLINE_SHOWN),
+        CommandLines::Hidden => format!("the command line ({} bytes, hidden)", cmdline.len()),
     }
 }
 
@@ -236,7 +260,7 @@ fn quoted_cut(text: &str, max: usize) -> String {
 impl Criteria {
     /// The verdict on each field given, in [`crate::config::SELECTOR_FIELDS`]
     /// order; the same comparisons as [`Criteria::matches`].
-    fn verdicts(&self, p: &ProcessInfo) -> Vec<FieldVerdict> {
+    fn verdicts(&self, p: &ProcessInfo, command_lines: CommandLines) -> Vec<FieldVerdict> {
         let mut out = Vec::new();
         let mut verdict = |field, matched, detail| {
             out.push(FieldVerdict {
@@ -292,7 +316,7 @@ impl Criteria {
                         matched,
                         format!(
                             "{} {verb} regex {pattern:?}",
-                            quoted_cut(cmdline, CMDLINE_SHOWN)
+                            shown_cmdline(cmdline, command_lines)
                         ),
                     );
                 }
@@ -402,7 +426,8 @@ pub struct ProcessFacts {
     pub comm: String,
     /// The executable as the process sees it (empty: unreadable).
     pub exe: String,
-    /// The command line, if readable.
+    /// The command line as shown: quoted, or its length when hidden; `None`
+    /// when unreadable.
     pub cmdline: Option<String>,
     /// Parent pid.
     pub ppid: i32,
@@ -419,11 +444,16 @@ pub struct ProcessFacts {
 impl ProcessFacts {
     /// Reads them (the lazy ones from `/proc` if not yet known).
     pub fn of(p: &ProcessInfo) -> ProcessFacts {
+        ProcessFacts::of_with(p, CommandLines::Shown)
+    }
+
+    /// [`ProcessFacts::of`], quoting the command line or not.
+    pub fn of_with(p: &ProcessInfo, command_lines: CommandLines) -> ProcessFacts {
         ProcessFacts {
             pid: p.pid(),
             comm: p.comm.clone(),
             exe: p.exe.display().to_string(),
-            cmdline: p.cmdline().map(str::to_string),
+            cmdline: p.cmdline().map(|c| shown_cmdline(c, command_lines)),
             ppid: p.ppid,
             parent_comm: p.parent_comm().map(str::to_string),
             cgroup: p.cgroup().map(str::to_string),
@@ -454,10 +484,7 @@ impl ProcessFacts {
         ));
         fact(format!(
             "cmdline: {}",
-            self.cmdline.as_deref().map_or_else(
-                || "(unreadable)".to_string(),
-                |c| quoted_cut(c, CMDLINE_SHOWN)
-            )
+            self.cmdline.as_deref().unwrap_or("(unreadable)")
         ));
         fact(format!(
             "parent: pid {} ({})",
@@ -576,6 +603,27 @@ mod tests {
                 "cmdline matches: {:?}... (308 bytes) matches regex \"end$\"",
                 &long[..200]
             )]
+        );
+    }
+
+    #[test]
+    fn hidden_command_lines_are_told_by_their_length_only() {
+        let p = python();
+        let s = selector("{cmdline: workers}");
+        let e = s.explain_with(&p, CommandLines::Hidden);
+        assert!(e.selected);
+        assert_eq!(
+            e.alternatives[0].fields[0].to_string(),
+            "cmdline matches: the command line (31 bytes, hidden) matches regex \"workers\""
+        );
+        let facts = ProcessFacts::of_with(&p, CommandLines::Hidden);
+        assert_eq!(
+            facts.lines()[2].text,
+            "cmdline: the command line (31 bytes, hidden)"
+        );
+        assert_eq!(
+            ProcessFacts::of(&p).lines()[2].text,
+            "cmdline: \"/usr/bin/python3.11 --workers 4\""
         );
     }
 
