@@ -145,6 +145,11 @@ pub enum Command {
             value_name = "FILE"
         )]
         probe_config: Option<PathBuf>,
+        /// Also explain why this running process is (not) selected by each
+        /// program: every selector field's verdict, and where each probe of the
+        /// programs that select it resolves. Nothing is attached.
+        #[arg(long = "pid", value_name = "PID", value_parser = parse_pid)]
+        pid: Option<i32>,
     },
     /// Compile every program's inline `code:` to DIR/NAME.bpf.o and write DIR/CONFIG
     /// referencing them through `object:`, so production can run without clang.
@@ -195,7 +200,9 @@ pub fn main() -> ExitCode {
     ));
     let result = match &cli.command {
         None => run(&cli, compiler.clone()),
-        Some(Command::Check { probe_config }) => return check(probe_config.as_deref(), &compiler),
+        Some(Command::Check { probe_config, pid }) => {
+            return check(probe_config.as_deref(), *pid, &compiler)
+        }
         Some(Command::Compile {
             probe_config,
             output,
@@ -335,7 +342,12 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn check(path: Option<&std::path::Path>, compiler: &Compiler) -> ExitCode {
+/// A `--pid`: a positive integer.
+fn parse_pid(text: &str) -> Result<i32, String> {
+    crate::exporter::parse_pid(text).map_err(|e| e.to_string())
+}
+
+fn check(path: Option<&std::path::Path>, pid: Option<i32>, compiler: &Compiler) -> ExitCode {
     let loaded = match path {
         Some(path) => Config::load(path),
         None => crate::builtin::default_config(),
@@ -388,12 +400,46 @@ fn check(path: Option<&std::path::Path>, compiler: &Compiler) -> ExitCode {
             },
         }
     }
+    if let Some(pid) = pid {
+        if let Err(e) = explain(&config, pid) {
+            println!("error: {e}");
+            failures += 1;
+        }
+    }
     if failures > 0 {
         println!("{}: {failures} error(s)", config.path.display());
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Prints why process `pid` is (not) selected by each program of `config`
+/// (built from the config alone, so programs that failed to load are
+/// explained too), and where the probes of the selecting ones resolve.
+fn explain(config: &Config, pid: i32) -> Result<(), crate::exporter::ExplainError> {
+    let programs: Vec<_> = config
+        .programs
+        .iter()
+        .map(|program| {
+            let p = &program.value;
+            let attachment = p.attachment().map(|a| a.value.clone()).unwrap_or_default();
+            (p, crate::discovery::Selector::new(&attachment), p.probes())
+        })
+        .collect();
+    let programs: Vec<_> = programs
+        .iter()
+        .map(|(p, selector, probes)| crate::exporter::ExplainProgram {
+            name: &p.name,
+            selector,
+            probes,
+        })
+        .collect();
+    let explained =
+        crate::exporter::explain_pid(pid, &programs, crate::discovery::CommandLines::Shown)?;
+    println!();
+    print!("{}", explained.text());
+    Ok(())
 }
 
 fn run(cli: &Cli, compiler: Arc<Compiler>) -> anyhow::Result<()> {

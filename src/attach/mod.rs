@@ -14,6 +14,7 @@ mod library_search;
 mod program;
 mod rcu;
 mod reaper;
+mod resolution;
 mod resolve;
 
 pub use instance::{AttachFailure, AttachTarget, BpfProgramInfo, Instance, InstanceError};
@@ -21,4 +22,5 @@ pub use libbpf_log::install as install_libbpf_logger;
 pub use program::{PreparedProgram, TableLayout};
 pub use rcu::{expedited_rcu_available, ExpeditedRcu};
 pub use reaper::Reaper;
+pub use resolution::{resolve_probes, ProbeResolution};
 pub use resolve::{Origin, ResolveError, Target};

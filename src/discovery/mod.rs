@@ -12,7 +12,10 @@ pub use process::{
     ProcessInfo, ProcessKey,
 };
 pub use resync::{spawn_resync, ProcSnapshot};
-pub use selector::Selector;
+pub use selector::{
+    AlternativeVerdict, CommandLines, ExclusionVerdict, Explanation, FieldVerdict, Line,
+    ProcessFacts, Selector,
+};
 pub use table::ProcessTable;
 pub use watcher::{spawn_watcher, ProcConnector, ProcEvent};
 

@@ -1,4 +1,11 @@
-//! Which processes a program attaches to.
+//! Which processes a program attaches to, and why a process is (not) selected.
+
+mod explain;
+
+pub use explain::{
+    AlternativeVerdict, CommandLines, ExclusionVerdict, Explanation, FieldVerdict, Line,
+    ProcessFacts,
+};
 
 use super::ProcessInfo;
 use crate::config::{Attachment, AttachmentSelector, CompiledSelector};
@@ -75,8 +82,13 @@ impl PidFile {
 
 /// A pid file's pid: a positive integer, surrounding whitespace allowed.
 fn read_pid_file(path: &Path) -> Option<i32> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = read_pid_file_text(path).ok()?;
     text.trim().parse::<i32>().ok().filter(|&pid| pid > 0)
+}
+
+/// A pid file's text.
+fn read_pid_file_text(path: &Path) -> std::io::Result<String> {
+    std::fs::read_to_string(path)
 }
 
 impl Selector {
@@ -305,7 +317,7 @@ mod tests {
     use std::time::Duration;
 
     /// The selector of a one-program config whose `attachment:` is `yaml` (flow style).
-    fn selector(yaml: &str) -> Selector {
+    pub(super) fn selector(yaml: &str) -> Selector {
         let text = format!(
             "programs:\n  - name: x\n    object: x.o\n    usdt: {{a: f}}\n    attachment: {yaml}\n"
         );
@@ -316,7 +328,7 @@ mod tests {
     }
 
     /// A made-up process: no /proc reads happen for the facts given here.
-    fn process(pid: i32, comm: &str, exe: &str) -> ProcessInfo {
+    pub(super) fn process(pid: i32, comm: &str, exe: &str) -> ProcessInfo {
         ProcessInfo::new(
             ProcessKey { pid, start_time: 1 },
             comm.into(),
@@ -329,7 +341,7 @@ mod tests {
     }
 
     /// Pids no real process of this test has (above the kernel's pid_max).
-    const FAKE: i32 = 5_000_000;
+    pub(super) const FAKE: i32 = 5_000_000;
 
     #[test]
     fn binary_name_compares_the_comm_truncated_to_15_bytes() {

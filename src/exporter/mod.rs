@@ -9,10 +9,15 @@
 //!   stays alive until the scrape that holds it is done (see
 //!   [`crate::attach::Reaper`]).
 
+mod explain;
 mod rules;
 mod setup;
 mod watch;
 
+pub use explain::{
+    explain_pid, explain_process, lines_text, parse_pid, ExplainError, ExplainProgram,
+    ProcessExplanation, ProgramExplanation,
+};
 pub use rules::{
     AttachedInstance, Attacher, FailedBinary, FailedProcess, ProgramState, Reconciler, Reloaded,
     RuledProgram, ATTACH_ATTEMPTS,

@@ -1,5 +1,6 @@
 //! The HTTP side: `/metrics` (text or OpenMetrics, gzip when asked), a
-//! landing page at `/` that links to it and lists programs and processes, and
+//! landing page at `/` that links to it, sums up, lists problems first, then
+//! programs and processes, and explains a process at `/?pid=N`; and
 //! the health endpoints `/-/healthy` and `/-/ready` (as Prometheus names them).
 //! The web config (`--web.config.file`, the exporter toolkit's format) adds
 //! TLS, basic authentication, response headers and a rate limit; the limits
@@ -279,22 +280,71 @@ fn accepts_gzip(header: &str) -> bool {
     })
 }
 
-async fn landing_page(State(state): State<AppState>) -> Response {
+/// `/`, and `/?pid=N` with process N explained against the running programs:
+/// 400 for a pid that is not one, 404 for no such process (the page either way).
+async fn landing_page(
+    State(state): State<AppState>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
     let Some(exporter) = state.ready() else {
         return starting();
     };
     let path = state.metrics_path.clone();
+    let asked = query
+        .as_deref()
+        .and_then(|q| landing::query_param(q, "pid"))
+        .filter(|pid| !pid.trim().is_empty());
     let page = tokio::task::spawn_blocking(move || {
-        landing::render(
-            &exporter.published(),
+        let published = exporter.published();
+        let explain = match asked {
+            None => landing::ExplainView::None,
+            Some(text) => {
+                let programs: Vec<crate::exporter::ExplainProgram<'_>> = published
+                    .programs
+                    .iter()
+                    .map(|p| crate::exporter::ExplainProgram {
+                        name: p.prepared.name(),
+                        selector: &p.prepared.selector,
+                        probes: &p.prepared.probes,
+                    })
+                    .collect();
+                match crate::exporter::parse_pid(&text).and_then(|pid| {
+                    // This page may be open to the network: command lines may hold secrets.
+                    crate::exporter::explain_pid(
+                        pid,
+                        &programs,
+                        crate::discovery::CommandLines::Hidden,
+                    )
+                }) {
+                    Ok(explained) => landing::ExplainView::Explained(Box::new(explained)),
+                    Err(e) => landing::ExplainView::Failed(text, e),
+                }
+            }
+        };
+        let status = match &explain {
+            landing::ExplainView::Failed(_, crate::exporter::ExplainError::BadPid(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            landing::ExplainView::Failed(..) => StatusCode::NOT_FOUND,
+            _ => StatusCode::OK,
+        };
+        let page = landing::render(
+            &published,
             &exporter.broken(),
             &exporter.reload_status(),
             &path,
-        )
+            &explain,
+        );
+        (status, page)
     })
     .await
-    .unwrap_or_else(|e| format!("landing page failed: {e}"));
-    Html(page).into_response()
+    .unwrap_or_else(|e| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("landing page failed: {e}"),
+        )
+    });
+    (page.0, Html(page.1)).into_response()
 }
 
 #[cfg(test)]

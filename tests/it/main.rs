@@ -12,6 +12,7 @@ mod containers;
 mod decoders;
 mod default_pack;
 mod deploy;
+mod explain;
 mod exposition;
 mod faults;
 mod go;

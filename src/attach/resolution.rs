@@ -1,0 +1,189 @@
+//! Where each probe of a program would attach in one process, found as an
+//! attach finds it (the same [`resolve`] calls) but with nothing loaded or
+//! attached: what `check --pid` and the landing page's explain view show.
+
+use super::resolve::{self, Origin, Target};
+use crate::config::{ProbeConfig, ProbeKind};
+use crate::discovery::ProcessInfo;
+use crate::elf::ElfCache;
+
+/// One probe of a program, looked up in one process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeResolution {
+    /// The probe as configured.
+    pub probe: ProbeConfig,
+    /// Where it would attach (a USDT probe may live in several files), or why
+    /// it cannot: the message an attach would report.
+    pub outcome: Result<Vec<Target>, String>,
+}
+
+/// `usdt`, `uprobe` or `uretprobe`.
+fn kind_name(kind: ProbeKind) -> &'static str {
+    match kind {
+        ProbeKind::Usdt => "usdt",
+        ProbeKind::Uprobe => "uprobe",
+        ProbeKind::Uretprobe => "uretprobe",
+    }
+}
+
+impl ProbeResolution {
+    /// Whether the probe was found.
+    pub fn resolved(&self) -> bool {
+        self.outcome.is_ok()
+    }
+
+    /// One line: `usdt fixture:hit -> on_hit: found fixture:hit in /usr/bin/x`,
+    /// or `uprobe f -> on_f: does not resolve: symbol "f" not found in ...`.
+    pub fn describe(&self) -> String {
+        let probe = format!(
+            "{} {} -> {}",
+            kind_name(self.probe.kind),
+            self.probe.spec,
+            self.probe.function
+        );
+        match &self.outcome {
+            Ok(targets) => {
+                let places: Vec<String> = targets
+                    .iter()
+                    .map(|t| {
+                        if t.provider.is_empty() {
+                            format!("{} in {}", t.name, t.path.display())
+                        } else {
+                            format!("{}:{} in {}", t.provider, t.name, t.path.display())
+                        }
+                    })
+                    .collect();
+                format!("{probe}: found {}", places.join("; "))
+            }
+            Err(e) => format!("{probe}: does not resolve: {e}"),
+        }
+    }
+}
+
+/// Looks every probe up in `process`'s executable and mapped files, as an
+/// attach would (parsed files are kept in `cache`).
+pub fn resolve_probes(
+    process: &ProcessInfo,
+    probes: &[ProbeConfig],
+    cache: &mut ElfCache,
+) -> Vec<ProbeResolution> {
+    let origin = Origin::Process(process);
+    probes
+        .iter()
+        .map(|probe| {
+            let outcome = match probe.kind {
+                ProbeKind::Usdt => {
+                    resolve::resolve_usdt(origin, &probe.spec, cache).map_err(|e| e.to_string())
+                }
+                ProbeKind::Uprobe | ProbeKind::Uretprobe => {
+                    resolve::resolve_uprobe(origin, &probe.spec, cache)
+                        .map_err(|e| e.to_string())
+                        .and_then(|(target, is_go)| {
+                            if is_go && probe.kind == ProbeKind::Uretprobe {
+                                Err(format!(
+                                    "{} is a Go binary: uretprobes are refused on Go binaries (they corrupt Go's moving stacks)",
+                                    target.path.display()
+                                ))
+                            } else {
+                                Ok(vec![target])
+                            }
+                        })
+                }
+            };
+            ProbeResolution {
+                probe: probe.clone(),
+                outcome,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn probe(kind: ProbeKind, spec: &str, function: &str) -> ProbeConfig {
+        ProbeConfig {
+            kind,
+            spec: spec.into(),
+            function: function.into(),
+        }
+    }
+
+    fn target(provider: &str, name: &str, path: &str) -> Target {
+        Target {
+            path: PathBuf::from(path),
+            host_path: PathBuf::from("/proc/1/exe"),
+            provider: provider.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn descriptions_name_the_probe_and_where_it_lives() {
+        let found = ProbeResolution {
+            probe: probe(ProbeKind::Usdt, "fixture:hit", "on_hit"),
+            outcome: Ok(vec![
+                target("fixture", "hit", "/opt/app"),
+                target("fixture", "hit", "/opt/lib.so"),
+            ]),
+        };
+        assert_eq!(
+            found.describe(),
+            "usdt fixture:hit -> on_hit: found fixture:hit in /opt/app; fixture:hit in /opt/lib.so"
+        );
+        let uprobe = ProbeResolution {
+            probe: probe(ProbeKind::Uretprobe, "target_add", "on_ret"),
+            outcome: Ok(vec![target("", "target_add", "/opt/app")]),
+        };
+        assert_eq!(
+            uprobe.describe(),
+            "uretprobe target_add -> on_ret: found target_add in /opt/app"
+        );
+        let missing = ProbeResolution {
+            probe: probe(ProbeKind::Uprobe, "target_ad", "on_add"),
+            outcome: Err("symbol \"target_ad\" not found".into()),
+        };
+        assert!(!missing.resolved());
+        assert_eq!(
+            missing.describe(),
+            "uprobe target_ad -> on_add: does not resolve: symbol \"target_ad\" not found"
+        );
+    }
+
+    #[test]
+    fn probes_of_this_test_process_resolve_in_its_files() {
+        let me = ProcessInfo::read(std::process::id() as i32).unwrap();
+        let mut cache = ElfCache::new(8);
+        let resolved = resolve_probes(
+            &me,
+            &[
+                probe(ProbeKind::Uprobe, "c:getpid", "f"),
+                probe(ProbeKind::Uprobe, "no_such_symbol_here", "f"),
+                probe(ProbeKind::Usdt, "no_such:probe", "f"),
+            ],
+            &mut cache,
+        );
+        let libc = resolved[0].outcome.as_ref().unwrap();
+        assert_eq!(libc[0].name, "getpid");
+        assert!(
+            libc[0].path.to_string_lossy().contains("libc.so"),
+            "{:?}",
+            libc[0].path
+        );
+        let missing = resolved[1].outcome.as_ref().unwrap_err();
+        assert!(
+            missing.starts_with(&format!(
+                "symbol \"no_such_symbol_here\" not found in {}",
+                me.exe.display()
+            )),
+            "{missing}"
+        );
+        let usdt = resolved[2].outcome.as_ref().unwrap_err();
+        assert!(
+            usdt.starts_with("USDT probe no_such:probe not found in process "),
+            "{usdt}"
+        );
+    }
+}
