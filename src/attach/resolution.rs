@@ -46,11 +46,18 @@ impl ProbeResolution {
                 let places: Vec<String> = targets
                     .iter()
                     .map(|t| {
-                        if t.provider.is_empty() {
-                            format!("{} in {}", t.name, t.path.display())
+                        let what = if !t.provider.is_empty() {
+                            format!("{}:{}", t.provider, t.name)
+                        } else if !t.symbols.is_empty() {
+                            format!("{} ({} functions)", t.name, t.symbols.len())
                         } else {
-                            format!("{}:{} in {}", t.provider, t.name, t.path.display())
-                        }
+                            t.name.clone()
+                        };
+                        let later = t
+                            .not_mapped_yet
+                            .map(|via| format!(" (not loaded yet, found through {via})"))
+                            .unwrap_or_default();
+                        format!("{what} in {}{later}", t.path.display())
                     })
                     .collect();
                 format!("{probe}: found {}", places.join("; "))
@@ -117,6 +124,8 @@ mod tests {
             host_path: PathBuf::from("/proc/1/exe"),
             provider: provider.into(),
             name: name.into(),
+            not_mapped_yet: None,
+            symbols: Vec::new(),
         }
     }
 
