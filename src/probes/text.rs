@@ -111,15 +111,48 @@ fn render_files(out: &mut String, target: &TargetListing, shown: Shown<'_>) {
                 format!("no USDT probes matching {u:?}, no functions matching {f:?}")
             }
         };
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "  {}{} ELF file{} with {what}: {}",
+            "  {}{} ELF file{} with {what}:",
             quiet.len(),
             if shown_any { " more" } else { "" },
             if quiet.len() == 1 { "" } else { "s" },
-            names.join(", ")
         );
+        let current = out.len() - out.rfind('\n').map_or(0, |i| i + 1);
+        out.push_str(&wrapped(&names, WIDTH.saturating_sub(current)));
     }
+}
+
+/// Lines are wrapped before this many columns where that is up to us.
+const WIDTH: usize = 100;
+
+/// `names` separated by `, `: on the current line when they fit in `room`
+/// columns (after a space), else on lines of their own indented by four
+/// spaces, wrapped before [`WIDTH`].
+fn wrapped(names: &[String], room: usize) -> String {
+    let joined = names.join(", ");
+    if joined.len() < room {
+        return format!(" {joined}\n");
+    }
+    let mut out = String::new();
+    let mut line = String::from("   ");
+    for (i, name) in names.iter().enumerate() {
+        let piece = if i + 1 < names.len() {
+            format!(" {name},")
+        } else {
+            format!(" {name}")
+        };
+        if line.len() > 3 && line.len() + piece.len() > WIDTH {
+            out.push('\n');
+            out.push_str(&line);
+            line = String::from("   ");
+        }
+        line.push_str(&piece);
+    }
+    out.push('\n');
+    out.push_str(&line);
+    out.push('\n');
+    out
 }
 
 fn render_probes(out: &mut String, file: &FileListing, shown: Shown<'_>) {
@@ -356,6 +389,23 @@ process 9 (app) /usr/bin/app: process 9 exited
             render(&listing, Shown::default()),
             "process 7 (app) /usr/bin/app\n  3 ELF files with no USDT probes: app, libc.so.6, libm.so.6\n"
         );
+    }
+
+    #[test]
+    fn long_lists_of_files_are_wrapped() {
+        let names: Vec<String> = (0..12).map(|i| format!("libmodule{i:02}.so")).collect();
+        assert_eq!(
+            wrapped(&names[..2], 40),
+            " libmodule00.so, libmodule01.so\n"
+        );
+        assert_eq!(
+            wrapped(&names, 40),
+            "
+    libmodule00.so, libmodule01.so, libmodule02.so, libmodule03.so, libmodule04.so, libmodule05.so,
+    libmodule06.so, libmodule07.so, libmodule08.so, libmodule09.so, libmodule10.so, libmodule11.so
+"
+        );
+        assert!(wrapped(&names, 40).lines().all(|l| l.len() <= WIDTH));
     }
 
     #[test]
