@@ -172,8 +172,9 @@ fn render_probes(out: &mut String, file: &FileListing, shown: Shown<'_>) {
                 p.sites.len().to_string(),
                 p.semaphore
                     .map_or_else(|| "-".into(), |s| format!("{s:#x}")),
-                // Sites reading their arguments differently: each way once.
-                p.arg_specs().join(" | "),
+                // Sites reading their arguments differently: each way once,
+                // on a line of its own.
+                p.arg_specs().join("\n"),
             ]
         })
         .collect();
@@ -203,7 +204,9 @@ fn render_functions(out: &mut String, file: &FileListing, shown: Shown<'_>) {
 }
 
 /// Writes a table indented by four spaces, columns padded to their widest
-/// cell; column `right` (if any) is right-aligned, the last is not padded.
+/// cell; column `right` (if any) is right-aligned. The last column is not
+/// padded, and its lines after the first (a cell may hold several) go on
+/// lines of their own, under it.
 fn table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N]], right: usize) {
     let mut widths = header.map(str::len);
     for row in rows {
@@ -211,11 +214,16 @@ fn table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N
             *w = (*w).max(cell.chars().count());
         }
     }
+    let last_column = 4 + widths[..N - 1].iter().map(|w| w + 2).sum::<usize>();
     let line = |out: &mut String, cells: [&str; N]| {
         let mut text = String::from("    ");
         for (c, cell) in cells.iter().enumerate() {
             if c + 1 == N {
-                text.push_str(cell);
+                let mut lines = cell.lines();
+                text.push_str(lines.next().unwrap_or_default());
+                for more in lines {
+                    let _ = write!(text, "\n{:last_column$}{more}", "");
+                }
             } else if c == right {
                 let _ = write!(text, "{cell:>w$}  ", w = widths[c]);
             } else {
@@ -299,7 +307,8 @@ mod tests {
   /usr/bin/app
     USDT PROBE         SITES  SEMAPHORE  ARGUMENTS
     app:gc__start          1  0xa8426e   -4@%edi
-    app:request__done      3  -          8@%rax | 8@%rbx
+    app:request__done      3  -          8@%rax
+                                         8@%rbx
   2 more ELF files with no USDT probes: libc.so.6, libm.so.6
 "
         );
@@ -360,7 +369,8 @@ process 7 (app) /usr/bin/app
   /usr/bin/app
     USDT PROBE         SITES  SEMAPHORE  ARGUMENTS
     app:gc__start          1  0xa8426e   -4@%edi
-    app:request__done      3  -          8@%rax | 8@%rbx
+    app:request__done      3  -          8@%rax
+                                         8@%rbx
     no functions matching "malloc*"
   /usr/lib/x86_64-linux-gnu/libc.so.6
     no USDT probes
