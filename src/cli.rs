@@ -310,7 +310,10 @@ fn probes(command: &Command) -> anyhow::Result<()> {
     };
     let text = if *starter_config {
         let args: Vec<String> = std::env::args().skip(1).collect();
-        let command_line = format!("ebpf-userspace-exporter {}", args.join(" "));
+        let command_line = format!(
+            "ebpf-userspace-exporter {}",
+            crate::probes::starter::shell_words(&args)
+        );
         let config = crate::probes::starter::starter_config(
             &listing.targets[0],
             &command_line,

@@ -236,6 +236,25 @@ fn selected_exe(target: &TargetListing) -> PathBuf {
     std::fs::canonicalize(&target.exe).unwrap_or_else(|_| target.exe.clone())
 }
 
+/// `args` as a shell command line, for the header comment: words holding
+/// anything but letters, digits and `-_./:=@,%+` single-quoted.
+pub fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|arg| {
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,%+".contains(c));
+            if plain {
+                arg.clone()
+            } else {
+                format!("'{}'", arg.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `provider_name` made a valid metric name and C identifier: runs of
 /// anything but ASCII letters and digits become one `_` (so `gc__start` is
 /// `gc_start`), no `_` at either end, and a leading digit gets `usdt_` before it.
@@ -339,6 +358,24 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn command_lines_are_quoted_for_the_shell() {
+        let args: Vec<String> = [
+            "probes",
+            "--usdt",
+            "python:gc__*",
+            "--binary",
+            "/a b/it's",
+            "",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            shell_words(&args),
+            r"probes --usdt 'python:gc__*' --binary '/a b/it'\''s' ''"
+        );
     }
 
     #[test]
