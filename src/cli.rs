@@ -179,36 +179,40 @@ pub enum Command {
     /// process's executable and every ELF file it maps, of a binary, or of the
     /// processes a config's programs select now; or write a starter config
     /// counting them.
-    #[command(group(clap::ArgGroup::new("target").required(true).args(["pid", "binary", "probe_config"])))]
-    Probes {
-        /// A running process: its executable and every ELF file it maps.
-        #[arg(long, value_name = "PID")]
-        pid: Option<i32>,
-        /// An executable or shared library on disk (that file only).
-        #[arg(long, value_name = "PATH")]
-        binary: Option<PathBuf>,
-        /// Every process each program of this config selects now.
-        #[arg(
-            short = 'c',
-            long = "probe-config",
-            visible_alias = "config.file",
-            value_name = "FILE"
-        )]
-        probe_config: Option<PathBuf>,
-        /// Only USDT probes whose `provider:name` matches this glob (`python:gc__*`).
-        #[arg(long, value_name = "GLOB")]
-        usdt: Option<String>,
-        /// Also list the function symbols whose name matches this glob (`Py*Import*`).
-        #[arg(long, value_name = "GLOB")]
-        functions: Option<String>,
-        /// `text` for people, `json` for tools (README, "The probes subcommand").
-        #[arg(long, value_enum, default_value_t = ProbesOutput::Text)]
-        output: ProbesOutput,
-        /// Print a config counting every listed USDT probe (those --usdt picks),
-        /// selecting the process's executable, instead of the listing.
-        #[arg(long = "starter-config", conflicts_with_all = ["probe_config", "output", "functions"])]
-        starter_config: bool,
-    },
+    Probes(ProbesArgs),
+}
+
+/// The arguments of `probes`: one target, filters, and what to print.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["pid", "binary", "probe_config"])))]
+pub struct ProbesArgs {
+    /// A running process: its executable and every ELF file it maps.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<i32>,
+    /// An executable or shared library on disk (that file only).
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Every process each program of this config selects now.
+    #[arg(
+        short = 'c',
+        long = "probe-config",
+        visible_alias = "config.file",
+        value_name = "FILE"
+    )]
+    pub probe_config: Option<PathBuf>,
+    /// Only USDT probes whose `provider:name` matches this glob (`python:gc__*`).
+    #[arg(long, value_name = "GLOB")]
+    pub usdt: Option<String>,
+    /// Also list the function symbols whose name matches this glob (`Py*Import*`).
+    #[arg(long, value_name = "GLOB")]
+    pub functions: Option<String>,
+    /// `text` for people, `json` for tools (README, "The probes subcommand").
+    #[arg(long, value_enum, default_value_t = ProbesOutput::Text)]
+    pub output: ProbesOutput,
+    /// Print a config counting every listed USDT probe (those --usdt picks),
+    /// selecting the process's executable, instead of the listing.
+    #[arg(long = "starter-config", conflicts_with_all = ["probe_config", "output", "functions"])]
+    pub starter_config: bool,
 }
 
 /// The output formats of `probes`.
@@ -245,7 +249,7 @@ pub fn main() -> ExitCode {
         }) => compile(probe_config, output, &compiler),
         Some(Command::Headers { output }) => headers(output),
         Some(Command::Defaults { output }) => defaults(output),
-        Some(command @ Command::Probes { .. }) => probes(command),
+        Some(Command::Probes(args)) => probes(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -278,65 +282,43 @@ fn defaults(output: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn probes(command: &Command) -> anyhow::Result<()> {
-    let Command::Probes {
-        pid,
-        binary,
-        probe_config,
-        usdt,
-        functions,
-        output,
-        starter_config,
-    } = command
-    else {
-        unreachable!("probes() is called for the probes subcommand only")
-    };
-    let filters = crate::probes::Filters::new(usdt.as_deref(), functions.as_deref())?;
+fn probes(args: &ProbesArgs) -> anyhow::Result<()> {
+    use crate::probes::{self, starter, text, Listing};
+    let usdt = args.usdt.as_deref();
+    let functions = args.functions.as_deref();
+    let filters = probes::Filters::new(usdt, functions)?;
     let mut cache = crate::elf::ElfCache::default();
-    let listing = match (pid, binary, probe_config) {
-        (Some(pid), _, _) => crate::probes::Listing {
-            targets: vec![crate::probes::list_process(*pid, &filters, &mut cache)?],
+    let listing = match (args.pid, &args.binary, &args.probe_config) {
+        (Some(pid), _, _) => Listing {
+            targets: vec![probes::list_process(pid, &filters, &mut cache)?],
             programs: None,
         },
-        (_, Some(binary), _) => crate::probes::Listing {
-            targets: vec![crate::probes::list_binary(binary, &filters)?],
+        (_, Some(binary), _) => Listing {
+            targets: vec![probes::list_binary(binary, &filters)?],
             programs: None,
         },
-        (_, _, Some(path)) => {
-            crate::probes::list_config(&load_config(Some(path))?, &filters, &mut cache)
-        }
+        (_, _, Some(path)) => probes::list_config(&load_config(Some(path))?, &filters, &mut cache),
         // clap requires one of the three.
         (None, None, None) => anyhow::bail!("give --pid, --binary or --probe-config"),
     };
-    let text = if *starter_config {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let command_line = format!(
-            "ebpf-userspace-exporter {}",
-            crate::probes::starter::shell_words(&args)
-        );
-        let config = crate::probes::starter::starter_config(
-            &listing.targets[0],
-            &command_line,
-            usdt.as_deref(),
-        )?;
-        let counters = config.matches("\n        - name: ").count();
-        if counters > 50 {
-            tracing::warn!("the starter config counts {counters} probes, each a BPF program attached to every process selected; --usdt GLOB picks fewer");
+    let out = if args.starter_config {
+        let words: Vec<String> = std::env::args().skip(1).collect();
+        let command_line = format!("ebpf-userspace-exporter {}", starter::shell_words(&words));
+        let config = starter::starter_config(&listing.targets[0], &command_line, usdt)?;
+        if config.probes > 50 {
+            tracing::warn!(
+                "the starter config counts {} probes, each a BPF program attached to every process selected; --usdt GLOB picks fewer",
+                config.probes
+            );
         }
-        config
+        config.yaml
     } else {
-        match output {
+        match args.output {
             ProbesOutput::Json => serde_json::to_string_pretty(&listing)? + "\n",
-            ProbesOutput::Text => crate::probes::text::render(
-                &listing,
-                crate::probes::text::Shown {
-                    usdt: usdt.as_deref(),
-                    functions: functions.as_deref(),
-                },
-            ),
+            ProbesOutput::Text => text::render(&listing, text::Shown { usdt, functions }),
         }
     };
-    print_out(&text)
+    print_out(&out)
 }
 
 /// Writes `text` to stdout; a reader that went away (`probes | head`) is not

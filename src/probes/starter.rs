@@ -44,6 +44,16 @@ pub enum StarterError {
     Unlisted(String),
 }
 
+/// A starter config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StarterConfig {
+    /// The config file's text.
+    pub yaml: String,
+    /// How many probes it counts: each is a BPF program attached to every
+    /// process selected.
+    pub probes: usize,
+}
+
 /// One probe of the config, with the names its parts get.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Counted<'a> {
@@ -56,8 +66,7 @@ struct Counted<'a> {
     ident: String,
 }
 
-/// The starter config for `target` (a process, or an executable file) as
-/// YAML. `command` is the command line that asked for it (quoted in the
+/// The starter config for `target` (a process, or an executable file). `command` is the command line that asked for it (quoted in the
 /// header); `usdt_glob` is the `--usdt` filter already applied to `target`,
 /// which also lets through the probes left out by default.
 ///
@@ -69,7 +78,7 @@ pub fn starter_config(
     target: &TargetListing,
     command: &str,
     usdt_glob: Option<&str>,
-) -> Result<String, StarterError> {
+) -> Result<StarterConfig, StarterError> {
     if let Some(error) = &target.error {
         return Err(StarterError::Unlisted(error.clone()));
     }
@@ -132,7 +141,10 @@ pub fn starter_config(
             matching: usdt_glob.map(str::to_string),
         });
     }
-    Ok(yaml(target, command, &counted, &left_out))
+    Ok(StarterConfig {
+        yaml: yaml(target, command, &counted, &left_out),
+        probes: counted.len(),
+    })
 }
 
 fn yaml(
@@ -400,7 +412,9 @@ mod tests {
 
     #[test]
     fn the_config_counts_each_probe_once_and_leaves_harmful_ones_out() {
-        let text = starter_config(&python(), "probes --pid 4242 --starter-config", None).unwrap();
+        let config = starter_config(&python(), "probes --pid 4242 --starter-config", None).unwrap();
+        assert_eq!(config.probes, 4);
+        let text = config.yaml;
         let expected = r#"# Written by `probes --pid 4242 --starter-config`:
 # a counter per USDT probe of process 4242 (python3.11), /usr/bin/python3.11 (4 probes).
 # Runs as it is: `ebpf-userspace-exporter check -c FILE` loads it through the
@@ -486,7 +500,9 @@ programs:
             .usdt
             .push(probe("python", "gc_done", None, &[""]));
         target.exe = "/opt/my*app/python".into();
-        let text = starter_config(&target, "probes", Some("python:*")).unwrap();
+        let text = starter_config(&target, "probes", Some("python:*"))
+            .unwrap()
+            .yaml;
         assert!(!text.contains("Left out"), "{text}");
         for name in [
             "python_gc_done_total",
