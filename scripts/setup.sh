@@ -15,6 +15,7 @@ packages=(
     clang llvm              # compiles BPF C
     libelf-dev zlib1g-dev pkg-config make gcc  # libbpf-sys builds libbpf from source
     systemtap-sdt-dev       # <sys/sdt.h> for the USDT test targets
+    binutils                # readelf: the probes subcommand's tests compare against it
     python3.11              # a real runtime with USDT probes (tests, example)
     python3-prometheus-client  # the OpenMetrics parser used by the tests
     prometheus              # promtool and a real Prometheus server for the tests

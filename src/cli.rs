@@ -1,5 +1,5 @@
-//! Command line: run the exporter (default), `check` a config, or write the
-//! `headers` to build BPF objects against.
+//! Command line: run the exporter (default), `check` a config, write the
+//! `headers` to build BPF objects against, or list the `probes` of a process.
 
 use crate::compile::clang::Compiler;
 use crate::config::Config;
@@ -180,6 +180,53 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_name = "DIR")]
         output: PathBuf,
     },
+    /// List the USDT probes (and, with --functions, the functions) of a
+    /// process's executable and every ELF file it maps, of a binary, or of the
+    /// processes a config's programs select now; or write a starter config
+    /// counting them.
+    Probes(ProbesArgs),
+}
+
+/// The arguments of `probes`: one target, filters, and what to print.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["pid", "binary", "probe_config"])))]
+pub struct ProbesArgs {
+    /// A running process: its executable and every ELF file it maps.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<i32>,
+    /// An executable or shared library on disk (that file only).
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Every process each program of this config selects now.
+    #[arg(
+        short = 'c',
+        long = "probe-config",
+        visible_alias = "config.file",
+        value_name = "FILE"
+    )]
+    pub probe_config: Option<PathBuf>,
+    /// Only USDT probes whose `provider:name` matches this glob (`python:gc__*`).
+    #[arg(long, value_name = "GLOB")]
+    pub usdt: Option<String>,
+    /// Also list the function symbols whose name matches this glob (`Py*Import*`).
+    #[arg(long, value_name = "GLOB")]
+    pub functions: Option<String>,
+    /// `text` for people, `json` for tools (README, "The probes subcommand").
+    #[arg(long, value_enum, default_value_t = ProbesOutput::Text)]
+    pub output: ProbesOutput,
+    /// Print a config counting every listed USDT probe (those --usdt picks),
+    /// selecting the process's executable, instead of the listing.
+    #[arg(long = "starter-config", conflicts_with_all = ["probe_config", "output", "functions"])]
+    pub starter_config: bool,
+}
+
+/// The output formats of `probes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbesOutput {
+    /// Aligned tables, grouped by file.
+    Text,
+    /// One JSON document.
+    Json,
 }
 
 /// Parses arguments and runs; the process exit code.
@@ -209,6 +256,7 @@ pub fn main() -> ExitCode {
         }) => compile(probe_config, output, &compiler),
         Some(Command::Headers { output }) => headers(output),
         Some(Command::Defaults { output }) => defaults(output),
+        Some(Command::Probes(args)) => probes(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -239,6 +287,61 @@ fn defaults(output: &std::path::Path) -> anyhow::Result<()> {
         println!("{}", path.display());
     }
     Ok(())
+}
+
+fn probes(args: &ProbesArgs) -> anyhow::Result<()> {
+    use crate::probes::{self, starter, text, Listing};
+    let usdt = args.usdt.as_deref();
+    let functions = args.functions.as_deref();
+    let filters = probes::Filters::new(usdt, functions)?;
+    let mut cache = crate::elf::ElfCache::default();
+    let listing = match (args.pid, &args.binary, &args.probe_config) {
+        (Some(pid), _, _) => Listing {
+            targets: vec![probes::list_process(pid, &filters, &mut cache)?],
+            programs: None,
+        },
+        (_, Some(binary), _) => Listing {
+            targets: vec![probes::list_binary(binary, &filters)?],
+            programs: None,
+        },
+        (_, _, Some(path)) => probes::list_config(&load_config(Some(path))?, &filters, &mut cache),
+        // clap requires one of the three.
+        (None, None, None) => anyhow::bail!("give --pid, --binary or --probe-config"),
+    };
+    let out = if args.starter_config {
+        let words: Vec<String> = std::env::args().skip(1).collect();
+        let command_line = format!("ebpf-userspace-exporter {}", starter::shell_words(&words));
+        let config = starter::starter_config(&listing.targets[0], &command_line, usdt)?;
+        if config.probes > 50 {
+            tracing::warn!(
+                "the starter config counts {} probes, each a BPF program attached to every process selected; --usdt GLOB picks fewer",
+                config.probes
+            );
+        }
+        config.yaml
+    } else {
+        match args.output {
+            ProbesOutput::Json => serde_json::to_string_pretty(&listing)? + "\n",
+            ProbesOutput::Text => text::render(&listing, text::Shown { usdt, functions }),
+        }
+    };
+    print_out(&out)
+}
+
+/// Writes `text` to stdout; a reader that went away (`probes | head`) is not
+/// an error.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::anyhow!("cannot write to stdout: {e}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn headers(output: &std::path::Path) -> anyhow::Result<()> {

@@ -4,7 +4,9 @@
 //! The data flows through one module per stage:
 //! [`config`] -> [`compile`] -> [`discovery`] -> [`attach`] -> [`metrics`] -> [`http`],
 //! with [`exporter`] holding the live state that ties them together, and
-//! [`builtin`] the default pack used when no config is given.
+//! [`builtin`] the default pack used when no config is given. [`probes`] lists
+//! what a process or binary offers to probe (the `probes` subcommand), from
+//! [`elf`] and [`discovery`].
 
 pub mod attach;
 pub mod builtin;
@@ -17,3 +19,4 @@ pub mod exporter;
 pub mod http;
 pub mod metrics;
 pub mod privileges;
+pub mod probes;

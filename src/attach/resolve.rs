@@ -166,7 +166,7 @@ impl Origin<'_> {
 
     /// The files to search; an exited process is reported as such. A binary
     /// that no process runs yet maps nothing but itself.
-    fn files(&self) -> Result<Vec<MappedFile>, ResolveError> {
+    pub fn files(&self) -> Result<Vec<MappedFile>, ResolveError> {
         match self {
             Origin::Process(process) => {
                 crate::discovery::mapped_files(process.pid()).map_err(|e| match e.kind() {
@@ -183,7 +183,7 @@ impl Origin<'_> {
 
     /// The permission error of a process whose executable the exporter may not
     /// read ([`ProcessInfo::read`] leaves its `exe` empty).
-    fn unreadable(&self) -> Option<ResolveError> {
+    pub fn unreadable(&self) -> Option<ResolveError> {
         match self {
             Origin::Process(process) if process.exe.as_os_str().is_empty() => {
                 Some(no_access(process))
@@ -203,7 +203,7 @@ impl Origin<'_> {
     /// How the exporter opens a file of the origin: a process's executable
     /// through `/proc/PID/exe`, libraries through their mapping (see
     /// [`MappedFile::host_path`]).
-    fn host_path_of(&self, file: &MappedFile) -> PathBuf {
+    pub fn host_path_of(&self, file: &MappedFile) -> PathBuf {
         match self {
             Origin::Process(process) if file.path != process.exe => file.host_path(process),
             _ if file.path == self.exe() => self.exe_host_path(),

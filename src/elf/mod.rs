@@ -5,6 +5,8 @@
 //! [`read_elf`] parses one file; [`ElfCache`] remembers the results by file
 //! identity, so that a library mapped by hundreds of processes (each seen
 //! through its own `/proc/PID/root/...` path) is parsed once.
+//! [`read_functions`] lists function symbols with their addresses, for the
+//! `probes` subcommand (the cached [`SymbolTable`] keeps names only).
 
 mod functions;
 mod symbols;
@@ -129,6 +131,19 @@ impl ElfError {
     }
 }
 
+/// What an ELF file is, from its header and program headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ElfKind {
+    /// An executable: `ET_EXEC`, or `ET_DYN` with an interpreter (`PT_INTERP`),
+    /// as position-independent executables are.
+    Executable,
+    /// A shared library: `ET_DYN` without an interpreter.
+    SharedLibrary,
+    /// Anything else (relocatable objects, core files).
+    #[default]
+    Other,
+}
+
 /// What the exporter knows about one ELF file.
 #[derive(Debug, Clone, Default)]
 pub struct ElfInfo {
@@ -146,6 +161,9 @@ pub struct ElfInfo {
     pub rpath: Vec<String>,
     /// `DT_RUNPATH` directories, as written.
     pub runpath: Vec<String>,
+    /// Executable or shared library: a starter config selects the processes
+    /// running an executable, which a library alone cannot name.
+    pub kind: ElfKind,
 }
 
 impl ElfInfo {
@@ -209,6 +227,15 @@ fn read_open_elf(
 
 /// Parses an ELF image held in memory; `path` is only used in errors.
 fn parse(path: &Path, data: &[u8]) -> Result<ElfInfo, ElfError> {
+    match class(path, data)? {
+        elf::ELFCLASS32 => parse_class::<elf::FileHeader32<Endianness>>(path, data),
+        _ => parse_class::<elf::FileHeader64<Endianness>>(path, data),
+    }
+}
+
+/// The ELF class (`ELFCLASS32` or `ELFCLASS64`) of an image, or why it is
+/// not an ELF image.
+fn class(path: &Path, data: &[u8]) -> Result<u8, ElfError> {
     if data.is_empty() {
         return Err(ElfError::not_elf(path, "the file is empty"));
     }
@@ -217,12 +244,34 @@ fn parse(path: &Path, data: &[u8]) -> Result<ElfInfo, ElfError> {
     }
     // e_ident[EI_CLASS], the byte after the magic number.
     match data[4] {
-        elf::ELFCLASS32 => parse_class::<elf::FileHeader32<Endianness>>(path, data),
-        elf::ELFCLASS64 => parse_class::<elf::FileHeader64<Endianness>>(path, data),
+        c @ (elf::ELFCLASS32 | elf::ELFCLASS64) => Ok(c),
         other => Err(ElfError::not_elf(
             path,
             format!("unknown ELF class {other}"),
         )),
+    }
+}
+
+/// Whether the header and program headers make the file an executable or a
+/// shared library. Broken program headers only cost the distinction.
+fn kind<Elf: FileHeader<Endian = Endianness>>(
+    header: &Elf,
+    endian: Endianness,
+    data: &[u8],
+) -> ElfKind {
+    match header.e_type(endian) {
+        elf::ET_EXEC => ElfKind::Executable,
+        elf::ET_DYN => {
+            let interp = header
+                .program_headers(endian, data)
+                .is_ok_and(|headers| headers.iter().any(|h| h.p_type(endian) == elf::PT_INTERP));
+            if interp {
+                ElfKind::Executable
+            } else {
+                ElfKind::SharedLibrary
+            }
+        }
+        _ => ElfKind::Other,
     }
 }
 
@@ -276,6 +325,59 @@ fn parse_class<Elf: FileHeader<Endian = Endianness>>(
 
     let mut builder = SymbolTableBuilder::default();
     let mut functions = Vec::new();
+    for_each_function(path, endian, data, &sections, |symbol| {
+        if symbol.name == "runtime.main" {
+            is_go = true;
+        }
+        builder.add(symbol.name, symbol.version);
+        let unversioned = symbols::unversioned(symbol.name).to_string();
+        functions.push((unversioned, symbol.address, symbol.size, symbol.binding));
+    })?;
+
+    // A file without program headers (an object file) has no segments.
+    let segments = header
+        .program_headers(endian, data)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|ph| ph.p_type(endian) == elf::PT_LOAD)
+        .map(|ph| LoadSegment {
+            vaddr: ph.p_vaddr(endian).into(),
+            offset: ph.p_offset(endian).into(),
+            file_size: ph.p_filesz(endian).into(),
+        })
+        .collect();
+    let (rpath, runpath) = search_paths(&sections, endian, data);
+    Ok(ElfInfo {
+        usdt,
+        symbols: builder.finish(),
+        is_go,
+        kind: kind(header, endian, data),
+        functions: FunctionTable::new(functions, segments),
+        rpath,
+        runpath,
+    })
+}
+
+/// One defined function symbol as [`for_each_function`] reports it.
+struct RawFunction<'a> {
+    /// The raw name (it may carry its own `@VER` suffix, as in `.symtab`).
+    name: &'a str,
+    address: u64,
+    size: u64,
+    binding: Binding,
+    /// The `.gnu.version` version of a `.dynsym` symbol: `(name, hidden)`.
+    version: Option<(&'a str, bool)>,
+}
+
+/// Calls `f` for every defined function symbol (`STT_FUNC` or
+/// `STT_GNU_IFUNC`, non-zero address) of `.symtab`, then of `.dynsym`.
+fn for_each_function<Elf: FileHeader<Endian = Endianness>>(
+    path: &Path,
+    endian: Endianness,
+    data: &[u8],
+    sections: &object::read::elf::SectionTable<'_, Elf>,
+    mut f: impl FnMut(RawFunction<'_>),
+) -> Result<(), ElfError> {
     for sh_type in [elf::SHT_SYMTAB, elf::SHT_DYNSYM] {
         let table = sections
             .symbols(endian, data, sh_type)
@@ -304,46 +406,79 @@ fn parse_class<Elf: FileHeader<Endian = Endianness>>(
                 continue;
             };
             let name = String::from_utf8_lossy(raw);
-            if name == "runtime.main" {
-                is_go = true;
-            }
-            let binding = match sym.st_bind() {
-                elf::STB_LOCAL => Binding::Local,
-                elf::STB_WEAK => Binding::Weak,
-                _ => Binding::Global,
-            };
-            let unversioned = name.split('@').next().unwrap_or(&name).to_string();
-            functions.push((unversioned, value, sym.st_size(endian).into(), binding));
             let version = versions.as_ref().and_then(|v| {
                 let vi = v.version_index(endian, index);
                 let ver = v.version(vi).ok().flatten()?;
                 Some((String::from_utf8_lossy(ver.name()), vi.is_hidden()))
             });
-            builder.add(&name, version.as_ref().map(|(n, h)| (n.as_ref(), *h)));
+            let binding = match sym.st_bind() {
+                elf::STB_LOCAL => Binding::Local,
+                elf::STB_WEAK => Binding::Weak,
+                _ => Binding::Global,
+            };
+            f(RawFunction {
+                name: &name,
+                address: value,
+                size: sym.st_size(endian).into(),
+                binding,
+                version: version.as_ref().map(|(n, h)| (n.as_ref(), *h)),
+            });
         }
     }
+    Ok(())
+}
 
-    // A file without program headers (an object file) has no segments.
-    let segments = header
-        .program_headers(endian, data)
-        .unwrap_or(&[])
-        .iter()
-        .filter(|ph| ph.p_type(endian) == elf::PT_LOAD)
-        .map(|ph| LoadSegment {
-            vaddr: ph.p_vaddr(endian).into(),
-            offset: ph.p_offset(endian).into(),
-            file_size: ph.p_filesz(endian).into(),
-        })
-        .collect();
-    let (rpath, runpath) = search_paths(&sections, endian, data);
-    Ok(ElfInfo {
-        usdt,
-        symbols: builder.finish(),
-        is_go,
-        functions: FunctionTable::new(functions, segments),
-        rpath,
-        runpath,
-    })
+/// A function symbol and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FunctionSymbol {
+    /// The name without a symbol version (`malloc`, not `malloc@@GLIBC_2.2.5`):
+    /// what a uprobe spec names.
+    pub name: String,
+    /// Its link-time virtual address (`st_value`).
+    pub address: u64,
+}
+
+/// The defined function symbols of the ELF file at `path` whose unversioned
+/// name `wanted` accepts, from `.symtab` and `.dynsym`, sorted by name then
+/// address; a symbol both tables hold is listed once, two functions of one
+/// name (`static` functions of different files) at their own addresses.
+///
+/// # Errors
+///
+/// Those of [`read_elf`], except that `.note.stapsdt` is not read.
+pub fn read_functions(
+    path: &Path,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<FunctionSymbol>, ElfError> {
+    let (file, metadata) = open(path)?;
+    let contents = Contents::load(&file, metadata.len()).map_err(|e| ElfError::io(path, e))?;
+    let data = contents.bytes();
+    match class(path, data)? {
+        elf::ELFCLASS32 => functions_class::<elf::FileHeader32<Endianness>>(path, data, wanted),
+        _ => functions_class::<elf::FileHeader64<Endianness>>(path, data, wanted),
+    }
+}
+
+fn functions_class<Elf: FileHeader<Endian = Endianness>>(
+    path: &Path,
+    data: &[u8],
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<FunctionSymbol>, ElfError> {
+    let bad = |e: object::read::Error| ElfError::malformed(path, e);
+    let header = Elf::parse(data).map_err(bad)?;
+    let endian = header.endian().map_err(bad)?;
+    let sections = header.sections(endian, data).map_err(bad)?;
+    let mut out = std::collections::BTreeSet::new();
+    for_each_function(path, endian, data, &sections, |symbol| {
+        let name = symbols::unversioned(symbol.name);
+        if !name.is_empty() && wanted(name) {
+            out.insert(FunctionSymbol {
+                name: name.to_string(),
+                address: symbol.address,
+            });
+        }
+    })?;
+    Ok(out.into_iter().collect())
 }
 
 /// `DT_RPATH` and `DT_RUNPATH`, split at `:`. A broken dynamic section costs
@@ -768,6 +903,44 @@ mod tests {
         );
         assert!(info.symbols.len() >= 3);
         assert!(!info.is_go);
+        // cc links position-independent executables: ET_DYN with an interpreter.
+        assert_eq!(info.kind, ElfKind::Executable);
+    }
+
+    #[test]
+    fn functions_with_addresses() {
+        let dir = TempDir::new().unwrap();
+        let prog = build_prog(dir.path());
+        let found =
+            read_functions(&prog, |n| n.contains("_call") || n == "target_function").unwrap();
+        let names: Vec<&str> = found.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["guarded_call", "target_function"]);
+        assert!(found.iter().all(|f| f.address != 0));
+        // The probe site lies inside the function holding it.
+        let info = read_elf(&prog).unwrap();
+        let site = info.find_usdt(Some("myprov"), "hit")[0].address;
+        let target = found.iter().find(|f| f.name == "target_function").unwrap();
+        assert!(
+            site >= target.address && site - target.address < 64,
+            "{site:#x} vs {target:?}"
+        );
+        assert!(read_functions(&prog, |_| false).unwrap().is_empty());
+
+        // Versioned .dynsym names are listed unversioned, once (stripped: .dynsym only).
+        let lib = build_lib(dir.path(), "libstripped.so", &["-s"]);
+        let found = read_functions(&lib, |_| true).unwrap();
+        assert_eq!(
+            found.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+            ["lib_function"]
+        );
+        assert_eq!(read_elf(&lib).unwrap().kind, ElfKind::SharedLibrary);
+
+        let text = dir.path().join("text");
+        std::fs::write(&text, "not elf").unwrap();
+        assert!(matches!(
+            read_functions(&text, |_| true),
+            Err(ElfError::NotElf { .. })
+        ));
     }
 
     #[test]
@@ -877,6 +1050,8 @@ mod tests {
         let info = read_elf(&path).unwrap();
         assert!(!info.is_go);
         assert!(info.usdt.is_empty() && info.symbols.is_empty());
+        // ET_DYN without program headers: no interpreter.
+        assert_eq!(info.kind, ElfKind::SharedLibrary);
     }
 
     #[test]

@@ -192,7 +192,7 @@ impl SymbolTableBuilder {
 }
 
 /// `name` without a `@VER` / `@@VER` suffix.
-fn unversioned(name: &str) -> &str {
+pub(super) fn unversioned(name: &str) -> &str {
     name.split('@').next().unwrap_or(name)
 }
 

@@ -26,6 +26,7 @@ mod per_binary;
 mod podman;
 mod postgresql;
 mod privileges;
+mod probe_lister;
 mod probes;
 mod python_gc;
 mod redis;
