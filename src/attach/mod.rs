@@ -16,6 +16,7 @@ mod rcu;
 mod reaper;
 mod resolution;
 mod resolve;
+mod value_layout;
 
 pub use instance::{AttachFailure, AttachTarget, BpfProgramInfo, Instance, InstanceError};
 pub use libbpf_log::install as install_libbpf_logger;
@@ -24,3 +25,4 @@ pub use rcu::{expedited_rcu_available, ExpeditedRcu};
 pub use reaper::Reaper;
 pub use resolution::{resolve_probes, ProbeResolution};
 pub use resolve::{Origin, ResolveError, Target};
+pub use value_layout::{ValueLayout, ValueType};

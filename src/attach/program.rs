@@ -64,6 +64,8 @@ pub struct PreparedProgram {
     pub probes: Vec<ProbeConfig>,
     /// Layout of each map a metric reads, by name.
     pub tables: BTreeMap<String, TableLayout>,
+    /// Where each counter's and gauge's value lies in its map value, by metric name.
+    pub values: BTreeMap<String, super::ValueLayout>,
 }
 
 impl PreparedProgram {
@@ -181,17 +183,18 @@ impl PreparedProgram {
             }
         }
         let mut tables = BTreeMap::new();
+        let mut values = BTreeMap::new();
         let metric_tables = p
             .metrics
-            .counters
-            .iter()
-            .map(|c| {
+            .scalars()
+            .map(|(kind, c)| {
                 (
                     &c.referenced,
-                    "counter",
+                    kind,
                     &c.value.name,
                     &c.value.table,
                     &c.value.labels,
+                    Some(c.value.value.as_ref()),
                 )
             })
             .chain(p.metrics.histograms.iter().map(|h| {
@@ -201,9 +204,10 @@ impl PreparedProgram {
                     &h.value.name,
                     &h.value.table,
                     &h.value.labels,
+                    None,
                 )
             }));
-        for (loc, kind, name, table, labels) in metric_tables {
+        for (loc, kind, name, table, labels, value) in metric_tables {
             let here = |message: String| at(loc.line(), loc.column(), message);
             let Some(layout) = maps.get(table.as_str()) else {
                 let user_maps: Vec<&str> = maps
@@ -224,15 +228,35 @@ impl PreparedProgram {
                 )));
                 continue;
             }
-            if layout.value_size != 8 {
-                errors.push(here(format!(
-                    "{kind} {name:?}: table {table:?} has {}-byte values; metrics need 8-byte (u64) values",
-                    layout.value_size
-                )));
+            match value {
+                // Counters and gauges: the whole value or one field of it.
+                Some(field) => {
+                    let btf = super::value_layout::value_type(&open, table);
+                    match super::value_layout::resolve(
+                        field,
+                        kind == "gauge",
+                        layout.value_size as usize,
+                        &btf,
+                    ) {
+                        Ok(resolved) => {
+                            values.insert(name.clone(), resolved);
+                        }
+                        Err(e) => {
+                            errors.push(here(format!("{kind} {name:?}: table {table:?} {e}")))
+                        }
+                    }
+                }
+                None if layout.value_size != 8 => {
+                    errors.push(here(format!(
+                        "{kind} {name:?}: table {table:?} has {}-byte values; histograms need 8-byte (u64) values",
+                        layout.value_size
+                    )));
+                }
+                None => {}
             }
             let wanted: usize = labels.iter().map(|l: &Label| l.size + l.padding).sum();
-            // A counter without labels sums every entry of its table, whatever the key.
-            let unlabelled_counter = kind == "counter" && labels.is_empty();
+            // A counter or gauge without labels sums every entry of its table, whatever the key.
+            let unlabelled_counter = kind != "histogram" && labels.is_empty();
             if wanted != layout.key_size as usize && !unlabelled_counter {
                 let detail: Vec<String> = labels
                     .iter()
@@ -256,6 +280,7 @@ impl PreparedProgram {
             object: Arc::new(object),
             probes,
             tables,
+            values,
         })
     }
 

@@ -168,12 +168,27 @@ pub struct Metrics {
     /// Counters: one series per map key.
     #[serde(default)]
     pub counters: Vec<Spanned<Counter>>,
+    /// Gauges: one series per map key, values that go up and down.
+    #[serde(default)]
+    pub gauges: Vec<Spanned<Counter>>,
     /// Histograms: the last label of the key is the bucket slot.
     #[serde(default)]
     pub histograms: Vec<Spanned<Histogram>>,
 }
 
-/// A counter read from a map whose values are 8-byte integers.
+impl Metrics {
+    /// Counters then gauges, each with its kind (`counter` or `gauge`): the
+    /// metrics that read one value per map key.
+    pub fn scalars(&self) -> impl Iterator<Item = (&'static str, &Spanned<Counter>)> {
+        self.counters
+            .iter()
+            .map(|c| ("counter", c))
+            .chain(self.gauges.iter().map(|g| ("gauge", g)))
+    }
+}
+
+/// A counter or a gauge: one value per map entry (the whole 8-byte value, or
+/// one field of a struct value).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Counter {
@@ -187,6 +202,33 @@ pub struct Counter {
     /// How the map key splits into labels, in key order.
     #[serde(default)]
     pub labels: Vec<Label>,
+    /// Which part of the map value is the metric's value (default: the whole
+    /// value, an 8-byte integer).
+    #[serde(default)]
+    pub value: Option<ValueField>,
+}
+
+/// One field of a map's value: a struct member by name (found in the map's
+/// BTF) or by offset and size, with a scale.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueField {
+    /// Member of the value struct, by name.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// Byte offset in the value.
+    #[serde(default)]
+    pub offset: Option<usize>,
+    /// Bytes: 1, 2, 4 or 8 (default: the member's size, or 8).
+    #[serde(default)]
+    pub size: Option<usize>,
+    /// Whether the integer is signed (default: as the BTF says, else unsigned
+    /// for counters and signed for gauges).
+    #[serde(default)]
+    pub signed: Option<bool>,
+    /// Exported value = raw value x multiplier (`1e-9`: nanoseconds as seconds).
+    #[serde(default)]
+    pub multiplier: Option<f64>,
 }
 
 /// A histogram read from a map keyed by (labels..., bucket slot).
@@ -473,9 +515,8 @@ impl Program {
             (
                 &self.name,
                 self.metrics
-                    .counters
-                    .iter()
-                    .map(|c| &c.value)
+                    .scalars()
+                    .map(|(kind, c)| (kind, &c.value))
                     .collect::<Vec<_>>(),
                 self.metrics
                     .histograms

@@ -388,17 +388,25 @@ fn check_metrics(c: &mut Checker, p: &Program, at: At<'_>, seen: &mut HashSet<St
             .flat_map(|l| l.value.iter().map(|x| x.name()))
             .collect()
     };
-    for (j, counter) in p.metrics.counters.iter().enumerate() {
-        let m = &counter.value;
-        let m_at = place(metrics_at.get("counters").index(j), counter);
-        check_metric_name(c, m_at.get("name"), &p.name, &m.name, seen);
-        if m.table.is_empty() {
-            c.err(
-                m_at.get("table"),
-                format!("counter {:?}: `table` is empty", m.name),
-            );
+    for (list, kind, metrics) in [
+        ("counters", "counter", &p.metrics.counters),
+        ("gauges", "gauge", &p.metrics.gauges),
+    ] {
+        for (j, counter) in metrics.iter().enumerate() {
+            let m = &counter.value;
+            let m_at = place(metrics_at.get(list).index(j), counter);
+            check_metric_name(c, m_at.get("name"), &p.name, &m.name, seen);
+            if m.table.is_empty() {
+                c.err(
+                    m_at.get("table"),
+                    format!("{kind} {:?}: `table` is empty", m.name),
+                );
+            }
+            check_labels(c, m_at, &m.name, &m.labels, &process_labels);
+            if let Some(value) = &m.value {
+                check_value_field(c, m_at.get("value"), kind, &m.name, value);
+            }
         }
-        check_labels(c, m_at, &m.name, &m.labels, &process_labels);
     }
     for (j, histogram) in p.metrics.histograms.iter().enumerate() {
         let h = &histogram.value;
@@ -447,6 +455,28 @@ fn check_metrics(c: &mut Checker, p: &Program, at: At<'_>, seen: &mut HashSet<St
                 );
             }
         }
+    }
+}
+
+/// A value field names a member or an offset, an integer size and a usable scale.
+fn check_value_field(c: &mut Checker, at: At<'_>, kind: &str, name: &str, v: &super::ValueField) {
+    if v.field.is_none() && v.offset.is_none() {
+        c.err(
+            at,
+            format!("{kind} {name:?}: `value` needs `field` (a member of the value struct) or `offset` (and `size`)"),
+        );
+    }
+    if let Some(size) = v.size.filter(|s| ![1, 2, 4, 8].contains(s)) {
+        c.err(
+            at.get("size"),
+            format!("{kind} {name:?}: value size {size} is not an integer size; use 1, 2, 4 or 8"),
+        );
+    }
+    if let Some(m) = v.multiplier.filter(|m| !(m.is_finite() && *m != 0.0)) {
+        c.err(
+            at.get("multiplier"),
+            format!("{kind} {name:?}: value multiplier must be a finite, non-zero number, not {m}"),
+        );
     }
 }
 

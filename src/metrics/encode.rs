@@ -231,6 +231,14 @@ impl Encoder {
         self.buf.push(b'\n');
     }
 
+    /// Writes a counter or gauge sample with a float value whose leading labels
+    /// are already rendered.
+    pub fn sample_rendered(&mut self, rendered: &[u8], extra: &[(&str, &str)], value: f64) {
+        self.write_series("", rendered, extra.iter().copied(), None);
+        write_f64(&mut self.buf, value);
+        self.buf.push(b'\n');
+    }
+
     /// Writes one histogram series: cumulative `_bucket` lines, `+Inf`, `_sum`, `_count`.
     pub fn histogram(&mut self, labels: &LabelSet<'_>, h: &BuiltHistogram) {
         self.write_histogram(b"", labels.iter(), h);

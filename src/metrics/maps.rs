@@ -1,4 +1,5 @@
-//! Reading a whole BPF map of u64 values at scrape time, in batches.
+//! Reading a whole BPF map at scrape time, in batches: one integer per entry
+//! (the whole 8-byte value, or one field of a struct value), summed over CPUs.
 //!
 //! libbpf-rs 0.27's batch iterator stops early on hash maps (the kernel may
 //! return a short batch that is not the last), so we call
@@ -6,7 +7,7 @@
 //! entries that come with that last call. Map types or kernels without batch
 //! support fall back to `get_next_key` + lookup.
 
-use crate::attach::TableLayout;
+use crate::attach::{TableLayout, ValueLayout};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// Entries asked for per batch call.
@@ -19,7 +20,7 @@ pub struct MapEntries {
     pub key_size: usize,
     /// `len() * key_size` bytes of keys.
     pub keys: Vec<u8>,
-    /// One value per key.
+    /// One value per key (a signed field sign-extended: its bits as u64).
     pub values: Vec<u64>,
 }
 
@@ -50,6 +51,17 @@ fn possible_cpus() -> usize {
 
 /// Reads every entry of a map whose values are u64 (per CPU for per-CPU maps).
 pub fn read_u64_map(fd: BorrowedFd<'_>, layout: &TableLayout) -> std::io::Result<MapEntries> {
+    read_map(fd, layout, &ValueLayout::WHOLE_U64)
+}
+
+/// Reads every entry of a map, taking `value`'s field of each value (summed
+/// over CPUs for per-CPU maps, with wrapping two's-complement addition, so
+/// signed fields sum right too).
+pub fn read_map(
+    fd: BorrowedFd<'_>,
+    layout: &TableLayout,
+    value: &ValueLayout,
+) -> std::io::Result<MapEntries> {
     let key_size = layout.key_size as usize;
     let cpus = if layout.is_percpu() {
         possible_cpus()
@@ -63,7 +75,13 @@ pub fn read_u64_map(fd: BorrowedFd<'_>, layout: &TableLayout) -> std::io::Result
         keys: Vec::new(),
         values: Vec::new(),
     };
-    match read_batched(fd, key_size, value_stride, cpus, &mut out) {
+    let field = Field {
+        stride: value_stride,
+        offset: value.offset,
+        size: value.size,
+        signed: value.signed,
+    };
+    match read_batched(fd, key_size, field, cpus, &mut out) {
         Ok(()) => Ok(out),
         Err(e)
             if matches!(
@@ -71,18 +89,49 @@ pub fn read_u64_map(fd: BorrowedFd<'_>, layout: &TableLayout) -> std::io::Result
                 Some(libc::EINVAL) | Some(libc::ENOTSUP) | Some(524 /* ENOTSUPP */)
             ) && out.is_empty() =>
         {
-            read_key_by_key(fd, key_size, value_stride, cpus, &mut out)?;
+            read_key_by_key(fd, key_size, field, cpus, &mut out)?;
             Ok(out)
         }
         Err(e) => Err(e),
     }
 }
 
-fn add_values(out: &mut MapEntries, raw: &[u8], value_stride: usize, cpus: usize) {
-    for entry in raw.chunks_exact(value_stride * cpus) {
+/// Where the metric's integer lies in each CPU's copy of a value.
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    /// Bytes per CPU copy (the value size rounded up to 8).
+    stride: usize,
+    offset: usize,
+    size: usize,
+    signed: bool,
+}
+
+impl Field {
+    /// The field of one CPU's copy, widened to 64 bits.
+    fn read(&self, value: &[u8]) -> u64 {
+        let bytes = &value[self.offset..self.offset + self.size];
+        let mut wide = [0u8; 8];
+        // Host byte order: on little-endian hosts the low bytes come first.
+        if cfg!(target_endian = "little") {
+            wide[..self.size].copy_from_slice(bytes);
+        } else {
+            wide[8 - self.size..].copy_from_slice(bytes);
+        }
+        let raw = u64::from_ne_bytes(wide);
+        if self.signed && self.size < 8 {
+            let shift = 64 - 8 * self.size as u32;
+            (((raw << shift) as i64) >> shift) as u64
+        } else {
+            raw
+        }
+    }
+}
+
+fn add_values(out: &mut MapEntries, raw: &[u8], field: Field, cpus: usize) {
+    for entry in raw.chunks_exact(field.stride * cpus) {
         let sum = entry
-            .chunks_exact(value_stride)
-            .map(|v| u64::from_ne_bytes(v[..8].try_into().expect("8-byte value")))
+            .chunks_exact(field.stride)
+            .map(|v| field.read(v))
             .fold(0u64, u64::wrapping_add);
         out.values.push(sum);
     }
@@ -91,10 +140,11 @@ fn add_values(out: &mut MapEntries, raw: &[u8], value_stride: usize, cpus: usize
 fn read_batched(
     fd: BorrowedFd<'_>,
     key_size: usize,
-    value_stride: usize,
+    field: Field,
     cpus: usize,
     out: &mut MapEntries,
 ) -> std::io::Result<()> {
+    let value_stride = field.stride;
     let mut batch = BATCH;
     // Batch tokens: the kernel writes a bucket index (hash) or a key (array).
     let token_size = key_size.max(8);
@@ -146,7 +196,7 @@ fn read_batched(
         }
         let n = count as usize;
         out.keys.extend_from_slice(&keys[..n * key_size]);
-        add_values(out, &values[..n * value_stride * cpus], value_stride, cpus);
+        add_values(out, &values[..n * value_stride * cpus], field, cpus);
         if done {
             return Ok(());
         }
@@ -158,10 +208,11 @@ fn read_batched(
 fn read_key_by_key(
     fd: BorrowedFd<'_>,
     key_size: usize,
-    value_stride: usize,
+    field: Field,
     cpus: usize,
     out: &mut MapEntries,
 ) -> std::io::Result<()> {
+    let value_stride = field.stride;
     let mut key = vec![0u8; key_size];
     let mut next = vec![0u8; key_size];
     let mut value = vec![0u8; value_stride * cpus];
@@ -198,8 +249,56 @@ fn read_key_by_key(
         };
         if rc == 0 {
             out.keys.extend_from_slice(&next);
-            add_values(out, &value, value_stride, cpus);
+            add_values(out, &value, field, cpus);
         } // ENOENT: deleted between the two calls; skip it.
         std::mem::swap(&mut key, &mut next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_read_sign_extended_and_summed_over_cpus() {
+        // struct { u64 calls; s32 inflight; u32 pad; } on two CPUs.
+        let mut raw = Vec::new();
+        for (calls, inflight) in [(5u64, -3i32), (7u64, 1i32)] {
+            raw.extend_from_slice(&calls.to_ne_bytes());
+            raw.extend_from_slice(&inflight.to_ne_bytes());
+            raw.extend_from_slice(&[0; 4]);
+        }
+        let mut out = MapEntries::default();
+        let calls = Field {
+            stride: 16,
+            offset: 0,
+            size: 8,
+            signed: false,
+        };
+        add_values(&mut out, &raw, calls, 2);
+        let inflight = Field {
+            stride: 16,
+            offset: 8,
+            size: 4,
+            signed: true,
+        };
+        add_values(&mut out, &raw, inflight, 2);
+        let unsigned = Field {
+            signed: false,
+            ..inflight
+        };
+        add_values(&mut out, &raw, unsigned, 2);
+        assert_eq!(out.values[0], 12);
+        assert_eq!(out.values[1] as i64, -2);
+        assert_eq!(out.values[2], u64::from((-3i32) as u32) + 1);
+        let byte = Field {
+            stride: 16,
+            offset: 8,
+            size: 1,
+            signed: true,
+        };
+        let mut out = MapEntries::default();
+        add_values(&mut out, &raw[..16], byte, 1);
+        assert_eq!(out.values[0] as i64, -3);
     }
 }

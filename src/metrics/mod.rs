@@ -13,7 +13,7 @@ mod self_metrics;
 pub use render::render;
 pub use self_metrics::{lock as lock_stats, LatencyHistogram, ReloadStatus, SelfStats};
 
-use crate::attach::{Instance, PreparedProgram, TableLayout};
+use crate::attach::{Instance, PreparedProgram, TableLayout, ValueLayout};
 use crate::config::METRIC_NAMESPACE;
 use decoders::LabelDecoders;
 use histogram::HistogramLayout;
@@ -38,6 +38,9 @@ pub struct MetricReader {
     /// Label sets decoded in earlier scrapes, by raw key; a scrape holds it for
     /// the whole family, so concurrent scrapes take turns per metric.
     pub cache: std::sync::Mutex<label_cache::LabelCache>,
+    /// Where the value lies in each map value, and its scale (the whole
+    /// unsigned 8-byte value for histograms).
+    pub value: ValueLayout,
 }
 
 /// A counter: every map entry is a series.
@@ -76,6 +79,8 @@ pub struct ScrapeProgram<'a> {
 pub struct ProgramMetrics {
     /// Counters in config order.
     pub counters: Vec<CounterReader>,
+    /// Gauges in config order.
+    pub gauges: Vec<CounterReader>,
     /// Histograms in config order.
     pub histograms: Vec<HistogramReader>,
 }
@@ -113,17 +118,20 @@ impl ProgramMetrics {
                     .collect(),
                 decoders: decoders(name, labels)?,
                 cache: std::sync::Mutex::new(label_cache::LabelCache::new(cache_keys)),
+                value: program
+                    .values
+                    .get(name)
+                    .copied()
+                    .unwrap_or(ValueLayout::WHOLE_U64),
             })
         };
-        for c in &program.config.metrics.counters {
+        for (kind, c) in program.config.metrics.scalars() {
             let c = &c.value;
-            out.counters.push(reader(
-                &c.name,
-                &c.help,
-                &c.table,
-                &c.labels,
-                c.labels.len(),
-            )?);
+            let metric = reader(&c.name, &c.help, &c.table, &c.labels, c.labels.len())?;
+            match kind {
+                "gauge" => out.gauges.push(metric),
+                _ => out.counters.push(metric),
+            }
         }
         for h in &program.config.metrics.histograms {
             let h = &h.value;

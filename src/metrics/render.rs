@@ -3,7 +3,7 @@
 use super::aggregate::SetSums;
 use super::encode::{Encoder, Format, LabelSet, MetricKind};
 use super::label_cache::{LabelCache, Resolved};
-use super::maps::{read_u64_map, MapEntries};
+use super::maps::{read_map, MapEntries};
 use super::self_metrics::{self, SelfStats};
 use super::{CounterReader, HistogramReader, ScrapeProgram};
 use libbpf_rs::MapCore;
@@ -74,8 +74,20 @@ pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, format: Form
     for program in programs {
         let name = program.name;
         let sources = Source::of(program);
-        for counter in &program.metrics.counters {
-            enc.family(&counter.name, &counter.help, MetricKind::Counter);
+        let scalars = (program
+            .metrics
+            .counters
+            .iter()
+            .map(|c| (c, MetricKind::Counter)))
+        .chain(
+            program
+                .metrics
+                .gauges
+                .iter()
+                .map(|g| (g, MetricKind::Gauge)),
+        );
+        for (counter, kind) in scalars {
+            enc.family(&counter.name, &counter.help, kind);
             let mut cache = lock_cache(&counter.cache);
             let mut sums = SetSums::default();
             for (position, source) in sources.iter().enumerate() {
@@ -151,7 +163,7 @@ fn read_table(
         .maps()
         .find(|m| m.name().to_string_lossy() == table)
     {
-        Some(map) => read_u64_map(map.as_fd(), &metric.layout),
+        Some(map) => read_map(map.as_fd(), &metric.layout, &metric.value),
         None => Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             "map missing from the loaded object",
@@ -216,14 +228,18 @@ fn write_counter(
     if counter.decoders.is_injective(entries.key_size) {
         for (key, value) in entries.iter() {
             match counter.decoders.decode_key(key, &mut values) {
-                Ok(true) => enc.sample_u64(
-                    &LabelSet {
+                Ok(true) => {
+                    let labels = LabelSet {
                         names: &names,
                         values: &values,
                         extra,
-                    },
-                    value,
-                ),
+                    };
+                    if counter.value.is_plain_u64() {
+                        enc.sample_u64(&labels, value)
+                    } else {
+                        enc.sample(&labels, counter.value.scale(value))
+                    }
+                }
                 Ok(false) => {}
                 Err(e) => count_decoder_error(stats, program, &counter.short_name, &e),
             }
@@ -243,12 +259,21 @@ fn write_counter(
         }
     }
     cache.end_source();
+    let plain = counter.value.is_plain_u64();
     for &(id, value) in &sums.in_order {
-        enc.sample_u64_rendered(cache.text(id), extra, value);
+        if plain {
+            enc.sample_u64_rendered(cache.text(id), extra, value);
+        } else {
+            enc.sample_rendered(cache.text(id), extra, counter.value.scale(value));
+        }
     }
     sums.clear();
     for (text, value) in &uncached {
-        enc.sample_u64_rendered(text, extra, *value);
+        if plain {
+            enc.sample_u64_rendered(text, extra, *value);
+        } else {
+            enc.sample_rendered(text, extra, counter.value.scale(*value));
+        }
     }
 }
 

@@ -32,4 +32,5 @@ mod python_gc;
 mod redis;
 mod reload;
 mod ruby;
+mod value_layouts;
 mod web;

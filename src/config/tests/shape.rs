@@ -30,11 +30,14 @@ fn unknown_key_in_program() {
 #[test]
 fn unknown_key_in_metrics() {
     expect_only_error(
-        &gunicorn_with("      counters:\n", "      gauges: []\n      counters:\n"),
+        &gunicorn_with(
+            "      counters:\n",
+            "      summaries: []\n      counters:\n",
+        ),
         4,
         &[
-            "unknown field `gauges`",
-            "expected one of `counters`, `histograms`",
+            "unknown field `summaries`",
+            "expected one of `counters`, `gauges`, `histograms`",
         ],
     );
 }
@@ -48,11 +51,11 @@ fn unknown_key_in_metric() {
     );
     assert_eq!(
         e.message,
-        "unknown field `tabel`, expected one of `name`, `help`, `table`, `labels`"
+        "unknown field `tabel`, expected one of `name`, `help`, `table`, `labels`, `value`"
     );
     assert_eq!(
         e.to_string(),
-        "test.yaml:7:11: unknown field `tabel`, expected one of `name`, `help`, `table`, `labels`"
+        "test.yaml:7:11: unknown field `tabel`, expected one of `name`, `help`, `table`, `labels`, `value`"
     );
 }
 

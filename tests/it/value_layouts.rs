@@ -1,0 +1,147 @@
+//! Gauges and struct values: several counters and gauges read from the
+//! members of one map value (by name through the map's BTF, or by offset),
+//! signed values, scaled values, and per-CPU signed values summed.
+
+use crate::common::{self, fixtures, require_bpf, Exporter, Target, EXPORTER};
+use std::process::Command;
+
+fn config(stats_comm: &str, pending_comm: &str) -> String {
+    format!(
+        r#"
+programs:
+  - name: stats
+    object: {object}
+    metrics:
+      counters:
+        - name: add_calls_total
+          help: target_add calls by first argument (member calls)
+          table: stats
+          labels: [{{name: a, size: 8, decoders: [{{name: int}}]}}]
+          value: {{field: calls}}
+        - name: add_b_halves_total
+          help: half the sum of target_add's second arguments (member sum_b x 0.5)
+          table: stats
+          labels: [{{name: a, size: 8, decoders: [{{name: int}}]}}]
+          value: {{field: sum_b, multiplier: 0.5}}
+      gauges:
+        - name: add_last_diff
+          help: a - b of the last call (signed member last_diff)
+          table: stats
+          labels: [{{name: a, size: 8, decoders: [{{name: int}}]}}]
+          value: {{field: last_diff}}
+        - name: add_max_b
+          help: the largest second argument (4-byte member at offset 24)
+          table: stats
+          labels: [{{name: a, size: 8, decoders: [{{name: int}}]}}]
+          value: {{offset: 24, size: 4}}
+        - name: add_inflight
+          help: calls entered and not returned (per-CPU, signed, summed)
+          table: inflight
+    uprobes:
+      target_add: on_add_entry
+    uretprobes:
+      target_add: on_add_return
+    attachment: {{binary_name: {stats_comm}}}
+  - name: pending
+    object: {object}
+    metrics:
+      gauges:
+        - name: add_pending
+          help: calls entered (no returns seen)
+          table: inflight
+    uprobes:
+      target_add: on_add_entry_only
+    attachment: {{binary_name: {pending_comm}}}
+"#,
+        object = fixtures().object("struct_values").display()
+    )
+}
+
+#[test]
+fn counters_and_gauges_read_members_of_one_struct_value() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let mut a = Target::start("uexp-structs");
+    let mut b = Target::start("uexp-pending");
+    let exporter = Exporter::start(&config("uexp-structs", "uexp-pending"));
+    a.fire("call 5 7"); // target_add(7, 0..4)
+    a.fire("call 3 -2"); // target_add(-2, 0..2)
+    b.fire("call 6 1");
+    let s = exporter.samples();
+    let pid = a.pid().to_string();
+    let get = |name: &str, arg: &str| {
+        s.get(
+            &format!("userspace_exporter_{name}"),
+            &[("pid", &pid), ("a", arg)],
+        )
+    };
+    assert_eq!(
+        get("add_calls_total", "7"),
+        Some(5.0),
+        "{}",
+        exporter.logs()
+    );
+    assert_eq!(get("add_calls_total", "-2"), Some(3.0));
+    assert_eq!(get("add_b_halves_total", "7"), Some(5.0));
+    assert_eq!(get("add_b_halves_total", "-2"), Some(1.5));
+    assert_eq!(get("add_last_diff", "7"), Some(3.0));
+    assert_eq!(get("add_last_diff", "-2"), Some(-4.0));
+    assert_eq!(get("add_max_b", "7"), Some(4.0));
+    assert_eq!(get("add_max_b", "-2"), Some(2.0));
+    assert_eq!(
+        s.get("userspace_exporter_add_inflight", &[("pid", &pid)]),
+        Some(0.0)
+    );
+    assert_eq!(
+        s.get(
+            "userspace_exporter_add_pending",
+            &[("pid", &b.pid().to_string())]
+        ),
+        Some(6.0)
+    );
+    let text = exporter.page("/metrics");
+    assert!(
+        text.contains("# TYPE userspace_exporter_add_last_diff gauge")
+            && text.contains("# TYPE userspace_exporter_add_calls_total counter"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_names_the_members_of_a_value_struct_a_config_misses() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    let bad = config("uexp-structs", "uexp-pending")
+        .replace("value: {field: calls}", "value: {field: max_ns}")
+        .replace(
+            "value: {offset: 24, size: 4}",
+            "value: {offset: 20, size: 4}",
+        );
+    std::fs::write(&path, bad).unwrap();
+    let out = Command::new(EXPORTER)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    let members = "its members: calls (offset 0, 8 bytes), sum_b (offset 8, 8 bytes), last_diff (offset 16, 8 bytes), max_b (offset 24, 4 bytes), unused (offset 28, 4 bytes)";
+    assert!(
+        stdout.contains(&format!(
+            "counter \"add_calls_total\": table \"stats\" has no value member \"max_ns\"; {members}"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "gauge \"add_max_b\": table \"stats\" has no 4-byte integer member at offset 20 of its value; {members}"
+        )),
+        "{stdout}"
+    );
+}
