@@ -4,7 +4,8 @@ For each probe kind (USDT, uprobe, uretprobe) a target hits the probe N times
 and reports ns per hit, with: no probe; the exporter's instance of a libbpf
 program (bench/bpf/probe_cost.bpf.c); the exporter running the same program in
 bcc's dialect (inline code through the compatibility layer); and bpftrace
-running `@ = count()` on the same probe. Conditions are interleaved in every
+running `@ = count()` on the same probe; and the exporter with BPF statistics
+off (`--bpf.stats=false`). Conditions are interleaved in every
 repetition. Prints one JSON line per (kind, condition) with every sample.
 Usage: python3 bench/probe_cost.py EXPORTER TARGET OBJECT
 """
@@ -100,8 +101,9 @@ def run(kind, condition):
         f.write(config(kind, condition == "exporter-bcc"))
     t = start_target(kind)
     port = free_port()
+    stats = ["--bpf.stats=false"] if condition == "exporter-nostats" else []
     e = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{port}", "-c", path,
-                          "--cache-dir", os.path.join(work, "cache"), "--log-level", "warn"])
+                          "--cache-dir", os.path.join(work, "cache"), "--log-level", "warn"] + stats)
     try:
         deadline = time.time() + 30
         while True:
@@ -124,7 +126,12 @@ def run(kind, condition):
         t.kill()
 
 
-conditions = ["none", "exporter", "exporter-bcc", "bpftrace"]
+# exporter-nostats: the exporter with the kernel's BPF statistics off (--bpf.stats=false),
+# to measure what timing every program run costs.
+conditions = ["none", "exporter", "exporter-nostats", "exporter-bcc", "bpftrace"]
+only = os.environ.get("CONDITIONS")
+if only:
+    conditions = only.split(",")
 samples = {(k, c): [] for k in SPECS for c in conditions}
 for rep in range(REPS):
     for kind in SPECS:

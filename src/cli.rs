@@ -87,6 +87,13 @@ pub struct Cli {
     #[arg(long = "attach.expedited-rcu")]
     pub expedited_rcu: bool,
 
+    /// Turn the kernel's BPF statistics on while the exporter runs and export
+    /// each program's run count and run time (`bpf_program_runs_total`,
+    /// `bpf_program_run_seconds_total`). Needs CAP_SYS_ADMIN; the kernel then
+    /// times every BPF program on the host (two clock reads per run).
+    #[arg(long = "bpf.stats", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub bpf_stats: bool,
+
     /// Enable `POST /-/reload` (a config reload, as SIGHUP does), as Prometheus'
     /// flag of the same name does.
     #[arg(long = "web.enable-lifecycle")]
@@ -647,6 +654,14 @@ fn start_exporter(
             "no --probe-config: running the embedded default pack ({} programs; `defaults -o DIR` writes it out)",
             config.programs.len()
         );
+    }
+    if cli.bpf_stats {
+        match crate::metrics::bpf_stats::enable() {
+            Ok(()) => tracing::info!("BPF run statistics on while the exporter runs (--bpf.stats)"),
+            Err(e) => tracing::warn!(
+                "BPF run statistics unavailable ({e}); bpf_program_runs_total is not exported (--bpf.stats=false silences this)"
+            ),
+        }
     }
     if cli.expedited_rcu {
         crate::attach::expedited_rcu_available()

@@ -464,9 +464,42 @@ fn programs(page: &mut String, published: &Published) {
     page.push_str("</section>");
 }
 
+/// What the program's BPF functions cost the processes so far: runs, total
+/// time and time per run (empty when BPF statistics are off).
+fn probe_cost(state: &crate::exporter::PublishedProgram) -> String {
+    use crate::metrics::bpf_stats;
+    if !bpf_stats::enabled() {
+        return String::new();
+    }
+    let runs: Vec<bpf_stats::ProgramRuns> = match (&state.shared, state.instances.first()) {
+        (Some(shared), Some(first)) => bpf_stats::of_object(shared, &first.programs),
+        (Some(_), None) => Vec::new(),
+        (None, _) => state
+            .instances
+            .iter()
+            .chain(&state.binaries)
+            .flat_map(|i| bpf_stats::of_object(i.object(), &i.programs))
+            .collect(),
+    };
+    let (n, ns) = bpf_stats::total(&runs);
+    let per_run = if n > 0 {
+        format!(", {:.0} ns per run", ns as f64 / n as f64)
+    } else {
+        String::new()
+    };
+    format!(
+        "; probe cost so far: {n} BPF program run(s), {:.3} ms{per_run}",
+        ns as f64 / 1e6
+    )
+}
+
 /// `attached to 3 process(es); 1 failed`.
 fn attached_counts(state: &crate::exporter::PublishedProgram) -> String {
-    let mut parts = vec![format!("attached to {} process(es)", state.instances.len())];
+    let mut parts = vec![format!(
+        "attached to {} process(es){}",
+        state.instances.len(),
+        probe_cost(state)
+    )];
     if !state.binaries.is_empty() || state.prepared.is_per_binary() {
         parts.push(format!("{} binary(ies)", state.binaries.len()));
     }

@@ -2,6 +2,7 @@
 //! encode families straight into the response buffer.
 
 mod aggregate;
+pub mod bpf_stats;
 pub mod decoders;
 pub mod encode;
 pub mod histogram;

@@ -146,6 +146,7 @@ pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, format: Form
         *stats.map_read_errors.entry(key).or_default() += n;
     }
     self_metrics::write(&mut enc, programs, &stats, started);
+    super::bpf_stats::write(&mut enc, programs);
     let response = enc.finish();
     stats.last_response_bytes = response.len();
     response

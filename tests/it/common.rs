@@ -829,3 +829,10 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// CPUs online.
+pub fn cpus() -> usize {
+    // SAFETY: sysconf has no memory effects.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    n.max(1) as usize
+}

@@ -6,6 +6,7 @@ mod common;
 
 mod bad_input;
 mod bcc_dialect;
+mod bpf_stats;
 mod churn;
 mod churn_leaks;
 mod containers;

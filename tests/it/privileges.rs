@@ -379,6 +379,14 @@ programs:
     );
     let exporter = start_exporter(&config, &["bpf", "perfmon"], &[]);
     target.fire("call 6 9");
+    // BPF statistics need CAP_SYS_ADMIN: said once, and nothing else fails.
+    assert!(
+        exporter
+            .logs()
+            .contains("turning BPF statistics on needs CAP_SYS_ADMIN"),
+        "{}",
+        exporter.logs()
+    );
     let s = exporter.samples();
     assert_eq!(
         calls(&s, target.pid(), "9"),

@@ -37,6 +37,21 @@ programs:
         - name: add_inflight
           help: calls entered and not returned (per-CPU, signed, summed)
           table: inflight
+      histograms:
+        - name: add_b_hash
+          help: target_add's second argument (per-CPU hash, summed)
+          table: b_hash_slots
+          bucket_type: exp2
+          bucket_min: 0
+          bucket_max: 4
+          labels: [{{name: slot, size: 8, decoders: [{{name: uint}}]}}]
+        - name: add_b_array
+          help: target_add's second argument (per-CPU array, summed)
+          table: b_array_slots
+          bucket_type: exp2
+          bucket_min: 0
+          bucket_max: 4
+          labels: [{{name: slot, size: 4, decoders: [{{name: uint}}]}}]
     uprobes:
       target_add: on_add_entry
     uretprobes:
@@ -144,4 +159,47 @@ fn check_names_the_members_of_a_value_struct_a_config_misses() {
         )),
         "{stdout}"
     );
+}
+
+#[test]
+fn per_cpu_histograms_are_summed_across_cpus() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    if common::cpus() < 2 {
+        assert!(!common::in_ci(), "this test needs two CPUs");
+        return;
+    }
+    let mut a = Target::start("uexp-percpu-h");
+    let exporter = Exporter::start(&config("uexp-percpu-h", "uexp-percpu-n"));
+    let pid = a.pid().to_string();
+    let pin = |cpu: &str| {
+        let status = Command::new("taskset")
+            .args(["-a", "-p", "-c", cpu, &pid])
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{status:?}");
+    };
+    // Hits on both CPUs: each CPU's copy holds part of every bucket.
+    pin("0");
+    a.fire("call 5 7"); // b = 0, 1, 2, 3, 4
+    pin("1");
+    a.fire("call 3 7"); // b = 0, 1, 2
+    let s = exporter.samples();
+    for name in ["add_b_hash", "add_b_array"] {
+        let bucket = |le: &str| {
+            s.get(
+                &format!("userspace_exporter_{name}_bucket"),
+                &[("pid", &pid), ("le", le)],
+            )
+        };
+        // exp2: slot k counts values up to 2^k.
+        assert_eq!(bucket("1"), Some(4.0), "{name}\n{}", exporter.logs());
+        assert_eq!(bucket("2"), Some(6.0), "{name}");
+        assert_eq!(bucket("4"), Some(8.0), "{name}");
+        assert_eq!(bucket("+Inf"), Some(8.0), "{name}");
+        let sum = s.get(&format!("userspace_exporter_{name}_sum"), &[("pid", &pid)]);
+        assert_eq!(sum, Some(13.0), "{name}");
+    }
 }
