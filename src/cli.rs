@@ -492,12 +492,20 @@ fn check(path: Option<&std::path::Path>, pid: Option<i32>, compiler: &Compiler) 
                 }
             }
             Ok(prepared) => match prepared.verify() {
-                Ok(()) => println!(
-                    "ok: program {name:?}: {} probe(s), {} counter(s), {} histogram(s); loads through the verifier",
-                    prepared.probes.len(),
-                    prepared.config.metrics.counters.len(),
-                    prepared.config.metrics.histograms.len()
-                ),
+                Ok(()) => {
+                    let metrics = &prepared.config.metrics;
+                    // Gauges are named only where a program has some.
+                    let gauges = match metrics.gauges.len() {
+                        0 => String::new(),
+                        n => format!(" {n} gauge(s),"),
+                    };
+                    println!(
+                        "ok: program {name:?}: {} probe(s), {} counter(s),{gauges} {} histogram(s); loads through the verifier",
+                        prepared.probes.len(),
+                        metrics.counters.len(),
+                        metrics.histograms.len()
+                    )
+                }
                 Err(e) => {
                     failures += 1;
                     println!(

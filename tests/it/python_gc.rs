@@ -86,3 +86,79 @@ fn python_example_matches_gc_get_stats_and_counts_imports() {
     );
     assert_eq!(inf, imports(&s1));
 }
+
+/// The detailed example (examples/python_gc_detail.yaml): counters and gauges
+/// from the members of one struct value per generation, an in-flight gauge
+/// and a per-generation pause histogram, against what the interpreter reports
+/// (`gc.get_stats()`, and `gc.callbacks` for each generation's latest
+/// collection).
+#[test]
+fn python_gc_detail_example_matches_gc_get_stats_and_gc_callbacks() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let Some(mut python) = Python::start("uexp-py-detail") else {
+        return;
+    };
+    let exporter = Exporter::start(&fixtures().example_config(
+        "python_gc_detail",
+        "python3.11",
+        "uexp-py-detail",
+    ));
+    let pid = python.pid().to_string();
+    let before = python.gc_collections();
+    let found_before = python.gc_found();
+    assert_eq!(python.ask("work 30"), "ok");
+    let after = python.gc_collections();
+    let found_after = python.gc_found();
+    let latest: Vec<f64> = serde_json::from_str(&python.ask("last")).unwrap();
+    let s = exporter.samples();
+    let per_generation = |name: &str| -> Vec<f64> {
+        (0..3)
+            .map(|g| {
+                s.get(
+                    &format!("userspace_exporter_{name}"),
+                    &[("generation", &g.to_string()), ("pid", &pid)],
+                )
+                .unwrap_or(-1.0)
+            })
+            .collect()
+    };
+    let collections: Vec<f64> = (0..3).map(|g| after[g] - before[g]).collect();
+    let found: Vec<f64> = (0..3).map(|g| found_after[g] - found_before[g]).collect();
+    assert!(collections.iter().all(|&n| n >= 10.0), "{collections:?}");
+    assert_eq!(
+        per_generation("python_gc_runs_total"),
+        collections,
+        "{}",
+        exporter.logs()
+    );
+    assert_eq!(per_generation("python_gc_found_objects_total"), found);
+    assert_eq!(per_generation("python_gc_last_found_objects"), latest);
+    assert_eq!(
+        s.get("userspace_exporter_python_gc_running", &[("pid", &pid)]),
+        Some(0.0)
+    );
+    // One pause observation per collection; the histogram's sum is the
+    // counter of the same nanoseconds; the longest pause is within the total.
+    assert_eq!(
+        per_generation("python_gc_pause_duration_seconds_count"),
+        collections
+    );
+    let totals = per_generation("python_gc_pause_seconds_total");
+    let sums = per_generation("python_gc_pause_duration_seconds_sum");
+    let longest = per_generation("python_gc_longest_pause_seconds");
+    for g in 0..3 {
+        assert!(
+            (sums[g] - totals[g]).abs() <= 1e-12 * totals[g].max(1.0),
+            "generation {g}: {} vs {}",
+            sums[g],
+            totals[g]
+        );
+        assert!(
+            longest[g] > 0.0 && longest[g] <= totals[g],
+            "{longest:?} {totals:?}"
+        );
+    }
+}
