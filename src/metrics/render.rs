@@ -71,6 +71,7 @@ pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, format: Form
     let mut enc = Encoder::with_capacity(format, last_bytes + last_bytes / 16);
     // This scrape's decoder and map read errors, added to `stats` at the end.
     let mut errors = SelfStats::default();
+    let mut fills = TableFills::default();
     for program in programs {
         let name = program.name;
         let sources = Source::of(program);
@@ -91,7 +92,7 @@ pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, format: Form
             let mut cache = lock_cache(&counter.cache);
             let mut sums = SetSums::default();
             for (position, source) in sources.iter().enumerate() {
-                if let Some(entries) = read_table(name, counter, source, &mut errors) {
+                if let Some(entries) = read_table(name, counter, source, &mut errors, &mut fills) {
                     let source = Read {
                         position,
                         labels: &source.labels,
@@ -117,7 +118,7 @@ pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, format: Form
             let mut cache = lock_cache(&metric.cache);
             let mut series = SetSums::default();
             for (position, source) in sources.iter().enumerate() {
-                if let Some(entries) = read_table(name, metric, source, &mut errors) {
+                if let Some(entries) = read_table(name, metric, source, &mut errors, &mut fills) {
                     let source = Read {
                         position,
                         labels: &source.labels,
@@ -146,10 +147,76 @@ pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, format: Form
         *stats.map_read_errors.entry(key).or_default() += n;
     }
     self_metrics::write(&mut enc, programs, &stats, started);
+    fills.write(&mut enc);
     super::bpf_stats::write(&mut enc, programs);
     let response = enc.finish();
     stats.last_response_bytes = response.len();
     response
+}
+
+/// How full each hash table a metric read is: (program, table, the source's
+/// labels) -> (entries, capacity). A full hash map drops new keys in the
+/// kernel, silently: these let users see and alert on it.
+#[derive(Default)]
+struct TableFills(std::collections::BTreeMap<(String, String, Vec<(String, String)>), (u64, u64)>);
+
+impl TableFills {
+    fn record(
+        &mut self,
+        program: &str,
+        table: &str,
+        source: &Source,
+        entries: usize,
+        capacity: u32,
+    ) {
+        let labels = source
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.0.insert(
+            (program.to_string(), table.to_string(), labels),
+            (entries as u64, u64::from(capacity)),
+        );
+    }
+
+    fn write(&self, enc: &mut Encoder) {
+        for (family, help, capacity) in [
+            (
+                "table_entries",
+                "Entries in each hash map a metric reads; at table_capacity, new keys are dropped in the kernel",
+                false,
+            ),
+            (
+                "table_capacity",
+                "Most entries each hash map a metric reads can hold (max_entries)",
+                true,
+            ),
+        ] {
+            enc.family(
+                &format!("{}_{family}", crate::config::METRIC_NAMESPACE),
+                help,
+                MetricKind::Gauge,
+            );
+            for ((program, table, labels), (entries, max)) in &self.0 {
+                let mut pairs: Vec<(&str, &str)> = vec![("name", program), ("table", table)];
+                pairs.extend(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                enc.sample_u64(
+                    &super::encode::LabelSet::pairs(&pairs),
+                    if capacity { *max } else { *entries },
+                );
+            }
+        }
+    }
+}
+
+/// Whether entries of this map type can run out (arrays are always full).
+fn fills_up(map_type: libbpf_rs::MapType) -> bool {
+    use libbpf_rs::MapType;
+    matches!(
+        map_type,
+        MapType::Hash | MapType::PercpuHash | MapType::LruHash | MapType::LruPercpuHash
+    )
 }
 
 fn read_table(
@@ -157,6 +224,7 @@ fn read_table(
     metric: &super::MetricReader,
     source: &Source,
     stats: &mut SelfStats,
+    fills: &mut TableFills,
 ) -> Option<MapEntries> {
     let table = metric.table.as_str();
     let result = match source
@@ -164,7 +232,11 @@ fn read_table(
         .maps()
         .find(|m| m.name().to_string_lossy() == table)
     {
-        Some(map) => read_map(map.as_fd(), &metric.layout, &metric.value),
+        Some(map) => read_map(map.as_fd(), &metric.layout, &metric.value).inspect(|entries| {
+            if fills_up(metric.layout.map_type) {
+                fills.record(program, table, source, entries.len(), map.max_entries());
+            }
+        }),
         None => Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             "map missing from the loaded object",
