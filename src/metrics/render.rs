@@ -243,12 +243,13 @@ fn write_counter(
         }
     }
     cache.end_source();
+    let format = enc.format();
     for &(id, value) in &sums.in_order {
-        enc.sample_u64_rendered(cache.text(id), extra, value);
+        enc.sample_u64_rendered(cache.rendered(id, format), extra, value);
     }
     sums.clear();
     for (text, value) in &uncached {
-        enc.sample_u64_rendered(text, extra, *value);
+        enc.sample_u64_rendered(&format.labels_from_text(text), extra, *value);
     }
 }
 
@@ -276,13 +277,14 @@ fn write_histogram(
         }
     }
     cache.end_source();
+    let format = enc.format();
     for (id, slots) in &series.in_order {
         let built = histogram.buckets.build(slots);
-        enc.histogram_rendered(cache.text(*id), extra, &built);
+        enc.histogram_rendered(cache.rendered(*id, format), extra, &built);
     }
     series.clear();
     for (text, slots) in &uncached {
         let built = histogram.buckets.build(slots);
-        enc.histogram_rendered(text, extra, &built);
+        enc.histogram_rendered(&format.labels_from_text(text), extra, &built);
     }
 }
