@@ -170,9 +170,17 @@ fn prometheus_ingests_native_histograms_equal_to_the_text_scrape() {
             .collect();
         assert_eq!(buckets, expected_native(scale), "{name}");
     }
-    // `native: none` sends the classic buckets over protobuf: Prometheus keeps
-    // them as `_bucket` series (2.42 keeps only the native form of a
-    // histogram that has both).
+    // Prometheus 2.42 keeps only the native form of a histogram sent with both
+    // (`scrape_classic_histograms` came in 2.45), as the README says...
+    assert_eq!(
+        prometheus.query(&format!(
+            "count(userspace_exporter_nh_both_bucket{{pid=\"{pid}\"}})"
+        )),
+        None,
+        "this Prometheus keeps classic buckets beside native ones: update the README"
+    );
+    // ...and `native: none` sends the classic buckets over protobuf, kept as
+    // `_bucket` series.
     let bucket = |le: &str| {
         prometheus
             .query(&format!(
