@@ -1,4 +1,4 @@
-//! The HTTP side: `/metrics` (text or OpenMetrics, gzip when asked), a
+//! The HTTP side: `/metrics` (text, OpenMetrics or protobuf, gzip when asked), a
 //! landing page at `/` that links to it and lists programs and processes, and
 //! the health endpoints `/-/healthy` and `/-/ready` (as Prometheus names them).
 //! The web config (`--web.config.file`, the exporter toolkit's format) adds

@@ -104,9 +104,14 @@ pub fn close(buf: &mut Vec<u8>, at: usize) {
         buf[at] = len as u8;
         return;
     }
-    let mut length = Vec::with_capacity(10);
-    varint(&mut length, len as u64);
-    buf.splice(at..=at, length);
+    let (mut length, mut v, mut n) = ([0u8; 10], len as u64, 0);
+    while v >= 0x80 {
+        length[n] = v as u8 | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    length[n] = v as u8;
+    buf.splice(at..=at, length[..=n].iter().copied());
 }
 
 /// Appends a `Metric.label` field: one `LabelPair`.
