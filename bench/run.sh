@@ -139,6 +139,14 @@ series = {"exporter": [[r["keys"], statistics.median(r["plain_ms"])] for r in ro
           "exporter, gzip": [[r["keys"], statistics.median(r["gzip_ms"])] for r in rows],
           "floor": [[r["keys"], r["floor_ms"]] for r in rows]}
 print(json.dumps(series))' | python3 bench/plot.py bench/scrape_cost.svg "Scrape latency by map size" "keys in the map" "ms per scrape"
+# Classic against native histograms: response size by format (100 processes x 4
+# exp2 histograms), and text against protobuf for 100k series (bench/scrape_formats.py).
+clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu -I"$fixture/include" \
+    -c bench/bpf/scrape_histograms.bpf.c -o "$fixture/scrape_histograms.bpf.o"
+formats=$(REPS=$REPS python3 bench/scrape_formats.py "$exporter" "$fixture/probe_target" \
+    "$fixture/scrape_histograms.bpf.o" "$fixture/scrape_keys_big.bpf.o")
+format_size_rows=$(echo "$formats" | python3 bench/format_rows.py sizes)
+format_cost_rows=$(echo "$formats" | python3 bench/format_rows.py costs)
 
 # Idle CPU and startup.
 idle=$(python3 bench/idle.py "$exporter" "$fixture/uexp-target" "$fixture/usdt_counts.bpf.o")
@@ -333,6 +341,36 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo "122 ms (118 ms CPU), 1M keys 3044 ms (2994 ms CPU)."
     echo "The kernel's batch lookup walks every bucket of a hash map, so a large, mostly empty map"
     echo "costs the exporter and the floor alike (the 1k-key rows)."
+    echo
+    echo "## Classic vs native histograms"
+    echo
+    echo "### Classic vs native scrape size"
+    echo
+    echo "100 processes, each with 4 exp2 histograms of 32 buckets (slots 0..31, \`bucket_multiplier: 1e-9\`,"
+    echo "as the examples' latency histograms) filled by bench/bpf/scrape_histograms.bpf.c with 1000 to"
+    echo "4663 observations of 256 ns to 16 ms (a different number per process): 400 histogram series."
+    echo "Bytes of one /metrics response, as sent and with \`Accept-Encoding: gzip\`. Text and OpenMetrics"
+    echo "carry the classic buckets whatever \`native\` says; protobuf is what Prometheus gets with"
+    echo "\`--enable-feature=native-histograms\` (bench/scrape_formats.py)."
+    echo
+    echo "| format | histograms as | bytes | gzip bytes | bytes / text | gzip / text gzip |"
+    echo "|---|---|---|---|---|---|"
+    echo "$format_size_rows"
+    echo
+    echo "A classic series repeats the metric name and every label on each of its 35 lines; protobuf"
+    echo "writes them once per series, and a native histogram is one zero bucket and the deltas"
+    echo "of the populated buckets (13 to 17 of the 32 here, between slots 8 and 24)."
+    echo
+    echo "### Text vs protobuf, 100k series"
+    echo
+    echo "One process, a 100k-key counter map (as in Scrape cost, \`uint\` and \`merged\` labels);"
+    echo "$REPS scrapes per format, interleaved, after one warm-up each (which fills the label cache,"
+    echo "and the protobuf label bytes derived from it). Latency median (min..max); CPU is the"
+    echo "exporter's utime + stime per scrape, averaged (10 ms clock ticks)."
+    echo
+    echo "| labels | format | latency | CPU | bytes |"
+    echo "|---|---|---|---|---|"
+    echo "$format_cost_rows"
     echo
     echo "## Idle"
     echo

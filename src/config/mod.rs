@@ -259,6 +259,25 @@ pub struct Histogram {
     /// How the map key splits into labels; the last one is the bucket slot.
     #[serde(default)]
     pub labels: Vec<Label>,
+    /// What a protobuf scrape gets: a native histogram, the classic buckets, or both.
+    #[serde(default)]
+    pub native: NativeHistogram,
+}
+
+/// Whether a histogram is also sent as a Prometheus native histogram (schema 0)
+/// to scrapers that ask for the protobuf format; text scrapes always get the
+/// classic buckets. Only `exp2` and `exp2zero` have a native form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NativeHistogram {
+    /// Native buckets and the classic ones.
+    #[default]
+    Both,
+    /// Native buckets only (with the count and the sum).
+    Only,
+    /// Classic buckets only.
+    #[serde(rename = "none")]
+    Classic,
 }
 
 /// How histogram slot keys become `le` bounds.

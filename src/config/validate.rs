@@ -8,7 +8,7 @@ use super::selector::{comm_prefix, Spot};
 use super::span::At;
 use super::{
     Attachment, AttachmentSelector, BucketType, Config, ConfigError, ConfigErrors,
-    DecoderConfigError, Label, ProbeKind, Program, COMM_MAX_BYTES,
+    DecoderConfigError, Label, NativeHistogram, ProbeKind, Program, COMM_MAX_BYTES,
 };
 use serde_saphyr::Spanned;
 use std::collections::HashSet;
@@ -444,6 +444,17 @@ fn check_metrics(c: &mut Checker, p: &Program, at: At<'_>, seen: &mut HashSet<St
             }
         }
         check_buckets(c, h, h_at);
+        if h.native == NativeHistogram::Only
+            && !matches!(h.bucket_type, BucketType::Exp2 | BucketType::Exp2zero)
+        {
+            c.err(
+                h_at.get("native"),
+                format!(
+                    "histogram {:?}: `native: only` needs bucket_type exp2 or exp2zero; other bucket types have no native form (use `native: both` or leave it out)",
+                    h.name
+                ),
+            );
+        }
         if let Some(m) = h.bucket_multiplier {
             if !(m.is_finite() && m > 0.0) {
                 c.err(

@@ -1,5 +1,5 @@
-//! The HTTP side: `/metrics` (text or OpenMetrics, gzip when asked), a
-//! landing page at `/` that links to it, sums up, lists problems first, then
+//! The HTTP side: `/metrics` (text, OpenMetrics or protobuf, gzip when asked),
+//! a landing page at `/` that links to it, sums up, lists problems first, then
 //! programs and processes, and explains a process at `/?pid=N`; and
 //! the health endpoints `/-/healthy` and `/-/ready` (as Prometheus names them).
 //! The web config (`--web.config.file`, the exporter toolkit's format) adds

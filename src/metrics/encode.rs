@@ -5,14 +5,18 @@
 //! one `Vec<u8>`, and writing a sample allocates nothing beyond the buffer's
 //! own growth.
 //!
-//! Two formats are written: the classic text format (0.0.4) and OpenMetrics
-//! 1.0.0, chosen per request from the `Accept` header by [`Format::negotiate`].
+//! Three formats are written: the classic text format (0.0.4), OpenMetrics
+//! 1.0.0, and the delimited protobuf format (the one that carries native
+//! histograms; see [`super::protobuf`]), chosen per request from the `Accept`
+//! header by [`Format::negotiate`].
 //!
 //! Usage: call [`Encoder::family`] once per metric family, then its samples
 //! ([`Encoder::sample`], [`Encoder::sample_u64`], [`Encoder::histogram`], each
 //! taking a [`LabelSet`]), then [`Encoder::finish`].
 
 use super::histogram::BuiltHistogram;
+use super::protobuf;
+use std::borrow::Cow;
 use std::io::Write as _;
 
 /// Exposition format of a scrape response.
@@ -23,6 +27,9 @@ pub enum Format {
     Text,
     /// OpenMetrics 1.0.0 text.
     OpenMetrics,
+    /// Length-delimited `io.prometheus.client.MetricFamily` protobuf messages,
+    /// histograms with their native buckets.
+    Protobuf,
 }
 
 impl Format {
@@ -31,48 +38,81 @@ impl Format {
         match self {
             Format::Text => "text/plain; version=0.0.4; charset=utf-8",
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Protobuf => {
+                "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+            }
         }
     }
 
     /// Picks the format for a request's `Accept` header.
     ///
-    /// OpenMetrics only when the client lists `application/openmetrics-text`
-    /// with q > 0 and a q no lower than any `text/plain` entry (Prometheus
-    /// does this); wildcards, browsers and a missing header get text, which
-    /// every client reads.
+    /// The acceptable format with the highest q wins: protobuf
+    /// (`application/vnd.google.protobuf` with
+    /// `proto=io.prometheus.client.MetricFamily` and `encoding=delimited`),
+    /// `application/openmetrics-text` or `text/plain`; on equal q, protobuf,
+    /// then OpenMetrics. Prometheus lists protobuf first when native
+    /// histograms are enabled, OpenMetrics first otherwise. Wildcards,
+    /// browsers and a missing header get text, which every client reads.
     pub fn negotiate(accept: Option<&str>) -> Format {
         let Some(accept) = accept else {
             return Format::Text;
         };
+        let mut protobuf_q: f64 = 0.0;
         let mut openmetrics_q: f64 = 0.0;
         let mut text_q: f64 = 0.0;
         for entry in accept.split(',') {
             let mut parts = entry.split(';');
             let media_type = parts.next().unwrap_or("").trim();
             let mut q = 1.0;
+            let (mut proto, mut delimited) = (false, false);
             for param in parts {
-                if let Some((key, value)) = param.split_once('=') {
-                    if key.trim().eq_ignore_ascii_case("q") {
-                        // A malformed q is treated as "not acceptable" rather than guessed.
-                        q = value
-                            .trim()
-                            .parse::<f64>()
-                            .ok()
-                            .filter(|q| (0.0..=1.0).contains(q))
-                            .unwrap_or(0.0);
-                    }
+                let Some((key, value)) = param.split_once('=') else {
+                    continue;
+                };
+                let (key, value) = (key.trim(), value.trim().trim_matches('"'));
+                if key.eq_ignore_ascii_case("q") {
+                    // A malformed q is treated as "not acceptable" rather than guessed.
+                    q = value
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|q| (0.0..=1.0).contains(q))
+                        .unwrap_or(0.0);
+                } else if key.eq_ignore_ascii_case("proto") {
+                    proto = value == "io.prometheus.client.MetricFamily";
+                } else if key.eq_ignore_ascii_case("encoding") {
+                    delimited = value.eq_ignore_ascii_case("delimited");
                 }
             }
-            if media_type.eq_ignore_ascii_case("application/openmetrics-text") {
+            if media_type.eq_ignore_ascii_case("application/vnd.google.protobuf") {
+                if proto && delimited {
+                    protobuf_q = protobuf_q.max(q);
+                }
+            } else if media_type.eq_ignore_ascii_case("application/openmetrics-text") {
                 openmetrics_q = openmetrics_q.max(q);
             } else if media_type.eq_ignore_ascii_case("text/plain") {
                 text_q = text_q.max(q);
             }
         }
-        if openmetrics_q > 0.0 && openmetrics_q >= text_q {
+        if protobuf_q > 0.0 && protobuf_q >= openmetrics_q && protobuf_q >= text_q {
+            Format::Protobuf
+        } else if openmetrics_q > 0.0 && openmetrics_q >= text_q {
             Format::OpenMetrics
         } else {
             Format::Text
+        }
+    }
+
+    /// Label text rendered by [`render_labels`], as this format writes
+    /// leading labels (for [`Encoder::sample_u64_rendered`]): unchanged for
+    /// the text formats, `LabelPair` fields for protobuf.
+    pub fn labels_from_text(self, text: &[u8]) -> Cow<'_, [u8]> {
+        match self {
+            Format::Text | Format::OpenMetrics => Cow::Borrowed(text),
+            Format::Protobuf => {
+                let mut out = Vec::with_capacity(text.len() + 8);
+                protobuf::labels_from_text(text, &mut out);
+                Cow::Owned(out)
+            }
         }
     }
 }
@@ -94,6 +134,15 @@ impl MetricKind {
             MetricKind::Counter => "counter",
             MetricKind::Gauge => "gauge",
             MetricKind::Histogram => "histogram",
+        }
+    }
+
+    /// `MetricFamily.type`.
+    fn protobuf_type(self) -> u64 {
+        match self {
+            MetricKind::Counter => protobuf::COUNTER,
+            MetricKind::Gauge => protobuf::GAUGE,
+            MetricKind::Histogram => protobuf::HISTOGRAM,
         }
     }
 }
@@ -149,6 +198,18 @@ pub struct Encoder {
     /// Sample name of the current family (differs from the family name for
     /// OpenMetrics counters); reused across families to avoid allocating.
     sample_name: String,
+    /// Protobuf: the family being written, if any.
+    family: Option<OpenFamily>,
+}
+
+/// A protobuf family whose length is not written yet.
+#[derive(Debug, Clone, Copy)]
+struct OpenFamily {
+    /// Where its length goes ([`protobuf::open`]).
+    at: usize,
+    /// Where its first metric starts: nothing past it, no metric.
+    metrics_at: usize,
+    kind: MetricKind,
 }
 
 impl Encoder {
@@ -163,6 +224,7 @@ impl Encoder {
             buf: Vec::with_capacity(capacity),
             format,
             sample_name: String::new(),
+            family: None,
         }
     }
 
@@ -171,7 +233,8 @@ impl Encoder {
         self.format
     }
 
-    /// The bytes written so far (without the OpenMetrics `# EOF`).
+    /// The bytes written so far (without the OpenMetrics `# EOF`, and the
+    /// protobuf family being written).
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf
     }
@@ -181,7 +244,21 @@ impl Encoder {
     /// `name` is the full name. For counters in OpenMetrics the family name
     /// drops a trailing `_total` and samples are named family + `_total`
     /// (the format requires it); in text format both are `name` as given.
+    ///
+    /// In protobuf, `name` is the family name whatever the kind, as in the
+    /// text format, and a family without samples is left out.
     pub fn family(&mut self, name: &str, help: &str, kind: MetricKind) {
+        if self.format == Format::Protobuf {
+            self.close_family();
+            let at = protobuf::open(&mut self.buf, 0);
+            protobuf::family_header(&mut self.buf, name, help, kind.protobuf_type());
+            self.family = Some(OpenFamily {
+                at,
+                metrics_at: self.buf.len(),
+                kind,
+            });
+            return;
+        }
         let family = match (self.format, kind) {
             (Format::OpenMetrics, MetricKind::Counter) => {
                 name.strip_suffix("_total").unwrap_or(name)
@@ -211,6 +288,9 @@ impl Encoder {
 
     /// Writes a counter or gauge sample with a float value.
     pub fn sample(&mut self, labels: &LabelSet<'_>, value: f64) {
+        if self.format == Format::Protobuf {
+            return self.protobuf_value(b"", labels.iter(), value);
+        }
         self.write_series("", b"", labels.iter(), None);
         write_f64(&mut self.buf, value);
         self.buf.push(b'\n');
@@ -218,33 +298,45 @@ impl Encoder {
 
     /// Writes a counter or gauge sample with an exact integer value.
     pub fn sample_u64(&mut self, labels: &LabelSet<'_>, value: u64) {
+        if self.format == Format::Protobuf {
+            return self.protobuf_value(b"", labels.iter(), value as f64);
+        }
         self.write_series("", b"", labels.iter(), None);
         write_u64(&mut self.buf, value);
         self.buf.push(b'\n');
     }
 
-    /// Writes a counter sample whose leading labels are already rendered (see
-    /// [`render_labels`]), followed by the `extra` pairs.
+    /// Writes a counter sample whose leading labels are already rendered in
+    /// this encoder's format ([`render_labels`], then
+    /// [`Format::labels_from_text`]), followed by the `extra` pairs.
     pub fn sample_u64_rendered(&mut self, rendered: &[u8], extra: &[(&str, &str)], value: u64) {
+        if self.format == Format::Protobuf {
+            return self.protobuf_value(rendered, extra.iter().copied(), value as f64);
+        }
         self.write_series("", rendered, extra.iter().copied(), None);
         write_u64(&mut self.buf, value);
         self.buf.push(b'\n');
     }
 
     /// Writes a counter or gauge sample with a float value whose leading labels
-    /// are already rendered.
+    /// are already rendered in this encoder's format.
     pub fn sample_rendered(&mut self, rendered: &[u8], extra: &[(&str, &str)], value: f64) {
+        if self.format == Format::Protobuf {
+            return self.protobuf_value(rendered, extra.iter().copied(), value);
+        }
         self.write_series("", rendered, extra.iter().copied(), None);
         write_f64(&mut self.buf, value);
         self.buf.push(b'\n');
     }
 
-    /// Writes one histogram series: cumulative `_bucket` lines, `+Inf`, `_sum`, `_count`.
+    /// Writes one histogram series: cumulative `_bucket` lines, `+Inf`, `_sum`,
+    /// `_count`; in protobuf, one `Histogram`, with its native buckets.
     pub fn histogram(&mut self, labels: &LabelSet<'_>, h: &BuiltHistogram) {
         self.write_histogram(b"", labels.iter(), h);
     }
 
-    /// Writes one histogram series whose leading labels are already rendered.
+    /// Writes one histogram series whose leading labels are already rendered
+    /// in this encoder's format (as for [`Encoder::sample_u64_rendered`]).
     pub fn histogram_rendered(
         &mut self,
         rendered: &[u8],
@@ -256,16 +348,64 @@ impl Encoder {
 
     /// Ends the exposition and returns the bytes (OpenMetrics gets its `# EOF`).
     pub fn finish(mut self) -> Vec<u8> {
-        if self.format == Format::OpenMetrics {
-            self.buf.extend_from_slice(b"# EOF\n");
+        match self.format {
+            Format::OpenMetrics => self.buf.extend_from_slice(b"# EOF\n"),
+            Format::Protobuf => self.close_family(),
+            Format::Text => {}
         }
         self.buf
+    }
+
+    /// Protobuf: writes the open family's length, or drops it when it has no metric.
+    fn close_family(&mut self) {
+        if let Some(family) = self.family.take() {
+            if self.buf.len() == family.metrics_at {
+                self.buf.truncate(family.at);
+            } else {
+                protobuf::close(&mut self.buf, family.at);
+            }
+        }
+    }
+
+    /// Protobuf: one `Metric` with its labels (`rendered` `LabelPair`s, then
+    /// `labels`), and whatever `body` writes after them.
+    fn protobuf_metric<'l>(
+        &mut self,
+        rendered: &[u8],
+        labels: impl Iterator<Item = (&'l str, &'l str)>,
+        body: impl FnOnce(&mut Vec<u8>),
+    ) {
+        debug_assert!(self.family.is_some(), "sample before family()");
+        let at = protobuf::open(&mut self.buf, 4);
+        self.buf.extend_from_slice(rendered);
+        for (name, value) in labels {
+            protobuf::label_pair(&mut self.buf, name, value);
+        }
+        body(&mut self.buf);
+        protobuf::close(&mut self.buf, at);
+    }
+
+    /// Protobuf: a counter's or gauge's `Metric`.
+    fn protobuf_value<'l>(
+        &mut self,
+        rendered: &[u8],
+        labels: impl Iterator<Item = (&'l str, &'l str)>,
+        value: f64,
+    ) {
+        let field = match self.family.map(|f| f.kind) {
+            Some(MetricKind::Counter) => protobuf::METRIC_COUNTER,
+            _ => protobuf::METRIC_GAUGE,
+        };
+        self.protobuf_metric(rendered, labels, |buf| protobuf::value(buf, field, value));
     }
 
     fn write_histogram<'l, I>(&mut self, rendered: &[u8], labels: I, h: &BuiltHistogram)
     where
         I: Iterator<Item = (&'l str, &'l str)> + Clone,
     {
+        if self.format == Format::Protobuf {
+            return self.protobuf_metric(rendered, labels, |buf| protobuf::histogram(buf, h));
+        }
         for &(le, count) in &h.buckets {
             self.write_series("_bucket", rendered, labels.clone(), Some(le));
             write_u64(&mut self.buf, count);
@@ -421,6 +561,7 @@ mod tests {
             buckets: vec![(0.5, 1), (1.0, 3), (1024.0, 3)],
             count: 4,
             sum: 2050.25,
+            native: None,
         }
     }
 
@@ -536,6 +677,88 @@ userspace_exporter_latency_seconds_count{op="read",pid="42"} 4
     }
 
     #[test]
+    fn protobuf_exposition_decodes_to_the_same_families() {
+        use crate::metrics::protobuf::tests::{delimited, fields, Field};
+        let out = sample_exposition(Format::Protobuf);
+        let families: Vec<Vec<Field>> = delimited(&out).iter().map(|m| fields(m)).collect();
+        let header = |f: &[Field]| (f[0].clone(), f[1].clone(), f[2].clone());
+        assert_eq!(families.len(), 3);
+        // Counters keep their name (the text format's), help unescaped.
+        assert_eq!(
+            header(&families[0]),
+            (
+                Field::Bytes(1, b"userspace_exporter_gc_total".to_vec()),
+                Field::Bytes(
+                    2,
+                    b"Garbage collections, by \"kind\".\nSecond line \\ backslash.".to_vec()
+                ),
+                Field::Varint(3, 0)
+            )
+        );
+        let metric = |f: &Field| match f {
+            Field::Bytes(4, m) => fields(m),
+            other => panic!("not a metric: {other:?}"),
+        };
+        let pair = |f: &Field| match f {
+            Field::Bytes(1, p) => fields(p),
+            other => panic!("not a label: {other:?}"),
+        };
+        let weird = metric(&families[0][4]);
+        assert_eq!(
+            pair(&weird[0]),
+            [
+                Field::Bytes(1, b"kind".to_vec()),
+                Field::Bytes(2, b"we\"ird\\\nvalue".to_vec())
+            ]
+        );
+        assert_eq!(
+            pair(&weird[1]),
+            [
+                Field::Bytes(1, b"pid".to_vec()),
+                Field::Bytes(2, b"42".to_vec())
+            ]
+        );
+        assert_eq!(
+            weird[2],
+            Field::Bytes(3, vec![0x09, 0, 0, 0, 0, 0, 0, 0, 0]),
+            "counter 0"
+        );
+        // The gauge: no labels, value 1.5e9.
+        assert_eq!(families[1][2], Field::Varint(3, 1));
+        let gauge = metric(&families[1][3]);
+        let mut value = vec![0x09];
+        value.extend_from_slice(&1.5e9f64.to_le_bytes());
+        assert_eq!(gauge, [Field::Bytes(2, value)]);
+        // The histogram has no native form: classic buckets, count and sum.
+        assert_eq!(families[2][2], Field::Varint(3, 4));
+        let histogram = metric(&families[2][3]);
+        let Field::Bytes(7, h) = &histogram[2] else {
+            panic!("{histogram:?}");
+        };
+        let h = fields(h);
+        assert_eq!(h[0], Field::Varint(1, 4));
+        assert_eq!(h[1], Field::Double(2, 2050.25));
+        assert_eq!(h.len(), 5, "three buckets, no native fields: {h:?}");
+    }
+
+    #[test]
+    fn protobuf_leaves_out_families_without_samples() {
+        let mut e = Encoder::new(Format::Protobuf);
+        e.family("empty_total", "None.", MetricKind::Counter);
+        e.family("up", "", MetricKind::Gauge);
+        e.sample_u64(&LabelSet::EMPTY, 1);
+        e.family("also_empty", "None.", MetricKind::Histogram);
+        let out = e.finish();
+        assert_eq!(
+            out,
+            [
+                19, 0x0a, 2, b'u', b'p', 0x18, 1, 0x22, 11, 0x12, 9, 0x09, 0, 0, 0, 0, 0, 0, 0xf0,
+                0x3f
+            ][..]
+        );
+    }
+
+    #[test]
     fn empty_help_is_omitted() {
         let mut e = Encoder::new(Format::Text);
         e.family("up", "", MetricKind::Gauge);
@@ -553,6 +776,7 @@ userspace_exporter_latency_seconds_count{op="read",pid="42"} 4
                 buckets: Vec::new(),
                 count: 0,
                 sum: 0.0,
+                native: None,
             },
         );
         assert_eq!(
@@ -656,6 +880,11 @@ userspace_exporter_latency_seconds_count{op="read",pid="42"} 4
             Format::OpenMetrics.content_type(),
             "application/openmetrics-text; version=1.0.0; charset=utf-8"
         );
+        // client_golang's expfmt.ProtoFmt, which Prometheus parses by media type.
+        assert_eq!(
+            Format::Protobuf.content_type(),
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+        );
     }
 
     #[test]
@@ -667,15 +896,48 @@ userspace_exporter_latency_seconds_count{op="read",pid="42"} 4
             (Some("*/*"), Text),
             (Some("text/plain"), Text),
             (Some("application/openmetrics-text"), OpenMetrics),
-            // Prometheus 2.x
+            // Prometheus 2.42 (Debian 12's), as it sent it to a listener:
+            // without --enable-feature=native-histograms...
             (
                 Some("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
                 OpenMetrics,
             ),
-            // Prometheus 3.x (protobuf first, which we do not speak)
+            // ...and with it.
+            (
+                Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+                Protobuf,
+            ),
+            // Prometheus 3.x with native histograms (protobuf first, weighted)
             (
                 Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,application/openmetrics-text;version=0.0.1;q=0.3,text/plain;version=1.0.0;q=0.2,text/plain;version=0.0.4;q=0.1,*/*;q=0.05"),
+                Protobuf,
+            ),
+            // protobuf weighted below OpenMetrics, or below text
+            (
+                Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.3,application/openmetrics-text;version=1.0.0;q=0.4"),
                 OpenMetrics,
+            ),
+            (
+                Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.3,text/plain;q=0.4"),
+                Text,
+            ),
+            // equal q: protobuf wins; parameters in any order and case
+            (
+                Some("text/plain;q=0.5, Application/Vnd.Google.Protobuf; encoding=Delimited; q=0.5; proto=io.prometheus.client.MetricFamily"),
+                Protobuf,
+            ),
+            // only the delimited MetricFamily stream is spoken
+            (
+                Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text,text/plain;q=0.1"),
+                Text,
+            ),
+            (
+                Some("application/vnd.google.protobuf;encoding=delimited"),
+                Text,
+            ),
+            (
+                Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0"),
+                Text,
             ),
             // Prometheus configured to prefer the text format
             (

@@ -15,12 +15,17 @@
 //! answer from there, without a hash lookup (a random memory access per key,
 //! about 150 ns at 100k keys).
 //!
+//! A protobuf scrape writes labels as `LabelPair` messages: the first one to
+//! need a set's labels derives them from its text, and the set keeps them
+//! beside the text for every later protobuf scrape (so a text-only scraper
+//! pays nothing for them).
+//!
 //! Bounded: at most `capacity` keys are cached. Keys seen while it is full are
 //! decoded for that scrape only (and still merged with cached sets); when it
 //! is full at the end of a scrape, keys that scrape did not see are evicted.
 
 use super::decoders::{DecodeError, LabelDecoders};
-use super::encode::render_labels;
+use super::encode::{render_labels, Format};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -90,6 +95,14 @@ struct CachedKey {
 /// A label set, as the text written between the braces.
 pub type LabelText = Arc<[u8]>;
 
+/// A cached label set: its text, and its protobuf `LabelPair`s once a
+/// protobuf scrape asked for them.
+#[derive(Debug, Clone)]
+struct Set {
+    text: LabelText,
+    protobuf: Option<Arc<[u8]>>,
+}
+
 /// What one key decodes to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Resolved {
@@ -152,7 +165,7 @@ impl Memo {
 pub struct LabelCache {
     capacity: usize,
     keys: HashMap<RawKey, CachedKey>,
-    sets: Vec<LabelText>,
+    sets: Vec<Set>,
     set_ids: HashMap<LabelText, u32>,
     generation: u32,
     /// Decoded values of the key at hand, reused.
@@ -250,7 +263,19 @@ impl LabelCache {
 
     /// The text of label set `id`.
     pub fn text(&self, id: u32) -> &[u8] {
-        &self.sets[id as usize]
+        &self.sets[id as usize].text
+    }
+
+    /// Label set `id` as `format` writes leading labels (see
+    /// [`Format::labels_from_text`]), derived once per set and kept.
+    pub fn rendered(&mut self, id: u32, format: Format) -> &[u8] {
+        let set = &mut self.sets[id as usize];
+        match format {
+            Format::Text | Format::OpenMetrics => &set.text,
+            Format::Protobuf => set
+                .protobuf
+                .get_or_insert_with(|| format.labels_from_text(&set.text).into()),
+        }
     }
 
     /// Number of label sets (ids are `0..len`).
@@ -353,7 +378,10 @@ impl LabelCache {
         }
         let set = self.sets.len() as u32;
         let text: LabelText = text.into();
-        self.sets.push(text.clone());
+        self.sets.push(Set {
+            text: text.clone(),
+            protobuf: None,
+        });
         self.set_ids.insert(text, set);
         self.insert(key, set, slot);
         Ok(Resolved::Set(set, slot))
@@ -410,7 +438,7 @@ impl LabelCache {
         self.set_ids = sets
             .iter()
             .enumerate()
-            .map(|(id, text)| (text.clone(), id as u32))
+            .map(|(id, set)| (set.text.clone(), id as u32))
             .collect();
         self.sets = sets;
     }
@@ -588,6 +616,37 @@ mod tests {
             ]
         );
         assert_eq!(cache.text(1), br#"op="unknown:3",slot="1""#);
+    }
+
+    #[test]
+    fn protobuf_labels_are_derived_once_per_set_and_survive_renumbering() {
+        let d = decoders();
+        let mut cache = LabelCache::new(2);
+        cache.resolve(&[1, 1], &d, false).unwrap();
+        cache.resolve(&[2, 1], &d, false).unwrap();
+        assert!(
+            cache.sets.iter().all(|s| s.protobuf.is_none()),
+            "text scrapes pay nothing"
+        );
+        assert_eq!(cache.rendered(1, Format::Text), br#"op="write",slot="1""#);
+        let mut want = Vec::new();
+        crate::metrics::protobuf::label_pair(&mut want, "op", "write");
+        crate::metrics::protobuf::label_pair(&mut want, "slot", "1");
+        assert_eq!(cache.rendered(1, Format::Protobuf), want);
+        let kept = cache.sets[1].protobuf.clone().unwrap();
+        cache.rendered(1, Format::Protobuf);
+        assert!(
+            Arc::ptr_eq(&kept, cache.sets[1].protobuf.as_ref().unwrap()),
+            "derived once"
+        );
+        cache.end_scrape();
+        // Only [2, 1] seen: [1, 1] is evicted and op="write" becomes set 0, its
+        // protobuf form with it.
+        cache.resolve(&[2, 1], &d, false).unwrap();
+        cache.resolve(&[3, 1], &d, false).unwrap();
+        cache.end_scrape();
+        assert_eq!(cache.text(0), br#"op="write",slot="1""#);
+        assert!(Arc::ptr_eq(&kept, cache.sets[0].protobuf.as_ref().unwrap()));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod encode;
 pub mod histogram;
 pub mod label_cache;
 pub mod maps;
+pub mod protobuf;
 mod render;
 mod self_metrics;
 

@@ -158,7 +158,10 @@ pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, format: Form
 /// labels) -> (entries, capacity). A full hash map drops new keys in the
 /// kernel, silently: these let users see and alert on it.
 #[derive(Default)]
-struct TableFills(std::collections::BTreeMap<(String, String, Vec<(String, String)>), (u64, u64)>);
+struct TableFills(std::collections::BTreeMap<TableOf, (u64, u64)>);
+
+/// A table of one source: (program, table, the source's labels).
+type TableOf = (String, String, Vec<(String, String)>);
 
 impl TableFills {
     fn record(
@@ -332,20 +335,23 @@ fn write_counter(
         }
     }
     cache.end_source();
+    let format = enc.format();
     let plain = counter.value.is_plain_u64();
     for &(id, value) in &sums.in_order {
+        let rendered = cache.rendered(id, format);
         if plain {
-            enc.sample_u64_rendered(cache.text(id), extra, value);
+            enc.sample_u64_rendered(rendered, extra, value);
         } else {
-            enc.sample_rendered(cache.text(id), extra, counter.value.scale(value));
+            enc.sample_rendered(rendered, extra, counter.value.scale(value));
         }
     }
     sums.clear();
     for (text, value) in &uncached {
+        let rendered = format.labels_from_text(text);
         if plain {
-            enc.sample_u64_rendered(text, extra, *value);
+            enc.sample_u64_rendered(&rendered, extra, *value);
         } else {
-            enc.sample_rendered(text, extra, counter.value.scale(*value));
+            enc.sample_rendered(&rendered, extra, counter.value.scale(*value));
         }
     }
 }
@@ -374,13 +380,14 @@ fn write_histogram(
         }
     }
     cache.end_source();
+    let format = enc.format();
     for (id, slots) in &series.in_order {
         let built = histogram.buckets.build(slots);
-        enc.histogram_rendered(cache.text(*id), extra, &built);
+        enc.histogram_rendered(cache.rendered(*id, format), extra, &built);
     }
     series.clear();
     for (text, slots) in &uncached {
         let built = histogram.buckets.build(slots);
-        enc.histogram_rendered(text, extra, &built);
+        enc.histogram_rendered(&format.labels_from_text(text), extra, &built);
     }
 }

@@ -124,6 +124,7 @@ impl LatencyHistogram {
             buckets,
             count: total + self.counts[self.bounds.len()],
             sum: self.sum,
+            native: None,
         }
     }
 }

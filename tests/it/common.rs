@@ -771,6 +771,11 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts it; the caller checks first that `prometheus` is installed.
     pub fn start(scrape_configs: &str) -> Prometheus {
+        Self::start_with(scrape_configs, &[])
+    }
+
+    /// Like [`Prometheus::start`], with extra arguments (`--enable-feature=...`).
+    pub fn start_with(scrape_configs: &str, args: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
@@ -786,6 +791,7 @@ impl Prometheus {
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -800,6 +806,15 @@ impl Prometheus {
     /// The value of the first sample an instant query returns, as Prometheus
     /// writes it; `None` while there is none (or the server is not up yet).
     pub fn query(&self, promql: &str) -> Option<String> {
+        self.query_results(promql)?[0]["value"][1]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// Every series an instant query returns (`data.result`, each with its
+    /// `metric` labels and a `value` or, for a native histogram, a
+    /// `histogram`); `None` while there is none.
+    pub fn query_results(&self, promql: &str) -> Option<Vec<serde_json::Value>> {
         let encoded: String = promql
             .bytes()
             .map(|b| match b {
@@ -817,9 +832,10 @@ impl Prometheus {
         .read_to_string()
         .ok()?;
         let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-        json["data"]["result"][0]["value"][1]
-            .as_str()
-            .map(str::to_string)
+        json["data"]["result"]
+            .as_array()
+            .filter(|results| !results.is_empty())
+            .cloned()
     }
 }
 

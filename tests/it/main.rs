@@ -23,6 +23,7 @@ mod jvm;
 mod late_libraries;
 mod libc_getaddrinfo;
 mod maps;
+mod native_histograms;
 mod per_binary;
 mod podman;
 mod postgresql;

@@ -141,3 +141,48 @@ fn non_positive_multiplier() {
         );
     }
 }
+
+#[test]
+fn native_modes() {
+    for (kind, mode, want) in [
+        ("exp2", "both", NativeHistogram::Both),
+        ("exp2zero", "only", NativeHistogram::Only),
+        ("linear", "none", NativeHistogram::Classic),
+        // `both` is the default for every type; linear and fixed just stay classic.
+        ("linear", "both", NativeHistogram::Both),
+    ] {
+        let config = parse(&histogram(&format!(
+            "          bucket_type: {kind}\n          bucket_max: 3\n          native: {mode}\n{SLOT_LABEL}"
+        )))
+        .unwrap();
+        let h = &config.programs[0].value.metrics.histograms[0].value;
+        assert_eq!(h.native, want, "{kind} {mode}");
+    }
+    let config = parse(&histogram(&format!(
+        "          bucket_type: exp2\n          bucket_max: 3\n{SLOT_LABEL}"
+    )))
+    .unwrap();
+    assert_eq!(
+        config.programs[0].value.metrics.histograms[0].value.native,
+        NativeHistogram::Both
+    );
+}
+
+#[test]
+fn native_only_needs_an_exp2_type() {
+    let e = expect_only_error(
+        &histogram(&format!(
+            "          bucket_type: linear\n          bucket_max: 3\n          native: only\n{SLOT_LABEL}"
+        )),
+        10,
+        &["\"h\"", "`native: only` needs bucket_type exp2 or exp2zero"],
+    );
+    assert_eq!(e.column, 19);
+    expect_only_error(
+        &histogram(&format!(
+            "          bucket_type: exp2\n          bucket_max: 3\n          native: sometimes\n{SLOT_LABEL}"
+        )),
+        10,
+        &["sometimes"],
+    );
+}
