@@ -37,6 +37,10 @@ programs:
         - name: add_inflight
           help: calls entered and not returned (per-CPU, signed, summed)
           table: inflight
+        - name: add_calls_by_b
+          help: calls by second argument, in a map of 4 entries
+          table: small
+          labels: [{{name: b, size: 8, decoders: [{{name: uint}}]}}]
       histograms:
         - name: add_b_hash
           help: target_add's second argument (per-CPU hash, summed)
@@ -202,4 +206,36 @@ fn per_cpu_histograms_are_summed_across_cpus() {
         let sum = s.get(&format!("userspace_exporter_{name}_sum"), &[("pid", &pid)]);
         assert_eq!(sum, Some(13.0), "{name}");
     }
+}
+
+#[test]
+fn a_full_hash_map_shows_in_table_entries_and_capacity() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let mut a = Target::start("uexp-fill");
+    let exporter = Exporter::start(&config("uexp-fill", "uexp-fill-none"));
+    a.fire("call 10 7"); // b = 0..9: ten keys for a map of four
+    let s = exporter.samples();
+    let pid = a.pid().to_string();
+    let fill = |family: &str, table: &str| {
+        s.get(
+            &format!("userspace_exporter_table_{family}"),
+            &[("name", "stats"), ("table", table), ("pid", &pid)],
+        )
+    };
+    assert_eq!(fill("entries", "small"), Some(4.0), "{}", exporter.logs());
+    assert_eq!(fill("capacity", "small"), Some(4.0));
+    assert_eq!(fill("entries", "stats"), Some(1.0));
+    assert_eq!(fill("capacity", "stats"), Some(1024.0));
+    // The four keys that fit, counted; the six others were dropped in the kernel.
+    assert_eq!(
+        s.series("userspace_exporter_add_calls_by_b").len(),
+        4,
+        "{:?}",
+        s.series("userspace_exporter_add_calls_by_b")
+    );
+    // Arrays are always full: no fill figures for them.
+    assert_eq!(fill("entries", "inflight"), None);
 }
