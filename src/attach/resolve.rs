@@ -395,6 +395,16 @@ pub fn resolve_usdt(
     Ok(targets)
 }
 
+/// `; similar symbols: a, b` for a name the file lacks, or nothing.
+fn similar_symbols(symbols: &crate::elf::SymbolTable, name: &str) -> String {
+    let similar = symbols.similar(name, 5);
+    if similar.is_empty() {
+        String::new()
+    } else {
+        format!("; similar symbols: {}", similar.join(", "))
+    }
+}
+
 /// The file and symbol a uprobe/uretprobe attaches to in the process or binary.
 pub fn resolve_uprobe(
     origin: Origin<'_>,
@@ -427,16 +437,11 @@ pub fn resolve_uprobe(
                 .chars()
                 .take_while(|c| !"*?[".contains(*c))
                 .collect();
-            let similar = info.symbols.similar(&prefix, 5);
             return Err(ResolveError::NoSymbolMatches {
                 pattern: spec.symbol.clone(),
                 path,
                 origin: origin.describe(),
-                similar: if similar.is_empty() {
-                    String::new()
-                } else {
-                    format!("; similar symbols: {}", similar.join(", "))
-                },
+                similar: similar_symbols(&info.symbols, &prefix),
             });
         }
         if functions.len() > MAX_WILDCARD_SYMBOLS {
@@ -471,16 +476,11 @@ pub fn resolve_uprobe(
         ));
     }
     if !info.symbols.contains(&spec.symbol) {
-        let similar = info.symbols.similar(&spec.symbol, 5);
         return Err(ResolveError::SymbolNotFound {
             symbol: spec.symbol.clone(),
             path,
             origin: origin.describe(),
-            similar: if similar.is_empty() {
-                String::new()
-            } else {
-                format!("; similar symbols: {}", similar.join(", "))
-            },
+            similar: similar_symbols(&info.symbols, &spec.symbol),
         });
     }
     Ok((

@@ -677,6 +677,19 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
 /// Debian's CPython 3.11, which carries the `python:*` USDT probes.
 pub const PYTHON: &str = "/usr/bin/python3.11";
 
+/// Whether [`PYTHON`] is installed; a failure under CI=true, a skip otherwise.
+pub fn require_python() -> bool {
+    if Path::new(PYTHON).exists() {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "{PYTHON} missing: .ci/run installs Debian's python3.11"
+    );
+    eprintln!("SKIPPED: {PYTHON} missing");
+    false
+}
+
 /// A python3.11 process running tests/fixtures/python_gc.py, driven through stdin.
 pub struct Python {
     driver: Target,

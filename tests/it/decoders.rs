@@ -66,8 +66,7 @@ fn errno_cgroup_and_inet_ip_decode_real_hits() {
     if !require_bpf() {
         return;
     }
-    if !Path::new(PYTHON).exists() {
-        assert!(!common::in_ci(), "{PYTHON} missing: .ci/run installs it");
+    if !common::require_python() {
         return;
     }
     let mut target = Target::start("uexp-decoders");

@@ -109,8 +109,7 @@ fn a_python_process_loading_a_c_library_at_first_use_is_counted_exactly() {
     if !require_bpf() {
         return;
     }
-    if !Path::new(PYTHON).exists() {
-        assert!(!common::in_ci(), "{PYTHON} missing: .ci/run installs it");
+    if !common::require_python() {
         return;
     }
     let comm = "uexp-late-py";
