@@ -26,6 +26,8 @@ pub enum Op {
     Flip { at: usize, bit: u8 },
     /// Overwrite `width` bytes (1, 2, 4 or 8) at `at` with `value`, little-endian.
     Set { at: usize, width: usize, value: u64 },
+    /// Overwrite `len` bytes from `at` with `value`.
+    Fill { at: usize, len: usize, value: u8 },
     /// Keep only the first `len` bytes.
     Truncate { len: usize },
 }
@@ -177,7 +179,9 @@ impl ElfTarget {
             let _ = self.work_file.read_exact_at(&mut bytes, range.start as u64);
             let mut shifted = *op;
             match &mut shifted {
-                Op::Flip { at, .. } | Op::Set { at, .. } => *at -= range.start,
+                Op::Flip { at, .. } | Op::Set { at, .. } | Op::Fill { at, .. } => {
+                    *at -= range.start
+                }
                 Op::Truncate { .. } => {}
             }
             patch(&mut bytes, &shifted);
@@ -417,6 +421,7 @@ fn op_range(op: &Op, len: usize) -> Range<usize> {
     match *op {
         Op::Flip { at, .. } => at..at + 1,
         Op::Set { at, width, .. } => at..(at + width).min(len),
+        Op::Fill { at, len: n, .. } => at..(at + n).min(len),
         Op::Truncate { .. } => 0..0,
     }
 }
@@ -434,6 +439,12 @@ fn patch(bytes: &mut [u8], op: &Op) {
                 if let Some(b) = bytes.get_mut(at + i) {
                     *b = *v;
                 }
+            }
+        }
+        Op::Fill { at, len, value } => {
+            let end = (at + len).min(bytes.len());
+            if at < end {
+                bytes[at..end].fill(value);
             }
         }
         Op::Truncate { .. } => {}
@@ -488,6 +499,24 @@ impl ElfTarget {
                 let group = rng.pick(&self.fields);
                 let (at, width) = *rng.pick(group);
                 self.set(rng, at, width)
+            }
+            18 => {
+                // A run of one byte over part of a region (a string table
+                // without its NULs, a zeroed table).
+                let region = rng.pick(&self.hot).clone();
+                let at = region.start + rng.below(region.len());
+                let len = match rng.below(3) {
+                    0 => region.end - at,
+                    1 => rng.range(1, region.end - at),
+                    _ => rng.small(region.end - at),
+                };
+                let value = match rng.below(4) {
+                    0 => 0,
+                    1 => 0xff,
+                    2 => b'A',
+                    _ => rng.next_u64() as u8,
+                };
+                Op::Fill { at, len, value }
             }
             _ => {
                 let cut = match rng.below(3) {
@@ -573,6 +602,7 @@ impl Target for ElfTarget {
             out.push_str(&match op {
                 Op::Flip { at, bit } => format!("flip {at:#x} {bit}\n"),
                 Op::Set { at, width, value } => format!("set {at:#x} {width} {value:#x}\n"),
+                Op::Fill { at, len, value } => format!("fill {at:#x} {len:#x} {value:#x}\n"),
                 Op::Truncate { len } => format!("truncate {len:#x}\n"),
             });
         }
@@ -611,6 +641,11 @@ fn parse_mutant(text: &str) -> Option<Mutant> {
                 at: num(at)? as usize,
                 width: num(width)? as usize,
                 value: num(value)?,
+            },
+            ["fill", at, len, value] => Op::Fill {
+                at: num(at)? as usize,
+                len: num(len)? as usize,
+                value: num(value)? as u8,
             },
             ["truncate", len] => Op::Truncate {
                 len: num(len)? as usize,

@@ -490,6 +490,7 @@ pub fn fuzz<T: Target>(target: T) {
     let mut executions = 0u64;
     let mut max_allocated = 0usize;
     let mut slowest = Duration::ZERO;
+    let mut slowest_input: Option<T::Input> = None;
     let mut seen: HashSet<u64> = HashSet::new();
 
     let mut corpus = target.seeds();
@@ -500,7 +501,10 @@ pub fn fuzz<T: Target>(target: T) {
                       corpus: &mut Vec<T::Input>,
                       failures: &mut BTreeMap<String, Found>| {
         max_allocated = max_allocated.max(outcome.allocated);
-        slowest = slowest.max(outcome.elapsed);
+        if outcome.elapsed > slowest {
+            slowest = outcome.elapsed;
+            slowest_input = Some(input.clone());
+        }
         match outcome.result {
             Ok(behaviour) => {
                 if seen.insert(hash64(&behaviour)) && corpus.len() < seeds + CORPUS_LIMIT {
@@ -544,6 +548,11 @@ pub fn fuzz<T: Target>(target: T) {
         handle(&input, outcome, &mut corpus, &mut failures);
     }
     let seconds = started.elapsed().as_secs_f64();
+    if let (Some(input), Some(_)) = (&slowest_input, settings.seconds) {
+        // For a look at what takes long, in a timed run.
+        let path = crash_dir().join(format!("{name}.slowest.{}", target.extension()));
+        let _ = std::fs::write(path, target.save(input));
+    }
     let crashes = if failures.is_empty() {
         "0".to_string()
     } else {
