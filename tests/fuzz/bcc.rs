@@ -157,7 +157,7 @@ impl Target for BccTarget {
     }
 
     fn ci_executions(&self) -> u64 {
-        10_000
+        5_000
     }
 
     fn seeds(&self) -> Vec<String> {

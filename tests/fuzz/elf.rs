@@ -659,14 +659,14 @@ fn parse_mutant(text: &str) -> Option<Mutant> {
 /// The binaries of the brief: CPython 3.11, the JVM's libjvm.so, postgres.
 pub fn targets() -> Vec<(&'static str, &'static [&'static str], u64)> {
     vec![
-        ("elf_python", &["/usr/bin/python3.11"], 400),
+        ("elf_python", &["/usr/bin/python3.11"], 200),
         (
             "elf_libjvm",
             &[
                 "/usr/lib/jvm/java-17-openjdk-*/lib/server/libjvm.so",
                 "/usr/lib/jvm/*/lib/server/libjvm.so",
             ],
-            6,
+            4,
         ),
         ("elf_postgres", &["/usr/lib/postgresql/*/bin/postgres"], 40),
     ]
