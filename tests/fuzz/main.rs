@@ -6,6 +6,18 @@
 //! `tests/fuzz_corpus/<target>/`, then runs a fixed number of generated
 //! inputs from a fixed seed (a few seconds). `scripts/fuzz.sh` runs the same
 //! tests for a number of seconds each, from a random seed (see `engine`).
+//!
+//! Why a hand-written fuzzer rather than `proptest`: the long run needs a
+//! wall-clock budget and an execution count per target, which proptest's
+//! case counts do not give; the ELF targets patch a real binary in place
+//! (field-aware changes to its headers and tables, undone after each run) at
+//! a few hundred to a few thousand runs a second, where generating and
+//! shrinking whole files through strategies would not fit; and the engine is
+//! about 800 lines with no new dependency. It keeps what proptest would add
+//! here: fixed seeds under `cargo test`, and shrinking of what fails. It
+//! runs 50,000 to 65,000 header values a second, 11,000 C sources, 850
+//! configs, 360 decoder cases and 5 (libjvm.so) to 150 (python3.11) ELF
+//! mutants (a debug build on a shared 2-core machine, `scripts/fuzz.sh 120`).
 
 mod bcc;
 mod config;
