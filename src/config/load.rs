@@ -187,8 +187,9 @@ fn key_before(text: &str, line: u64, column: u64) -> Option<&str> {
         .map_or(source.len(), |(i, _)| i);
     let before = source[..end].trim_end().strip_suffix(':')?;
     let start = before
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rfind(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     Some(&before[start..]).filter(|k| !k.is_empty())
 }
 

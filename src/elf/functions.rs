@@ -124,20 +124,22 @@ impl FunctionTable {
         covers.then_some(best)
     }
 
-    /// The file offset that link-time address `address` is loaded from.
+    /// The file offset that link-time address `address` is loaded from
+    /// (`None` also when a broken segment would place it past `u64::MAX`).
     pub fn file_offset(&self, address: u64) -> Option<u64> {
         self.segments
             .iter()
             .find(|s| address >= s.vaddr && address - s.vaddr < s.file_size)
-            .map(|s| address - s.vaddr + s.offset)
+            .and_then(|s| (address - s.vaddr).checked_add(s.offset))
     }
 
-    /// The link-time address loaded from file offset `offset`.
+    /// The link-time address loaded from file offset `offset` (`None` also
+    /// when a broken segment would place it past `u64::MAX`).
     pub fn address_of_offset(&self, offset: u64) -> Option<u64> {
         self.segments
             .iter()
             .find(|s| offset >= s.offset && offset - s.offset < s.file_size)
-            .map(|s| offset - s.offset + s.vaddr)
+            .and_then(|s| (offset - s.offset).checked_add(s.vaddr))
     }
 }
 
@@ -213,5 +215,28 @@ mod tests {
         assert_eq!(t.address_of_offset(0x2e00), Some(0x3e00));
         assert_eq!(t.address_of_offset(0x1010), Some(0x1010));
         assert_eq!(t.address_of_offset(0x5000), None);
+    }
+
+    /// A segment whose offset or address is near `u64::MAX` (a broken or
+    /// hostile file; found by fuzzing) places nothing instead of overflowing.
+    #[test]
+    fn broken_segments_place_nothing() {
+        let segments = vec![
+            LoadSegment {
+                vaddr: 0x1000,
+                offset: u64::MAX - 0x10,
+                file_size: 0x100,
+            },
+            LoadSegment {
+                vaddr: u64::MAX - 0x10,
+                offset: 0x2000,
+                file_size: 0x100,
+            },
+        ];
+        let t = FunctionTable::new([], segments);
+        assert_eq!(t.file_offset(0x1008), Some(u64::MAX - 8));
+        assert_eq!(t.file_offset(0x1020), None);
+        assert_eq!(t.address_of_offset(0x2008), Some(u64::MAX - 8));
+        assert_eq!(t.address_of_offset(0x2020), None);
     }
 }

@@ -269,15 +269,29 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-/// Whether an Accept-Encoding header allows gzip (and does not refuse it with q=0).
-fn accepts_gzip(header: &str) -> bool {
-    header.split(',').any(|part| {
-        let mut pieces = part.split(';').map(str::trim);
-        let coding = pieces.next().unwrap_or("");
-        let refused =
-            pieces.any(|p| p.strip_prefix("q=").and_then(|q| q.parse::<f64>().ok()) == Some(0.0));
-        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
-    })
+/// Whether an Accept-Encoding header allows gzip: gzip's own entries decide
+/// when there are any, else `*`'s; q=0 (`q` in any case) refuses (RFC 9110
+/// §12.5.3: `*` stands for the codings not listed).
+pub fn accepts_gzip(header: &str) -> bool {
+    let (mut gzip, mut any) = (None, None);
+    for part in header.split(',') {
+        let mut pieces = part.split(';');
+        let coding = pieces.next().unwrap_or("").trim();
+        let refused = pieces.any(|p| {
+            p.split_once('=').is_some_and(|(key, q)| {
+                key.trim().eq_ignore_ascii_case("q") && q.trim().parse::<f64>().ok() == Some(0.0)
+            })
+        });
+        let entry = if coding.eq_ignore_ascii_case("gzip") {
+            &mut gzip
+        } else if coding == "*" {
+            &mut any
+        } else {
+            continue;
+        };
+        *entry = Some(entry.unwrap_or(false) || !refused);
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 /// `/`, and `/?pid=N` with process N explained against the running programs:
@@ -358,6 +372,13 @@ mod tests {
         assert!(accepts_gzip("*"));
         assert!(!accepts_gzip("gzip;q=0"));
         assert!(!accepts_gzip("identity"));
+        // Found by fuzzing: `Q` is `q`, and gzip refused is refused whatever `*` says.
+        assert!(!accepts_gzip("gzip; Q=0"));
+        assert!(!accepts_gzip("*;q=0.5, gzip;q=0"));
+        assert!(!accepts_gzip("gzip;q=0, *"));
+        assert!(!accepts_gzip("br, *;Q=0.0"));
+        assert!(accepts_gzip("*;q=0, gzip"));
+        assert!(accepts_gzip("deflate, *;q=0.1"));
     }
 
     #[test]

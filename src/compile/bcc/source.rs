@@ -233,14 +233,22 @@ impl<'a> Source<'a> {
         None
     }
 
-    /// The newlines in `range`, to keep in a replacement: inside a
+    /// The line breaks in `range` (`\n`, `\r\n`, and a lone `\r`, which
+    /// clang counts as a line too), to keep in a replacement: inside a
     /// directive each becomes a line continuation.
     pub(super) fn newlines(&self, range: Range<usize>, dir: u32) -> String {
-        let n = self.text[range].matches('\n').count();
-        if dir == 0 {
-            "\n".repeat(n)
-        } else {
-            "\\\n".repeat(n)
+        let mut out = String::new();
+        let mut previous = ' ';
+        for c in self.text[range].chars() {
+            if c == '\n' || c == '\r' {
+                // A continuation is written before the whole `\r\n`.
+                if dir != 0 && !(c == '\n' && previous == '\r') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            previous = c;
         }
+        out
     }
 }

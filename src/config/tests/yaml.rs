@@ -73,3 +73,11 @@ fn empty_file_is_reported() {
         assert!(e.message.contains("programs"), "{e}");
     }
 }
+
+/// An error placed just after a non-ASCII character and a colon (found by
+/// fuzzing: looking for the key before the error sliced inside `é`).
+#[test]
+fn non_ascii_before_a_colon_at_the_error() {
+    let e = expect_only_error("# café:", 1, &["empty"]);
+    assert_eq!(e.column, 8);
+}

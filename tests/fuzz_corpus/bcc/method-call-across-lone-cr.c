@@ -1,0 +1,1 @@
+BPF_PERCPU_ARRAY(scratch)scratch.lookup(
