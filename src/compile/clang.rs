@@ -75,6 +75,14 @@ pub enum ClangError {
     /// clang reported errors (with config file lines).
     #[error("clang failed:\n{0}")]
     Failed(String),
+    /// clang ended on a signal (a crash, the OOM killer) or failed without saying why.
+    #[error("clang {how}{}", if stderr.is_empty() { String::new() } else { format!(":\n{stderr}") })]
+    Died {
+        /// `was killed by signal 9 (SIGKILL)`, or `exited with status 1 and printed nothing`.
+        how: String,
+        /// What it printed before, if anything.
+        stderr: String,
+    },
     /// Headers, cache or temp files.
     #[error("{0}")]
     Io(String),
@@ -309,6 +317,13 @@ impl Compiler {
             .output()
             .map_err(|e| ClangError::NotFound(format!("{}: {e}", clang.display())))?;
         if !result.status.success() {
+            if let Some(how) = died(&result.status, &result.stderr) {
+                let stderr = String::from_utf8_lossy(&result.stderr).trim().to_string();
+                return Err(ClangError::Died {
+                    how,
+                    stderr: trim_diagnostics(&stderr, work.path()),
+                });
+            }
             let stderr = String::from_utf8_lossy(&result.stderr);
             let stderr = stderr
                 .lines()
@@ -334,6 +349,31 @@ impl Compiler {
         }
         Ok((bytes, false))
     }
+}
+
+/// How a clang that failed ended, when its output does not say: killed by a
+/// signal, or a failure status with nothing printed.
+fn died(status: &std::process::ExitStatus, stderr: &[u8]) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(signal) = status.signal() {
+        let name = match signal {
+            libc::SIGKILL => " (SIGKILL)",
+            libc::SIGSEGV => " (SIGSEGV)",
+            libc::SIGABRT => " (SIGABRT)",
+            libc::SIGTERM => " (SIGTERM)",
+            libc::SIGBUS => " (SIGBUS)",
+            libc::SIGINT => " (SIGINT)",
+            _ => "",
+        };
+        return Some(format!("was killed by signal {signal}{name}"));
+    }
+    if stderr.iter().all(u8::is_ascii_whitespace) {
+        return Some(match status.code() {
+            Some(code) => format!("exited with status {code} and printed nothing"),
+            None => "failed and printed nothing".to_string(),
+        });
+    }
+    None
 }
 
 /// `LINE:COL: rest` with COL moved right by `indent`.

@@ -16,6 +16,7 @@ mod deploy;
 mod explain;
 mod exposition;
 mod faults;
+mod faults_compile;
 mod go;
 mod gunicorn;
 mod inline_code;

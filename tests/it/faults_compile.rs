@@ -1,0 +1,206 @@
+//! Faults of the compile stage: clang missing, failing or killed mid-compile,
+//! a compile cache entry that is corrupt or truncated, a cache directory that
+//! cannot be written. Each breaks at most the program concerned, says which,
+//! and panics nowhere; the other programs run and count exactly.
+
+use crate::common::{self, fixtures, require_bpf, Exporter, Target};
+use std::path::{Path, PathBuf};
+
+/// An inline-code program `name` counting fixture:hit by argument into
+/// `userspace_exporter_<name>_total`, selecting processes named `comm`. `marker`
+/// goes into the code as a comment (a fake clang can tell programs apart by it).
+fn inline_program(name: &str, comm: &str, marker: &str) -> String {
+    format!(
+        r#"
+  - name: {name}
+    code: |
+      // {marker}
+      BPF_HASH({name}_hits, u64);
+      int on_hit(struct pt_regs *ctx) {{
+          u64 arg = 0;
+          bpf_usdt_readarg(1, ctx, &arg);
+          {name}_hits.increment(arg);
+          return 0;
+      }}
+    metrics:
+      counters:
+        - name: {name}_total
+          help: fixture:hit by argument, from inline code
+          table: {name}_hits
+          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+    usdt:
+      fixture:hit: on_hit
+    attachment: {{binary_name: {comm}}}
+"#
+    )
+}
+
+/// A program `object` from the prebuilt fixture object, counting fixture:hit
+/// into `userspace_exporter_object_total`.
+fn object_program(comm: &str) -> String {
+    format!(
+        r#"
+  - name: object
+    object: {usdt}
+    metrics:
+      counters:
+        - name: object_total
+          help: fixture:hit by argument, from an object
+          table: hits
+          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+    usdt:
+      fixture:hit: on_hit
+    attachment: {{binary_name: {comm}}}
+"#,
+        usdt = fixtures().object("usdt_counts").display()
+    )
+}
+
+fn hits(exporter: &Exporter, metric: &str, pid: u32, arg: &str) -> Option<f64> {
+    exporter.samples().get(
+        &format!("userspace_exporter_{metric}"),
+        &[("arg", arg), ("pid", &pid.to_string())],
+    )
+}
+
+fn assert_no_panic(exporter: &Exporter) {
+    let logs = exporter.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+}
+
+/// Writes an executable shell script.
+fn script(path: &Path, body: &str) -> PathBuf {
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path.to_path_buf()
+}
+
+/// Fault: clang is missing (`--clang /nonexistent/clang`) at startup. Expected:
+/// the inline program is reported broken, naming it and clang; the object
+/// program still counts exactly; no panic.
+#[test]
+fn a_missing_clang_breaks_only_the_inline_program() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let comm = "uexp-noclang";
+    let mut target = Target::start(comm);
+    let config = format!(
+        "programs:{}{}",
+        inline_program("inline", comm, "inline"),
+        object_program(comm)
+    );
+    let exporter = Exporter::start_with(&config, &["--clang", "/nonexistent/clang"]);
+    target.fire("usdt 5 1");
+    assert_eq!(
+        hits(&exporter, "object_total", target.pid(), "1"),
+        Some(5.0)
+    );
+    assert!(exporter
+        .samples()
+        .series("userspace_exporter_inline_total")
+        .is_empty());
+    let logs = exporter.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("ERROR")
+            && l.contains("program \"inline\"")
+            && l.contains("clang not found (/nonexistent/clang not runnable)")),
+        "{logs}"
+    );
+    let page = exporter.page("/");
+    assert!(page.contains("clang not found"), "{page}");
+    assert_no_panic(&exporter);
+}
+
+/// Fault: clang fails mid-compile: it exits 1 with an internal error, or it is
+/// killed (SIGKILL) after writing half its output. Expected: the program it was
+/// compiling is reported broken with clang's message or the signal, the other
+/// inline program and the object program count exactly, no panic, and nothing
+/// of the failed compile is cached (a later start with a working clang
+/// compiles it afresh and counts).
+#[test]
+fn a_clang_that_fails_or_is_killed_mid_compile_breaks_only_its_program() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let comm = "uexp-badclang";
+    let mut target = Target::start(comm);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "programs:{}{}{}",
+        inline_program("good", comm, "compiles"),
+        inline_program("bad", comm, "CRASH-HERE"),
+        object_program(comm)
+    );
+    // Both fakes run the real clang for `--version` and for the good program.
+    let prelude = r#"[ "$1" = --version ] && exec clang "$@"
+out=""; src=""; prev=""
+for a in "$@"; do
+  [ "$prev" = -o ] && out="$a"
+  [ "$prev" = -c ] && src="$a"
+  prev="$a"
+done
+grep -q CRASH-HERE "$src" || exec clang "$@"
+"#;
+    let exits = script(
+        &dir.path().join("clang-exit1"),
+        &format!(
+            "{prelude}echo 'clang: error: unable to execute command: Segmentation fault (core dumped)' >&2\nexit 1\n"
+        ),
+    );
+    let killed = script(
+        &dir.path().join("clang-killed"),
+        &format!("{prelude}clang \"$@\" || exit 3\nhead -c 100 \"$out\" > \"$out.half\" && mv \"$out.half\" \"$out\"\nkill -9 $$\n"),
+    );
+    let cache = dir.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    for (clang, expected) in [
+        (
+            &exits,
+            "clang failed:\nclang: error: unable to execute command: Segmentation fault (core dumped)",
+        ),
+        (&killed, "clang was killed by signal 9 (SIGKILL)"),
+    ] {
+        let exporter = Exporter::start_with(
+            &config,
+            &["--clang", clang.to_str().unwrap(), "--cache-dir", cache_arg],
+        );
+        target.fire("usdt 4 2");
+        assert_eq!(
+            hits(&exporter, "good_total", target.pid(), "2"),
+            Some(4.0),
+            "{}",
+            exporter.logs()
+        );
+        assert_eq!(
+            hits(&exporter, "object_total", target.pid(), "2"),
+            Some(4.0)
+        );
+        assert!(exporter
+            .samples()
+            .series("userspace_exporter_bad_total")
+            .is_empty());
+        let logs = exporter.logs();
+        assert!(
+            logs.contains(&format!("program \"bad\": {expected}")),
+            "expected {expected:?} in:\n{logs}"
+        );
+        assert_no_panic(&exporter);
+    }
+    // The real clang: the bad program was never cached, so it is compiled now.
+    let exporter = Exporter::start_with(&config, &["--cache-dir", cache_arg]);
+    let logs = exporter.logs();
+    assert!(
+        logs.contains("compiled inline code program=bad cached=false")
+            && logs.contains("compiled inline code program=good cached=true"),
+        "{logs}"
+    );
+    target.fire("usdt 3 7");
+    assert_eq!(
+        hits(&exporter, "bad_total", target.pid(), "7"),
+        Some(3.0),
+        "{logs}"
+    );
+}
