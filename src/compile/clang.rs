@@ -300,8 +300,14 @@ impl Compiler {
             .cache_dir
             .join("objects")
             .join(format!("{}.bpf.o", hex(&key.finalize())));
-        if let Ok(bytes) = std::fs::read(&object) {
-            return Ok((bytes, true));
+        if let Ok(entry) = std::fs::read(&object) {
+            match verified_entry(&entry) {
+                Some(bytes) => return Ok((bytes.to_vec(), true)),
+                None => tracing::warn!(
+                    "compile cache entry {} is damaged (truncated or corrupt): compiling again",
+                    object.display()
+                ),
+            }
         }
         let work = tempfile::tempdir()
             .map_err(|e| ClangError::Io(format!("cannot create a temp dir: {e}")))?;
@@ -340,15 +346,41 @@ impl Compiler {
             return Err(ClangError::Failed(trim_diagnostics(&stderr, work.path())));
         }
         let bytes = std::fs::read(&out).map_err(|e| io("cannot read", &out, e))?;
-        if let Some(parent) = object.parent() {
-            let _ = std::fs::create_dir_all(parent);
-            let tmp = object.with_extension("tmp");
-            if std::fs::write(&tmp, &bytes).is_ok() {
-                let _ = std::fs::rename(&tmp, &object);
-            }
-        }
+        let _ = store_entry(&object, &bytes);
         Ok((bytes, false))
     }
+}
+
+/// What a compile cache entry starts with: this tag, then the SHA-256 of the
+/// object bytes that follow. An entry that does not check out (a write cut
+/// short, a damaged disk, an older exporter's bare object) is compiled again.
+const ENTRY_TAG: &[u8] = b"ebpf-userspace-exporter object v1\n";
+
+/// The object bytes of a cache entry, if it is whole.
+fn verified_entry(entry: &[u8]) -> Option<&[u8]> {
+    let rest = entry.strip_prefix(ENTRY_TAG)?;
+    let digest_len = <Sha256 as Digest>::output_size();
+    if rest.len() < digest_len {
+        return None;
+    }
+    let (digest, object) = rest.split_at(digest_len);
+    (Sha256::digest(object).as_slice() == digest).then_some(object)
+}
+
+/// Writes a cache entry beside its final name, then renames it there: a
+/// reader sees the whole entry or none (a crash may leave a stray temp file).
+fn store_entry(path: &Path, object: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let parent = path.parent().expect("an entry is inside objects/");
+    std::fs::create_dir_all(parent)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".entry-")
+        .tempfile_in(parent)?;
+    tmp.write_all(ENTRY_TAG)?;
+    tmp.write_all(&Sha256::digest(object))?;
+    tmp.write_all(object)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// How a clang that failed ended, when its output does not say: killed by a
@@ -399,4 +431,34 @@ fn trim_diagnostics(stderr: &str, work: &Path) -> String {
         out.push_str(&format!("\n... {} more lines", lines.len() - shown.len()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_cache_entries_are_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("objects").join("key.bpf.o");
+        let object = b"\x7fELF pretend object bytes".repeat(40);
+        store_entry(&path, &object).unwrap();
+        let entry = std::fs::read(&path).unwrap();
+        assert_eq!(verified_entry(&entry), Some(&object[..]));
+        // Cut short anywhere, a byte changed anywhere, empty, or a bare object.
+        for cut in [0, 1, ENTRY_TAG.len(), ENTRY_TAG.len() + 31, entry.len() - 1] {
+            assert_eq!(verified_entry(&entry[..cut]), None, "cut at {cut}");
+        }
+        for at in [0, ENTRY_TAG.len() + 3, entry.len() / 2, entry.len() - 1] {
+            let mut damaged = entry.clone();
+            damaged[at] ^= 1;
+            assert_eq!(verified_entry(&damaged), None, "byte {at} flipped");
+        }
+        assert_eq!(verified_entry(&object), None);
+        // Only the entry is left in the directory.
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
+    }
 }

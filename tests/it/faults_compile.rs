@@ -204,3 +204,80 @@ grep -q CRASH-HERE "$src" || exec clang "$@"
         "{logs}"
     );
 }
+
+/// The one object file in the cache's `objects/`.
+fn cached_object(cache: &Path) -> PathBuf {
+    let objects: Vec<PathBuf> = std::fs::read_dir(cache.join("objects"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "o"))
+        .collect();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    objects.into_iter().next().unwrap()
+}
+
+/// Fault: a compile cache entry is truncated (half its bytes), or corrupt
+/// (bytes flipped in the middle, same length). Expected: the entry is never
+/// loaded: the program is compiled again (`cached=false`), the entry is
+/// rewritten, and the program counts exactly; the next start uses the cache.
+#[test]
+fn a_truncated_or_corrupt_cache_entry_is_recompiled_never_loaded() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let comm = "uexp-badcache";
+    let mut target = Target::start(comm);
+    let cache = tempfile::tempdir().unwrap();
+    let cache_arg = cache.path().to_str().unwrap();
+    let config = format!("programs:{}", inline_program("cached", comm, "cached"));
+    let start = || Exporter::start_with(&config, &["--cache-dir", cache_arg]);
+    let exporter = start();
+    assert!(exporter
+        .logs()
+        .contains("compiled inline code program=cached cached=false"));
+    drop(exporter);
+    let entry = cached_object(cache.path());
+    let good = std::fs::read(&entry).unwrap();
+    let mut corrupt = good.clone();
+    let middle = corrupt.len() / 2;
+    for b in &mut corrupt[middle..middle + 64] {
+        *b ^= 0x5a;
+    }
+    let damaged: [(&str, Vec<u8>); 3] = [
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("corrupt", corrupt),
+        ("empty", Vec::new()),
+    ];
+    for (what, bytes) in damaged {
+        std::fs::write(&entry, &bytes).unwrap();
+        let exporter = start();
+        let logs = exporter.logs();
+        assert!(
+            logs.contains("compiled inline code program=cached cached=false"),
+            "{what} entry loaded:\n{logs}"
+        );
+        target.fire("usdt 6 3");
+        assert_eq!(
+            hits(&exporter, "cached_total", target.pid(), "3"),
+            Some(6.0),
+            "{what}:\n{logs}"
+        );
+        assert_no_panic(&exporter);
+        drop(exporter);
+        assert_ne!(
+            std::fs::read(cached_object(cache.path())).unwrap(),
+            bytes,
+            "{what}: the entry was not rewritten"
+        );
+    }
+    let exporter = start();
+    assert!(exporter
+        .logs()
+        .contains("compiled inline code program=cached cached=true"));
+    target.fire("usdt 2 3");
+    assert_eq!(
+        hits(&exporter, "cached_total", target.pid(), "3"),
+        Some(2.0)
+    );
+}
