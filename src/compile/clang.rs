@@ -120,6 +120,10 @@ pub struct Compiler {
     cache_dir: PathBuf,
     toolchain: OnceLock<Result<(PathBuf, String), String>>,
     include_dir: OnceLock<Result<PathBuf, String>>,
+    /// The headers' directory when the cache cannot hold them (removed on drop).
+    scratch: OnceLock<tempfile::TempDir>,
+    /// Whether the cache was found unwritable (said once).
+    unwritable: std::sync::atomic::AtomicBool,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -147,6 +151,21 @@ impl Compiler {
             cache_dir,
             toolchain: OnceLock::new(),
             include_dir: OnceLock::new(),
+            scratch: OnceLock::new(),
+            unwritable: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Says once that the cache cannot be written: compiling goes on without it.
+    fn cache_unwritable(&self, error: &std::io::Error) {
+        if !self
+            .unwritable
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "cache directory {} cannot be written ({error}): compiling without caching",
+                self.cache_dir.display()
+            );
         }
     }
 
@@ -216,21 +235,25 @@ impl Compiler {
             return Ok(dir);
         }
         // Build beside, then rename: a concurrent or interrupted run never sees half a directory.
-        std::fs::create_dir_all(&self.cache_dir)
-            .map_err(|e| io("cannot create cache directory", &self.cache_dir, e))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".include-")
-            .tempdir_in(&self.cache_dir)
-            .map_err(|e| io("cannot create a directory in", &self.cache_dir, e))?;
-        super::write_headers(tmp.path())
-            .map_err(|e| io("cannot write headers to", tmp.path(), e))?;
-        for (name, contents) in COMPAT_HEADERS {
-            let path = tmp.path().join(name);
-            std::fs::create_dir_all(path.parent().expect("header has a parent"))
-                .map_err(|e| io("cannot create", &path, e))?;
-            std::fs::write(&path, contents).map_err(|e| io("cannot write", &path, e))?;
-        }
-        vmlinux::write_vmlinux_h(btf, &tmp.path().join("vmlinux.h"))?;
+        let tmp = match std::fs::create_dir_all(&self.cache_dir).and_then(|()| {
+            tempfile::Builder::new()
+                .prefix(".include-")
+                .tempdir_in(&self.cache_dir)
+        }) {
+            Ok(tmp) => tmp,
+            Err(e) => {
+                // A read-only cache, or a file where it should be: headers in a
+                // private temp dir for this run.
+                self.cache_unwritable(&e);
+                let tmp = tempfile::Builder::new()
+                    .prefix("ebpf-userspace-exporter-include-")
+                    .tempdir()
+                    .map_err(|e| ClangError::Io(format!("cannot create a temp dir: {e}")))?;
+                lay_out_headers(tmp.path(), btf)?;
+                return Ok(self.scratch.get_or_init(|| tmp).path().to_path_buf());
+            }
+        };
+        lay_out_headers(tmp.path(), btf)?;
         let tmp = tmp.keep();
         if std::fs::rename(&tmp, &dir).is_err() {
             // Someone else finished first.
@@ -346,9 +369,25 @@ impl Compiler {
             return Err(ClangError::Failed(trim_diagnostics(&stderr, work.path())));
         }
         let bytes = std::fs::read(&out).map_err(|e| io("cannot read", &out, e))?;
-        let _ = store_entry(&object, &bytes);
+        if let Err(e) = store_entry(&object, &bytes) {
+            self.cache_unwritable(&e);
+        }
         Ok((bytes, false))
     }
+}
+
+/// Writes the libbpf headers, the bcc compatibility headers and this
+/// kernel's vmlinux.h (from `btf`) into `dir`.
+fn lay_out_headers(dir: &Path, btf: &Path) -> Result<(), ClangError> {
+    super::write_headers(dir).map_err(|e| io("cannot write headers to", dir, e))?;
+    for (name, contents) in COMPAT_HEADERS {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().expect("header has a parent"))
+            .map_err(|e| io("cannot create", &path, e))?;
+        std::fs::write(&path, contents).map_err(|e| io("cannot write", &path, e))?;
+    }
+    vmlinux::write_vmlinux_h(btf, &dir.join("vmlinux.h"))?;
+    Ok(())
 }
 
 /// What a compile cache entry starts with: this tag, then the SHA-256 of the

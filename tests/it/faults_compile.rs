@@ -281,3 +281,70 @@ fn a_truncated_or_corrupt_cache_entry_is_recompiled_never_loaded() {
         Some(2.0)
     );
 }
+
+/// Fault: the cache directory cannot be written: a read-only mount, or a file
+/// where the directory should be. Expected: the program is compiled without
+/// caching (`cached=false` at every start), a warning names the directory, and
+/// the program counts exactly.
+#[test]
+fn an_unwritable_cache_directory_compiles_without_caching_and_warns() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let comm = "uexp-rocache";
+    let mut target = Target::start(comm);
+    let config = format!("programs:{}", inline_program("uncached", comm, "uncached"));
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the directory should be.
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, "").unwrap();
+    // A read-only mount, in a mount namespace of the exporter's own (root
+    // writes through permission bits, not through a read-only mount).
+    let read_only = dir.path().join("read-only");
+    std::fs::create_dir(&read_only).unwrap();
+    let remount = format!(
+        "mount --bind {ro} {ro} && mount -o remount,bind,ro {ro} && exec \"$0\" \"$@\"",
+        ro = read_only.display()
+    );
+    let unshare = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        remount.as_str(),
+    ];
+    for (cache, wrapper) in [(&file, &[][..]), (&read_only, &unshare[..])] {
+        for round in 0..2 {
+            let exporter = Exporter::start_with_command(
+                &config,
+                &["--cache-dir", cache.to_str().unwrap()],
+                wrapper,
+            );
+            let logs = exporter.logs();
+            assert!(
+                logs.contains("compiled inline code program=uncached cached=false"),
+                "{}, round {round}:\n{logs}",
+                cache.display()
+            );
+            assert!(
+                logs.lines().any(|l| l.contains("WARN")
+                    && l.contains(&format!("cache directory {}", cache.display()))
+                    && l.contains("without caching")),
+                "{}:\n{logs}",
+                cache.display()
+            );
+            target.fire("usdt 5 4");
+            assert_eq!(
+                hits(&exporter, "uncached_total", target.pid(), "4"),
+                Some(5.0),
+                "{logs}"
+            );
+            assert_no_panic(&exporter);
+        }
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"");
+    assert_eq!(std::fs::read_dir(&read_only).unwrap().count(), 0);
+}
