@@ -21,6 +21,9 @@ pub struct AttachFailure {
     pub probe: String,
     /// What went wrong and where.
     pub message: String,
+    /// The attach was cut short by no fault (the process exited while being
+    /// attached): not reported as an error, not retried.
+    pub cancelled: bool,
 }
 
 /// A BPF program of a loaded instance, as the kernel knows it.
@@ -73,6 +76,7 @@ impl InstanceError {
                 kind: ProbeKind::Usdt,
                 probe: String::new(),
                 message: message.clone(),
+                cancelled: false,
             }],
         }
     }
@@ -223,6 +227,7 @@ impl Instance {
                 kind: probe.kind,
                 probe: probe.spec.clone(),
                 message,
+                cancelled: false,
             };
             let Some(bpf_prog) = object
                 .progs_mut()
@@ -323,6 +328,7 @@ impl Instance {
                         process.pid(),
                         process.comm
                     ),
+                    cancelled: true,
                 }],
             });
         }

@@ -485,6 +485,20 @@ impl<A: Attacher> Step<'_, A> {
                 state.failed.remove(&key);
                 Some(instance)
             }
+            Err(failures) if failures.iter().all(|f| f.cancelled) => {
+                // Gone before its attach was done: nothing to retry or report
+                // (short-lived processes do this all the time).
+                for f in &failures {
+                    tracing::debug!(
+                        program = state.program.name(),
+                        target = described,
+                        "{}",
+                        f.message
+                    );
+                }
+                state.failed.remove(&key);
+                None
+            }
             Err(failures) => {
                 self.record_failures(state, &described, &failures, first_attempt);
                 let attempts = state.failed.get(&key).map_or(0, |f| f.attempts) + 1;

@@ -1,8 +1,11 @@
 //! Faults a running exporter meets in its targets: an executable deleted,
 //! replaced or rebuilt on disk, a target it has no right to read, a target
-//! stopped (SIGSTOP) while it is attached. Each is handled without stopping
-//! anything else: all but the unreadable one are counted exactly; that one is
-//! logged once and counted as an attach error.
+//! stopped (SIGSTOP) while it is attached, targets exiting in the middle of
+//! their attach, and `/proc` entries vanishing under a rescan storm. Each is
+//! handled without stopping anything else: all but the unreadable one are
+//! counted exactly (that one is logged once and counted as an attach error),
+//! and processes that exit while being attached are no error: logged at
+//! debug level, not counted, leaving nothing behind.
 
 use crate::common::{self, fixtures, require_bpf, wait_for, Exporter, Target};
 use std::path::Path;
@@ -343,4 +346,172 @@ fn a_replaced_executable_counts_the_old_and_the_new_build_exactly() {
         .samples()
         .series("userspace_exporter_attach_errors_total")
         .is_empty());
+}
+
+/// Lines of the exporter's log at WARN or ERROR level.
+fn warnings(exporter: &Exporter) -> Vec<String> {
+    exporter
+        .logs()
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Fault: 500 matching processes that exit at once (each reads an empty
+/// stdin and ends), in waves of 50, while the exporter rescans `/proc` fully
+/// every 10 ms: entries vanish between being listed, read and attached.
+/// Expected: no panic, nothing logged above debug, no attach error counted; a
+/// long-lived target hitting its probe meanwhile is counted exactly; after,
+/// only it is attached, nothing failed, and the exporter's fds and the
+/// kernel's programs, maps and links are back to their baseline.
+#[test]
+fn a_rescan_storm_of_exiting_processes_logs_nothing_and_leaks_nothing() {
+    let _machine = common::exclusive();
+    if !require_bpf() {
+        return;
+    }
+    let comm = "uexp-storm";
+    let binary = fixtures().target_named(comm);
+    // Started first: a startup with nothing to attach would warn about it.
+    let mut steady = Target::start(comm);
+    let exporter = Exporter::start_with(
+        &common::hits_config(comm),
+        &[
+            "--discovery.interval",
+            "10ms",
+            "--discovery.full-interval",
+            "10ms",
+        ],
+    );
+    assert!(attached(&exporter, steady.pid()), "{}", exporter.logs());
+    let baseline_fds = crate::churn_leaks::fds(exporter.pid());
+    let baseline = crate::churn_leaks::steady_kernel_objects();
+    for _wave in 0..10 {
+        let children: Vec<std::process::Child> = (0..50)
+            .map(|_| {
+                common::spawn(
+                    Command::new(&binary)
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null()),
+                )
+            })
+            .collect();
+        steady.fire("usdt 10 7");
+        for mut child in children {
+            child.wait().unwrap();
+        }
+    }
+    assert_eq!(hits(&exporter, steady.pid(), "7"), Some(100.0));
+    let settled = wait_for(Duration::from_secs(30), || {
+        let s = exporter.samples();
+        let done = s.value(
+            "userspace_exporter_processes",
+            &[("name", "churn"), ("state", "attached")],
+        ) == 1.0
+            && s.value(
+                "userspace_exporter_processes",
+                &[("name", "churn"), ("state", "failed")],
+            ) == 0.0
+            && s.series("userspace_exporter_churn_hits_total").len() == 1
+            && crate::churn_leaks::fds(exporter.pid()) <= baseline_fds
+            && crate::churn_leaks::kernel_objects() == baseline;
+        done.then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "not back to baseline: fds {} vs {baseline_fds}, kernel {:?} vs {baseline:?}\n{}",
+        crate::churn_leaks::fds(exporter.pid()),
+        crate::churn_leaks::kernel_objects(),
+        exporter.scrape()
+    );
+    let logs = exporter.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+    let warned = warnings(&exporter);
+    assert!(
+        warned.is_empty(),
+        "{} lines, first: {:#?}",
+        warned.len(),
+        &warned[..warned.len().min(5)]
+    );
+    assert!(exporter
+        .samples()
+        .series("userspace_exporter_attach_errors_total")
+        .is_empty());
+}
+
+/// Fault: 100 running targets are killed one after the other while the
+/// exporter attaches them at startup, so some exit in the middle of their
+/// attach. Expected: each such one is reported (at debug level) as having
+/// exited while being attached, none as an error or warning, no attach error
+/// is counted, no panic; once all are gone nothing is attached or failed and
+/// the kernel's programs, maps and links are back to their baseline.
+#[test]
+fn targets_exiting_mid_attach_are_reported_as_exited_and_leave_nothing() {
+    let _machine = common::exclusive();
+    if !require_bpf() {
+        return;
+    }
+    let comm = "uexp-midexit";
+    fixtures().target_named(comm);
+    let mut targets: Vec<Target> = (0..100).map(|_| Target::start(comm)).collect();
+    let pids: Vec<u32> = targets.iter().map(Target::pid).collect();
+    let baseline = crate::churn_leaks::steady_kernel_objects();
+    // Killed from the last one backwards while the startup attaches go forwards.
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        while let Some(target) = targets.pop() {
+            drop(target);
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    });
+    let exporter = Exporter::start_with(
+        &common::hits_config(comm),
+        &["--log-level", "info,userspace_exporter=debug"],
+    );
+    killer.join().unwrap();
+    let settled = wait_for(Duration::from_secs(30), || {
+        let s = exporter.samples();
+        let done = s.value(
+            "userspace_exporter_processes",
+            &[("name", "churn"), ("state", "attached")],
+        ) == 0.0
+            && s.value(
+                "userspace_exporter_processes",
+                &[("name", "churn"), ("state", "failed")],
+            ) == 0.0
+            && crate::churn_leaks::kernel_objects() == baseline;
+        done.then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "not back to baseline: kernel {:?} vs {baseline:?}\n{}",
+        crate::churn_leaks::kernel_objects(),
+        exporter.scrape()
+    );
+    let logs = exporter.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+    let warned = warnings(&exporter);
+    assert!(warned.is_empty(), "{warned:#?}");
+    assert!(exporter
+        .samples()
+        .series("userspace_exporter_attach_errors_total")
+        .is_empty());
+    let exited: Vec<&u32> = pids
+        .iter()
+        .filter(|pid| {
+            logs.contains(&format!(
+                "process {pid} (uexp-midexit) exited while being attached"
+            ))
+        })
+        .collect();
+    let attached: Vec<&u32> = pids
+        .iter()
+        .filter(|pid| logs.contains(&format!("target=pid {pid} ")))
+        .collect();
+    eprintln!(
+        "of 100 targets: {} attached before they exited, {} exited mid-attach",
+        attached.len(),
+        exited.len()
+    );
 }
