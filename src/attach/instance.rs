@@ -22,7 +22,8 @@ pub struct AttachFailure {
     /// What went wrong and where.
     pub message: String,
     /// The attach was cut short by no fault (the process exited while being
-    /// attached): not reported as an error, not retried.
+    /// attached, or the exporter is stopping): not reported as an error, not
+    /// retried.
     pub cancelled: bool,
 }
 

@@ -151,6 +151,17 @@ impl<A: Attacher> Reconciler<A> {
         }
     }
 
+    /// Takes every attached instance out, per process and per binary (the
+    /// exporter is stopping): the caller detaches them.
+    pub fn take_instances(&mut self) -> Vec<A::Instance> {
+        let mut taken = Vec::new();
+        for state in &mut self.programs {
+            taken.extend(std::mem::take(&mut state.instances).into_values());
+            taken.extend(std::mem::take(&mut state.binaries).into_values());
+        }
+        taken
+    }
+
     /// The pids known from rescans and events: a routine rescan reads only the others.
     pub fn known_pids(&self) -> BTreeSet<i32> {
         self.processes.known_pids()

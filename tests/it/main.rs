@@ -17,6 +17,7 @@ mod explain;
 mod exposition;
 mod faults;
 mod faults_compile;
+mod faults_stop;
 mod go;
 mod gunicorn;
 mod inline_code;

@@ -263,6 +263,27 @@ fn a_process_that_exits_while_being_attached_is_neither_failed_nor_an_error() {
 }
 
 #[test]
+fn stopping_takes_every_instance_per_process_and_per_binary() {
+    let mut r = rules(vec![
+        program("py", "python3"),
+        per_binary("pg", "postgres", &[]),
+    ]);
+    let a = process(10, 1, "python3", "/usr/bin/python3");
+    let b = process(11, 1, "postgres", "/usr/bin/postgres");
+    r.apply_rescan(rescan(&[&a, &b]));
+    let taken: Vec<String> = r
+        .take_instances()
+        .iter()
+        .map(|i| i.target.describe())
+        .collect();
+    assert_eq!(taken.len(), 2, "{taken:?}");
+    assert!(r
+        .programs
+        .iter()
+        .all(|p| p.instances.is_empty() && p.binaries.is_empty()));
+}
+
+#[test]
 fn a_retry_that_succeeds_moves_the_process_from_failed_to_attached() {
     let mut r = rules(vec![program("py", "python3")]);
     r.attacher.failing.insert("pid 10 (python3)".into(), 2);
