@@ -231,8 +231,15 @@ impl Compiler {
         let dir = self
             .cache_dir
             .join(format!("include-{}", &hex(&hash.finalize())[..16]));
-        if dir.join("vmlinux.h").exists() {
+        if headers_whole(&dir) {
             return Ok(dir);
+        }
+        if dir.exists() {
+            tracing::warn!(
+                "compile cache headers {} are incomplete or damaged: laying them out again",
+                dir.display()
+            );
+            let _ = std::fs::remove_dir_all(&dir);
         }
         // Build beside, then rename: a concurrent or interrupted run never sees half a directory.
         let tmp = match std::fs::create_dir_all(&self.cache_dir).and_then(|()| {
@@ -254,12 +261,16 @@ impl Compiler {
             }
         };
         lay_out_headers(tmp.path(), btf)?;
-        let tmp = tmp.keep();
-        if std::fs::rename(&tmp, &dir).is_err() {
-            // Someone else finished first.
-            let _ = std::fs::remove_dir_all(&tmp);
+        if std::fs::rename(tmp.path(), &dir).is_ok() {
+            let _ = tmp.keep();
+            return Ok(dir);
         }
-        Ok(dir)
+        if headers_whole(&dir) {
+            // Someone else finished first (ours is removed with `tmp`).
+            return Ok(dir);
+        }
+        // A damaged directory that cannot be replaced: ours, for this run.
+        Ok(self.scratch.get_or_init(|| tmp).path().to_path_buf())
     }
 
     /// Compiles one program's inline code to BPF object bytes, from the cache when possible.
@@ -386,8 +397,35 @@ fn lay_out_headers(dir: &Path, btf: &Path) -> Result<(), ClangError> {
             .map_err(|e| io("cannot create", &path, e))?;
         std::fs::write(&path, contents).map_err(|e| io("cannot write", &path, e))?;
     }
-    vmlinux::write_vmlinux_h(btf, &dir.join("vmlinux.h"))?;
+    let vmlinux_h = dir.join("vmlinux.h");
+    vmlinux::write_vmlinux_h(btf, &vmlinux_h)?;
+    let written = std::fs::read(&vmlinux_h).map_err(|e| io("cannot read", &vmlinux_h, e))?;
+    let sum = dir.join(VMLINUX_SUM);
+    std::fs::write(&sum, hex(&Sha256::digest(&written)))
+        .map_err(|e| io("cannot write", &sum, e))?;
     Ok(())
+}
+
+/// The SHA-256 of vmlinux.h, beside it: a cached include directory is used
+/// only when every header in it is whole.
+const VMLINUX_SUM: &str = "vmlinux.h.sha256";
+
+/// Whether `dir` holds every header as [`lay_out_headers`] wrote them.
+fn headers_whole(dir: &Path) -> bool {
+    let same = |path: PathBuf, contents: &[u8]| std::fs::read(path).is_ok_and(|b| b == contents);
+    super::LIBBPF_HEADERS
+        .iter()
+        .all(|(name, contents)| same(dir.join("bpf").join(name), contents))
+        && COMPAT_HEADERS
+            .iter()
+            .all(|(name, contents)| same(dir.join(name), contents.as_bytes()))
+        && match (
+            std::fs::read(dir.join("vmlinux.h")),
+            std::fs::read_to_string(dir.join(VMLINUX_SUM)),
+        ) {
+            (Ok(header), Ok(sum)) => hex(&Sha256::digest(&header)) == sum.trim(),
+            _ => false,
+        }
 }
 
 /// What a compile cache entry starts with: this tag, then the SHA-256 of the

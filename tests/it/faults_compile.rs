@@ -216,10 +216,11 @@ fn cached_object(cache: &Path) -> PathBuf {
     objects.into_iter().next().unwrap()
 }
 
-/// Fault: a compile cache entry is truncated (half its bytes), or corrupt
-/// (bytes flipped in the middle, same length). Expected: the entry is never
-/// loaded: the program is compiled again (`cached=false`), the entry is
-/// rewritten, and the program counts exactly; the next start uses the cache.
+/// Fault: a compile cache entry is truncated (half its bytes), corrupt
+/// (bytes flipped in the middle, same length) or empty; the cached headers'
+/// vmlinux.h is cut short. Expected: nothing damaged is used: the program is
+/// compiled again (`cached=false`), the entry (or the headers) rewritten, and
+/// the program counts exactly; the next start uses the cache.
 #[test]
 fn a_truncated_or_corrupt_cache_entry_is_recompiled_never_loaded() {
     let _machine = common::shared();
@@ -280,6 +281,37 @@ fn a_truncated_or_corrupt_cache_entry_is_recompiled_never_loaded() {
         hits(&exporter, "cached_total", target.pid(), "3"),
         Some(2.0)
     );
+    drop(exporter);
+    // The cached headers damaged (vmlinux.h cut short) and the object gone:
+    // the headers are laid out again and the program compiles.
+    let include = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("include-")
+        })
+        .expect("an include directory in the cache");
+    let vmlinux_h = include.join("vmlinux.h");
+    let header = std::fs::read(&vmlinux_h).unwrap();
+    std::fs::write(&vmlinux_h, &header[..header.len() / 3]).unwrap();
+    std::fs::remove_dir_all(cache.path().join("objects")).unwrap();
+    let exporter = start();
+    let logs = exporter.logs();
+    assert!(
+        logs.contains("are incomplete or damaged: laying them out again")
+            && logs.contains("compiled inline code program=cached cached=false"),
+        "{logs}"
+    );
+    target.fire("usdt 4 3");
+    assert_eq!(
+        hits(&exporter, "cached_total", target.pid(), "3"),
+        Some(4.0),
+        "{logs}"
+    );
+    assert_eq!(std::fs::read(&vmlinux_h).unwrap(), header);
 }
 
 /// Fault: the cache directory cannot be written: a read-only mount, or a file
