@@ -35,5 +35,6 @@ mod python_gc;
 mod redis;
 mod reload;
 mod ruby;
+mod soak;
 mod value_layouts;
 mod web;
