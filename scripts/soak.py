@@ -602,7 +602,7 @@ def markdown(s):
         ("samples per scrape (max)", f"{sc['samples_max']}", ""),
         ("long-lived targets' counts", f"{s['fired_hits']} USDT hits and {s['fired_calls']} uprobe calls, counted exactly; no reset in Prometheus",
          mark("long-lived targets counted exactly") + (", " + mark("Prometheus saw the exact counts, never reset"))),
-        ("replaced program, per reload epoch", f"exact in {len(s['reloads'])} epochs", mark("replaced program exact in every reload epoch")),
+        ("replaced program, per reload epoch", f"exact in each of {len(s['reloads'])} reload epochs", mark("replaced program exact in every reload epoch")),
         ("reloads", f"{sum(x['ok'] for x in s['reloads'])} of {len(s['reloads'])} succeeded, slowest {max([x['seconds'] for x in s['reloads']] or [0]):.2f} s", mark("every reload succeeded")),
         ("attaches / attach errors", f"{s['attaches']} / {s['attach_errors']}", ""),
         ("RSS first / after warm-up / last / max", f"{r['first']} / {r['after_warmup']} / {r['last']} / {r['max']} MiB", ""),

@@ -29,6 +29,9 @@ fn attached(exporter: &Exporter, pid: u32) -> bool {
         .is_some()
 }
 
+/// Fault: a target's executable is deleted, and another's replaced (renamed
+/// over by a copy), while they run, before the exporter starts. Expected: both
+/// are attached to the files they run and counted exactly; no attach error.
 #[test]
 fn targets_whose_executable_was_deleted_or_replaced_are_still_counted() {
     let _machine = common::shared();
@@ -83,6 +86,12 @@ fn targets_whose_executable_was_deleted_or_replaced_are_still_counted() {
     );
 }
 
+/// Fault: a target the exporter may not read (another user's process, its
+/// executable only in its own mount namespace; the exporter without
+/// CAP_SYS_PTRACE and CAP_SYS_ADMIN). Expected: reported once ("cannot read
+/// the files of process N (comm): permission denied") across rescans, counted
+/// once in attach_errors_total and as one failed process; the exporter's own
+/// target counts exactly.
 #[test]
 fn a_target_the_exporter_may_not_read_is_reported_once_and_the_others_still_count() {
     let _machine = common::shared();
