@@ -52,9 +52,10 @@ for path in sorted(glob.glob("tests/it/faults*.rs")):
         doc = " ".join(l[3:].strip() for l in doc.splitlines())
         fault, _, expected = doc.partition("Expected:")
         fault = fault.strip().removeprefix("Fault:").strip()
+        fault, expected = (t[:1].upper() + t[1:] for t in (fault, expected.strip()))
         outcome = results.get(f"{module}::{name}", "not run")
         outcome = {"ok": "pass", "FAILED": "**FAIL**"}.get(outcome, outcome)
-        rows.append(f"| {fault} | {expected.strip()} | `{module}::{name}` | {outcome} |")
+        rows.append(f"| {fault} | {expected} | `{module}::{name}` | {outcome} |")
 print("\n".join(rows))
 EOF
 )
