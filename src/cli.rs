@@ -622,6 +622,13 @@ fn run(cli: &Cli, compiler: Arc<Compiler>) -> anyhow::Result<()> {
     };
     runtime.block_on(server)??;
     tracing::info!("shutting down: detaching all probes");
+    let started = std::time::Instant::now();
+    let detached = exporter.detach_all();
+    tracing::info!(
+        instances = detached,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "detached"
+    );
     drop(readiness);
     drop(exporter);
     Ok(())
@@ -727,6 +734,9 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+    // Attaches still under way (the startup's, a burst of new processes) end
+    // at once instead of running to the last one.
+    crate::exporter::stop_attaching();
 }
 
 #[cfg(test)]

@@ -21,6 +21,10 @@ pub struct AttachFailure {
     pub probe: String,
     /// What went wrong and where.
     pub message: String,
+    /// The attach was cut short by no fault (the process exited while being
+    /// attached, or the exporter is stopping): not reported as an error, not
+    /// retried.
+    pub cancelled: bool,
 }
 
 /// A BPF program of a loaded instance, as the kernel knows it.
@@ -73,6 +77,7 @@ impl InstanceError {
                 kind: ProbeKind::Usdt,
                 probe: String::new(),
                 message: message.clone(),
+                cancelled: false,
             }],
         }
     }
@@ -223,6 +228,7 @@ impl Instance {
                 kind: probe.kind,
                 probe: probe.spec.clone(),
                 message,
+                cancelled: false,
             };
             let Some(bpf_prog) = object
                 .progs_mut()
@@ -323,6 +329,7 @@ impl Instance {
                         process.pid(),
                         process.comm
                     ),
+                    cancelled: true,
                 }],
             });
         }

@@ -75,6 +75,14 @@ pub enum ClangError {
     /// clang reported errors (with config file lines).
     #[error("clang failed:\n{0}")]
     Failed(String),
+    /// clang ended on a signal (a crash, the OOM killer) or failed without saying why.
+    #[error("clang {how}{}", if stderr.is_empty() { String::new() } else { format!(":\n{stderr}") })]
+    Died {
+        /// `was killed by signal 9 (SIGKILL)`, or `exited with status 1 and printed nothing`.
+        how: String,
+        /// What it printed before, if anything.
+        stderr: String,
+    },
     /// Headers, cache or temp files.
     #[error("{0}")]
     Io(String),
@@ -112,6 +120,10 @@ pub struct Compiler {
     cache_dir: PathBuf,
     toolchain: OnceLock<Result<(PathBuf, String), String>>,
     include_dir: OnceLock<Result<PathBuf, String>>,
+    /// The headers' directory when the cache cannot hold them (removed on drop).
+    scratch: OnceLock<tempfile::TempDir>,
+    /// Whether the cache was found unwritable (said once).
+    unwritable: std::sync::atomic::AtomicBool,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -139,6 +151,21 @@ impl Compiler {
             cache_dir,
             toolchain: OnceLock::new(),
             include_dir: OnceLock::new(),
+            scratch: OnceLock::new(),
+            unwritable: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Says once that the cache cannot be written: compiling goes on without it.
+    fn cache_unwritable(&self, error: &std::io::Error) {
+        if !self
+            .unwritable
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "cache directory {} cannot be written ({error}): compiling without caching",
+                self.cache_dir.display()
+            );
         }
     }
 
@@ -204,31 +231,46 @@ impl Compiler {
         let dir = self
             .cache_dir
             .join(format!("include-{}", &hex(&hash.finalize())[..16]));
-        if dir.join("vmlinux.h").exists() {
+        if headers_whole(&dir) {
             return Ok(dir);
         }
+        if dir.exists() {
+            tracing::warn!(
+                "compile cache headers {} are incomplete or damaged: laying them out again",
+                dir.display()
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         // Build beside, then rename: a concurrent or interrupted run never sees half a directory.
-        std::fs::create_dir_all(&self.cache_dir)
-            .map_err(|e| io("cannot create cache directory", &self.cache_dir, e))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".include-")
-            .tempdir_in(&self.cache_dir)
-            .map_err(|e| io("cannot create a directory in", &self.cache_dir, e))?;
-        super::write_headers(tmp.path())
-            .map_err(|e| io("cannot write headers to", tmp.path(), e))?;
-        for (name, contents) in COMPAT_HEADERS {
-            let path = tmp.path().join(name);
-            std::fs::create_dir_all(path.parent().expect("header has a parent"))
-                .map_err(|e| io("cannot create", &path, e))?;
-            std::fs::write(&path, contents).map_err(|e| io("cannot write", &path, e))?;
+        let tmp = match std::fs::create_dir_all(&self.cache_dir).and_then(|()| {
+            tempfile::Builder::new()
+                .prefix(".include-")
+                .tempdir_in(&self.cache_dir)
+        }) {
+            Ok(tmp) => tmp,
+            Err(e) => {
+                // A read-only cache, or a file where it should be: headers in a
+                // private temp dir for this run.
+                self.cache_unwritable(&e);
+                let tmp = tempfile::Builder::new()
+                    .prefix("ebpf-userspace-exporter-include-")
+                    .tempdir()
+                    .map_err(|e| ClangError::Io(format!("cannot create a temp dir: {e}")))?;
+                lay_out_headers(tmp.path(), btf)?;
+                return Ok(self.scratch.get_or_init(|| tmp).path().to_path_buf());
+            }
+        };
+        lay_out_headers(tmp.path(), btf)?;
+        if std::fs::rename(tmp.path(), &dir).is_ok() {
+            let _ = tmp.keep();
+            return Ok(dir);
         }
-        vmlinux::write_vmlinux_h(btf, &tmp.path().join("vmlinux.h"))?;
-        let tmp = tmp.keep();
-        if std::fs::rename(&tmp, &dir).is_err() {
-            // Someone else finished first.
-            let _ = std::fs::remove_dir_all(&tmp);
+        if headers_whole(&dir) {
+            // Someone else finished first (ours is removed with `tmp`).
+            return Ok(dir);
         }
-        Ok(dir)
+        // A damaged directory that cannot be replaced: ours, for this run.
+        Ok(self.scratch.get_or_init(|| tmp).path().to_path_buf())
     }
 
     /// Compiles one program's inline code to BPF object bytes, from the cache when possible.
@@ -292,8 +334,14 @@ impl Compiler {
             .cache_dir
             .join("objects")
             .join(format!("{}.bpf.o", hex(&key.finalize())));
-        if let Ok(bytes) = std::fs::read(&object) {
-            return Ok((bytes, true));
+        if let Ok(entry) = std::fs::read(&object) {
+            match verified_entry(&entry) {
+                Some(bytes) => return Ok((bytes.to_vec(), true)),
+                None => tracing::warn!(
+                    "compile cache entry {} is damaged (truncated or corrupt): compiling again",
+                    object.display()
+                ),
+            }
         }
         let work = tempfile::tempdir()
             .map_err(|e| ClangError::Io(format!("cannot create a temp dir: {e}")))?;
@@ -309,6 +357,13 @@ impl Compiler {
             .output()
             .map_err(|e| ClangError::NotFound(format!("{}: {e}", clang.display())))?;
         if !result.status.success() {
+            if let Some(how) = died(&result.status, &result.stderr) {
+                let stderr = String::from_utf8_lossy(&result.stderr).trim().to_string();
+                return Err(ClangError::Died {
+                    how,
+                    stderr: trim_diagnostics(&stderr, work.path()),
+                });
+            }
             let stderr = String::from_utf8_lossy(&result.stderr);
             let stderr = stderr
                 .lines()
@@ -325,15 +380,109 @@ impl Compiler {
             return Err(ClangError::Failed(trim_diagnostics(&stderr, work.path())));
         }
         let bytes = std::fs::read(&out).map_err(|e| io("cannot read", &out, e))?;
-        if let Some(parent) = object.parent() {
-            let _ = std::fs::create_dir_all(parent);
-            let tmp = object.with_extension("tmp");
-            if std::fs::write(&tmp, &bytes).is_ok() {
-                let _ = std::fs::rename(&tmp, &object);
-            }
+        if let Err(e) = store_entry(&object, &bytes) {
+            self.cache_unwritable(&e);
         }
         Ok((bytes, false))
     }
+}
+
+/// Writes the libbpf headers, the bcc compatibility headers and this
+/// kernel's vmlinux.h (from `btf`) into `dir`.
+fn lay_out_headers(dir: &Path, btf: &Path) -> Result<(), ClangError> {
+    super::write_headers(dir).map_err(|e| io("cannot write headers to", dir, e))?;
+    for (name, contents) in COMPAT_HEADERS {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().expect("header has a parent"))
+            .map_err(|e| io("cannot create", &path, e))?;
+        std::fs::write(&path, contents).map_err(|e| io("cannot write", &path, e))?;
+    }
+    let vmlinux_h = dir.join("vmlinux.h");
+    vmlinux::write_vmlinux_h(btf, &vmlinux_h)?;
+    let written = std::fs::read(&vmlinux_h).map_err(|e| io("cannot read", &vmlinux_h, e))?;
+    let sum = dir.join(VMLINUX_SUM);
+    std::fs::write(&sum, hex(&Sha256::digest(&written)))
+        .map_err(|e| io("cannot write", &sum, e))?;
+    Ok(())
+}
+
+/// The SHA-256 of vmlinux.h, beside it: a cached include directory is used
+/// only when every header in it is whole.
+const VMLINUX_SUM: &str = "vmlinux.h.sha256";
+
+/// Whether `dir` holds every header as [`lay_out_headers`] wrote them.
+fn headers_whole(dir: &Path) -> bool {
+    let same = |path: PathBuf, contents: &[u8]| std::fs::read(path).is_ok_and(|b| b == contents);
+    super::LIBBPF_HEADERS
+        .iter()
+        .all(|(name, contents)| same(dir.join("bpf").join(name), contents))
+        && COMPAT_HEADERS
+            .iter()
+            .all(|(name, contents)| same(dir.join(name), contents.as_bytes()))
+        && match (
+            std::fs::read(dir.join("vmlinux.h")),
+            std::fs::read_to_string(dir.join(VMLINUX_SUM)),
+        ) {
+            (Ok(header), Ok(sum)) => hex(&Sha256::digest(&header)) == sum.trim(),
+            _ => false,
+        }
+}
+
+/// What a compile cache entry starts with: this tag, then the SHA-256 of the
+/// object bytes that follow. An entry that does not check out (a write cut
+/// short, a damaged disk, an older exporter's bare object) is compiled again.
+const ENTRY_TAG: &[u8] = b"ebpf-userspace-exporter object v1\n";
+
+/// The object bytes of a cache entry, if it is whole.
+fn verified_entry(entry: &[u8]) -> Option<&[u8]> {
+    let rest = entry.strip_prefix(ENTRY_TAG)?;
+    let digest_len = <Sha256 as Digest>::output_size();
+    if rest.len() < digest_len {
+        return None;
+    }
+    let (digest, object) = rest.split_at(digest_len);
+    (Sha256::digest(object).as_slice() == digest).then_some(object)
+}
+
+/// Writes a cache entry beside its final name, then renames it there: a
+/// reader sees the whole entry or none (a crash may leave a stray temp file).
+fn store_entry(path: &Path, object: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let parent = path.parent().expect("an entry is inside objects/");
+    std::fs::create_dir_all(parent)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".entry-")
+        .tempfile_in(parent)?;
+    tmp.write_all(ENTRY_TAG)?;
+    tmp.write_all(&Sha256::digest(object))?;
+    tmp.write_all(object)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// How a clang that failed ended, when its output does not say: killed by a
+/// signal, or a failure status with nothing printed.
+fn died(status: &std::process::ExitStatus, stderr: &[u8]) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(signal) = status.signal() {
+        let name = match signal {
+            libc::SIGKILL => " (SIGKILL)",
+            libc::SIGSEGV => " (SIGSEGV)",
+            libc::SIGABRT => " (SIGABRT)",
+            libc::SIGTERM => " (SIGTERM)",
+            libc::SIGBUS => " (SIGBUS)",
+            libc::SIGINT => " (SIGINT)",
+            _ => "",
+        };
+        return Some(format!("was killed by signal {signal}{name}"));
+    }
+    if stderr.iter().all(u8::is_ascii_whitespace) {
+        return Some(match status.code() {
+            Some(code) => format!("exited with status {code} and printed nothing"),
+            None => "failed and printed nothing".to_string(),
+        });
+    }
+    None
 }
 
 /// `LINE:COL: rest` with COL moved right by `indent`.
@@ -359,4 +508,34 @@ fn trim_diagnostics(stderr: &str, work: &Path) -> String {
         out.push_str(&format!("\n... {} more lines", lines.len() - shown.len()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_cache_entries_are_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("objects").join("key.bpf.o");
+        let object = b"\x7fELF pretend object bytes".repeat(40);
+        store_entry(&path, &object).unwrap();
+        let entry = std::fs::read(&path).unwrap();
+        assert_eq!(verified_entry(&entry), Some(&object[..]));
+        // Cut short anywhere, a byte changed anywhere, empty, or a bare object.
+        for cut in [0, 1, ENTRY_TAG.len(), ENTRY_TAG.len() + 31, entry.len() - 1] {
+            assert_eq!(verified_entry(&entry[..cut]), None, "cut at {cut}");
+        }
+        for at in [0, ENTRY_TAG.len() + 3, entry.len() / 2, entry.len() - 1] {
+            let mut damaged = entry.clone();
+            damaged[at] ^= 1;
+            assert_eq!(verified_entry(&damaged), None, "byte {at} flipped");
+        }
+        assert_eq!(verified_entry(&object), None);
+        // Only the entry is left in the directory.
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
+    }
 }

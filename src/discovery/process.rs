@@ -181,11 +181,16 @@ impl ProcessInfo {
             .get_or_init(|| FileId::of(&self.exe_host_path()))
     }
 
-    /// Whether this very process (same pid and start time) still runs.
+    /// Whether this very process (same pid and start time) still runs: not a
+    /// zombie, and not past the point of its exit where its memory is gone
+    /// (its maps are empty then, and `/proc/PID/exe` says ENOENT).
     pub fn is_alive(&self) -> bool {
-        procfs::process::Process::new(self.key.pid)
+        let running = procfs::process::Process::new(self.key.pid)
             .and_then(|p| p.stat())
-            .is_ok_and(|stat| stat.starttime == self.key.start_time && stat.state != 'Z')
+            .is_ok_and(|stat| stat.starttime == self.key.start_time && stat.state != 'Z');
+        running
+            && !std::fs::read_link(format!("/proc/{}/exe", self.key.pid))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
     }
 
     /// The pid.

@@ -151,6 +151,17 @@ impl<A: Attacher> Reconciler<A> {
         }
     }
 
+    /// Takes every attached instance out, per process and per binary (the
+    /// exporter is stopping): the caller detaches them.
+    pub fn take_instances(&mut self) -> Vec<A::Instance> {
+        let mut taken = Vec::new();
+        for state in &mut self.programs {
+            taken.extend(std::mem::take(&mut state.instances).into_values());
+            taken.extend(std::mem::take(&mut state.binaries).into_values());
+        }
+        taken
+    }
+
     /// The pids known from rescans and events: a routine rescan reads only the others.
     pub fn known_pids(&self) -> BTreeSet<i32> {
         self.processes.known_pids()
@@ -484,6 +495,20 @@ impl<A: Attacher> Step<'_, A> {
                 self.record_failures(state, &described, instance.failures(), first_attempt);
                 state.failed.remove(&key);
                 Some(instance)
+            }
+            Err(failures) if failures.iter().all(|f| f.cancelled) => {
+                // Gone before its attach was done: nothing to retry or report
+                // (short-lived processes do this all the time).
+                for f in &failures {
+                    tracing::debug!(
+                        program = state.program.name(),
+                        target = described,
+                        "{}",
+                        f.message
+                    );
+                }
+                state.failed.remove(&key);
+                None
             }
             Err(failures) => {
                 self.record_failures(state, &described, &failures, first_attempt);

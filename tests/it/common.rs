@@ -13,7 +13,7 @@
 //! That is a test that
 //!
 //! - counts something kernel-wide: BPF programs, maps and links
-//!   (`churn_leaks`);
+//!   (`churn_leaks`, `faults`, `faults_stop`, `soak`);
 //! - selects processes machine-wide, so that it would attach to other tests'
 //!   processes: the embedded default pack (every python3.11, java, ruby and
 //!   postgres by path; `default_pack`), an exporter in the host PID namespace

@@ -57,6 +57,8 @@ impl AttachedInstance for FakeInstance {
 struct FakeAttacher {
     /// Target description -> attaches that still fail (u32::MAX: always).
     failing: BTreeMap<String, u32>,
+    /// Target descriptions whose process exits while being attached.
+    exiting: Vec<String>,
     /// Target description -> probes that fail while the others attach.
     partial: BTreeMap<String, Vec<&'static str>>,
     /// (program, target) of every attach call, in order.
@@ -74,6 +76,7 @@ fn failure(probe: &str) -> AttachFailure {
         kind: ProbeKind::Usdt,
         probe: probe.to_string(),
         message: format!("{probe} not found"),
+        cancelled: false,
     }
 }
 
@@ -90,6 +93,12 @@ impl Attacher for FakeAttacher {
         let described = target.describe();
         self.attaches
             .push((program.name.to_string(), described.clone()));
+        if self.exiting.contains(&described) {
+            return Err(vec![AttachFailure {
+                cancelled: true,
+                ..failure("")
+            }]);
+        }
         if let Some(left) = self.failing.get_mut(&described) {
             if *left > 0 {
                 *left = left.saturating_sub(1);
@@ -239,6 +248,39 @@ fn a_failed_attach_is_retried_on_rescans_up_to_the_limit_and_counted_once() {
     // Once it exits, its failure is forgotten.
     r.process_exited(10);
     assert!(r.programs[0].failed.is_empty());
+}
+
+#[test]
+fn a_process_that_exits_while_being_attached_is_neither_failed_nor_an_error() {
+    let mut r = rules(vec![program("py", "python3")]);
+    r.attacher.exiting.push("pid 10 (python3)".into());
+    let a = process(10, 1, "python3", "/usr/bin/python3");
+    let b = process(11, 1, "python3", "/usr/bin/python3");
+    r.apply_rescan(rescan(&[&a, &b]));
+    assert_eq!(attached_pids(&r.programs[0]), [11]);
+    assert!(r.programs[0].failed.is_empty());
+    assert!(attach_errors(&r).is_empty());
+}
+
+#[test]
+fn stopping_takes_every_instance_per_process_and_per_binary() {
+    let mut r = rules(vec![
+        program("py", "python3"),
+        per_binary("pg", "postgres", &[]),
+    ]);
+    let a = process(10, 1, "python3", "/usr/bin/python3");
+    let b = process(11, 1, "postgres", "/usr/bin/postgres");
+    r.apply_rescan(rescan(&[&a, &b]));
+    let taken: Vec<String> = r
+        .take_instances()
+        .iter()
+        .map(|i| i.target.describe())
+        .collect();
+    assert_eq!(taken.len(), 2, "{taken:?}");
+    assert!(r
+        .programs
+        .iter()
+        .all(|p| p.instances.is_empty() && p.binaries.is_empty()));
 }
 
 #[test]

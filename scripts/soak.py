@@ -1,0 +1,633 @@
+"""Soak: the exporter under Prometheus, process churn and config reloads for a
+while, then what it leaked and whether it counted exactly.
+
+All on loopback. Runs, for MINUTES:
+- the exporter with three programs on the fixture target: `hits` (USDT
+  fixture:hit by argument, a hash map) and `mod4` (the same probe by argument
+  modulo 4, an array map) on every process named uexp-soak-long or
+  uexp-soak-churn, and `calls` (a uprobe on target_add, by argument) on the
+  long-lived ones only;
+- Debian's Prometheus scraping it every second;
+- churn: RATE short-lived processes a second that `hits` and `mod4` select
+  (each lives 0.3 to 1 s and fires fixture:hit three times);
+- LONG long-lived targets, driven over stdin every 100 ms at known rates
+  (target i fires fixture:hit 5*(i+1) times with argument i and calls
+  target_add i+1 times), so the exact expected counts are known;
+- a config reload every RELOAD seconds, alternately `POST /-/reload` and
+  SIGHUP, changing only `mod4`'s help text: `mod4` is replaced (its counts
+  start afresh: exact per reload epoch, checked before each reload) while
+  `hits` and `calls` are kept (exact over the whole run, never reset in
+  Prometheus).
+
+Churn processes are not given a perf-event uprobe: the kernel frees one
+under a global lock, about 88 ms each on the project's VM, so ten such
+detaches a second would be more than it can do, whatever the exporter does
+(README, "Stopping").
+
+Reports (JSON in OUT/soak.json, markdown in OUT/soak.md, "## Soak"): failed
+and missing scrapes from Prometheus' own `up` and `scrape_duration_seconds`;
+the exporter's RSS and open fds sampled every 5 s with their least-squares
+slope per minute; its fds and the kernel's BPF programs, maps, links and BTF
+objects once churn has stopped against the same state before churn began, and
+the kernel's counts after the exporter exited against those before it
+started; the long-lived targets' counts against what they fired. Exit status
+0 when every check passed.
+
+Usage: python3 scripts/soak.py --exporter EXE --target FIXTURE_TARGET
+       --usdt-object usdt_counts.bpf.o --uprobe-object uprobe_counts.bpf.o
+       [--minutes 30] [--reload-every 60] [--out target/reliability]
+The fixture target's directory must hold libfixture.so (copies are made there).
+"""
+import argparse
+import ctypes
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+LONG_COMM = "uexp-soak-long"
+CHURN_COMM = "uexp-soak-churn"
+TICK = 0.1  # seconds between rounds of commands to the long-lived targets
+PROGRAMS = ("hits", "mod4", "calls")
+SAMPLE_EVERY = 5.0  # seconds between RSS / fd samples
+MIB = 1024 * 1024
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- the kernel's BPF objects, counted by id (as tests/it/churn_leaks.rs does) ---
+_libc = ctypes.CDLL(None, use_errno=True)
+_SYS_BPF = {"x86_64": 321, "aarch64": 280}[platform.machine()]
+_NEXT_ID = {"progs": 11, "maps": 12, "links": 31, "btf": 23}
+
+
+def _count(cmd):
+    n, start = 0, 0
+    while True:
+        attr = (ctypes.c_uint32 * 3)(start, 0, 0)  # start_id, next_id, open_flags
+        if _libc.syscall(_SYS_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
+            return n
+        start, n = attr[1], n + 1
+
+
+def kernel_objects():
+    return {kind: _count(cmd) for kind, cmd in _NEXT_ID.items()}
+
+
+def steady_kernel_objects(timeout=30.0):
+    """The counts once they have held still for half a second: the kernel
+    frees an object some RCU grace periods after its last holder lets go."""
+    deadline = time.time() + timeout
+    last, since = kernel_objects(), time.time()
+    while time.time() - since < 0.5 and time.time() < deadline:
+        time.sleep(0.05)
+        now = kernel_objects()
+        if now != last:
+            last, since = now, time.time()
+    return last
+
+
+# --- the exporter process ---
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def slope_per_minute(points):
+    """Least-squares slope of (seconds, value) points, per minute."""
+    n = len(points)
+    if n < 2:
+        return 0.0
+    mx = sum(p[0] for p in points) / n
+    my = sum(p[1] for p in points) / n
+    sxx = sum((p[0] - mx) ** 2 for p in points)
+    sxy = sum((p[0] - mx) * (p[1] - my) for p in points)
+    return 60.0 * sxy / sxx if sxx else 0.0
+
+
+def http(url, data=None, timeout=30):
+    with urllib.request.urlopen(url, data=data, timeout=timeout) as r:
+        return r.status, r.read().decode()
+
+
+def samples(port):
+    """/metrics as {series: value}, series as written (labels in the exporter's order)."""
+    out = {}
+    for line in http(f"http://127.0.0.1:{port}/metrics")[1].splitlines():
+        if line and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            out[series] = float(value)
+    return out
+
+
+def value(s, metric, /, **labels):
+    """The value of the series of `metric` carrying exactly these labels, or None."""
+    want = sorted(labels.items())
+    for series, v in s.items():
+        name, _, rest = series.partition("{")
+        if name != metric:
+            continue
+        have = sorted(tuple(kv.split("=", 1)) for kv in rest.rstrip("}").split(",") if kv)
+        if [(k, v2.strip('"')) for k, v2 in have] == [(k, str(v2)) for k, v2 in want]:
+            return v
+    return None
+
+
+def config(usdt_object, uprobe_object, version):
+    both = f"[{{binary_name: {LONG_COMM}}}, {{binary_name: {CHURN_COMM}}}]"
+    return f"""programs:
+  - name: hits
+    object: {usdt_object}
+    metrics:
+      counters:
+        - name: soak_hits_total
+          help: fixture:hit by argument
+          table: hits
+          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+    usdt:
+      fixture:hit: on_hit
+    attachment: {both}
+  - name: mod4
+    object: {usdt_object}
+    metrics:
+      counters:
+        - name: soak_mod4_total
+          help: fixture:hit by argument modulo 4 (config version {version})
+          table: hits_mod4
+          labels: [{{name: slot, size: 4, decoders: [{{name: uint}}]}}]
+    usdt:
+      fixture:hit: on_hit
+    attachment: {both}
+  - name: calls
+    object: {uprobe_object}
+    metrics:
+      counters:
+        - name: soak_calls_total
+          help: target_add calls by first argument
+          table: calls
+          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+    uprobes:
+      target_add: on_add_entry
+    attachment: {{binary_name: {LONG_COMM}}}
+"""
+
+
+class LongLived:
+    """A fixture target driven over stdin, with what it was told to fire."""
+
+    def __init__(self, binary, index):
+        self.index = index
+        self.proc = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+        self.hits = 0  # fixture:hit with argument `index`, whole run
+        self.epoch_hits = 0  # the same, since the last reload
+        self.calls = 0  # target_add calls with argument `index`, whole run
+
+    def cmd(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        assert reply.startswith("ok"), f"{line}: {reply!r}"
+
+    def tick(self):
+        n = 5 * (self.index + 1)
+        self.cmd(f"usdt {n} {self.index}")
+        self.hits += n
+        self.epoch_hits += n
+        m = self.index + 1
+        self.cmd(f"call {m} {self.index}")
+        self.calls += m
+
+
+def churn(binary, rate, stop, stats):
+    """Starts `rate` matching processes a second until `stop`; each fires
+    fixture:hit three times and lives 0.3 to 1 s."""
+    rng = random.Random(15)
+    live = []  # (deadline, Popen)
+    next_start = time.time()
+    while not stop.is_set():
+        now = time.time()
+        while next_start <= now:
+            p = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            p.stdin.write(b"usdt 3 99\n")
+            p.stdin.flush()
+            live.append((now + rng.uniform(0.3, 1.0), p))
+            stats["started"] += 1
+            next_start += 1.0 / rate
+        keep = []
+        for deadline, p in live:
+            if deadline <= now:
+                p.stdin.close()
+                p.wait()
+            else:
+                keep.append((deadline, p))
+        live = keep
+        time.sleep(0.01)
+    for _, p in live:
+        p.stdin.close()
+        p.wait()
+
+
+def sampler(pid, t0, stop, out):
+    while not stop.wait(SAMPLE_EVERY):
+        try:
+            out.append({"t": round(time.time() - t0, 1), "rss_kib": rss_kib(pid), "fds": fds(pid),
+                        "cpu_s": cpu_seconds(pid), "kernel": kernel_objects()})
+        except OSError:
+            return
+
+
+class Prometheus:
+    def __init__(self, exporter_port, workdir):
+        self.port = free_port()
+        cfg = os.path.join(workdir, "prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write("global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n"
+                    f"  - job_name: soak\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n")
+        self.proc = subprocess.Popen(
+            ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={workdir}/prometheus-data",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "prometheus.log"), "w"))
+
+    def query(self, promql, at=None):
+        """Every sample of an instant query as [(labels, float)]; [] when none or not up yet."""
+        params = {"query": promql}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        try:
+            _, body = http(f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(params))
+        except OSError:
+            return []
+        return [(r["metric"], float(r["value"][1])) for r in json.loads(body)["data"]["result"]]
+
+    def scalar(self, promql, at=None):
+        result = self.query(promql, at)
+        return result[0][1] if result else None
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wait_for(timeout, f, step=0.1):
+    deadline = time.time() + timeout
+    while True:
+        v = f()
+        if v:
+            return v
+        if time.time() > deadline:
+            return v
+        time.sleep(step)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--exporter", required=True)
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--usdt-object", required=True)
+    ap.add_argument("--uprobe-object", required=True)
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--reload-every", type=float, default=60.0)
+    ap.add_argument("--churn-rate", type=float, default=10.0)
+    ap.add_argument("--long-lived", type=int, default=4)
+    ap.add_argument("--out", default="target/reliability")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="soak-")
+    fixture_dir = os.path.dirname(os.path.abspath(args.target))
+    binaries = {}
+    for comm in (LONG_COMM, CHURN_COMM):
+        binaries[comm] = os.path.join(fixture_dir, comm)
+        shutil.copy(args.target, binaries[comm])
+    log_path = os.path.join(args.out, "soak-exporter.log")
+    config_path = os.path.join(work, "config.yaml")
+    version = 0
+    with open(config_path, "w") as f:
+        f.write(config(args.usdt_object, args.uprobe_object, version))
+
+    checks = {}  # name -> (passed, detail)
+
+    def check(name, passed, detail):
+        checks[name] = {"passed": bool(passed), "detail": detail}
+        print(f"soak: {'ok  ' if passed else 'FAIL'} {name}: {detail}", file=sys.stderr, flush=True)
+
+    kernel_before = steady_kernel_objects()
+    longs = [LongLived(binaries[LONG_COMM], i) for i in range(args.long_lived)]
+    port = free_port()
+    exporter = subprocess.Popen(
+        [args.exporter, "--listen-address", f"127.0.0.1:{port}", "-c", config_path, "--web.enable-lifecycle"],
+        stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    prometheus = None
+    stop = threading.Event()
+    threads = []
+    try:
+        def attached(name):
+            try:
+                return value(samples(port), "userspace_exporter_processes", name=name, state="attached")
+            except OSError:
+                return None
+
+        ok = wait_for(60, lambda: all(attached(n) == len(longs) for n in PROGRAMS), 0.2)
+        if not ok:
+            raise RuntimeError(f"the long-lived targets were never all attached; see {log_path}")
+        prometheus = Prometheus(port, work)
+        if wait_for(60, lambda: prometheus.scalar('up{job="soak"}') == 1.0, 0.5) is None:
+            raise RuntimeError("Prometheus never scraped the exporter")
+        prom_start = time.time()
+        quiet_fds = fds(exporter.pid)
+        quiet_kernel = steady_kernel_objects()
+
+        t0 = time.time()
+        rss = []
+        stats = {"started": 0}
+        threads = [threading.Thread(target=churn, args=(binaries[CHURN_COMM], args.churn_rate, stop, stats)),
+                   threading.Thread(target=sampler, args=(exporter.pid, t0, stop, rss))]
+        for t in threads:
+            t.start()
+        end = t0 + args.minutes * 60
+        next_reload = t0 + args.reload_every
+        reloads, epoch_errors = [], []
+        while time.time() < end:
+            round_start = time.time()
+            for t in longs:
+                t.tick()
+            if round_start >= next_reload:
+                # Before: the replaced program counted this epoch exactly.
+                s = samples(port)
+                for t in longs:
+                    got = value(s, "userspace_exporter_soak_mod4_total", slot=t.index % 4, pid=t.proc.pid) or 0
+                    if got != t.epoch_hits:
+                        epoch_errors.append({"reload": len(reloads), "pid": t.proc.pid, "counted": got, "fired": t.epoch_hits})
+                version += 1
+                with open(config_path, "w") as f:
+                    f.write(config(args.usdt_object, args.uprobe_object, version))
+                how = "POST" if version % 2 else "SIGHUP"
+                started = time.time()
+                if how == "POST":
+                    status, _ = http(f"http://127.0.0.1:{port}/-/reload", data=b"")
+                    done = status == 200
+                else:
+                    before = value(samples(port), "userspace_exporter_config_last_reload_success_timestamp_seconds")
+                    exporter.send_signal(signal.SIGHUP)
+                    done = wait_for(30, lambda: (value(samples(port), "userspace_exporter_config_last_reload_success_timestamp_seconds") or 0) > before, 0.05)
+                reloads.append({"how": how, "ok": bool(done), "seconds": round(time.time() - started, 3)})
+                for t in longs:
+                    t.epoch_hits = 0
+                next_reload += args.reload_every
+            time.sleep(max(0.0, TICK - (time.time() - round_start)))
+        run_end = time.time()
+        stop.set()
+        for t in threads:
+            t.join()
+
+        # Churn is over: back to the long-lived targets alone.
+        def quiet():
+            s = samples(port)
+            return all(value(s, "userspace_exporter_processes", name=n, state="attached") == len(longs)
+                       and value(s, "userspace_exporter_processes", name=n, state="failed") == 0
+                       for n in PROGRAMS) and fds(exporter.pid) <= quiet_fds
+        wait_for(60, quiet, 0.2)
+        end_fds = fds(exporter.pid)
+        end_kernel = steady_kernel_objects()
+        check("fds back to the quiet level", end_fds == quiet_fds, f"{end_fds} after churn, {quiet_fds} before")
+        check("kernel objects back to the quiet level (exporter running)", end_kernel == quiet_kernel,
+              f"{end_kernel} after churn, {quiet_kernel} before")
+
+        # Exact counts, read from the exporter and through Prometheus.
+        s = samples(port)
+        wrong = []
+        for t in longs:
+            hits = value(s, "userspace_exporter_soak_hits_total", arg=t.index, pid=t.proc.pid)
+            mod4 = value(s, "userspace_exporter_soak_mod4_total", slot=t.index % 4, pid=t.proc.pid) or 0
+            calls = value(s, "userspace_exporter_soak_calls_total", arg=t.index, pid=t.proc.pid)
+            if hits != t.hits or mod4 != t.epoch_hits or calls != t.calls:
+                wrong.append({"pid": t.proc.pid, "hits": [hits, t.hits], "mod4": [mod4, t.epoch_hits],
+                              "calls": [calls, t.calls]})
+        fired = sum(t.hits for t in longs)
+        called = sum(t.calls for t in longs)
+        check("long-lived targets counted exactly", not wrong,
+              f"{fired} fixture:hit and {called} target_add calls by {len(longs)} targets"
+              + (f"; wrong: {wrong}" if wrong else ""))
+        check("replaced program exact in every reload epoch", not epoch_errors,
+              f"{len(reloads)} epochs checked" + (f"; wrong: {epoch_errors}" if epoch_errors else ""))
+        check("every reload succeeded", reloads and all(r["ok"] for r in reloads),
+              f"{len(reloads)} reloads ({sum(r['how'] == 'POST' for r in reloads)} POST, {sum(r['how'] == 'SIGHUP' for r in reloads)} SIGHUP)")
+        time.sleep(3)  # a few more scrapes, nothing fired meanwhile
+        at = time.time()
+        prom_wrong = []
+        for t in longs:
+            for metric, fired_n in (("hits", t.hits), ("calls", t.calls)):
+                sel = f'userspace_exporter_soak_{metric}_total{{job="soak",arg="{t.index}",pid="{t.proc.pid}"}}'
+                seen = prometheus.scalar(sel, at)
+                resets = prometheus.scalar(f"resets({sel}[{int(at - prom_start) + 1}s])", at)
+                if seen != fired_n or resets != 0:
+                    prom_wrong.append({"series": sel, "prometheus": seen, "fired": fired_n, "resets": resets})
+        check("Prometheus saw the exact counts, never reset", not prom_wrong,
+              "the kept programs' series of every long-lived target" + (f"; wrong: {prom_wrong}" if prom_wrong else ""))
+
+        window = int(at - prom_start)
+        up = f'up{{job="soak"}}[{window}s]'
+        scrapes = prometheus.scalar(f"count_over_time({up})", at) or 0
+        succeeded = prometheus.scalar(f"sum_over_time({up})", at) or 0
+        durations = f'scrape_duration_seconds{{job="soak"}}[{window}s]'
+        scrape = {
+            "window_s": window,
+            "scrapes": int(scrapes),
+            "failed": int(scrapes - succeeded),
+            "missing": max(0, window - int(scrapes) - 1),
+            "duration_avg_ms": round(1e3 * (prometheus.scalar(f"avg_over_time({durations})", at) or 0), 2),
+            "duration_p99_ms": round(1e3 * (prometheus.scalar(f"quantile_over_time(0.99, {durations})", at) or 0), 2),
+            "duration_max_ms": round(1e3 * (prometheus.scalar(f"max_over_time({durations})", at) or 0), 2),
+            "samples_max": int(prometheus.scalar(f'max_over_time(scrape_samples_scraped{{job="soak"}}[{window}s])', at) or 0),
+        }
+        check("no failed scrapes", scrape["failed"] == 0,
+              f"{scrape['failed']} of {scrape['scrapes']} scrapes failed (Prometheus' up)")
+        check("no missing scrapes", scrape["missing"] <= 2,
+              f"{scrape['scrapes']} scrapes in {window} s at 1 s")
+
+        self_stats = samples(port)
+        attach_count = value(self_stats, "userspace_exporter_attach_duration_seconds_count") or 0
+        attach_errors = sum(v for k, v in self_stats.items() if k.startswith("userspace_exporter_attach_errors_total"))
+        cpu = cpu_seconds(exporter.pid)
+
+        # Stop the exporter; the kernel must free everything it held.
+        stopped = time.time()
+        exporter.send_signal(signal.SIGTERM)
+        code = exporter.wait(timeout=30)
+        exit_s = time.time() - stopped
+        exporter = None
+        prometheus.stop()
+        prometheus = None
+        for t in longs:
+            t.proc.kill()
+            t.proc.wait()
+        longs = []
+        kernel_after = steady_kernel_objects()
+        check("exporter exited cleanly on SIGTERM", code == 0, f"exit status {code} after {exit_s:.2f} s")
+        check("kernel objects back to the baseline after exit", kernel_after == kernel_before,
+              f"{kernel_after} after, {kernel_before} before the exporter started")
+
+        # Memory and fds over time: slopes, and RSS growth after a warm-up minute (or a quarter).
+        warm = min(60.0, args.minutes * 15)
+        warmed = [p for p in rss if p["t"] >= warm] or rss
+        rss_points = [(p["t"], p["rss_kib"] / 1024) for p in warmed]
+        fd_points = [(p["t"], p["fds"]) for p in warmed]
+        rss_growth = warmed[-1]["rss_kib"] / 1024 - warmed[0]["rss_kib"] / 1024
+        rss_slope = slope_per_minute(rss_points)
+        fd_slope = slope_per_minute(fd_points)
+        check("RSS flat after warm-up", rss_growth < 16.0,
+              f"{rss_growth:+.1f} MiB from t={warmed[0]['t']:.0f}s to the end; slope {rss_slope:+.3f} MiB/min")
+
+        logs = open(log_path).read().splitlines()
+        levels = {lvl: sum(1 for l in logs if f" {lvl} " in l[:60]) for lvl in ("ERROR", "WARN")}
+        panics = sum(1 for l in logs if "panicked" in l)
+        warn_kinds = {}
+        for l in logs:
+            if " WARN " in l[:60] or " ERROR " in l[:60]:
+                text = l.split(": ", 1)[-1]
+                key = "".join("N" if c.isdigit() else c for c in text)[:120]
+                warn_kinds[key] = warn_kinds.get(key, 0) + 1
+        check("no panic, no error logged", panics == 0 and levels["ERROR"] == 0,
+              f"{panics} panics, {levels['ERROR']} errors, {levels['WARN']} warnings")
+
+        summary = {
+            "minutes": args.minutes,
+            "seconds": round(run_end - t0, 1),
+            "reload_every_s": args.reload_every,
+            "long_lived": args.long_lived,
+            "churn_started": stats["started"],
+            "churn_per_s": round(stats["started"] / (run_end - t0), 2),
+            "attaches": int(attach_count),
+            "attach_errors": int(attach_errors),
+            "reloads": reloads,
+            "fired_hits": fired,
+            "fired_calls": called,
+            "scrape": scrape,
+            "rss_mib": {"first": round(rss[0]["rss_kib"] / 1024, 1) if rss else None,
+                        "after_warmup": round(warmed[0]["rss_kib"] / 1024, 1) if warmed else None,
+                        "last": round(rss[-1]["rss_kib"] / 1024, 1) if rss else None,
+                        "max": round(max(p["rss_kib"] for p in rss) / 1024, 1) if rss else None,
+                        "growth_after_warmup": round(rss_growth, 2),
+                        "slope_per_min": round(rss_slope, 4)},
+            "fds": {"quiet_before": quiet_fds, "quiet_after": end_fds,
+                    "min": min(p["fds"] for p in rss) if rss else None,
+                    "max": max(p["fds"] for p in rss) if rss else None,
+                    "slope_per_min": round(fd_slope, 4)},
+            "kernel": {"before_start": kernel_before, "quiet_before": quiet_kernel, "quiet_after": end_kernel,
+                       "after_exit": kernel_after,
+                       "max_during": {k: max(p["kernel"][k] for p in rss) for k in kernel_before} if rss else None},
+            "exporter_cpu_s": round(cpu, 2),
+            "exit_s": round(exit_s, 3),
+            "log": {"errors": levels["ERROR"], "warnings": levels["WARN"], "panics": panics, "kinds": warn_kinds},
+            "samples": rss,
+            "checks": checks,
+            "passed": all(c["passed"] for c in checks.values()),
+        }
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        if exporter is not None:
+            exporter.kill()
+            exporter.wait()
+        if prometheus is not None:
+            prometheus.stop()
+        for t in longs:
+            t.proc.kill()
+            t.proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+    with open(os.path.join(args.out, "soak.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    with open(os.path.join(args.out, "soak.md"), "w") as f:
+        f.write(markdown(summary))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("samples",)}, indent=1))
+    sys.exit(0 if summary["passed"] else 1)
+
+
+def markdown(s):
+    sc, r, fd, k = s["scrape"], s["rss_mib"], s["fds"], s["kernel"]
+    kfmt = lambda d: "/".join(str(d[x]) for x in ("progs", "maps", "links", "btf"))
+    lines = [
+        "## Soak",
+        "",
+        f"`scripts/soak.sh {s['minutes']:g}`: the exporter (release build) ran for {s['minutes']:g} minutes with three"
+        " programs on the fixture target (two USDT counters, one of them replaced by every reload, and a uprobe"
+        f" counter on the long-lived targets), scraped every second by Debian's Prometheus, while {s['churn_started']}"
+        f" short-lived matching processes came and went ({s['churn_per_s']:g} a second, each living 0.3 to 1 s and"
+        f" attached by both USDT programs), {s['long_lived']} long-lived targets hit their probes at known rates, and"
+        f" the config was reloaded every {s['reload_every_s']:g} s (alternately `POST /-/reload` and SIGHUP, each"
+        " changing the replaced program's help text). Scrapes are Prometheus' own `up` and `scrape_duration_seconds` over the"
+        " run; RSS and open fds were sampled every 5 s, slopes are least-squares fits after the warm-up;"
+        " kernel objects are the kernel's BPF programs/maps/links/BTF counted by id.",
+        "",
+        "| figure | value | check |",
+        "|---|---|---|",
+    ]
+    c = s["checks"]
+    mark = lambda name: ("pass" if c[name]["passed"] else "**FAIL**") if name in c else ""
+    rows = [
+        ("scrapes (failed / total)", f"{sc['failed']} / {sc['scrapes']} in {sc['window_s']} s", mark("no failed scrapes")),
+        ("missing scrapes", f"{sc['missing']}", mark("no missing scrapes")),
+        ("scrape duration avg / p99 / max", f"{sc['duration_avg_ms']} / {sc['duration_p99_ms']} / {sc['duration_max_ms']} ms", ""),
+        ("samples per scrape (max)", f"{sc['samples_max']}", ""),
+        ("long-lived targets' counts", f"{s['fired_hits']} USDT hits and {s['fired_calls']} uprobe calls, counted exactly; no reset in Prometheus",
+         mark("long-lived targets counted exactly") + (", " + mark("Prometheus saw the exact counts, never reset"))),
+        ("replaced program, per reload epoch", f"exact in each of {len(s['reloads'])} reload epochs", mark("replaced program exact in every reload epoch")),
+        ("reloads", f"{sum(x['ok'] for x in s['reloads'])} of {len(s['reloads'])} succeeded, slowest {max([x['seconds'] for x in s['reloads']] or [0]):.2f} s", mark("every reload succeeded")),
+        ("attaches / attach errors", f"{s['attaches']} / {s['attach_errors']}", ""),
+        ("RSS first / after warm-up / last / max", f"{r['first']} / {r['after_warmup']} / {r['last']} / {r['max']} MiB", ""),
+        ("RSS growth after warm-up, slope", f"{r['growth_after_warmup']:+.2f} MiB, {r['slope_per_min']:+.4f} MiB/min", mark("RSS flat after warm-up")),
+        ("open fds during churn (min..max), slope", f"{fd['min']}..{fd['max']}, {fd['slope_per_min']:+.4f} /min", ""),
+        ("open fds, quiet: before churn / after", f"{fd['quiet_before']} / {fd['quiet_after']}", mark("fds back to the quiet level")),
+        ("kernel progs/maps/links/btf, quiet: before churn / after", f"{kfmt(k['quiet_before'])} / {kfmt(k['quiet_after'])}", mark("kernel objects back to the quiet level (exporter running)")),
+        ("kernel progs/maps/links/btf: before start / after exit", f"{kfmt(k['before_start'])} / {kfmt(k['after_exit'])}", mark("kernel objects back to the baseline after exit")),
+        ("exit on SIGTERM", f"{s['exit_s']:.2f} s", mark("exporter exited cleanly on SIGTERM")),
+        ("exporter CPU time", f"{s['exporter_cpu_s']} s ({100 * s['exporter_cpu_s'] / max(s['seconds'], 1):.1f}% of one core)", ""),
+        ("log: panics / errors / warnings", f"{s['log']['panics']} / {s['log']['errors']} / {s['log']['warnings']}", mark("no panic, no error logged")),
+    ]
+    for row in rows:
+        lines.append("| %s | %s | %s |" % row)
+    lines.append("")
+    if s["log"]["kinds"]:
+        lines.append("Warnings and errors logged, by kind (digits as N):")
+        lines.append("")
+        for kind, n in sorted(s["log"]["kinds"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"- {n} x `{kind}`")
+        lines.append("")
+    lines.append(f"Overall: {'every check passed' if s['passed'] else 'SOME CHECKS FAILED'}.")
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+//! The soak in two minutes (scripts/soak.py, which `scripts/soak.sh` runs for
+//! 30): the exporter under Debian's Prometheus (a scrape a second), 10
+//! short-lived matching processes a second, long-lived targets hitting their
+//! probes at known rates and a config reload every 20 s. It must end with no
+//! failed scrape, exact counts, its fds and the kernel's BPF objects back to
+//! where they were, and RSS growing by less than 16 MiB after the first 30 s.
+//! Exclusive: it counts kernel-wide BPF objects.
+
+use crate::common::{self, fixtures, in_ci, require_bpf, EXPORTER};
+use std::process::Command;
+
+/// Whether `tool` runs here: a failure when CI=true, a skip otherwise.
+fn require(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(!in_ci(), "{tool} missing: scripts/setup.sh installs it");
+        eprintln!("SKIPPED: {tool} missing (sudo bash scripts/setup.sh)");
+    }
+    found
+}
+
+#[test]
+fn two_minutes_of_churn_scrapes_and_reloads_fail_no_scrape_count_exactly_and_leak_nothing() {
+    let _machine = common::exclusive();
+    if !require_bpf() || !require("prometheus") || !require("python3") {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/soak.py");
+    let run = Command::new("python3")
+        .arg(driver)
+        .arg("--exporter")
+        .arg(EXPORTER)
+        .arg("--target")
+        .arg(&fixtures().target)
+        .arg("--usdt-object")
+        .arg(fixtures().object("usdt_counts"))
+        .arg("--uprobe-object")
+        .arg(fixtures().object("uprobe_counts"))
+        .args(["--minutes", "2", "--reload-every", "20", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stderr),
+        String::from_utf8_lossy(&run.stdout)
+    );
+    let summary = std::fs::read_to_string(out.path().join("soak.json"))
+        .unwrap_or_else(|e| panic!("no soak.json ({e}):\n{said}"));
+    let s: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    let log = std::fs::read_to_string(out.path().join("soak-exporter.log")).unwrap_or_default();
+    let context = format!("{said}\nexporter log (tail):\n{}", tail(&log, 40));
+
+    let scrape = &s["scrape"];
+    assert_eq!(scrape["failed"], 0, "failed scrapes\n{context}");
+    assert!(
+        scrape["scrapes"].as_u64().unwrap() >= 110,
+        "too few scrapes\n{context}"
+    );
+    assert!(
+        scrape["missing"].as_u64().unwrap() <= 2,
+        "missing scrapes\n{context}"
+    );
+    for check in [
+        "long-lived targets counted exactly",
+        "replaced program exact in every reload epoch",
+        "every reload succeeded",
+        "Prometheus saw the exact counts, never reset",
+        "exporter exited cleanly on SIGTERM",
+        "no panic, no error logged",
+    ] {
+        assert_eq!(
+            s["checks"][check]["passed"], true,
+            "{check}: {}\n{context}",
+            s["checks"][check]["detail"]
+        );
+    }
+    assert_eq!(
+        s["reloads"].as_array().unwrap().len(),
+        5,
+        "a reload every 20 s\n{context}"
+    );
+    assert!(
+        s["churn_started"].as_u64().unwrap() >= 1000,
+        "10 churn processes a second\n{context}"
+    );
+    // Leaks: the exporter's fds and the kernel's objects, once churn stopped,
+    // equal those before it began; after exit, those before the exporter ran.
+    assert_eq!(
+        s["fds"]["quiet_after"], s["fds"]["quiet_before"],
+        "fds\n{context}"
+    );
+    assert_eq!(
+        s["kernel"]["quiet_after"], s["kernel"]["quiet_before"],
+        "kernel objects\n{context}"
+    );
+    assert_eq!(
+        s["kernel"]["after_exit"], s["kernel"]["before_start"],
+        "kernel objects after exit\n{context}"
+    );
+    // Memory: a generous bound, not a fragile slope.
+    let growth = s["rss_mib"]["growth_after_warmup"].as_f64().unwrap();
+    assert!(growth < 16.0, "RSS grew {growth} MiB\n{context}");
+    assert_eq!(s["passed"], true, "{context}");
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
