@@ -17,8 +17,10 @@ locked() { if [ -n "${BPF_LOCK:-}" ]; then flock "$BPF_LOCK" "$@"; else "$@"; fi
 
 # Fuzzing: its own script writes target/reliability/fuzz.md ("## Fuzzing").
 fuzz_status=0
-if [ -f scripts/fuzz.sh ]; then
-    bash scripts/fuzz.sh || fuzz_status=$?
+# FUZZ_SECONDS: per target (fuzz.sh's default when unset); FUZZ_SECONDS=report
+# takes the last report as it is (a long fuzz run separately, say beside the soak).
+if [ "${FUZZ_SECONDS:-}" != report ] && [ -f scripts/fuzz.sh ]; then
+    bash scripts/fuzz.sh ${FUZZ_SECONDS:+"$FUZZ_SECONDS"} || fuzz_status=$?
 fi
 if [ -f "$out/fuzz.md" ]; then
     fuzz=$(cat "$out/fuzz.md")
