@@ -22,12 +22,6 @@ fuzz_status=0
 if [ "${FUZZ_SECONDS:-}" != report ] && [ -f scripts/fuzz.sh ]; then
     bash scripts/fuzz.sh ${FUZZ_SECONDS:+"$FUZZ_SECONDS"} || fuzz_status=$?
 fi
-if [ -f "$out/fuzz.md" ]; then
-    fuzz=$(cat "$out/fuzz.md")
-    [ "$fuzz_status" -ne 0 ] && fuzz="$fuzz"$'\n\n'"scripts/fuzz.sh exited with status $fuzz_status."
-else
-    fuzz=$'## Fuzzing\n\nFuzzing was not run (no scripts/fuzz.sh and no target/reliability/fuzz.md).'
-fi
 
 # The soak.
 rm -f "$out/soak.md" "$out/soak.json"
@@ -62,6 +56,14 @@ print("\n".join(rows))
 EOF
 )
 faults_summary=$(grep -E "^test result" "$out/faults.out" | tail -1)
+
+# The fuzz report, read now: a long fuzz may have run beside the soak.
+if [ -f "$out/fuzz.md" ]; then
+    fuzz=$(cat "$out/fuzz.md")
+    [ "$fuzz_status" -ne 0 ] && fuzz="$fuzz"$'\n\n'"scripts/fuzz.sh exited with status $fuzz_status."
+else
+    fuzz=$'## Fuzzing\n\nFuzzing was not run (no scripts/fuzz.sh and no target/reliability/fuzz.md).'
+fi
 
 commit=$(git rev-parse --short HEAD)
 dirty=$(git status --porcelain --untracked-files=no | grep -q . && echo " (with uncommitted changes)" || true)
