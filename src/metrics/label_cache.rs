@@ -183,13 +183,12 @@ impl Memo {
             self.keys.resize(self.keys.len() + self.key_size, 0);
             NOT_CACHED
         };
-        if slot != 0 && self.slots.is_empty() {
+        if slot != 0 || !self.slots.is_empty() {
+            // The first slot that is not 0: the ones before it were.
             self.slots.resize(self.sets.len(), 0);
-        }
-        self.sets.push(set);
-        if !self.slots.is_empty() {
             self.slots.push(slot);
         }
+        self.sets.push(set);
     }
 }
 
@@ -805,5 +804,29 @@ mod tests {
             cache.end_scrape();
         }
         assert_eq!((cache.keys(), cache.sets(), cache.memos.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn histogram_slots_come_back_from_the_memo() {
+        // The slot alone is the label: every key is set 0, told apart by slot.
+        let d = LabelDecoders::new(&[label("bucket", 8, vec![decoder("uint")])]).unwrap();
+        let mut cache = LabelCache::new(100);
+        let slots = [3u64, 0, 10, 1, 7, 2];
+        for round in 0..3 {
+            cache.begin_source(0, &d);
+            let got: Vec<Resolved> = slots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    cache
+                        .resolve_at(i, &s.to_ne_bytes(), &d, true, None)
+                        .unwrap()
+                })
+                .collect();
+            cache.end_source();
+            cache.end_scrape();
+            let want: Vec<Resolved> = slots.iter().map(|&s| Resolved::Set(0, s)).collect();
+            assert_eq!(got, want, "round {round}");
+        }
     }
 }
