@@ -34,5 +34,6 @@ mod python_gc;
 mod redis;
 mod reload;
 mod ruby;
+mod streaming;
 mod value_layouts;
 mod web;
