@@ -32,9 +32,12 @@ use std::time::{Duration, Instant};
 /// Bytes of output the encoder gathers before sending them as one chunk.
 pub const CHUNK_BYTES: usize = 128 * 1024;
 
-/// Bytes queued for the client past which a render waits (four chunks:
-/// enough to keep a fast client's socket busy while the next one is made).
-pub const QUEUE_BYTES: usize = 4 * CHUNK_BYTES;
+/// Bytes queued for the client past which a render waits, until the client
+/// has taken half of them (eight chunks: enough to keep a fast client's
+/// socket busy while the next ones are made, and the render wakes once per
+/// four chunks, not once per chunk, on a busy host where each wake-up may
+/// wait for a core).
+pub const QUEUE_BYTES: usize = 8 * CHUNK_BYTES;
 
 /// The longest a render waits for its client in all, before queueing the
 /// rest of the response whole. A client reading at loopback or LAN speed
@@ -48,8 +51,11 @@ const GZIP_CHUNK_BYTES: usize = 16 * 1024;
 
 struct Queue {
     state: Mutex<State>,
-    /// Signalled when the client takes a chunk or goes away.
+    /// Signalled when the client has taken the queue down to half its
+    /// bound, or gone away.
     room: Condvar,
+    /// The bound, in bytes.
+    limit: usize,
     /// The body was dropped: the client went away (or the response ended).
     reader_gone: AtomicBool,
 }
@@ -78,12 +84,12 @@ pub fn channel(limit: usize, stall_budget: Duration) -> (Sender, StreamBody) {
     let queue = Arc::new(Queue {
         state: Mutex::new(State::default()),
         room: Condvar::new(),
+        limit,
         reader_gone: AtomicBool::new(false),
     });
     (
         Sender {
             queue: queue.clone(),
-            limit,
             budget: stall_budget,
             waited: Duration::ZERO,
         },
@@ -94,7 +100,6 @@ pub fn channel(limit: usize, stall_budget: Duration) -> (Sender, StreamBody) {
 /// The render's end of a streamed response.
 pub struct Sender {
     queue: Arc<Queue>,
-    limit: usize,
     /// Waiting left before the rest is queued whole.
     budget: Duration,
     waited: Duration,
@@ -114,10 +119,11 @@ impl Sink for Sender {
         if let Some(waker) = state.waker.take() {
             waker.wake();
         }
-        if !wait {
+        if !wait || state.queued <= self.queue.limit {
             return Ok(());
         }
-        while state.queued > self.limit && !self.budget.is_zero() && !self.closed() {
+        // Over the bound: wait until the client has taken half of it.
+        while state.queued > self.queue.limit / 2 && !self.budget.is_zero() && !self.closed() {
             let started = Instant::now();
             let (next, _) = self
                 .queue
@@ -190,9 +196,13 @@ impl http_body::Body for StreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let mut state = self.queue.lock();
         if let Some(chunk) = state.chunks.pop_front() {
+            let was = state.queued;
             state.queued -= chunk.len();
+            let half = self.queue.limit / 2;
             drop(state);
-            self.queue.room.notify_one();
+            if was > half && was - chunk.len() <= half {
+                self.queue.room.notify_one();
+            }
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         if state.finished {
