@@ -325,8 +325,16 @@ impl Encoder {
 
     /// Sends the buffer once it holds a chunk. Called after each whole
     /// family header, sample or histogram.
+    #[inline]
     fn flush_if_full(&mut self) {
-        if self.buf.len() < self.chunk || self.sink.is_none() {
+        if self.buf.len() >= self.chunk {
+            self.flush();
+        }
+    }
+
+    #[cold]
+    fn flush(&mut self) {
+        if self.sink.is_none() {
             return;
         }
         // Protobuf: the open family is closed here and continued in the next

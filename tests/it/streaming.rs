@@ -335,3 +335,75 @@ fn a_client_that_hangs_up_midway_stops_the_render_and_leaks_nothing() {
         "after the hang-ups, gzipped",
     );
 }
+
+#[test]
+fn prometheus_takes_a_protobuf_family_sent_in_parts_whole() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(!common::in_ci(), "prometheus missing: .ci/run installs it");
+        eprintln!("SKIPPED: prometheus not installed");
+        return;
+    }
+    let (_target, exporter) = start("uexp-stream-pb", &[]);
+    // Each family is over 2 MB in protobuf: sent as many MetricFamily
+    // messages of one name, one or more per 128 KiB chunk.
+    let body = curl(
+        &exporter,
+        &[
+            "-H",
+            "Accept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited",
+        ],
+    );
+    let mut parts = 0;
+    let mut at = 0;
+    while at < body.len() {
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let b = body[at];
+            at += 1;
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+        }
+        let name = b"userspace_exporter_stream_keys_total";
+        // Field 1 (name) comes first: 0x0a, its length, the name.
+        if body[at..at + len].get(2..2 + name.len()) == Some(&name[..]) {
+            parts += 1;
+        }
+        at += len;
+    }
+    assert!(parts > 5, "the family came in {parts} part(s)");
+    let prometheus = common::Prometheus::start_with(
+        &format!(
+            // A scrape of this debug build can take over the 1 s default.
+            "  - job_name: exporter\n    scrape_interval: 5s\n    scrape_timeout: 5s\n    \
+             static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
+            exporter.port
+        ),
+        &["--enable-feature=native-histograms"],
+    );
+    let counted = common::wait_for(Duration::from_secs(30), || {
+        prometheus.query("count(userspace_exporter_stream_keys_total)")
+    });
+    assert_eq!(counted.as_deref(), Some("70000"), "series Prometheus keeps");
+    let summed = prometheus.query("sum(userspace_exporter_stream_merged_total)");
+    assert_eq!(
+        summed.as_deref(),
+        Some("70000"),
+        "scraped: {:?}, up: {:?}, {:?}",
+        prometheus.query("scrape_samples_scraped"),
+        prometheus.query("up"),
+        prometheus.query("count({__name__=~\"userspace_exporter_stream.*\"}) by (__name__)"),
+    );
+    let merged = prometheus.query("count(userspace_exporter_stream_merged_total)");
+    assert_eq!(merged.as_deref(), Some("65536"));
+}
