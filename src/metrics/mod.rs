@@ -1,5 +1,6 @@
-//! Scrape time: read each instance's maps, decode keys into labels, and
-//! encode families straight into the response buffer.
+//! Scrape time: read each instance's maps a batch at a time, decode keys
+//! into labels, and encode families straight into the response, which is
+//! streamed to the client a chunk at a time.
 
 mod aggregate;
 pub mod bpf_stats;
@@ -52,8 +53,10 @@ pub struct MetricReader {
     pub label_names: Vec<String>,
     /// Key decoders, one per key label (for histograms, the last decodes the slot).
     pub decoders: LabelDecoders,
-    /// Label sets decoded in earlier scrapes, by raw key; a scrape holds it for
-    /// the whole family, so concurrent scrapes take turns per metric.
+    /// Label sets decoded in earlier scrapes, by raw key; a scrape holds it
+    /// while it reads one source's table and writes the sets it holds (never
+    /// waiting for its client meanwhile), so concurrent scrapes take turns per
+    /// metric and source.
     pub cache: std::sync::Mutex<label_cache::LabelCache>,
     /// Where the value lies in each map value, and its scale (the whole
     /// unsigned 8-byte value for histograms).
