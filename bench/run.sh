@@ -119,22 +119,16 @@ for exporter in dict.fromkeys(r["exporter"] for r in rows):
             "%.2f (%.2f..%.2f)" % (statistics.median(ratio), min(ratio), max(ratio)),
             fmt(scrape) if scrape else "-"))
 ')
-scrape=$(python3 bench/scrape_cost.py "$exporter" "$fixture/probe_target" "$fixture/scrape_keys_big.bpf.o" \
+scrape=$(BEFORE_EXPORTER=${BEFORE_EXPORTER:-} python3 bench/scrape_cost.py "$exporter" "$fixture/probe_target" "$fixture/scrape_keys_big.bpf.o" \
     "$fixture/scrape_keys_small.bpf.o" target/release/examples/scrape_floor)
-scrape_rows=$(echo "$scrape" | python3 -c '
-import json, statistics, sys
-for line in sys.stdin:
-    r = json.loads(line)
-    p, g = r["plain_ms"], r["gzip_ms"]
-    fmt = lambda v: "%.1f ms (%.1f..%.1f)" % (statistics.median(v), min(v), max(v))
-    floor = ("%.1f ms | %.2f" % (r["floor_ms"], statistics.median(p) / r["floor_ms"])) if "floor_ms" in r else "- | -"
-    print("| %d x %d | %s | %d | %s | %.1f ms | %s | %.1f ms | %d / %d | %s MiB | %s |" % (
-        r["processes"], r["keys"], r["labels"], r["series"], fmt(p), r["plain_cpu_ms"], fmt(g), r["gzip_cpu_ms"],
-        r["plain_bytes"], r["gzip_bytes"], r["peak_rss_mib"], floor))
-')
-echo "$scrape" | python3 -c '
-import json, statistics, sys
-rows = [json.loads(l) for l in sys.stdin if json.loads(l)["processes"] == 1 and json.loads(l)["labels"] == "uint"]
+scrape_rows=$(echo "$scrape" | BEFORE_EXPORTER=${BEFORE_EXPORTER:-} python3 bench/scrape_rows.py cost)
+scrape_two_rows=$(echo "$scrape" | BEFORE_EXPORTER=${BEFORE_EXPORTER:-} python3 bench/scrape_rows.py two)
+scrape_before_rows=$(echo "$scrape" | BEFORE_EXPORTER=${BEFORE_EXPORTER:-} python3 bench/scrape_rows.py before)
+echo "$scrape" | BEFORE_EXPORTER=${BEFORE_EXPORTER:-} python3 -c '
+import json, os, statistics, sys
+before = os.environ.get("BEFORE_EXPORTER")
+rows = [json.loads(l) for l in sys.stdin]
+rows = [r for r in rows if r["processes"] == 1 and r["labels"] == "uint" and (not before or r["exporter"] != before)]
 series = {"exporter": [[r["keys"], statistics.median(r["plain_ms"])] for r in rows],
           "exporter, gzip": [[r["keys"], statistics.median(r["gzip_ms"])] for r in rows],
           "floor": [[r["keys"], r["floor_ms"]] for r in rows]}
@@ -306,7 +300,7 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo "A target fires USDT \`bench:key(i)\` for i in 0..N into a hash map (bench/bpf/scrape_keys.bpf.c;"
     echo "1.1M entries, or 1024 for the 100-process case), one series per key. Latency is a client's"
     echo "GET of /metrics (median of 20, 10 or 5 scrapes, min..max); CPU is the exporter's utime + stime"
-    echo "per scrape; peak RSS is the exporter's VmHWM after all the scrapes of the case. The floor"
+    echo "per scrape; peak RSS is the exporter's VmHWM over the case's scrapes after the first. The floor"
     echo "(bench/scrape_floor.rs) reads the same maps with \`bpf_map_lookup_batch\` and writes the same"
     echo "text, nothing else, in the same run. Labels: \`uint\` is one integer label (every key its"
     echo "own series); \`merged\` splits the key into a \`uint\` label and a \`static_map\` one, so the"
@@ -318,6 +312,25 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo "$scrape_rows"
     echo
     echo "![scrape latency](bench/scrape_cost.svg)"
+    echo
+    echo "Responses are streamed (128 KiB chunks, gzip chunk by chunk) and maps read a batch at a"
+    echo "time, so a scrape's memory does not grow with the response; keys past the label cache are"
+    echo "summed as (hash, key, value) records and their text is decoded again when written. Two"
+    echo "scrapes at once (a plain and a gzip one, as two Prometheus replicas), peak RSS over both"
+    echo "against the case's peak above, and each one's latency:"
+    echo
+    echo "| processes x keys | labels | peak RSS, one at a time | peak RSS, two at once | latency, two at once (plain / gzip) |"
+    echo "|---|---|---|---|---|"
+    echo "$scrape_two_rows"
+    if [ -n "${BEFORE_EXPORTER:-}" ]; then
+        echo
+        echo "The same cases with the exporter before (\`$(basename "$BEFORE_EXPORTER")\`), case by case in the same"
+        echo "run, each with its own floor:"
+        echo
+        echo "| processes x keys | labels | exporter | latency | peak RSS | peak RSS, two at once | floor | latency / floor |"
+        echo "|---|---|---|---|---|---|---|---|"
+        echo "$scrape_before_rows"
+    fi
     echo
     echo "Absolute times move with the host's load from one run to the next: three runs of this code on"
     echo "one day measured the 100k-key floor at 38.6, 54.6 and 39.8 ms, the exporter at 1.14 to 1.15 times"
@@ -336,9 +349,10 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo "order, since a hash map's batch order stays put while keys are only added: an unchanged key"
     echo "takes its answer without a hash lookup (perf had \`HashMap::get_mut\` at 26% of a scrape,"
     echo "about 150 ns a key in cache misses). Bounded by \`--scrape.label-cache-keys\` (default 131072"
-    echo "keys, about 250 bytes each); past it, keys are decoded on every scrape, which is why the 1M"
-    echo "merged row is slow. Before the cache, the same day, one run each: 10k keys 9.9 ms, 100k keys"
-    echo "122 ms (118 ms CPU), 1M keys 3044 ms (2994 ms CPU)."
+    echo "keys, about 40 bytes each since its keys and texts are laid end to end); past it, keys are"
+    echo "decoded on every scrape (twice: to find their set, and for its text when written), which is"
+    echo "why the 1M merged row is slower per series. Before the cache, the same day, one run each:"
+    echo "10k keys 9.9 ms, 100k keys 122 ms (118 ms CPU), 1M keys 3044 ms (2994 ms CPU)."
     echo "The kernel's batch lookup walks every bucket of a hash map, so a large, mostly empty map"
     echo "costs the exporter and the floor alike (the 1k-key rows)."
     echo

@@ -3,7 +3,10 @@ processes of 1k keys each. For each: scrape latency (wall, client side), the
 exporter's CPU time per scrape (/proc/PID/stat), response bytes, with gzip off
 and on; and the floor measured in the same run (bench/scrape_floor.rs: batch
 lookups of the same maps and the same text written, nothing else).
-Prints one JSON line per case.
+For the 1M-key cases, also the peak RSS of two scrapes at once (two
+Prometheus replicas). With BEFORE_EXPORTER set, each case runs with that
+exporter too, right before this one (interleaved, each with its own floor).
+Prints one JSON line per case and exporter.
 Usage: python3 bench/scrape_cost.py EXPORTER TARGET BIG_OBJECT SMALL_OBJECT FLOOR
 """
 import json
@@ -12,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from procinfo import cpu_seconds, free_port, status_kib
@@ -45,7 +49,7 @@ LABELS = {
 }
 
 
-def case(processes, keys, obj, reps, labels):
+def case(exporter, processes, keys, obj, reps, labels):
     config = os.path.join(work, "config.yaml")
     with open(config, "w") as f:
         f.write(f"""programs:
@@ -70,7 +74,9 @@ def case(processes, keys, obj, reps, labels):
     e = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{port}", "-c", config,
                           "--discovery.interval", "0", "--log-level", "warn"])
     try:
-        return measure(e, port, targets, processes, keys, reps, labels)
+        result = measure(e, port, targets, processes, keys, reps, labels)
+        result["exporter"] = exporter
+        return result
     finally:
         e.send_signal(signal.SIGTERM)
         e.wait()
@@ -113,6 +119,21 @@ def measure(e, port, targets, processes, keys, reps, labels):
         result[f"{tag}_bytes"] = len(runs[-1][1])
     # Peak RSS over the measured scrapes, plain and gzip.
     result["peak_rss_mib"] = round(status_kib(e.pid, "VmHWM") / 1024, 1)
+    if keys >= 1000000:
+        # Two scrapes at once (one plain, one gzip, as two replicas may ask):
+        # the peak over them, and how long each took.
+        with open(f"/proc/{e.pid}/clear_refs", "w") as f:
+            f.write("5")
+        took = {}
+        def scrape(gzip):
+            took[gzip] = get(port, gzip)[0]
+        both = [threading.Thread(target=scrape, args=(gzip,)) for gzip in (False, True)]
+        for t in both:
+            t.start()
+        for t in both:
+            t.join()
+        result["two_at_once_ms"] = [took[False], took[True]]
+        result["two_at_once_peak_rss_mib"] = round(status_kib(e.pid, "VmHWM") / 1024, 1)
     if labels == "uint":
         out = subprocess.run([floor, "scrape_keys", "userspace_exporter_bench_keys_total", str(reps)],
                              check=True, capture_output=True, text=True).stdout
@@ -124,7 +145,9 @@ cases = [(1, 1000, big, 20, "uint"), (1, 10000, big, 20, "uint"), (1, 100000, bi
          (1, 1000000, big, 5, "uint"), (100, 1000, small, 10, "uint"),
          (1, 10000, big, 20, "merged"), (1, 100000, big, 10, "merged"), (1, 1000000, big, 3, "merged")]
 only = os.environ.get("CASES")
+before = os.environ.get("BEFORE_EXPORTER")
 for i, (processes, keys, obj, reps, labels) in enumerate(cases):
     if only and str(i) not in only.split(","):
         continue
-    print(json.dumps(case(processes, keys, obj, reps, labels)), flush=True)
+    for e in ([before] if before else []) + [exporter]:
+        print(json.dumps(case(e, processes, keys, obj, reps, labels)), flush=True)

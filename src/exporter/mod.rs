@@ -31,7 +31,7 @@ use crate::attach::{AttachFailure, AttachTarget, Instance, PreparedProgram, Reap
 use crate::config::Config;
 use crate::discovery::{FileId, ProcSnapshot, ProcessInfo, ProcessSink};
 use crate::elf::ElfCache;
-use crate::metrics::encode::Format;
+use crate::metrics::encode::Encoder;
 use crate::metrics::{ProgramMetrics, ScrapeProgram, SelfStats};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -480,15 +480,16 @@ impl Exporter {
             .clone()
     }
 
-    /// Reads every map of the published instances and encodes the exposition.
-    pub fn scrape(&self, format: Format) -> Vec<u8> {
+    /// Reads every map of the published instances and encodes the exposition
+    /// into `enc` (see [`crate::metrics::render`]).
+    pub fn scrape(&self, enc: Encoder) -> Vec<u8> {
         let published = self.published();
         let programs: Vec<ScrapeProgram> = published
             .programs
             .iter()
             .map(PublishedProgram::scrape)
             .collect();
-        crate::metrics::render(&programs, &self.stats, format)
+        crate::metrics::render(&programs, &self.stats, enc)
     }
 
     /// Runs one change of the attach side, then publishes its outcome.

@@ -154,9 +154,17 @@ impl RequestLimit {
     }
 }
 
+/// A request's scrape slot, in its extensions: the `/metrics` handler hands a
+/// clone to the render, which streams the response and keeps the slot until
+/// it has rendered it all (a render waits for a slow client a few seconds at
+/// most, see `http::stream`).
+#[derive(Clone)]
+pub struct ScrapeSlot(pub Arc<tokio::sync::OwnedSemaphorePermit>);
+
 /// Middleware: runs the request if a scrape slot is free, else answers 503
-/// at once. The slot is held until the handler has produced its response
-/// (already rendered): a client that is slow to read it does not hold one.
+/// at once. The slot is held until the handler has produced its response, and
+/// for `/metrics` until the response is rendered ([`ScrapeSlot`]): a client
+/// that is slow to read it holds one only while the render waits for it.
 pub async fn limit_requests(
     axum::extract::State(limit): axum::extract::State<RequestLimit>,
     request: Request,
@@ -167,8 +175,11 @@ pub async fn limit_requests(
     };
     match semaphore.clone().try_acquire_owned() {
         Ok(permit) => {
+            let slot = ScrapeSlot(Arc::new(permit));
+            let mut request = request;
+            request.extensions_mut().insert(slot.clone());
             let response = next.run(request).await;
-            drop(permit);
+            drop(slot);
             response
         }
         Err(_) => (

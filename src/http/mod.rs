@@ -1,4 +1,5 @@
-//! The HTTP side: `/metrics` (text, OpenMetrics or protobuf, gzip when asked),
+//! The HTTP side: `/metrics` (text, OpenMetrics or protobuf, gzip when asked,
+//! streamed as it is rendered),
 //! a landing page at `/` that links to it, sums up, lists problems first, then
 //! programs and processes, and explains a process at `/?pid=N`; and
 //! the health endpoints `/-/healthy` and `/-/ready` (as Prometheus names them).
@@ -11,6 +12,7 @@ mod landing;
 pub mod limits;
 mod reload;
 mod server;
+mod stream;
 mod tls;
 mod web_config;
 
@@ -19,14 +21,13 @@ pub use reload::WebConfig;
 pub use web_config::WebConfigError;
 
 use crate::exporter::Exporter;
-use crate::metrics::encode::Format;
+use crate::metrics::encode::{Encoder, Format, Sink};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
 /// Where and how to serve.
@@ -228,7 +229,14 @@ async fn reload(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// `/metrics`: the exposition in the negotiated format, gzipped when the
+/// client allows it, streamed as it is rendered ([`stream`]). The render
+/// holds the request's scrape slot until it ends.
+async fn metrics(
+    State(state): State<AppState>,
+    slot: Option<axum::Extension<limits::ScrapeSlot>>,
+    headers: HeaderMap,
+) -> Response {
     let Some(exporter) = state.ready() else {
         return starting();
     };
@@ -237,35 +245,27 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
-    // Map reads are syscalls: keep them off the async workers.
-    let rendered = tokio::task::spawn_blocking(move || exporter.scrape(format)).await;
-    let body = match rendered {
-        Ok(body) => body,
-        Err(e) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("scrape failed: {e}"),
-            )
-                .into_response()
-        }
-    };
-    let mut builder = Response::builder().header(header::CONTENT_TYPE, format.content_type());
-    let body = if gzip {
-        let mut encoder = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 4),
-            flate2::Compression::fast(),
-        );
-        if encoder.write_all(&body).is_err() {
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
-        builder = builder.header(header::CONTENT_ENCODING, "gzip");
-        encoder.finish().unwrap_or_default()
+    let (sender, body) = stream::channel(stream::QUEUE_BYTES, stream::STALL_BUDGET);
+    let sink: Box<dyn Sink> = if gzip {
+        Box::new(stream::Gzip::new(sender))
     } else {
-        body
+        Box::new(sender)
     };
+    let enc = Encoder::streaming(format, sink, stream::CHUNK_BYTES);
+    // Map reads are syscalls: keep them off the async workers. A panic there
+    // drops the sender unfinished, which cuts the response short.
+    let slot = slot.map(|s| s.0);
+    tokio::task::spawn_blocking(move || {
+        exporter.scrape(enc);
+        drop(slot);
+    });
+    let mut builder = Response::builder().header(header::CONTENT_TYPE, format.content_type());
+    if gzip {
+        builder = builder.header(header::CONTENT_ENCODING, "gzip");
+    }
     builder
         .header(header::VARY, "Accept, Accept-Encoding")
-        .body(Body::from(body))
+        .body(Body::new(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 

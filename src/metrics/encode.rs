@@ -13,6 +13,14 @@
 //! Usage: call [`Encoder::family`] once per metric family, then its samples
 //! ([`Encoder::sample`], [`Encoder::sample_u64`], [`Encoder::histogram`], each
 //! taking a [`LabelSet`]), then [`Encoder::finish`].
+//!
+//! A scrape streams: [`Encoder::streaming`] hands the buffer to a [`Sink`]
+//! each time it holds a chunk's worth (after a whole sample, so a chunk never
+//! splits one), and starts the next chunk in a buffer of the same size, so a
+//! response of any size costs one chunk of memory here. A protobuf family
+//! longer than a chunk is sent as several `MetricFamily` messages of the same
+//! name, help and type, each with part of its metrics (its length must be
+//! written before its content); a scraper adds their metrics up as one family.
 
 use super::histogram::BuiltHistogram;
 use super::protobuf;
@@ -190,8 +198,27 @@ impl<'a> LabelSet<'a> {
     }
 }
 
-/// Writes metric families into one buffer.
-#[derive(Debug)]
+/// The reader of a streamed response has gone: nothing more will be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the client went away")]
+pub struct Closed;
+
+/// Where a streaming [`Encoder`] sends its chunks (the HTTP response body).
+pub trait Sink: Send {
+    /// Takes the bytes of `chunk`, leaving it empty (its capacity may be kept
+    /// for the next chunk). With `wait`, may block until the reader has taken
+    /// enough of the chunks before; without, never blocks (the chunk is queued
+    /// regardless): a render holding a lock others may need sends that way.
+    fn send(&mut self, chunk: &mut Vec<u8>, wait: bool) -> Result<(), Closed>;
+    /// Ends the response after the last chunk.
+    fn finish(&mut self) -> Result<(), Closed>;
+    /// Whether the reader has gone (checked between batches of a map read).
+    fn closed(&self) -> bool;
+    /// Time spent blocked in [`Sink::send`] waiting for the reader.
+    fn waited(&self) -> std::time::Duration;
+}
+
+/// Writes metric families into one buffer, or into a [`Sink`] chunk by chunk.
 pub struct Encoder {
     buf: Vec<u8>,
     format: Format,
@@ -200,6 +227,31 @@ pub struct Encoder {
     sample_name: String,
     /// Protobuf: the family being written, if any.
     family: Option<OpenFamily>,
+    /// Protobuf: the open family's name and help, to start its next part
+    /// after a chunk is sent.
+    family_name: String,
+    family_help: String,
+    /// Where full chunks go; none: the whole exposition stays in `buf`.
+    sink: Option<Box<dyn Sink>>,
+    /// A chunk is sent once `buf` holds this many bytes.
+    chunk: usize,
+    /// Whether sending may block (no lock held).
+    wait: bool,
+    /// The reader has gone: what is written is dropped.
+    closed: bool,
+    /// Bytes handed to the sink so far.
+    sent: u64,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("format", &self.format)
+            .field("buffered", &self.buf.len())
+            .field("streaming", &self.sink.is_some())
+            .field("sent", &self.sent)
+            .finish()
+    }
 }
 
 /// A protobuf family whose length is not written yet.
@@ -218,14 +270,112 @@ impl Encoder {
         Self::with_capacity(format, 0)
     }
 
-    /// An encoder whose buffer starts with `capacity` bytes (e.g. the previous scrape's size).
+    /// An encoder whose buffer starts with `capacity` bytes.
     pub fn with_capacity(format: Format, capacity: usize) -> Self {
         Encoder {
             buf: Vec::with_capacity(capacity),
             format,
             sample_name: String::new(),
             family: None,
+            family_name: String::new(),
+            family_help: String::new(),
+            sink: None,
+            chunk: usize::MAX,
+            wait: true,
+            closed: false,
+            sent: 0,
         }
+    }
+
+    /// An encoder that sends its output to `sink` in chunks of about `chunk`
+    /// bytes (a chunk ends after the sample that reaches `chunk`).
+    pub fn streaming(format: Format, sink: Box<dyn Sink>, chunk: usize) -> Self {
+        let mut e = Self::with_capacity(format, chunk + chunk / 8);
+        e.sink = Some(sink);
+        e.chunk = chunk.max(1);
+        e
+    }
+
+    /// Whether sending a chunk may block until the reader takes it: turned
+    /// off while the caller holds a lock another scrape or the attach side
+    /// may need, so that a slow reader never holds it up (chunks then queue
+    /// up, unbounded, until it is turned on again).
+    pub fn set_wait(&mut self, wait: bool) {
+        self.wait = wait;
+    }
+
+    /// Whether the reader of a streamed response has gone: the caller should
+    /// stop (what it writes is dropped).
+    pub fn closed(&mut self) -> bool {
+        if !self.closed && self.sink.as_ref().is_some_and(|s| s.closed()) {
+            self.closed = true;
+        }
+        self.closed
+    }
+
+    /// Time a streaming encoder has spent waiting for its reader.
+    pub fn waited(&self) -> std::time::Duration {
+        self.sink.as_ref().map(|s| s.waited()).unwrap_or_default()
+    }
+
+    /// Bytes written so far (sent and buffered).
+    pub fn written(&self) -> u64 {
+        self.sent + self.buf.len() as u64
+    }
+
+    /// Sends the buffer once it holds a chunk. Called after each whole
+    /// family header, sample or histogram.
+    #[inline]
+    fn flush_if_full(&mut self) {
+        if self.buf.len() >= self.chunk {
+            self.flush();
+        }
+    }
+
+    #[cold]
+    fn flush(&mut self) {
+        if self.sink.is_none() {
+            return;
+        }
+        // Protobuf: the open family is closed here and continued in the next
+        // chunk under the same header (its length must precede it).
+        let mut continued = None;
+        if let Some(family) = self.family {
+            if self.buf.len() == family.metrics_at {
+                return; // no metric yet: wait for one
+            }
+            protobuf::close(&mut self.buf, family.at);
+            self.family = None;
+            continued = Some(family.kind);
+        }
+        self.send_buf();
+        if let Some(kind) = continued {
+            let at = protobuf::open(&mut self.buf, 0);
+            protobuf::family_header(
+                &mut self.buf,
+                &self.family_name,
+                &self.family_help,
+                kind.protobuf_type(),
+            );
+            self.family = Some(OpenFamily {
+                at,
+                metrics_at: self.buf.len(),
+                kind,
+            });
+        }
+    }
+
+    /// Hands the whole buffer to the sink (dropped once the reader has gone).
+    fn send_buf(&mut self) {
+        let len = self.buf.len() as u64;
+        if let Some(sink) = self.sink.as_mut() {
+            if !self.closed && sink.send(&mut self.buf, self.wait).is_ok() {
+                self.sent += len;
+            } else {
+                self.closed = true;
+            }
+        }
+        self.buf.clear();
     }
 
     /// The format being written.
@@ -250,6 +400,7 @@ impl Encoder {
     pub fn family(&mut self, name: &str, help: &str, kind: MetricKind) {
         if self.format == Format::Protobuf {
             self.close_family();
+            self.flush_if_full();
             let at = protobuf::open(&mut self.buf, 0);
             protobuf::family_header(&mut self.buf, name, help, kind.protobuf_type());
             self.family = Some(OpenFamily {
@@ -257,6 +408,12 @@ impl Encoder {
                 metrics_at: self.buf.len(),
                 kind,
             });
+            if self.sink.is_some() {
+                self.family_name.clear();
+                self.family_name.push_str(name);
+                self.family_help.clear();
+                self.family_help.push_str(help);
+            }
             return;
         }
         let family = match (self.format, kind) {
@@ -284,6 +441,7 @@ impl Encoder {
         self.buf.push(b' ');
         self.buf.extend_from_slice(kind.type_name().as_bytes());
         self.buf.push(b'\n');
+        self.flush_if_full();
     }
 
     /// Writes a counter or gauge sample with a float value.
@@ -294,6 +452,7 @@ impl Encoder {
         self.write_series("", b"", labels.iter(), None);
         write_f64(&mut self.buf, value);
         self.buf.push(b'\n');
+        self.flush_if_full();
     }
 
     /// Writes a counter or gauge sample with an exact integer value.
@@ -304,6 +463,7 @@ impl Encoder {
         self.write_series("", b"", labels.iter(), None);
         write_u64(&mut self.buf, value);
         self.buf.push(b'\n');
+        self.flush_if_full();
     }
 
     /// Writes a counter sample whose leading labels are already rendered in
@@ -316,6 +476,7 @@ impl Encoder {
         self.write_series("", rendered, extra.iter().copied(), None);
         write_u64(&mut self.buf, value);
         self.buf.push(b'\n');
+        self.flush_if_full();
     }
 
     /// Writes a counter or gauge sample with a float value whose leading labels
@@ -327,6 +488,7 @@ impl Encoder {
         self.write_series("", rendered, extra.iter().copied(), None);
         write_f64(&mut self.buf, value);
         self.buf.push(b'\n');
+        self.flush_if_full();
     }
 
     /// Writes one histogram series: cumulative `_bucket` lines, `+Inf`, `_sum`,
@@ -346,12 +508,23 @@ impl Encoder {
         self.write_histogram(rendered, extra.iter().copied(), h);
     }
 
-    /// Ends the exposition and returns the bytes (OpenMetrics gets its `# EOF`).
+    /// Ends the exposition (OpenMetrics gets its `# EOF`) and returns the
+    /// bytes; a streaming encoder sends the last chunk, ends its sink and
+    /// returns nothing.
     pub fn finish(mut self) -> Vec<u8> {
         match self.format {
             Format::OpenMetrics => self.buf.extend_from_slice(b"# EOF\n"),
             Format::Protobuf => self.close_family(),
             Format::Text => {}
+        }
+        if self.sink.is_some() {
+            self.wait = true;
+            self.send_buf();
+            if let Some(sink) = self.sink.as_mut() {
+                if self.closed || sink.finish().is_err() {
+                    self.closed = true;
+                }
+            }
         }
         self.buf
     }
@@ -383,6 +556,7 @@ impl Encoder {
         }
         body(&mut self.buf);
         protobuf::close(&mut self.buf, at);
+        self.flush_if_full();
     }
 
     /// Protobuf: a counter's or gauge's `Metric`.
@@ -420,6 +594,7 @@ impl Encoder {
         self.write_series("_count", rendered, labels, None);
         write_u64(&mut self.buf, h.count);
         self.buf.push(b'\n');
+        self.flush_if_full();
     }
 
     /// Writes `name{labels} ` (braces only when there are labels): the
@@ -606,6 +781,130 @@ mod tests {
             &histogram(),
         );
         e.finish()
+    }
+
+    /// A sink that keeps each chunk it is sent, and whether it was finished.
+    #[derive(Default, Clone)]
+    struct Chunks(std::sync::Arc<std::sync::Mutex<(Vec<Vec<u8>>, bool)>>);
+
+    impl Sink for Chunks {
+        fn send(&mut self, chunk: &mut Vec<u8>, _wait: bool) -> Result<(), Closed> {
+            self.0.lock().unwrap().0.push(std::mem::take(chunk));
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<(), Closed> {
+            self.0.lock().unwrap().1 = true;
+            Ok(())
+        }
+        fn closed(&self) -> bool {
+            false
+        }
+        fn waited(&self) -> std::time::Duration {
+            std::time::Duration::ZERO
+        }
+    }
+
+    /// Many series in three families, written into `e`.
+    fn long_exposition(mut e: Encoder) -> Vec<u8> {
+        let names = ["key"];
+        e.family(
+            "userspace_exporter_keys_total",
+            "Keys.",
+            MetricKind::Counter,
+        );
+        for i in 0..2000u64 {
+            let values = [i.to_string()];
+            let labels = LabelSet {
+                names: &names,
+                values: &values,
+                extra: &[("pid", "42")],
+            };
+            e.sample_u64(&labels, i * 3);
+        }
+        e.family("userspace_exporter_up", "", MetricKind::Gauge);
+        e.sample(&LabelSet::EMPTY, 1.0);
+        e.family(
+            "userspace_exporter_latency_seconds",
+            "Latency.",
+            MetricKind::Histogram,
+        );
+        for i in 0..200u64 {
+            let values = [i.to_string()];
+            let labels = LabelSet {
+                names: &names,
+                values: &values,
+                extra: &[],
+            };
+            e.histogram(&labels, &histogram());
+        }
+        e.finish()
+    }
+
+    #[test]
+    fn a_streamed_exposition_is_the_same_bytes_in_chunks_of_whole_samples() {
+        for format in [Format::Text, Format::OpenMetrics] {
+            let whole = long_exposition(Encoder::new(format));
+            let sink = Chunks::default();
+            let rest = long_exposition(Encoder::streaming(format, Box::new(sink.clone()), 4096));
+            assert!(rest.is_empty(), "everything went to the sink");
+            let (chunks, finished) = sink.0.lock().unwrap().clone();
+            assert!(finished);
+            assert!(chunks.len() > 20, "{} chunks", chunks.len());
+            assert_eq!(chunks.concat(), whole, "{format:?}");
+            for chunk in &chunks {
+                // Each chunk ends a line, and holds little more than 4096 bytes.
+                assert_eq!(chunk.last(), Some(&b'\n'));
+                assert!(chunk.len() < 4096 + 512, "{}", chunk.len());
+            }
+        }
+    }
+
+    #[test]
+    fn a_streamed_protobuf_family_longer_than_a_chunk_comes_in_parts_with_every_metric() {
+        use crate::metrics::protobuf::tests::{delimited, fields, Field};
+        let whole = long_exposition(Encoder::new(Format::Protobuf));
+        let sink = Chunks::default();
+        long_exposition(Encoder::streaming(
+            Format::Protobuf,
+            Box::new(sink.clone()),
+            4096,
+        ));
+        let (chunks, finished) = sink.0.lock().unwrap().clone();
+        assert!(finished && chunks.len() > 10);
+        // (name, help, type, metrics) of each family message.
+        let families = |bytes: &[u8]| -> Vec<(Vec<Field>, Vec<Field>)> {
+            delimited(bytes)
+                .iter()
+                .map(|m| {
+                    let f = fields(m);
+                    let (header, metrics) = f.split_at(
+                        f.iter()
+                            .position(|x| matches!(x, Field::Bytes(4, _)))
+                            .unwrap(),
+                    );
+                    (header.to_vec(), metrics.to_vec())
+                })
+                .collect()
+        };
+        let merged = |parts: Vec<(Vec<Field>, Vec<Field>)>| {
+            let mut out: Vec<(Vec<Field>, Vec<Field>)> = Vec::new();
+            for (header, metrics) in parts {
+                match out.last_mut() {
+                    Some((last, all)) if *last == header => all.extend(metrics),
+                    _ => out.push((header, metrics)),
+                }
+            }
+            out
+        };
+        let mut parts = Vec::new();
+        for chunk in &chunks {
+            // Every chunk is whole messages.
+            parts.extend(families(chunk));
+        }
+        assert!(parts.len() > 3, "the long families came in parts");
+        let whole_families = families(&whole);
+        assert_eq!(whole_families.len(), 3);
+        assert_eq!(merged(parts), whole_families);
     }
 
     #[test]

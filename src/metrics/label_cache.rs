@@ -23,60 +23,20 @@
 //! Bounded: at most `capacity` keys are cached. Keys seen while it is full are
 //! decoded for that scrape only (and still merged with cached sets); when it
 //! is full at the end of a scrape, keys that scrape did not see are evicted.
+//!
+//! Compact: keys, texts and `LabelPair`s are laid end to end in a few large
+//! buffers, and the two hash tables hold only 4-byte indices into them (about
+//! 40 bytes a key with 8-byte keys and short labels, where a table of boxed
+//! keys and shared texts took about 400 bytes: 54 MB when full).
 
 use super::decoders::{DecodeError, LabelDecoders};
 use super::encode::{render_labels, Format};
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::hash::BuildHasher;
 
-/// Keys cached per metric by default (2^17): about 250 bytes each with two
-/// small labels (measured: 25 MB of RSS for 100k keys), so at most about 33 MB.
+/// Keys cached per metric by default (2^17): about 40 bytes each with 8-byte
+/// keys and two small labels, and as much again for the memo of each source
+/// (its keys in read order), so about 10 MB when full.
 pub const DEFAULT_CAPACITY: usize = 131_072;
-
-/// Longest key kept inline in the hash table: comparing it then touches no
-/// other memory (most keys are a few integers).
-const INLINE_KEY: usize = 30;
-
-/// A raw map key as the cache holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum RawKey {
-    /// Up to [`INLINE_KEY`] bytes, and how many are used.
-    Inline([u8; INLINE_KEY], u8),
-    /// A longer key.
-    Heap(Box<[u8]>),
-}
-
-impl RawKey {
-    fn new(bytes: &[u8]) -> RawKey {
-        if bytes.len() <= INLINE_KEY {
-            let mut inline = [0; INLINE_KEY];
-            inline[..bytes.len()].copy_from_slice(bytes);
-            RawKey::Inline(inline, bytes.len() as u8)
-        } else {
-            RawKey::Heap(bytes.into())
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match self {
-            RawKey::Inline(bytes, len) => &bytes[..*len as usize],
-            RawKey::Heap(bytes) => bytes,
-        }
-    }
-}
-
-// Hashed as its bytes, so that the table can be searched with a `&[u8]`.
-impl std::hash::Hash for RawKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.bytes().hash(state)
-    }
-}
-
-impl std::borrow::Borrow<[u8]> for RawKey {
-    fn borrow(&self) -> &[u8] {
-        self.bytes()
-    }
-}
 
 /// Marks a key whose label set a decoder drops (`regexp` without a match).
 const DROPPED: u32 = u32::MAX;
@@ -86,21 +46,82 @@ const DROPPED: u32 = u32::MAX;
 struct CachedKey {
     /// Its label set's id, or [`DROPPED`].
     set: u32,
-    /// The histogram slot the key's last label decodes to (0 for counters).
-    slot: u64,
     /// The scrape generation that last looked it up.
     seen: u32,
+    /// The histogram slot the key's last label decodes to (0 for counters).
+    slot: u64,
 }
 
-/// A label set, as the text written between the braces.
-pub type LabelText = Arc<[u8]>;
+/// Marks a set whose protobuf form is not derived yet.
+const NOT_DERIVED: (u32, u32) = (u32::MAX, u32::MAX);
 
-/// A cached label set: its text, and its protobuf `LabelPair`s once a
-/// protobuf scrape asked for them.
-#[derive(Debug, Clone)]
-struct Set {
-    text: LabelText,
-    protobuf: Option<Arc<[u8]>>,
+/// Label sets: the text each is written as, laid end to end, and its
+/// protobuf `LabelPair`s once a protobuf scrape asked for them.
+#[derive(Debug, Default)]
+struct Sets {
+    /// Set `id`'s text is `texts[ends[id - 1]..ends[id]]`.
+    texts: Vec<u8>,
+    ends: Vec<u32>,
+    /// Derived `LabelPair`s, and each set's range of them ([`NOT_DERIVED`] if none).
+    protobuf: Vec<u8>,
+    protobuf_at: Vec<(u32, u32)>,
+    /// Set ids by the hash of their text.
+    ids: hashbrown::HashTable<u32>,
+}
+
+impl Sets {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn text(&self, id: u32) -> &[u8] {
+        let id = id as usize;
+        let start = if id == 0 {
+            0
+        } else {
+            self.ends[id - 1] as usize
+        };
+        &self.texts[start..self.ends[id] as usize]
+    }
+
+    fn find(&self, hash: u64, text: &[u8]) -> Option<u32> {
+        self.ids.find(hash, |&id| self.text(id) == text).copied()
+    }
+
+    /// Adds a set not held yet; its id.
+    fn push(
+        &mut self,
+        hasher: &std::hash::RandomState,
+        text: &[u8],
+        protobuf: Option<&[u8]>,
+    ) -> u32 {
+        let id = self.ends.len() as u32;
+        self.texts.extend_from_slice(text);
+        self.ends.push(self.texts.len() as u32);
+        self.protobuf_at.push(match protobuf {
+            Some(pairs) => {
+                let start = self.protobuf.len() as u32;
+                self.protobuf.extend_from_slice(pairs);
+                (start, self.protobuf.len() as u32)
+            }
+            None => NOT_DERIVED,
+        });
+        let (texts, ends) = (&self.texts, &self.ends);
+        let text_of = |id: u32| {
+            let id = id as usize;
+            let start = if id == 0 { 0 } else { ends[id - 1] as usize };
+            &texts[start..ends[id] as usize]
+        };
+        self.ids.insert_unique(hasher.hash_one(text), id, |&id| {
+            hasher.hash_one(text_of(id))
+        });
+        id
+    }
+
+    fn protobuf(&self, id: u32) -> Option<&[u8]> {
+        let (start, end) = self.protobuf_at[id as usize];
+        (start != u32::MAX).then(|| &self.protobuf[start as usize..end as usize])
+    }
 }
 
 /// What one key decodes to.
@@ -108,8 +129,10 @@ struct Set {
 pub enum Resolved {
     /// A label set held by the cache: its id, and the histogram slot.
     Set(u32, u64),
-    /// A label set decoded for this scrape only (the cache is full): its text and slot.
-    Uncached(Vec<u8>, u64),
+    /// A label set the cache does not hold (it is full): a hash of its text
+    /// ([`set_hash`]) and the slot. The text itself is derived again from
+    /// the key when it is written ([`decode_set`]), not kept.
+    Uncached(u32, u64),
     /// A decoder dropped the key.
     Dropped,
 }
@@ -134,29 +157,38 @@ const NOT_CACHED: u32 = u32::MAX - 1;
 struct Memo {
     key_size: usize,
     keys: Vec<u8>,
-    resolved: Vec<(u32, u64)>,
+    sets: Vec<u32>,
+    /// Histogram slots, parallel to `sets` (empty while every slot is 0, as
+    /// for counters).
+    slots: Vec<u64>,
 }
 
 impl Memo {
     /// What the key at `index` resolved to last scrape, if `key` is that key.
     fn get(&self, index: usize, key: &[u8]) -> Option<(u32, u64)> {
         let at = index * self.key_size;
-        let resolved = *self.resolved.get(index)?;
+        let set = *self.sets.get(index)?;
         (key.len() == self.key_size
-            && resolved.0 != NOT_CACHED
+            && set != NOT_CACHED
             && self.keys.get(at..at + self.key_size) == Some(key))
-        .then_some(resolved)
+        .then(|| (set, self.slots.get(index).copied().unwrap_or(0)))
     }
 
-    fn push(&mut self, key: &[u8], resolved: (u32, u64)) {
-        if key.len() == self.key_size {
+    fn push(&mut self, key: &[u8], (set, slot): (u32, u64)) {
+        let set = if key.len() == self.key_size {
             self.keys.extend_from_slice(key);
-            self.resolved.push(resolved);
+            set
         } else {
             // Keys of one map all have one size; keep positions aligned regardless.
             self.keys.resize(self.keys.len() + self.key_size, 0);
-            self.resolved.push((NOT_CACHED, 0));
+            NOT_CACHED
+        };
+        if slot != 0 || !self.slots.is_empty() {
+            // The first slot that is not 0: the ones before it were.
+            self.slots.resize(self.sets.len(), 0);
+            self.slots.push(slot);
         }
+        self.sets.push(set);
     }
 }
 
@@ -164,12 +196,21 @@ impl Memo {
 #[derive(Debug)]
 pub struct LabelCache {
     capacity: usize,
-    keys: HashMap<RawKey, CachedKey>,
-    sets: Vec<Set>,
-    set_ids: HashMap<LabelText, u32>,
+    hasher: std::hash::RandomState,
+    /// Cached keys laid end to end, `key_len` bytes each (the first key
+    /// cached sets it: a metric's keys all have one size), and what each
+    /// resolves to, by index.
+    key_bytes: Vec<u8>,
+    key_len: usize,
+    key_info: Vec<CachedKey>,
+    /// Key indices by the hash of their bytes.
+    key_ids: hashbrown::HashTable<u32>,
+    sets: Sets,
     generation: u32,
     /// Decoded values of the key at hand, reused.
     values: Vec<String>,
+    /// Their text, reused.
+    text: Vec<u8>,
     /// Per source position: its last scrape's keys.
     memos: Vec<Memo>,
     /// The memo being written for the source at hand, and that source's position.
@@ -183,11 +224,15 @@ impl LabelCache {
     pub fn new(capacity: usize) -> LabelCache {
         LabelCache {
             capacity,
-            keys: HashMap::new(),
-            sets: Vec::new(),
-            set_ids: HashMap::new(),
+            hasher: std::hash::RandomState::new(),
+            key_bytes: Vec::new(),
+            key_len: 0,
+            key_info: Vec::new(),
+            key_ids: hashbrown::HashTable::new(),
+            sets: Sets::default(),
             generation: 0,
             values: Vec::new(),
+            text: Vec::new(),
             memos: Vec::new(),
             writing: None,
             sources: 0,
@@ -206,8 +251,9 @@ impl LabelCache {
             ..Memo::default()
         };
         if let Some(old) = self.memos.get(position) {
-            memo.keys.reserve(old.keys.len());
-            memo.resolved.reserve(old.resolved.len());
+            memo.keys.reserve_exact(old.keys.len());
+            memo.sets.reserve_exact(old.sets.len());
+            memo.slots.reserve_exact(old.slots.len());
         }
         self.writing = Some((position, memo));
     }
@@ -254,7 +300,7 @@ impl LabelCache {
         };
         // Positions past the bound are not remembered: the memo is bounded too.
         if let Some((_, memo)) = &mut self.writing {
-            if memo.resolved.len() < self.capacity {
+            if memo.sets.len() < self.capacity {
                 memo.push(key, remembered);
             }
         }
@@ -263,18 +309,21 @@ impl LabelCache {
 
     /// The text of label set `id`.
     pub fn text(&self, id: u32) -> &[u8] {
-        &self.sets[id as usize].text
+        self.sets.text(id)
     }
 
     /// Label set `id` as `format` writes leading labels (see
     /// [`Format::labels_from_text`]), derived once per set and kept.
     pub fn rendered(&mut self, id: u32, format: Format) -> &[u8] {
-        let set = &mut self.sets[id as usize];
+        if format == Format::Protobuf && self.sets.protobuf(id).is_none() {
+            let derived = format.labels_from_text(self.sets.text(id)).into_owned();
+            let start = self.sets.protobuf.len() as u32;
+            self.sets.protobuf.extend_from_slice(&derived);
+            self.sets.protobuf_at[id as usize] = (start, self.sets.protobuf.len() as u32);
+        }
         match format {
-            Format::Text | Format::OpenMetrics => &set.text,
-            Format::Protobuf => set
-                .protobuf
-                .get_or_insert_with(|| format.labels_from_text(&set.text).into()),
+            Format::Text | Format::OpenMetrics => self.sets.text(id),
+            Format::Protobuf => self.sets.protobuf(id).unwrap_or_default(),
         }
     }
 
@@ -285,7 +334,7 @@ impl LabelCache {
 
     /// Number of keys cached.
     pub fn keys(&self) -> usize {
-        self.keys.len()
+        self.key_info.len()
     }
 
     /// The label set of `key`: from the cache, or decoded with `decoders` (and
@@ -320,6 +369,19 @@ impl LabelCache {
         self.resolve_keyed(key, key, decoders, histogram, process)
     }
 
+    /// The index of cached key `key`, and its hash.
+    fn find_key(&self, key: &[u8]) -> (Option<usize>, u64) {
+        let hash = self.hasher.hash_one(key);
+        if key.len() != self.key_len {
+            return (None, hash);
+        }
+        let (bytes, len) = (&self.key_bytes, self.key_len);
+        let found = self.key_ids.find(hash, |&i| {
+            &bytes[i as usize * len..(i as usize + 1) * len] == key
+        });
+        (found.map(|&i| i as usize), hash)
+    }
+
     /// Resolves `key`, cached under `cache_key`.
     fn resolve_keyed(
         &mut self,
@@ -329,7 +391,9 @@ impl LabelCache {
         histogram: bool,
         process: Option<i32>,
     ) -> Result<Resolved, ResolveError> {
-        if let Some(cached) = self.keys.get_mut(cache_key) {
+        let (found, hash) = self.find_key(cache_key);
+        if let Some(i) = found {
+            let cached = &mut self.key_info[i];
             cached.seen = self.generation;
             return Ok(match cached.set {
                 DROPPED => Resolved::Dropped,
@@ -338,64 +402,71 @@ impl LabelCache {
         }
         let mut values = std::mem::take(&mut self.values);
         let decoded = decoders.decode_key_in(key, process, &mut values);
-        let resolved = self.decoded(cache_key, decoded, &mut values, decoders, histogram);
+        let resolved = self.decoded(cache_key, hash, decoded, &mut values, decoders, histogram);
         self.values = values;
         resolved
     }
 
-    /// Files a freshly decoded key.
+    /// Files a freshly decoded key (`hash` is its cache key's).
     fn decoded(
         &mut self,
         key: &[u8],
+        hash: u64,
         decoded: Result<bool, DecodeError>,
         values: &mut Vec<String>,
         decoders: &LabelDecoders,
         histogram: bool,
     ) -> Result<Resolved, ResolveError> {
-        let room = self.keys.len() < self.capacity;
-        if !decoded? {
-            if room {
-                self.insert(key, DROPPED, 0);
+        let room = self.key_info.len() < self.capacity
+            && (self.key_len == key.len() || self.key_info.is_empty());
+        let mut text = std::mem::take(&mut self.text);
+        text.clear();
+        let outcome = set_text(decoded, values, decoders, histogram, &mut text);
+        let resolved = match outcome {
+            Err(e) => Err(e),
+            Ok(None) => {
+                if room {
+                    self.insert(key, hash, DROPPED, 0);
+                }
+                Ok(Resolved::Dropped)
             }
-            return Ok(Resolved::Dropped);
-        }
-        let slot = if histogram {
-            let text = values.pop().unwrap_or_default();
-            text.parse::<u64>().map_err(|_| ResolveError::Slot(text))?
-        } else {
-            0
+            Ok(Some(slot)) => {
+                let text_hash = self.hasher.hash_one(text.as_slice());
+                match self.sets.find(text_hash, &text) {
+                    Some(set) => {
+                        if room {
+                            self.insert(key, hash, set, slot);
+                        }
+                        Ok(Resolved::Set(set, slot))
+                    }
+                    None if !room => Ok(Resolved::Uncached(set_hash(&text), slot)),
+                    None => {
+                        let set = self.sets.push(&self.hasher, &text, None);
+                        self.insert(key, hash, set, slot);
+                        Ok(Resolved::Set(set, slot))
+                    }
+                }
+            }
         };
-        let mut text = Vec::new();
-        render_labels(&mut text, decoders.names(), values);
-        if let Some(&set) = self.set_ids.get(text.as_slice()) {
-            if room {
-                self.insert(key, set, slot);
-            }
-            return Ok(Resolved::Set(set, slot));
-        }
-        if !room {
-            return Ok(Resolved::Uncached(text, slot));
-        }
-        let set = self.sets.len() as u32;
-        let text: LabelText = text.into();
-        self.sets.push(Set {
-            text: text.clone(),
-            protobuf: None,
-        });
-        self.set_ids.insert(text, set);
-        self.insert(key, set, slot);
-        Ok(Resolved::Set(set, slot))
+        self.text = text;
+        resolved
     }
 
-    fn insert(&mut self, key: &[u8], set: u32, slot: u64) {
-        self.keys.insert(
-            RawKey::new(key),
-            CachedKey {
-                set,
-                slot,
-                seen: self.generation,
-            },
-        );
+    fn insert(&mut self, key: &[u8], hash: u64, set: u32, slot: u64) {
+        if self.key_info.is_empty() {
+            self.key_len = key.len();
+        }
+        let index = self.key_info.len() as u32;
+        self.key_bytes.extend_from_slice(key);
+        self.key_info.push(CachedKey {
+            set,
+            seen: self.generation,
+            slot,
+        });
+        let (bytes, len, hasher) = (&self.key_bytes, self.key_len, &self.hasher);
+        self.key_ids.insert_unique(hash, index, |&i| {
+            hasher.hash_one(&bytes[i as usize * len..(i as usize + 1) * len])
+        });
     }
 
     /// Ends a scrape. A full cache evicts the keys this scrape did not see, and
@@ -404,44 +475,102 @@ impl LabelCache {
         let current = self.generation;
         self.generation = self.generation.wrapping_add(1);
         self.memos.truncate(std::mem::take(&mut self.sources));
-        if self.keys.len() < self.capacity {
+        if self.key_info.len() < self.capacity {
             return;
         }
         // Keys answered from a memo were seen too.
         for memo in &self.memos {
             for key in memo.keys.chunks_exact(memo.key_size.max(1)) {
-                if let Some(cached) = self.keys.get_mut(key) {
-                    cached.seen = current;
+                if let (Some(i), _) = self.find_key(key) {
+                    self.key_info[i].seen = current;
                 }
             }
         }
-        let before = self.keys.len();
-        self.keys.retain(|_, cached| cached.seen == current);
-        if self.keys.len() == before {
+        if self.key_info.iter().all(|k| k.seen == current) {
             return;
         }
         // Set ids change below: no memo may answer with an old one.
         self.memos.clear();
-        let mut renumbered = vec![DROPPED; self.sets.len()];
-        let mut sets = Vec::new();
-        for cached in self.keys.values_mut() {
-            if cached.set == DROPPED {
+        let old_sets = std::mem::take(&mut self.sets);
+        let old_keys = std::mem::take(&mut self.key_bytes);
+        let old_info = std::mem::take(&mut self.key_info);
+        self.key_ids = hashbrown::HashTable::new();
+        let mut renumbered = vec![DROPPED; old_sets.len()];
+        let len = self.key_len;
+        for (i, cached) in old_info.iter().enumerate() {
+            if cached.seen != current {
                 continue;
             }
-            let old = cached.set as usize;
-            if renumbered[old] == DROPPED {
-                renumbered[old] = sets.len() as u32;
-                sets.push(self.sets[old].clone());
+            let set = match cached.set {
+                DROPPED => DROPPED,
+                old => {
+                    if renumbered[old as usize] == DROPPED {
+                        renumbered[old as usize] = self.sets.push(
+                            &self.hasher,
+                            old_sets.text(old),
+                            old_sets.protobuf(old),
+                        );
+                    }
+                    renumbered[old as usize]
+                }
+            };
+            let key = &old_keys[i * len..(i + 1) * len];
+            let hash = self.hasher.hash_one(key);
+            self.insert(key, hash, set, cached.slot);
+            if let Some(last) = self.key_info.last_mut() {
+                last.seen = current;
             }
-            cached.set = renumbered[old];
         }
-        self.set_ids = sets
-            .iter()
-            .enumerate()
-            .map(|(id, set)| (set.text.clone(), id as u32))
-            .collect();
-        self.sets = sets;
     }
+}
+
+/// The text of a decoded key's label set into `text` (after what it holds),
+/// and its histogram slot (0 for counters); None when a decoder dropped it.
+fn set_text(
+    decoded: Result<bool, DecodeError>,
+    values: &mut Vec<String>,
+    decoders: &LabelDecoders,
+    histogram: bool,
+    text: &mut Vec<u8>,
+) -> Result<Option<u64>, ResolveError> {
+    if !decoded? {
+        return Ok(None);
+    }
+    let slot = if histogram {
+        let text = values.pop().unwrap_or_default();
+        text.parse::<u64>().map_err(|_| ResolveError::Slot(text))?
+    } else {
+        0
+    };
+    render_labels(text, decoders.names(), values);
+    Ok(Some(slot))
+}
+
+/// Decodes `key` (read from the maps of `process`) into the text of its label
+/// set, appended to `text`, as the cache renders it: the same bytes, so that
+/// a key [`Resolved::Uncached`] gets its text back when it is written. Returns
+/// its histogram slot, or None when a decoder drops it. `values` is scratch.
+pub fn decode_set(
+    key: &[u8],
+    decoders: &LabelDecoders,
+    histogram: bool,
+    process: Option<i32>,
+    values: &mut Vec<String>,
+    text: &mut Vec<u8>,
+) -> Result<Option<u64>, ResolveError> {
+    let key = key.get(..decoders.key_size()).unwrap_or(key);
+    let decoded = decoders.decode_key_in(key, process, values);
+    set_text(decoded, values, decoders, histogram, text)
+}
+
+/// The hash [`Resolved::Uncached`] carries: equal texts hash equal; unequal
+/// ones may too, so sums grouped by it are told apart by their texts.
+pub fn set_hash(text: &[u8]) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    let h = hasher.finish();
+    (h ^ (h >> 32)) as u32
 }
 
 #[cfg(test)]
@@ -486,7 +615,7 @@ mod tests {
     fn text(cache: &LabelCache, resolved: &Resolved) -> String {
         match resolved {
             Resolved::Set(id, _) => String::from_utf8(cache.text(*id).to_vec()).unwrap(),
-            Resolved::Uncached(text, _) => String::from_utf8(text.clone()).unwrap(),
+            Resolved::Uncached(..) => panic!("not cached: no text"),
             Resolved::Dropped => "dropped".into(),
         }
     }
@@ -537,8 +666,20 @@ mod tests {
         cache.resolve(&[2, 1], &d, false).unwrap();
         // Full: a new label set is decoded but not kept...
         let extra = cache.resolve(&[3, 1], &d, false).unwrap();
-        assert_eq!(text(&cache, &extra), r#"op="unknown:3",slot="1""#);
-        assert!(matches!(extra, Resolved::Uncached(..)));
+        assert_eq!(
+            extra,
+            Resolved::Uncached(set_hash(br#"op="unknown:3",slot="1""#), 0)
+        );
+        // Its text is derived again from the key when it is written.
+        let (mut values, mut written) = (Vec::new(), Vec::new());
+        let slot = decode_set(&[3, 1, 0xff], &d, false, None, &mut values, &mut written);
+        assert_eq!(slot.unwrap(), Some(0));
+        assert_eq!(written, br#"op="unknown:3",slot="1""#);
+        let mut dropped = Vec::new();
+        assert_eq!(
+            decode_set(&[9, 1], &d, true, None, &mut values, &mut dropped).unwrap(),
+            None
+        );
         // ...and a new key with a cached label set gets that set's id, so that
         // one series is never written twice.
         let mut histograms = LabelCache::new(1);
@@ -587,13 +728,14 @@ mod tests {
             [Resolved::Set(0, 0), Resolved::Set(1, 0)]
         );
         assert_eq!(cache.keys(), 2);
-        // The memo answers without the hash table: take a key out of it.
-        cache.keys.remove([1u8, 1].as_slice());
+        // The memo answers without the hash table: take the table away.
+        let table = std::mem::take(&mut cache.key_ids);
         cache.begin_source(0, &d);
         assert_eq!(
             cache.resolve_at(0, &[1, 1], &d, false, None).unwrap(),
             Resolved::Set(0, 0)
         );
+        cache.key_ids = table;
         // A key that moved is looked up, not taken from its old position.
         assert_eq!(
             cache.resolve_at(1, &[1, 1], &d, false, None).unwrap(),
@@ -612,7 +754,7 @@ mod tests {
             [
                 Resolved::Set(0, 0),
                 Resolved::Set(1, 0),
-                Resolved::Uncached(br#"op="unknown:4",slot="1""#.to_vec(), 0)
+                Resolved::Uncached(set_hash(br#"op="unknown:4",slot="1""#), 0)
             ]
         );
         assert_eq!(cache.text(1), br#"op="unknown:3",slot="1""#);
@@ -624,21 +766,15 @@ mod tests {
         let mut cache = LabelCache::new(2);
         cache.resolve(&[1, 1], &d, false).unwrap();
         cache.resolve(&[2, 1], &d, false).unwrap();
-        assert!(
-            cache.sets.iter().all(|s| s.protobuf.is_none()),
-            "text scrapes pay nothing"
-        );
+        assert!(cache.sets.protobuf.is_empty(), "text scrapes pay nothing");
         assert_eq!(cache.rendered(1, Format::Text), br#"op="write",slot="1""#);
         let mut want = Vec::new();
         crate::metrics::protobuf::label_pair(&mut want, "op", "write");
         crate::metrics::protobuf::label_pair(&mut want, "slot", "1");
         assert_eq!(cache.rendered(1, Format::Protobuf), want);
-        let kept = cache.sets[1].protobuf.clone().unwrap();
+        let derived = cache.sets.protobuf.len();
         cache.rendered(1, Format::Protobuf);
-        assert!(
-            Arc::ptr_eq(&kept, cache.sets[1].protobuf.as_ref().unwrap()),
-            "derived once"
-        );
+        assert_eq!(cache.sets.protobuf.len(), derived, "derived once");
         cache.end_scrape();
         // Only [2, 1] seen: [1, 1] is evicted and op="write" becomes set 0, its
         // protobuf form with it.
@@ -646,7 +782,11 @@ mod tests {
         cache.resolve(&[3, 1], &d, false).unwrap();
         cache.end_scrape();
         assert_eq!(cache.text(0), br#"op="write",slot="1""#);
-        assert!(Arc::ptr_eq(&kept, cache.sets[0].protobuf.as_ref().unwrap()));
+        assert_eq!(
+            cache.sets.protobuf(0),
+            Some(&want[..]),
+            "kept, not derived again"
+        );
     }
 
     #[test]
@@ -658,11 +798,35 @@ mod tests {
             let resolved = cache.resolve_at(0, &[1, 1], &d, false, None).unwrap();
             assert_eq!(
                 resolved,
-                Resolved::Uncached(br#"op="read",slot="1""#.to_vec(), 0)
+                Resolved::Uncached(set_hash(br#"op="read",slot="1""#), 0)
             );
             cache.end_source();
             cache.end_scrape();
         }
         assert_eq!((cache.keys(), cache.sets(), cache.memos.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn histogram_slots_come_back_from_the_memo() {
+        // The slot alone is the label: every key is set 0, told apart by slot.
+        let d = LabelDecoders::new(&[label("bucket", 8, vec![decoder("uint")])]).unwrap();
+        let mut cache = LabelCache::new(100);
+        let slots = [3u64, 0, 10, 1, 7, 2];
+        for round in 0..3 {
+            cache.begin_source(0, &d);
+            let got: Vec<Resolved> = slots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    cache
+                        .resolve_at(i, &s.to_ne_bytes(), &d, true, None)
+                        .unwrap()
+                })
+                .collect();
+            cache.end_source();
+            cache.end_scrape();
+            let want: Vec<Resolved> = slots.iter().map(|&s| Resolved::Set(0, s)).collect();
+            assert_eq!(got, want, "round {round}");
+        }
     }
 }

@@ -6,8 +6,13 @@
 //! `bpf_map_lookup_batch` ourselves until it reports ENOENT, keeping the
 //! entries that come with that last call. Map types or kernels without batch
 //! support fall back to `get_next_key` + lookup.
+//!
+//! A scrape takes the entries batch by batch ([`read_map_batches`]): a map of a
+//! million keys is never held whole (16 MB of keys and values, more with
+//! per-CPU copies), only one batch of 8192 entries at a time.
 
 use crate::attach::{TableLayout, ValueLayout};
+use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// Entries asked for per batch call.
@@ -62,6 +67,30 @@ pub fn read_map(
     layout: &TableLayout,
     value: &ValueLayout,
 ) -> std::io::Result<MapEntries> {
+    let mut out = MapEntries {
+        key_size: layout.key_size as usize,
+        ..MapEntries::default()
+    };
+    read_map_batches(fd, layout, value, |batch| {
+        out.keys.extend_from_slice(&batch.keys);
+        out.values.extend_from_slice(&batch.values);
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
+}
+
+/// Reads every entry of a map as [`read_map`] does, but hands the entries to
+/// `each` one batch at a time (at most a few thousand entries, the same
+/// buffer reused), so that a scrape can encode a map of any size as it reads
+/// it. The map is still walked once, from its first entry to its last; `each`
+/// may stop the walk early with [`ControlFlow::Break`]. Returns the number of
+/// entries read.
+pub fn read_map_batches(
+    fd: BorrowedFd<'_>,
+    layout: &TableLayout,
+    value: &ValueLayout,
+    mut each: impl FnMut(&MapEntries) -> ControlFlow<()>,
+) -> std::io::Result<usize> {
     let key_size = layout.key_size as usize;
     let cpus = if layout.is_percpu() {
         possible_cpus()
@@ -70,30 +99,43 @@ pub fn read_map(
     };
     // Per-CPU values are laid out 8-byte aligned per CPU.
     let value_stride = (layout.value_size as usize).div_ceil(8) * 8;
-    let mut out = MapEntries {
-        key_size,
-        keys: Vec::new(),
-        values: Vec::new(),
-    };
     let field = Field {
         stride: value_stride,
         offset: value.offset,
         size: value.size,
         signed: value.signed,
     };
-    match read_batched(fd, key_size, field, cpus, &mut out) {
-        Ok(()) => Ok(out),
-        Err(e)
+    let mut batch = MapEntries {
+        key_size,
+        keys: Vec::new(),
+        values: Vec::new(),
+    };
+    let mut read = 0usize;
+    let mut deliver = |batch: &mut MapEntries| {
+        read += batch.len();
+        let flow = if batch.is_empty() {
+            ControlFlow::Continue(())
+        } else {
+            each(batch)
+        };
+        batch.keys.clear();
+        batch.values.clear();
+        flow
+    };
+    match read_batched(fd, key_size, field, cpus, &mut batch, &mut deliver) {
+        Ok(()) => {}
+        // Nothing delivered yet: the kernel has no batch lookup for this map.
+        Err((e, 0))
             if matches!(
                 e.raw_os_error(),
                 Some(libc::EINVAL) | Some(libc::ENOTSUP) | Some(524 /* ENOTSUPP */)
-            ) && out.is_empty() =>
+            ) =>
         {
-            read_key_by_key(fd, key_size, field, cpus, &mut out)?;
-            Ok(out)
+            read_key_by_key(fd, key_size, field, cpus, &mut batch, &mut deliver)?;
         }
-        Err(e) => Err(e),
+        Err((e, _)) => return Err(e),
     }
+    Ok(read)
 }
 
 /// Where the metric's integer lies in each CPU's copy of a value.
@@ -137,13 +179,17 @@ fn add_values(out: &mut MapEntries, raw: &[u8], field: Field, cpus: usize) {
     }
 }
 
+/// Calls `deliver` with each batch the kernel returns (`out` holds it, and
+/// is emptied by `deliver`). An error comes with the number of batches
+/// delivered before it.
 fn read_batched(
     fd: BorrowedFd<'_>,
     key_size: usize,
     field: Field,
     cpus: usize,
     out: &mut MapEntries,
-) -> std::io::Result<()> {
+    deliver: &mut impl FnMut(&mut MapEntries) -> ControlFlow<()>,
+) -> Result<(), (std::io::Error, usize)> {
     let value_stride = field.stride;
     let mut batch = BATCH;
     // Batch tokens: the kernel writes a bucket index (hash) or a key (array).
@@ -153,6 +199,7 @@ fn read_batched(
     let mut keys = vec![0u8; key_size * batch as usize];
     let mut values = vec![0u8; value_stride * cpus * batch as usize];
     let mut first = true;
+    let mut delivered = 0usize;
     loop {
         let mut count = batch;
         let opts = libbpf_sys::bpf_map_batch_opts {
@@ -190,14 +237,15 @@ fn read_batched(
                     values.resize(value_stride * cpus * batch as usize, 0);
                     continue;
                 }
-                return Err(e);
+                return Err((e, delivered));
             }
             _ => {}
         }
         let n = count as usize;
         out.keys.extend_from_slice(&keys[..n * key_size]);
         add_values(out, &values[..n * value_stride * cpus], field, cpus);
-        if done {
+        delivered += 1;
+        if deliver(out).is_break() || done {
             return Ok(());
         }
         std::mem::swap(&mut in_token, &mut out_token);
@@ -211,6 +259,7 @@ fn read_key_by_key(
     field: Field,
     cpus: usize,
     out: &mut MapEntries,
+    deliver: &mut impl FnMut(&mut MapEntries) -> ControlFlow<()>,
 ) -> std::io::Result<()> {
     let value_stride = field.stride;
     let mut key = vec![0u8; key_size];
@@ -233,6 +282,7 @@ fn read_key_by_key(
         if rc < 0 {
             let e = std::io::Error::from_raw_os_error(-rc);
             return if e.raw_os_error() == Some(libc::ENOENT) {
+                let _ = deliver(out);
                 Ok(())
             } else {
                 Err(e)
@@ -250,6 +300,9 @@ fn read_key_by_key(
         if rc == 0 {
             out.keys.extend_from_slice(&next);
             add_values(out, &value, field, cpus);
+            if out.len() >= BATCH as usize && deliver(out).is_break() {
+                return Ok(());
+            }
         } // ENOENT: deleted between the two calls; skip it.
         std::mem::swap(&mut key, &mut next);
     }

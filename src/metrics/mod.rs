@@ -1,5 +1,6 @@
-//! Scrape time: read each instance's maps, decode keys into labels, and
-//! encode families straight into the response buffer.
+//! Scrape time: read each instance's maps a batch at a time, decode keys
+//! into labels, and encode families straight into the response, which is
+//! streamed to the client a chunk at a time.
 
 mod aggregate;
 pub mod bpf_stats;
@@ -20,6 +21,21 @@ use crate::config::METRIC_NAMESPACE;
 use decoders::LabelDecoders;
 use histogram::HistogramLayout;
 
+/// Has the allocator map each buffer of 1 MiB or more apart, and give it back
+/// to the kernel when it is freed. glibc otherwise raises that threshold each
+/// time it frees such a buffer (up to 32 MiB), after which a scrape's large
+/// buffers (the spill of a 1M-key map, the label cache's tables) come from
+/// heaps that keep their pages: measured, 61.8 MiB of peak RSS for a
+/// 1M-series merged scrape, 51.2 MiB with the threshold fixed. Buffers below
+/// it (a response chunk) are reused from the heap as before.
+pub fn return_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a parameter of the allocator.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 /// One metric family of a program: where to read it and how to label it.
 #[derive(Debug)]
 pub struct MetricReader {
@@ -37,8 +53,10 @@ pub struct MetricReader {
     pub label_names: Vec<String>,
     /// Key decoders, one per key label (for histograms, the last decodes the slot).
     pub decoders: LabelDecoders,
-    /// Label sets decoded in earlier scrapes, by raw key; a scrape holds it for
-    /// the whole family, so concurrent scrapes take turns per metric.
+    /// Label sets decoded in earlier scrapes, by raw key; a scrape holds it
+    /// while it reads one source's table and writes the sets it holds (never
+    /// waiting for its client meanwhile), so concurrent scrapes take turns per
+    /// metric and source.
     pub cache: std::sync::Mutex<label_cache::LabelCache>,
     /// Where the value lies in each map value, and its scale (the whole
     /// unsigned 8-byte value for histograms).

@@ -1,13 +1,14 @@
 //! Builds one scrape response from the programs' attached instances.
 
-use super::aggregate::SetSums;
-use super::encode::{Encoder, Format, LabelSet, MetricKind};
-use super::label_cache::{LabelCache, Resolved};
-use super::maps::{read_map, MapEntries};
+use super::aggregate::{SetSums, Spill, SpilledKey};
+use super::encode::{Encoder, LabelSet, MetricKind};
+use super::label_cache::{decode_set, LabelCache, Resolved};
+use super::maps::{read_map_batches, MapEntries};
 use super::self_metrics::{self, SelfStats};
-use super::{CounterReader, HistogramReader, ScrapeProgram};
+use super::{HistogramReader, MetricReader, ScrapeProgram};
 use libbpf_rs::MapCore;
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::os::fd::AsFd;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -53,7 +54,7 @@ impl<'a> Source<'a> {
     }
 }
 
-/// Locks a metric's label cache for one family; a panic in another scrape
+/// Locks a metric's label cache for one source; a panic in another scrape
 /// leaves a cache that is still consistent (each entry is written whole).
 fn lock_cache(cache: &Mutex<LabelCache>) -> std::sync::MutexGuard<'_, LabelCache> {
     cache
@@ -61,18 +62,34 @@ fn lock_cache(cache: &Mutex<LabelCache>) -> std::sync::MutexGuard<'_, LabelCache
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Buffers one scrape reuses from family to family.
+#[derive(Default)]
+struct Scratch {
+    sums: SetSums<u64>,
+    series: SetSums<HashMap<u64, u64>>,
+    spill: Spill,
+    values: Vec<String>,
+    text: Vec<u8>,
+}
+
 /// Reads every map of every program's instances and encodes the whole
-/// exposition, self-metrics included. Errors met on the way are added to
-/// `stats`, which is locked only at the start and the end.
-pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, format: Format) -> Vec<u8> {
+/// exposition, self-metrics included, into `enc` (streamed to its sink as it
+/// goes, for a streaming encoder; the bytes are returned otherwise). Errors
+/// met on the way are added to `stats`, which is locked only at the end.
+///
+/// Memory: a map is read a batch at a time; keys whose labels are all
+/// integers are encoded as read, the others summed per label set (a set the
+/// label cache holds by its id, the rest [`Spill`]ed). A streaming encoder
+/// never waits for its reader while a lock is held here (a label cache, the
+/// counters), so a slow reader holds up no other scrape. When the reader has
+/// gone, the render stops at the next batch.
+pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, mut enc: Encoder) -> Vec<u8> {
     let started = Instant::now();
-    let last_bytes = self_metrics::lock(stats).last_response_bytes;
-    // Room for the last response and a little growth.
-    let mut enc = Encoder::with_capacity(format, last_bytes + last_bytes / 16);
     // This scrape's decoder and map read errors, added to `stats` at the end.
     let mut errors = SelfStats::default();
     let mut fills = TableFills::default();
-    for program in programs {
+    let mut scratch = Scratch::default();
+    'programs: for program in programs {
         let name = program.name;
         let sources = Source::of(program);
         let scalars = (program
@@ -89,56 +106,32 @@ pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, format: Form
         );
         for (counter, kind) in scalars {
             enc.family(&counter.name, &counter.help, kind);
-            let mut cache = lock_cache(&counter.cache);
-            let mut sums = SetSums::default();
-            for (position, source) in sources.iter().enumerate() {
-                if let Some(entries) = read_table(name, counter, source, &mut errors, &mut fills) {
-                    let source = Read {
-                        position,
-                        labels: &source.labels,
-                        entries: &entries,
-                        process: source.process,
-                    };
-                    write_counter(
-                        &mut enc,
-                        name,
-                        counter,
-                        &mut cache,
-                        &source,
-                        &mut sums,
-                        &mut errors,
-                    );
-                }
+            let family = Family {
+                program: name,
+                metric: counter,
+                histogram: None,
+            };
+            family.write(&mut enc, &sources, &mut scratch, &mut errors, &mut fills);
+            if enc.closed() {
+                break 'programs;
             }
-            cache.end_scrape();
         }
         for histogram in &program.metrics.histograms {
             let metric = &histogram.metric;
             enc.family(&metric.name, &metric.help, MetricKind::Histogram);
-            let mut cache = lock_cache(&metric.cache);
-            let mut series = SetSums::default();
-            for (position, source) in sources.iter().enumerate() {
-                if let Some(entries) = read_table(name, metric, source, &mut errors, &mut fills) {
-                    let source = Read {
-                        position,
-                        labels: &source.labels,
-                        entries: &entries,
-                        process: source.process,
-                    };
-                    write_histogram(
-                        &mut enc,
-                        name,
-                        histogram,
-                        &mut cache,
-                        &source,
-                        &mut series,
-                        &mut errors,
-                    );
-                }
+            let family = Family {
+                program: name,
+                metric,
+                histogram: Some(histogram),
+            };
+            family.write(&mut enc, &sources, &mut scratch, &mut errors, &mut fills);
+            if enc.closed() {
+                break 'programs;
             }
-            cache.end_scrape();
         }
     }
+    // Not blocked on the reader while the counters are locked.
+    enc.set_wait(false);
     let mut stats = self_metrics::lock(stats);
     for (key, n) in errors.decoder_errors {
         *stats.decoder_errors.entry(key).or_default() += n;
@@ -146,12 +139,329 @@ pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, format: Form
     for (key, n) in errors.map_read_errors {
         *stats.map_read_errors.entry(key).or_default() += n;
     }
-    self_metrics::write(&mut enc, programs, &stats, started);
+    if enc.closed() {
+        drop(stats);
+        tracing::debug!(
+            "scrape stopped after {} bytes: the client went away",
+            enc.written()
+        );
+        return Vec::new();
+    }
+    // The scrape's duration leaves out the time spent waiting for the reader.
+    let waited = enc.waited();
+    self_metrics::write(&mut enc, programs, &stats, started + waited);
+    drop(stats);
+    enc.set_wait(true);
     fills.write(&mut enc);
     super::bpf_stats::write(&mut enc, programs);
-    let response = enc.finish();
-    stats.last_response_bytes = response.len();
-    response
+    enc.finish()
+}
+
+/// One metric family being written: a counter or gauge, or a histogram.
+struct Family<'a> {
+    program: &'a str,
+    metric: &'a MetricReader,
+    histogram: Option<&'a HistogramReader>,
+}
+
+impl Family<'_> {
+    /// Writes the family's series from every source.
+    fn write(
+        &self,
+        enc: &mut Encoder,
+        sources: &[Source],
+        scratch: &mut Scratch,
+        errors: &mut SelfStats,
+        fills: &mut TableFills,
+    ) {
+        let metric = self.metric;
+        // Integer labels give every key its own series: written as read, no merging.
+        let injective = self.histogram.is_none()
+            && metric
+                .decoders
+                .is_injective(metric.layout.key_size as usize);
+        for (position, source) in sources.iter().enumerate() {
+            if injective {
+                self.write_as_read(enc, source, &mut scratch.values, errors, fills);
+            } else {
+                self.write_merged(enc, position, source, scratch, errors, fills);
+            }
+            if enc.closed() {
+                // Stopped midway: the cache is left as it is (no eviction of
+                // keys this scrape did not reach).
+                return;
+            }
+        }
+        if !injective {
+            lock_cache(&metric.cache).end_scrape();
+        }
+    }
+
+    /// Reads the source's table batch by batch into `each` (which may stop
+    /// early), counting its entries for the table fill; a failed read is
+    /// logged and counted, and returns false.
+    fn read(
+        &self,
+        source: &Source,
+        errors: &mut SelfStats,
+        fills: &mut TableFills,
+        each: impl FnMut(&MapEntries) -> ControlFlow<()>,
+    ) -> bool {
+        let (program, metric) = (self.program, self.metric);
+        let table = metric.table.as_str();
+        let result = match source
+            .object
+            .maps()
+            .find(|m| m.name().to_string_lossy() == table)
+        {
+            Some(map) => read_map_batches(map.as_fd(), &metric.layout, &metric.value, each)
+                .inspect(|&entries| {
+                    if fills_up(metric.layout.map_type) {
+                        fills.record(program, table, source, entries, map.max_entries());
+                    }
+                }),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "map missing from the loaded object",
+            )),
+        };
+        match result {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(
+                    program,
+                    table,
+                    target = source.target,
+                    "reading map failed: {e}"
+                );
+                *errors
+                    .map_read_errors
+                    .entry((program.to_string(), table.to_string()))
+                    .or_default() += 1;
+                false
+            }
+        }
+    }
+
+    /// A counter whose labels are all integers: each key is its own series,
+    /// encoded as it is read.
+    fn write_as_read(
+        &self,
+        enc: &mut Encoder,
+        source: &Source,
+        values: &mut Vec<String>,
+        errors: &mut SelfStats,
+        fills: &mut TableFills,
+    ) {
+        let counter = self.metric;
+        let names: Vec<&str> = counter.label_names.iter().map(String::as_str).collect();
+        let plain = counter.value.is_plain_u64();
+        let extra = &source.labels;
+        let mut decode_errors = 0u64;
+        let mut first_error = None;
+        // A read failing midway keeps the series already sent.
+        self.read(source, errors, fills, |batch| {
+            for (key, value) in batch.iter() {
+                match counter.decoders.decode_key(key, values) {
+                    Ok(true) => {
+                        let labels = LabelSet {
+                            names: &names,
+                            values,
+                            extra,
+                        };
+                        if plain {
+                            enc.sample_u64(&labels, value)
+                        } else {
+                            enc.sample(&labels, counter.value.scale(value))
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        decode_errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if enc.closed() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        if let Some(e) = first_error {
+            count_decoder_errors(errors, self.program, &counter.short_name, &e, decode_errors);
+        }
+    }
+
+    /// Labels that are not all integers (or a histogram): values are summed
+    /// per label set, then written. The label cache is held while the table
+    /// is read and the cached sets are written (without waiting for the
+    /// reader); the spilled sets are written after it is let go.
+    fn write_merged(
+        &self,
+        enc: &mut Encoder,
+        position: usize,
+        source: &Source,
+        scratch: &mut Scratch,
+        errors: &mut SelfStats,
+        fills: &mut TableFills,
+    ) {
+        let metric = self.metric;
+        let histogram = self.histogram.is_some();
+        let Scratch {
+            sums,
+            series,
+            spill,
+            values,
+            text,
+        } = scratch;
+        enc.set_wait(false);
+        let mut cache = lock_cache(&metric.cache);
+        cache.begin_source(position, &metric.decoders);
+        let mut index = 0;
+        let mut decode_errors = 0u64;
+        let mut first_error = None;
+        let read = self.read(source, errors, fills, |batch| {
+            for (key, value) in batch.iter() {
+                match cache.resolve_at(index, key, &metric.decoders, histogram, source.process) {
+                    Ok(Resolved::Set(id, slot)) => {
+                        if histogram {
+                            *series.get(id).entry(slot).or_default() += value;
+                        } else {
+                            *sums.get(id) += value;
+                        }
+                    }
+                    Ok(Resolved::Uncached(hash, slot)) => {
+                        let key = key.get(..metric.decoders.key_size()).unwrap_or(key);
+                        spill.push(hash, key, value, histogram.then_some(slot));
+                    }
+                    Ok(Resolved::Dropped) => {}
+                    Err(e) => {
+                        decode_errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+                index += 1;
+            }
+            if enc.closed() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        cache.end_source();
+        if let Some(e) = first_error {
+            count_decoder_errors(errors, self.program, &metric.short_name, &e, decode_errors);
+        }
+        if !read || enc.closed() {
+            // As before streaming, a source whose read failed writes nothing.
+            sums.clear();
+            series.clear();
+            spill.clear();
+            drop(cache);
+            enc.set_wait(true);
+            return;
+        }
+        let format = enc.format();
+        let extra = &source.labels;
+        if let Some(h) = self.histogram {
+            for (id, slots) in &series.in_order {
+                let built = h.buckets.build(slots);
+                enc.histogram_rendered(cache.rendered(*id, format), extra, &built);
+            }
+        } else {
+            for &(id, value) in &sums.in_order {
+                self.write_sum(enc, cache.rendered(id, format), extra, value);
+            }
+        }
+        sums.clear();
+        series.clear();
+        drop(cache);
+        enc.set_wait(true);
+        if spill.is_empty() {
+            return;
+        }
+        // The sets past the cache's bound: their text decoded again from one
+        // of their keys; keys of colliding hashes are told apart by it.
+        let mut slots = HashMap::new();
+        spill.groups(|members| {
+            spilled_sets(
+                members,
+                &metric.decoders,
+                histogram,
+                source.process,
+                values,
+                text,
+                |text, keys| {
+                    let rendered = format.labels_from_text(text);
+                    if let Some(h) = self.histogram {
+                        slots.clear();
+                        for k in keys {
+                            *slots.entry(k.slot).or_default() += k.value;
+                        }
+                        enc.histogram_rendered(&rendered, extra, &h.buckets.build(&slots));
+                    } else {
+                        let sum = keys.iter().fold(0u64, |sum, k| sum.wrapping_add(k.value));
+                        self.write_sum(enc, &rendered, extra, sum);
+                    }
+                },
+            );
+        });
+    }
+
+    /// Writes one counter or gauge series of rendered labels.
+    fn write_sum(&self, enc: &mut Encoder, rendered: &[u8], extra: &[(&str, &str)], value: u64) {
+        if self.metric.value.is_plain_u64() {
+            enc.sample_u64_rendered(rendered, extra, value);
+        } else {
+            enc.sample_rendered(rendered, extra, self.metric.value.scale(value));
+        }
+    }
+}
+
+/// The label sets of one [`Spill`] group (keys of one hash): calls `set` with
+/// each distinct text and its keys. A group is nearly always one set (of
+/// one key, for a counter); when it holds several, each key's text tells
+/// them apart. Keys whose decoding fails now are left out (they were counted
+/// as they were read).
+fn spilled_sets(
+    members: &[SpilledKey<'_>],
+    decoders: &super::decoders::LabelDecoders,
+    histogram: bool,
+    process: Option<i32>,
+    values: &mut Vec<String>,
+    text: &mut Vec<u8>,
+    mut set: impl FnMut(&[u8], &[SpilledKey<'_>]),
+) {
+    if let [only] = members {
+        text.clear();
+        if let Ok(Some(_)) = decode_set(only.key, decoders, histogram, process, values, text) {
+            set(text, members);
+        }
+        return;
+    }
+    let mut texts: Vec<(Vec<u8>, usize)> = Vec::with_capacity(members.len());
+    for (i, member) in members.iter().enumerate() {
+        let mut text = Vec::new();
+        if let Ok(Some(_)) = decode_set(member.key, decoders, histogram, process, values, &mut text)
+        {
+            texts.push((text, i));
+        }
+    }
+    // Stable: each set's keys stay in read order.
+    texts.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut keys = Vec::new();
+    let mut i = 0;
+    while i < texts.len() {
+        keys.clear();
+        let mut j = i;
+        while j < texts.len() && texts[j].0 == texts[i].0 {
+            keys.push(members[texts[j].1]);
+            j += 1;
+        }
+        set(&texts[i].0, &keys);
+        i = j;
+    }
 }
 
 /// How full each hash table a metric read is: (program, table, the source's
@@ -222,172 +532,16 @@ fn fills_up(map_type: libbpf_rs::MapType) -> bool {
     )
 }
 
-fn read_table(
-    program: &str,
-    metric: &super::MetricReader,
-    source: &Source,
-    stats: &mut SelfStats,
-    fills: &mut TableFills,
-) -> Option<MapEntries> {
-    let table = metric.table.as_str();
-    let result = match source
-        .object
-        .maps()
-        .find(|m| m.name().to_string_lossy() == table)
-    {
-        Some(map) => read_map(map.as_fd(), &metric.layout, &metric.value).inspect(|entries| {
-            if fills_up(metric.layout.map_type) {
-                fills.record(program, table, source, entries.len(), map.max_entries());
-            }
-        }),
-        None => Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "map missing from the loaded object",
-        )),
-    };
-    match result {
-        Ok(entries) => Some(entries),
-        Err(e) => {
-            tracing::warn!(
-                program,
-                table,
-                target = source.target,
-                "reading map failed: {e}"
-            );
-            *stats
-                .map_read_errors
-                .entry((program.to_string(), table.to_string()))
-                .or_default() += 1;
-            None
-        }
-    }
-}
-
-fn count_decoder_error(
+fn count_decoder_errors(
     stats: &mut SelfStats,
     program: &str,
     metric: &str,
     e: &dyn std::fmt::Display,
+    n: u64,
 ) {
-    tracing::debug!(program, metric, "decoder error: {e}");
+    tracing::debug!(program, metric, "decoder errors: {n}, the first: {e}");
     *stats
         .decoder_errors
         .entry((program.to_string(), metric.to_string()))
-        .or_default() += 1;
-}
-
-/// One source's table as read this scrape.
-struct Read<'a> {
-    /// The source's place among the program's sources (stable between scrapes
-    /// while the same processes run).
-    position: usize,
-    /// Labels every series of the source carries.
-    labels: &'a [(&'a str, &'a str)],
-    entries: &'a MapEntries,
-    /// The process whose maps these are.
-    process: Option<i32>,
-}
-
-fn write_counter(
-    enc: &mut Encoder,
-    program: &str,
-    counter: &CounterReader,
-    cache: &mut LabelCache,
-    source: &Read,
-    sums: &mut SetSums<u64>,
-    stats: &mut SelfStats,
-) {
-    let (extra, entries) = (source.labels, source.entries);
-    let names: Vec<&str> = counter.label_names.iter().map(String::as_str).collect();
-    let mut values = Vec::with_capacity(counter.label_names.len());
-    // Integer labels give every key its own series: written as read, no merging.
-    if counter.decoders.is_injective(entries.key_size) {
-        for (key, value) in entries.iter() {
-            match counter.decoders.decode_key(key, &mut values) {
-                Ok(true) => {
-                    let labels = LabelSet {
-                        names: &names,
-                        values: &values,
-                        extra,
-                    };
-                    if counter.value.is_plain_u64() {
-                        enc.sample_u64(&labels, value)
-                    } else {
-                        enc.sample(&labels, counter.value.scale(value))
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => count_decoder_error(stats, program, &counter.short_name, &e),
-            }
-        }
-        return;
-    }
-    // Several keys may decode to one label set (static_map, string): their values
-    // add up, per label set of the decoded-label cache.
-    let mut uncached: HashMap<Vec<u8>, u64> = HashMap::new();
-    cache.begin_source(source.position, &counter.decoders);
-    for (index, (key, value)) in entries.iter().enumerate() {
-        match cache.resolve_at(index, key, &counter.decoders, false, source.process) {
-            Ok(Resolved::Set(id, _)) => *sums.get(id) += value,
-            Ok(Resolved::Uncached(text, _)) => *uncached.entry(text).or_default() += value,
-            Ok(Resolved::Dropped) => {}
-            Err(e) => count_decoder_error(stats, program, &counter.short_name, &e),
-        }
-    }
-    cache.end_source();
-    let format = enc.format();
-    let plain = counter.value.is_plain_u64();
-    for &(id, value) in &sums.in_order {
-        let rendered = cache.rendered(id, format);
-        if plain {
-            enc.sample_u64_rendered(rendered, extra, value);
-        } else {
-            enc.sample_rendered(rendered, extra, counter.value.scale(value));
-        }
-    }
-    sums.clear();
-    for (text, value) in &uncached {
-        let rendered = format.labels_from_text(text);
-        if plain {
-            enc.sample_u64_rendered(&rendered, extra, *value);
-        } else {
-            enc.sample_rendered(&rendered, extra, counter.value.scale(*value));
-        }
-    }
-}
-
-fn write_histogram(
-    enc: &mut Encoder,
-    program: &str,
-    histogram: &HistogramReader,
-    cache: &mut LabelCache,
-    source: &Read,
-    series: &mut SetSums<HashMap<u64, u64>>,
-    stats: &mut SelfStats,
-) {
-    let metric = &histogram.metric;
-    let extra = source.labels;
-    let mut uncached: HashMap<Vec<u8>, HashMap<u64, u64>> = HashMap::new();
-    cache.begin_source(source.position, &metric.decoders);
-    for (index, (key, value)) in source.entries.iter().enumerate() {
-        match cache.resolve_at(index, key, &metric.decoders, true, source.process) {
-            Ok(Resolved::Set(id, slot)) => *series.get(id).entry(slot).or_default() += value,
-            Ok(Resolved::Uncached(text, slot)) => {
-                *uncached.entry(text).or_default().entry(slot).or_default() += value
-            }
-            Ok(Resolved::Dropped) => {}
-            Err(e) => count_decoder_error(stats, program, &metric.short_name, &e),
-        }
-    }
-    cache.end_source();
-    let format = enc.format();
-    for (id, slots) in &series.in_order {
-        let built = histogram.buckets.build(slots);
-        enc.histogram_rendered(cache.rendered(*id, format), extra, &built);
-    }
-    series.clear();
-    for (text, slots) in &uncached {
-        let built = histogram.buckets.build(slots);
-        enc.histogram_rendered(&format.labels_from_text(text), extra, &built);
-    }
+        .or_default() += n;
 }

@@ -21,9 +21,6 @@ pub struct SelfStats {
     pub attach_duration: LatencyHistogram,
     /// Time from a process's exec/fork event to its instance being attached.
     pub event_to_attach: LatencyHistogram,
-    /// Bytes of the last scrape's response: the next one's buffer starts this
-    /// big, instead of doubling its way there (a 1M-series response is 60 MB).
-    pub last_response_bytes: usize,
     /// How the last config reload went.
     pub reload: ReloadStatus,
 }

@@ -37,5 +37,6 @@ mod redis;
 mod reload;
 mod ruby;
 mod soak;
+mod streaming;
 mod value_layouts;
 mod web;
