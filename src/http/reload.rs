@@ -11,7 +11,9 @@
 //! symlink to a new directory instead of writing the files in place.
 //!
 //! A reading that fails keeps the settings in force, logs one error, and is
-//! retried only when one of the files changes again.
+//! retried only when one of the files changes again. A config file found
+//! empty is a warning, not an error: a file written in place is empty
+//! between its truncation and its first write.
 
 use super::auth::AuthCache;
 use super::web_config::{self, Dependencies, Stamp, WebConfigError, WebSettings};
@@ -31,6 +33,11 @@ fn just_modified(path: &Path) -> bool {
         .ok()
         .and_then(|t| t.elapsed().ok())
         .is_some_and(|age| age < Duration::from_secs(1))
+}
+
+/// Whether the file at `path` exists and holds nothing.
+fn is_empty(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() == 0)
 }
 
 /// The web configuration in force, and how to renew it.
@@ -140,7 +147,18 @@ impl WebConfig {
             }
             Err((message, files)) => {
                 *last = files;
-                tracing::error!("{message}; keeping the web config in force");
+                if is_empty(path) {
+                    // Still truncated after the settle: a writer that stalled
+                    // between truncating and filling (slow disk, a loaded
+                    // host), or a file emptied on purpose. Its next write
+                    // changes the stamp and is read then.
+                    tracing::warn!(
+                        "web config {} is empty (being written?); keeping the web config in force until it has content",
+                        path.display()
+                    );
+                } else {
+                    tracing::error!("{message}; keeping the web config in force");
+                }
                 false
             }
         }

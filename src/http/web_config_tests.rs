@@ -525,7 +525,16 @@ fn a_reload_takes_good_files_and_keeps_the_last_good_settings() {
 
     // Turning TLS off needs a restart.
     let third = web.current();
+    std::fs::write(&path, "http_server_config:\n  http2: false\n").unwrap();
+    assert!(!web.refresh());
+    assert!(Arc::ptr_eq(&third, &web.current()));
+
+    // Caught empty (truncated, not yet filled): kept, and read again once filled.
     std::fs::write(&path, "").unwrap();
     assert!(!web.refresh());
     assert!(Arc::ptr_eq(&third, &web.current()));
+    std::fs::write(&path, pki.tls("  min_version: TLS12\n")).unwrap();
+    assert!(web.changed());
+    assert!(web.refresh());
+    assert!(!Arc::ptr_eq(&third, &web.current()));
 }

@@ -669,6 +669,15 @@ fn a_web_config_turning_bad_keeps_the_last_good_settings() {
         "{logs}"
     );
 
+    // A writer stalled between truncating and filling the file: a warning,
+    // not an error, and the settings in force stay.
+    std::fs::write(exporter.web_config(), "").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(exporter.get("/metrics", &["-u", &right]).status, 200);
+    let logs = exporter.logs();
+    assert_eq!(errors(&logs), 2, "{logs}");
+    assert!(logs.contains("is empty (being written?)"), "{logs}");
+
     // Fixed, with a new password: taken at once.
     std::fs::write(exporter.web_config(), good("rotated")).unwrap();
     assert_eq!(
