@@ -2,7 +2,7 @@
 //! has the input's lines (the property that maps clang's diagnostics back to
 //! config lines); errors and tables name lines of the input.
 
-use crate::engine::{self, mutate_text, shrink_text, Behaviour, Rng, Target};
+use crate::engine::{self, generate_text, shrink_text, Behaviour, Rng, Target};
 use crate::seeds;
 use userspace_exporter::compile::bcc::{translate, uses_bcc_dialect, ProbeSection};
 
@@ -165,24 +165,7 @@ impl Target for BccTarget {
     }
 
     fn generate(&self, rng: &mut Rng, corpus: &[String]) -> String {
-        match rng.below(20) {
-            0 => {
-                let len = rng.small(512);
-                String::from_utf8_lossy(&rng.bytes(len)).into_owned()
-            }
-            1 => (0..rng.small(60))
-                .map(|_| *rng.pick(DICTIONARY))
-                .collect::<Vec<_>>()
-                .join(if rng.one_in(2) { " " } else { "" }),
-            _ => {
-                let mut s = rng.pick(corpus).clone();
-                let other = rng.pick(corpus).clone();
-                for _ in 0..rng.small(8) {
-                    mutate_text(rng, &mut s, DICTIONARY, &other);
-                }
-                s
-            }
-        }
+        generate_text(rng, corpus, DICTIONARY, 60, " ")
     }
 
     fn run(&self, code: &String) -> Result<Behaviour, String> {

@@ -1,7 +1,7 @@
 //! The config parser on arbitrary YAML: `Config::parse` returns a config or
 //! errors, each at a `file:line:column` inside the text; never a panic.
 
-use crate::engine::{self, mutate_text, shrink_text, Behaviour, Rng, Target};
+use crate::engine::{self, generate_text, shrink_text, Behaviour, Rng, Target};
 use crate::seeds;
 use std::path::Path;
 use userspace_exporter::config::{Config, ConfigError};
@@ -188,24 +188,7 @@ impl Target for ConfigTarget {
     }
 
     fn generate(&self, rng: &mut Rng, corpus: &[String]) -> String {
-        match rng.below(20) {
-            0 => {
-                let len = rng.small(512);
-                String::from_utf8_lossy(&rng.bytes(len)).into_owned()
-            }
-            1 => (0..rng.small(40))
-                .map(|_| *rng.pick(DICTIONARY))
-                .collect::<Vec<_>>()
-                .join(if rng.one_in(2) { "\n" } else { "" }),
-            _ => {
-                let mut s = rng.pick(corpus).clone();
-                let other = rng.pick(corpus).clone();
-                for _ in 0..rng.small(8) {
-                    mutate_text(rng, &mut s, DICTIONARY, &other);
-                }
-                s
-            }
-        }
+        generate_text(rng, corpus, DICTIONARY, 40, "\n")
     }
 
     fn run(&self, text: &String) -> Result<Behaviour, String> {

@@ -779,6 +779,36 @@ pub fn span(rng: &mut Rng, s: &str, max: usize) -> (usize, usize) {
     (a, b.max(a))
 }
 
+/// One text input for a text target: random bytes (1 in 20), a run of up to
+/// `max_words` dictionary words joined by `joiner` or by nothing (1 in 20),
+/// or else a corpus entry with up to eight mutations.
+pub fn generate_text(
+    rng: &mut Rng,
+    corpus: &[String],
+    dictionary: &[&str],
+    max_words: usize,
+    joiner: &str,
+) -> String {
+    match rng.below(20) {
+        0 => {
+            let len = rng.small(512);
+            String::from_utf8_lossy(&rng.bytes(len)).into_owned()
+        }
+        1 => (0..rng.small(max_words))
+            .map(|_| *rng.pick(dictionary))
+            .collect::<Vec<_>>()
+            .join(if rng.one_in(2) { joiner } else { "" }),
+        _ => {
+            let mut s = rng.pick(corpus).clone();
+            let other = rng.pick(corpus).clone();
+            for _ in 0..rng.small(8) {
+                mutate_text(rng, &mut s, dictionary, &other);
+            }
+            s
+        }
+    }
+}
+
 /// One generic text mutation of `s`: characters, fragments, dictionary
 /// words, line operations, splices with `other`.
 pub fn mutate_text(rng: &mut Rng, s: &mut String, dictionary: &[&str], other: &str) {
