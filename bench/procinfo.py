@@ -1,7 +1,9 @@
-"""Helpers the bench scripts share: a free loopback port, and a process's CPU
-time and memory from /proc."""
+"""Helpers the bench scripts share: a free loopback port, a timed GET of
+/metrics, and a process's CPU time and memory from /proc."""
 import os
 import socket
+import time
+import urllib.request
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -25,3 +27,13 @@ def status_kib(pid, field):
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def timed_get(port, headers=None):
+    """GET /metrics on 127.0.0.1:port: (milliseconds, body, response headers)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=headers or {})
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=120) as r:
+        body = r.read()
+        received = r.headers
+    return (time.perf_counter() - started) * 1e3, body, received

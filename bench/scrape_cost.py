@@ -17,8 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from procinfo import cpu_seconds, free_port, status_kib
+from procinfo import cpu_seconds, free_port, status_kib, timed_get
 
 exporter, target, big, small, floor = sys.argv[1:6]
 work = tempfile.mkdtemp()
@@ -27,16 +26,9 @@ binary = os.path.join(work, comm)
 subprocess.run(["cp", target, binary], check=True)
 
 
-
-
-
 def get(port, gzip):
-    headers = {"Accept-Encoding": "gzip"} if gzip else {}
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=headers)
-    started = time.perf_counter()
-    with urllib.request.urlopen(request, timeout=120) as r:
-        body = r.read()
-    return (time.perf_counter() - started) * 1e3, body
+    ms, body, _ = timed_get(port, {"Accept-Encoding": "gzip"} if gzip else None)
+    return ms, body
 
 
 # The key's labels: `uint` alone is injective (every key its own series, encoded as

@@ -22,8 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from procinfo import cpu_seconds, free_port
+from procinfo import cpu_seconds, free_port, timed_get
 
 exporter, target, histogram_object, keys_object = sys.argv[1:5]
 REPS = int(os.environ.get("REPS", "7"))
@@ -49,13 +48,10 @@ def get(port, fmt, gzipped=False):
         headers["Accept"] = ACCEPT[fmt]
     if gzipped:
         headers["Accept-Encoding"] = "gzip"
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=headers)
-    started = time.perf_counter()
-    with urllib.request.urlopen(request, timeout=120) as r:
-        body = r.read()
-        content_type = r.headers["Content-Type"]
+    ms, body, received = timed_get(port, headers)
+    content_type = received["Content-Type"]
     assert (fmt == "protobuf") == content_type.startswith("application/vnd.google.protobuf"), content_type
-    return (time.perf_counter() - started) * 1e3, body
+    return ms, body
 
 
 def run(config, processes, keys, measure, step=0):
