@@ -865,3 +865,38 @@ pub fn cpus() -> usize {
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     n.max(1) as usize
 }
+
+/// A TCP connection to 127.0.0.1:`port` whose receive and send buffers are
+/// `buffer` bytes (set before connecting, so the kernel does not grow them).
+pub fn connect_with_small_buffers(port: u16, buffer: libc::c_int) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        for option in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+            let set = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&buffer as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            assert_eq!(set, 0, "setsockopt: {}", std::io::Error::last_os_error());
+        }
+        let address = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let connected = libc::connect(
+            fd,
+            (&address as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(connected, 0, "connect: {}", std::io::Error::last_os_error());
+        std::net::TcpStream::from_raw_fd(fd)
+    }
+}

@@ -165,6 +165,63 @@ fn curl(exporter: &Exporter, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// GET /metrics over HTTP/1.1, read at `rate` bytes a second at most, on a
+/// socket with 64 KiB buffers; the body, de-chunked. curl's `--limit-rate`
+/// lets bursts through (a 9 MB response at 2M took 1.5 s once), so the pace
+/// is kept here.
+fn paced_get(port: u16, rate: u64) -> Vec<u8> {
+    let mut stream = common::connect_with_small_buffers(port, 65536);
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let started = Instant::now();
+    let mut raw = Vec::new();
+    let mut piece = [0u8; 16384];
+    loop {
+        let n = stream.read(&mut piece).unwrap();
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&piece[..n]);
+        let due = Duration::from_secs_f64(raw.len() as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block");
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    dechunk(&raw[end + 4..])
+}
+
+/// The body of a chunked transfer.
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size line");
+        let size_text = std::str::from_utf8(&rest[..line]).unwrap();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .unwrap_or_else(|e| panic!("chunk size {size_text:?}: {e}"));
+        rest = &rest[line + 2..];
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&rest[..size]);
+        assert_eq!(&rest[size..size + 2], b"\r\n", "a chunk's end");
+        rest = &rest[size + 2..];
+    }
+}
+
 /// Checks one scrape's text: promtool accepts it, and it carries the idle
 /// target's exact counts in both families.
 fn check_exact(body: &[u8], what: &str) {
@@ -218,19 +275,16 @@ fn two_clients_at_once_one_slow_each_get_a_whole_exact_response() {
     }
     let (_target, exporter) = start("uexp-stream-two", &[]);
     check_exact(&curl(&exporter, &[]), "a scrape alone");
-    // The slow client reads at 2 MB/s (a response of about 9 MB: over 4 s);
-    // the other asks for gzip and reads at full speed, twice meanwhile.
+    // The slow client reads at 2 MB/s through 64 KiB socket buffers (a
+    // response of about 9 MB: over 4 s, and the kernel cannot hold it for
+    // the exporter); the other asks for gzip and reads at full speed, twice
+    // meanwhile.
     let slow = {
-        let url = exporter.url("/metrics");
+        let port = exporter.port;
         std::thread::spawn(move || {
             let started = Instant::now();
-            let out = Command::new("curl")
-                .args(["-sS", "--fail", "--limit-rate", "2M", "--max-time", "60"])
-                .arg(url)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
-            (out.stdout, started.elapsed())
+            let body = paced_get(port, 2_000_000);
+            (body, started.elapsed())
         })
     };
     std::thread::sleep(Duration::from_millis(300));

@@ -715,41 +715,6 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
     }
 }
 
-/// A TCP connection to 127.0.0.1:`port` whose receive and send buffers are
-/// `buffer` bytes (set before connecting, so the kernel does not grow them).
-fn connect_with_small_buffers(port: u16, buffer: libc::c_int) -> TcpStream {
-    use std::os::fd::FromRawFd;
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        for option in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-            let set = libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                option,
-                (&buffer as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-            assert_eq!(set, 0, "setsockopt: {}", std::io::Error::last_os_error());
-        }
-        let address = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: port.to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let connected = libc::connect(
-            fd,
-            (&address as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        assert_eq!(connected, 0, "connect: {}", std::io::Error::last_os_error());
-        TcpStream::from_raw_fd(fd)
-    }
-}
-
 /// A TLS client (rustls, trusting only `ca`) over `tcp`, for clients that
 /// curl cannot play: one that dribbles its request, one that never reads.
 fn tls_client(
@@ -861,7 +826,7 @@ fn slow_clients_never_delay_a_scrape() {
             let request = request.clone();
             std::thread::spawn(move || {
                 let started = Instant::now();
-                let tcp = connect_with_small_buffers(port, 4096);
+                let tcp = common::connect_with_small_buffers(port, 4096);
                 tcp.set_write_timeout(Some(Duration::from_secs(10)))
                     .unwrap();
                 let mut tls = tls_client(tcp, &ca);
