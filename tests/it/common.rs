@@ -900,3 +900,37 @@ pub fn connect_with_small_buffers(port: u16, buffer: libc::c_int) -> std::net::T
         std::net::TcpStream::from_raw_fd(fd)
     }
 }
+
+/// A protobuf varint of `bytes` at `at`, which it moves past it.
+pub fn varint(bytes: &[u8], at: &mut usize) -> u64 {
+    let (mut value, mut shift) = (0, 0);
+    loop {
+        let b = bytes[*at];
+        *at += 1;
+        value |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return value;
+        }
+        shift += 7;
+    }
+}
+
+/// `promtool check metrics` run on `body` (fed from a thread, so a large body
+/// cannot block against promtool's output); its exit status and output.
+pub fn promtool_check_metrics(body: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    let mut stdin = promtool.stdin.take().unwrap();
+    let input = body.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = promtool.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    out
+}

@@ -106,20 +106,7 @@ fn text_format_passes_promtool_and_gzip_round_trips() {
         "{text}"
     );
 
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
+    let out = common::promtool_check_metrics(text.as_bytes());
     let complaints = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -3,7 +3,7 @@
 //! BPF program fills an exp2 histogram with known return values, and Debian's
 //! Prometheus 2.42 with `--enable-feature=native-histograms` scrapes it.
 
-use crate::common::{self, fixtures, require_bpf, wait_for, Exporter, Target};
+use crate::common::{self, fixtures, require_bpf, varint, wait_for, Exporter, Target};
 use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
@@ -232,18 +232,6 @@ type Family = (String, Vec<Fields>);
 
 /// A minimal protobuf reader for the checks below (fields of one message).
 fn fields(bytes: &[u8]) -> Fields {
-    fn varint(bytes: &[u8], at: &mut usize) -> u64 {
-        let (mut v, mut shift) = (0, 0);
-        loop {
-            let b = bytes[*at];
-            *at += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return v;
-            }
-            shift += 7;
-        }
-    }
     let (mut out, mut at) = (Vec::new(), 0);
     while at < bytes.len() {
         let key = varint(bytes, &mut at);
@@ -273,16 +261,7 @@ fn fields(bytes: &[u8]) -> Fields {
 fn families(body: &[u8]) -> Vec<Family> {
     let (mut out, mut at) = (Vec::new(), 0);
     while at < body.len() {
-        let (mut len, mut shift) = (0usize, 0);
-        loop {
-            let b = body[at];
-            at += 1;
-            len |= usize::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                break;
-            }
-            shift += 7;
-        }
+        let len = varint(body, &mut at) as usize;
         let family = fields(&body[at..at + len]);
         at += len;
         let name = String::from_utf8(family[0].1.clone()).unwrap();

@@ -227,18 +227,7 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
 fn check_exact(body: &[u8], what: &str) {
     let text = std::str::from_utf8(body).unwrap_or_else(|e| panic!("{what}: {e}"));
     if Command::new("promtool").arg("--version").output().is_ok() {
-        let mut promtool = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = promtool.stdin.take().unwrap();
-        let input = body.to_vec();
-        let writer = std::thread::spawn(move || stdin.write_all(&input));
-        let out = promtool.wait_with_output().unwrap();
-        writer.join().unwrap().unwrap();
+        let out = common::promtool_check_metrics(body);
         assert!(
             out.status.success(),
             "{what}: promtool check metrics: {}{}",
@@ -418,16 +407,7 @@ fn prometheus_takes_a_protobuf_family_sent_in_parts_whole() {
     let mut parts = 0;
     let mut at = 0;
     while at < body.len() {
-        let (mut len, mut shift) = (0usize, 0);
-        loop {
-            let b = body[at];
-            at += 1;
-            len |= usize::from(b & 0x7f) << shift;
-            shift += 7;
-            if b < 0x80 {
-                break;
-            }
-        }
+        let len = common::varint(&body, &mut at) as usize;
         let name = b"userspace_exporter_stream_keys_total";
         // Field 1 (name) comes first: 0x0a, its length, the name.
         if body[at..at + len].get(2..2 + name.len()) == Some(&name[..]) {
