@@ -1,5 +1,6 @@
 """Helpers the bench scripts share: a free loopback port, a timed GET of
-/metrics, and a process's CPU time and memory from /proc."""
+/metrics, waiting for the bench targets to be attached, and a process's CPU
+time and memory from /proc."""
 import os
 import socket
 import time
@@ -37,3 +38,23 @@ def timed_get(port, headers=None):
         body = r.read()
         received = r.headers
     return (time.perf_counter() - started) * 1e3, body, received
+
+
+def attach_then_fire(port, targets):
+    """Waits (2 minutes at most) until the exporter on `port` has program
+    `bench` attached to every one of `targets` (bench/probe_target.c
+    processes), then has each fire its probes and waits for it to finish."""
+    deadline = time.time() + 120
+    while True:
+        try:
+            text = timed_get(port)[1].decode()
+            if f'userspace_exporter_attached_processes{{name="bench"}} {len(targets)}' in text:
+                break
+        except OSError:
+            pass
+        assert time.time() < deadline, "not all attached"
+        time.sleep(0.1)
+    for t in targets:
+        t.stdin.write("go\n")
+        t.stdin.flush()
+        t.stdout.readline()

@@ -16,8 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from procinfo import cpu_seconds, free_port, status_kib, timed_get
+from procinfo import attach_then_fire, cpu_seconds, free_port, status_kib, timed_get
 
 exporter, target, big, small, floor = sys.argv[1:6]
 work = tempfile.mkdtemp()
@@ -78,20 +77,7 @@ def case(exporter, processes, keys, obj, reps, labels):
 
 
 def measure(e, port, targets, processes, keys, reps, labels):
-    deadline = time.time() + 120
-    while True:
-        try:
-            text = get(port, False)[1].decode()
-            if f'userspace_exporter_attached_processes{{name="bench"}} {processes}' in text:
-                break
-        except OSError:
-            pass
-        assert time.time() < deadline, "not all attached"
-        time.sleep(0.1)
-    for t in targets:
-        t.stdin.write("go\n")
-        t.stdin.flush()
-        t.stdout.readline()
+    attach_then_fire(port, targets)
     series = get(port, False)[1].count(b"\nuserspace_exporter_bench_keys_total{")
     assert series == processes * keys, f"{series} series, expected {processes * keys}"
     result = {"processes": processes, "keys": keys, "series": series, "labels": labels}

@@ -21,8 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-from procinfo import cpu_seconds, free_port, timed_get
+from procinfo import attach_then_fire, cpu_seconds, free_port, timed_get
 
 exporter, target, histogram_object, keys_object = sys.argv[1:5]
 REPS = int(os.environ.get("REPS", "7"))
@@ -67,20 +66,7 @@ def run(config, processes, keys, measure, step=0):
     e = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{port}", "-c", path,
                           "--discovery.interval", "0", "--log-level", "warn"])
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                text = get(port, "text")[1].decode()
-                if f'userspace_exporter_attached_processes{{name="bench"}} {processes}' in text:
-                    break
-            except OSError:
-                pass
-            assert time.time() < deadline, "not all attached"
-            time.sleep(0.1)
-        for t in targets:
-            t.stdin.write("go\n")
-            t.stdin.flush()
-            t.stdout.readline()
+        attach_then_fire(port, targets)
         return measure(e, port)
     finally:
         e.send_signal(signal.SIGTERM)
