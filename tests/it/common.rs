@@ -749,18 +749,18 @@ impl Python {
     }
 }
 
-/// A program `churn` counting `fixture:hit` by argument in
-/// `userspace_exporter_churn_hits_total`, selecting processes named `comm`.
-pub fn hits_config(comm: &str) -> String {
+/// One item of a `programs:` list: program `name` counting `fixture:hit` by
+/// argument (the `usdt_counts` fixture object) in
+/// `userspace_exporter_{metric}`, on processes named `comm`.
+pub fn hits_program(name: &str, metric: &str, comm: &str) -> String {
     format!(
         r#"
-programs:
-  - name: churn
+  - name: {name}
     object: {usdt}
     metrics:
       counters:
-        - name: churn_hits_total
-          help: fixture:hit probes by argument
+        - name: {metric}
+          help: fixture:hit by argument
           table: hits
           labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
     usdt:
@@ -768,6 +768,15 @@ programs:
     attachment: {{binary_name: {comm}}}
 "#,
         usdt = fixtures().object("usdt_counts").display()
+    )
+}
+
+/// A program `churn` counting `fixture:hit` by argument in
+/// `userspace_exporter_churn_hits_total`, selecting processes named `comm`.
+pub fn hits_config(comm: &str) -> String {
+    format!(
+        "programs:{}",
+        hits_program("churn", "churn_hits_total", comm)
     )
 }
 
@@ -933,4 +942,28 @@ pub fn promtool_check_metrics(body: &[u8]) -> std::process::Output {
     let out = promtool.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
     out
+}
+
+/// GET `url` with curl, asking for gzip, with `headers` ("Name: value") more:
+/// the response's header block, lowercased, and its body as sent. curl, not
+/// ureq: ureq decompresses on its own and hides the encoding.
+pub fn curl_gzipped(url: &str, headers: &[&str]) -> (String, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, body) = (dir.path().join("headers"), dir.path().join("body"));
+    let mut curl = std::process::Command::new("curl");
+    curl.args(["-sS", "-H", "Accept-Encoding: gzip"]);
+    for header in headers {
+        curl.args(["-H", header]);
+    }
+    let status = curl
+        .arg("-D")
+        .arg(&head)
+        .arg("-o")
+        .arg(&body)
+        .arg(url)
+        .status()
+        .unwrap();
+    assert!(status.success(), "curl {url}: {status}");
+    let head = std::fs::read_to_string(head).unwrap().to_ascii_lowercase();
+    (head, std::fs::read(body).unwrap())
 }

@@ -127,23 +127,8 @@ fn text_format_passes_promtool_and_gzip_round_trips() {
         out.status.code()
     );
 
-    // curl, not ureq: ureq decompresses on its own and hides the encoding.
-    let dir = tempfile::tempdir().unwrap();
-    let (headers, body) = (dir.path().join("headers"), dir.path().join("body"));
-    let status = Command::new("curl")
-        .args(["-sS", "-H", "Accept-Encoding: gzip", "-D"])
-        .arg(&headers)
-        .arg("-o")
-        .arg(&body)
-        .arg(exporter.url("/metrics"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let headers = std::fs::read_to_string(headers)
-        .unwrap()
-        .to_ascii_lowercase();
+    let (headers, gz) = common::curl_gzipped(&exporter.url("/metrics"), &[]);
     assert!(headers.contains("content-encoding: gzip"), "{headers}");
-    let gz = std::fs::read(body).unwrap();
     let mut unzipped = String::new();
     flate2::read::GzDecoder::new(&gz[..])
         .read_to_string(&mut unzipped)

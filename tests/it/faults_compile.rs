@@ -3,7 +3,7 @@
 //! cannot be written. Each breaks at most the program concerned, says which,
 //! and panics nowhere; the other programs run and count exactly.
 
-use crate::common::{self, fixtures, require_bpf, Exporter, Target};
+use crate::common::{self, require_bpf, Exporter, Target};
 use std::path::{Path, PathBuf};
 
 /// An inline-code program `name` counting fixture:hit by argument into
@@ -38,22 +38,7 @@ fn inline_program(name: &str, comm: &str, marker: &str) -> String {
 /// A program `object` from the prebuilt fixture object, counting fixture:hit
 /// into `userspace_exporter_object_total`.
 fn object_program(comm: &str) -> String {
-    format!(
-        r#"
-  - name: object
-    object: {usdt}
-    metrics:
-      counters:
-        - name: object_total
-          help: fixture:hit by argument, from an object
-          table: hits
-          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
-    usdt:
-      fixture:hit: on_hit
-    attachment: {{binary_name: {comm}}}
-"#,
-        usdt = fixtures().object("usdt_counts").display()
-    )
+    common::hits_program("object", "object_total", comm)
 }
 
 fn hits(exporter: &Exporter, metric: &str, pid: u32, arg: &str) -> Option<f64> {

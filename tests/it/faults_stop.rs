@@ -14,22 +14,7 @@ use std::time::{Duration, Instant};
 
 /// A USDT counter on processes named `comm`.
 fn usdt_program(comm: &str) -> String {
-    format!(
-        r#"
-  - name: hits
-    object: {usdt}
-    metrics:
-      counters:
-        - name: stop_hits_total
-          help: fixture:hit by argument
-          table: hits
-          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
-    usdt:
-      fixture:hit: on_hit
-    attachment: {{binary_name: {comm}}}
-"#,
-        usdt = fixtures().object("usdt_counts").display(),
-    )
+    common::hits_program("hits", "stop_hits_total", comm)
 }
 
 /// A uprobe counter (a perf-event uprobe) on processes named `comm`.

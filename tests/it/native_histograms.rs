@@ -331,30 +331,16 @@ fn a_protobuf_scrape_carries_classic_and_native_buckets_gzipped_or_not() {
         assert!(families.iter().any(|(n, _)| n == name), "no {name}");
     }
 
-    // gzip: curl shows the encoding (ureq would decompress on its own).
-    let dir = tempfile::tempdir().unwrap();
-    let (headers, gz) = (dir.path().join("headers"), dir.path().join("body"));
-    let status = Command::new("curl")
-        .args(["-sS", "-H", "Accept-Encoding: gzip", "-H"])
-        .arg(format!("Accept: {PROMETHEUS_NATIVE_ACCEPT}"))
-        .arg("-D")
-        .arg(&headers)
-        .arg("-o")
-        .arg(&gz)
-        .arg(exporter.url("/metrics"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let headers = std::fs::read_to_string(headers)
-        .unwrap()
-        .to_ascii_lowercase();
+    // gzip: curl shows the encoding.
+    let accept = format!("Accept: {PROMETHEUS_NATIVE_ACCEPT}");
+    let (headers, gz) = common::curl_gzipped(&exporter.url("/metrics"), &[&accept]);
     assert!(headers.contains("content-encoding: gzip"), "{headers}");
     assert!(
         headers.contains(&format!("content-type: {}", PROTOBUF.to_ascii_lowercase())),
         "{headers}"
     );
     let mut unzipped = Vec::new();
-    flate2::read::GzDecoder::new(&std::fs::read(gz).unwrap()[..])
+    flate2::read::GzDecoder::new(&gz[..])
         .read_to_end(&mut unzipped)
         .unwrap();
     let names = |f: &[Family]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
