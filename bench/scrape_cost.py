@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 from procinfo import attach_then_fire, cpu_seconds, free_port, status_kib, timed_get
+from scrape_keys import keys_config
 
 exporter, target, big, small, floor = sys.argv[1:6]
 work = tempfile.mkdtemp()
@@ -30,32 +31,10 @@ def get(port, gzip):
     return ms, body
 
 
-# The key's labels: `uint` alone is injective (every key its own series, encoded as
-# read); a `static_map` on the key's high half (always 0 here) makes the exporter
-# merge keys by decoded label set, the path string, static_map and regexp labels take.
-LABELS = {
-    "uint": "[{name: key, size: 8, decoders: [{name: uint}]}]",
-    "merged": "[{name: key, size: 4, decoders: [{name: uint}]}, "
-              "{name: half, size: 4, decoders: [{name: uint}, {name: static_map, static_map: {'0': low}}]}]",
-}
-
-
 def case(exporter, processes, keys, obj, reps, labels):
     config = os.path.join(work, "config.yaml")
     with open(config, "w") as f:
-        f.write(f"""programs:
-  - name: bench
-    object: {obj}
-    metrics:
-      counters:
-        - name: bench_keys_total
-          help: keys
-          table: scrape_keys
-          labels: {LABELS[labels]}
-    usdt:
-      bench:key: on_key
-    attachment: {{binary_name: {comm}}}
-""")
+        f.write(keys_config(obj, labels, comm))
     targets = []
     for _ in range(processes):
         t = subprocess.Popen([binary, "keys", str(keys)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

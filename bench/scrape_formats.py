@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from procinfo import attach_then_fire, cpu_seconds, free_port, timed_get
+from scrape_keys import keys_config
 
 exporter, target, histogram_object, keys_object = sys.argv[1:5]
 REPS = int(os.environ.get("REPS", "7"))
@@ -116,28 +117,6 @@ for native, formats in (("both", ("text", "openmetrics", "protobuf")), ("only", 
         r.update({"case": "histograms", "native": native, "processes": 100, "histograms": 4})
         print(json.dumps(r), flush=True)
 
-LABELS = {
-    "uint": "[{name: key, size: 8, decoders: [{name: uint}]}]",
-    "merged": "[{name: key, size: 4, decoders: [{name: uint}]}, "
-              "{name: half, size: 4, decoders: [{name: uint}, {name: static_map, static_map: {'0': low}}]}]",
-}
-
-
-def keys_config(labels):
-    return f"""programs:
-  - name: bench
-    object: {keys_object}
-    metrics:
-      counters:
-        - name: bench_keys_total
-          help: keys
-          table: scrape_keys
-          labels: {LABELS[labels]}
-    usdt:
-      bench:key: on_key
-    attachment: {{binary_name: {comm}}}
-"""
-
 
 def costs(e, port):
     out = {}
@@ -156,6 +135,6 @@ def costs(e, port):
 
 
 for labels in ("uint", "merged"):
-    for fmt, r in run(keys_config(labels), 1, 100000, costs).items():
+    for fmt, r in run(keys_config(keys_object, labels, comm), 1, 100000, costs).items():
         r.update({"case": "series", "labels": labels, "fmt": fmt, "series": 100000})
         print(json.dumps(r), flush=True)
