@@ -80,13 +80,28 @@ impl PreparedProgram {
         let at = |line: u64, column: u64, message: String| {
             ConfigError::new(&config.path, line, column, message)
         };
-        let open = ObjectBuilder::default().open_memory(&object).map_err(|e| {
+        let (opened, log) =
+            super::libbpf_log::capture(|| ObjectBuilder::default().open_memory(&object));
+        let open = opened.map_err(|e| {
+            // libbpf says why (an unknown map attribute, a bad section) only
+            // in its log: its last lines name the culprit.
+            let tail = super::libbpf_log::tail(&log, 2);
+            let why: Vec<&str> = tail
+                .lines()
+                .map(|l| l.trim().trim_start_matches("libbpf: "))
+                .collect();
+            let why = why.join("; ");
             vec![at(
                 program.referenced.line(),
                 program.referenced.column(),
                 format!(
-                    "program {:?}: libbpf cannot open the BPF object: {e}",
-                    p.name
+                    "program {:?}: libbpf cannot open the BPF object: {e}{}",
+                    p.name,
+                    if why.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (libbpf: {why})")
+                    }
                 ),
             )]
         })?;

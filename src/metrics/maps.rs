@@ -48,10 +48,32 @@ impl MapEntries {
     }
 }
 
-fn possible_cpus() -> usize {
+/// The number of possible CPUs: how many copies of a value a per-CPU map
+/// holds. An error when libbpf cannot tell (it reads
+/// `/sys/devices/system/cpu/possible`): guessing too few would hand the
+/// kernel buffers smaller than what it writes.
+fn possible_cpus() -> std::io::Result<usize> {
     // SAFETY: plain libbpf query without arguments.
     let n = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
-    n.max(1) as usize
+    if n <= 0 {
+        let e = std::io::Error::from_raw_os_error(-n);
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("cannot tell the number of possible CPUs (/sys/devices/system/cpu/possible): {e}; per-CPU maps cannot be read without it"),
+        ));
+    }
+    Ok(n as usize)
+}
+
+/// Bytes between one value and the next in what the kernel writes for a
+/// lookup: per-CPU maps round each CPU's copy up to 8 bytes; other maps
+/// (hash, LRU hash, array) pack values at exactly their size, in batches too.
+fn value_stride(layout: &TableLayout) -> usize {
+    if layout.is_percpu() {
+        (layout.value_size as usize).div_ceil(8) * 8
+    } else {
+        layout.value_size as usize
+    }
 }
 
 /// Reads every entry of a map whose values are u64 (per CPU for per-CPU maps).
@@ -79,6 +101,17 @@ pub fn read_map(
     Ok(out)
 }
 
+/// How a map's entries are fetched from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPath {
+    /// `bpf_map_lookup_batch`, falling back to key by key where the kernel
+    /// has no batch lookup for the map (what scrapes use).
+    Batched,
+    /// `get_next_key` + lookup, two syscalls a key (the fallback, chosen
+    /// explicitly by tests so that both paths are checked).
+    KeyByKey,
+}
+
 /// Reads every entry of a map as [`read_map`] does, but hands the entries to
 /// `each` one batch at a time (at most a few thousand entries, the same
 /// buffer reused), so that a scrape can encode a map of any size as it reads
@@ -89,18 +122,27 @@ pub fn read_map_batches(
     fd: BorrowedFd<'_>,
     layout: &TableLayout,
     value: &ValueLayout,
+    each: impl FnMut(&MapEntries) -> ControlFlow<()>,
+) -> std::io::Result<usize> {
+    read_map_via(fd, layout, value, ReadPath::Batched, each)
+}
+
+/// [`read_map_batches`] through the given [`ReadPath`].
+pub fn read_map_via(
+    fd: BorrowedFd<'_>,
+    layout: &TableLayout,
+    value: &ValueLayout,
+    path: ReadPath,
     mut each: impl FnMut(&MapEntries) -> ControlFlow<()>,
 ) -> std::io::Result<usize> {
     let key_size = layout.key_size as usize;
     let cpus = if layout.is_percpu() {
-        possible_cpus()
+        possible_cpus()?
     } else {
         1
     };
-    // Per-CPU values are laid out 8-byte aligned per CPU.
-    let value_stride = (layout.value_size as usize).div_ceil(8) * 8;
     let field = Field {
-        stride: value_stride,
+        stride: value_stride(layout),
         offset: value.offset,
         size: value.size,
         signed: value.signed,
@@ -122,7 +164,11 @@ pub fn read_map_batches(
         batch.values.clear();
         flow
     };
-    match read_batched(fd, key_size, field, cpus, &mut batch, &mut deliver) {
+    let batched = match path {
+        ReadPath::Batched => read_batched(fd, key_size, field, cpus, &mut batch, &mut deliver),
+        ReadPath::KeyByKey => Err((std::io::Error::from_raw_os_error(libc::ENOTSUP), 0)),
+    };
+    match batched {
         Ok(()) => {}
         // Nothing delivered yet: the kernel has no batch lookup for this map.
         Err((e, 0))
@@ -141,7 +187,7 @@ pub fn read_map_batches(
 /// Where the metric's integer lies in each CPU's copy of a value.
 #[derive(Debug, Clone, Copy)]
 struct Field {
-    /// Bytes per CPU copy (the value size rounded up to 8).
+    /// Bytes per value, or per CPU copy of a value ([`value_stride`]).
     stride: usize,
     offset: usize,
     size: usize,
@@ -311,6 +357,90 @@ fn read_key_by_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libbpf_rs::MapType;
+
+    fn layout(map_type: MapType, value_size: u32) -> TableLayout {
+        TableLayout {
+            map_type,
+            key_size: 4,
+            value_size,
+        }
+    }
+
+    #[test]
+    fn values_are_packed_at_their_size_except_per_cpu_copies_which_round_to_8() {
+        for size in [1u32, 2, 4, 8, 12, 16, 24] {
+            for kind in [MapType::Hash, MapType::LruHash, MapType::Array] {
+                assert_eq!(value_stride(&layout(kind, size)), size as usize);
+            }
+            for kind in [
+                MapType::PercpuHash,
+                MapType::LruPercpuHash,
+                MapType::PercpuArray,
+            ] {
+                assert_eq!(
+                    value_stride(&layout(kind, size)),
+                    size.div_ceil(8) as usize * 8
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn packed_u32_values_of_a_batch_are_read_one_by_one() {
+        // What a batch lookup of BPF_HASH(counts, u32, u32) writes: six
+        // 4-byte values end to end (the example read them at an
+        // 8-byte stride: 10, 0, 60, 0, 0, 20).
+        let raw: Vec<u8> = [10u32, 20, 30, 40, 50, 60]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
+        let field = Field {
+            stride: value_stride(&layout(MapType::Hash, 4)),
+            offset: 0,
+            size: 4,
+            signed: false,
+        };
+        let mut out = MapEntries::default();
+        add_values(&mut out, &raw, field, 1);
+        assert_eq!(out.values, [10, 20, 30, 40, 50, 60]);
+    }
+
+    #[test]
+    fn a_12_byte_struct_is_read_at_every_member_packed_and_per_cpu() {
+        // struct { u32 a, b, c; }: packed at 12 bytes in a hash map, padded
+        // to 16 per CPU in a per-CPU one.
+        let values = [[1u32, 2, 3], [4, 5, 6]];
+        let packed: Vec<u8> = values
+            .iter()
+            .flatten()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
+        let per_cpu: Vec<u8> = values
+            .iter()
+            .flat_map(|v| {
+                let mut copy: Vec<u8> = v.iter().flat_map(|m| m.to_ne_bytes()).collect();
+                copy.extend_from_slice(&[0xff; 4]); // padding the kernel may leave
+                copy
+            })
+            .collect();
+        for (offset, packed_want, per_cpu_want) in [(0, [1, 4], 5), (4, [2, 5], 7), (8, [3, 6], 9)]
+        {
+            let mut field = Field {
+                stride: value_stride(&layout(MapType::Array, 12)),
+                offset,
+                size: 4,
+                signed: false,
+            };
+            let mut out = MapEntries::default();
+            add_values(&mut out, &packed, field, 1);
+            assert_eq!(out.values, packed_want, "offset {offset}");
+            field.stride = value_stride(&layout(MapType::PercpuArray, 12));
+            let mut out = MapEntries::default();
+            add_values(&mut out, &per_cpu, field, 2);
+            assert_eq!(out.values, [per_cpu_want], "offset {offset}");
+        }
+    }
 
     #[test]
     fn fields_are_read_sign_extended_and_summed_over_cpus() {

@@ -239,3 +239,102 @@ fn a_full_hash_map_shows_in_table_entries_and_capacity() {
     // Arrays are always full: no fill figures for them.
     assert_eq!(fill("entries", "inflight"), None);
 }
+
+/// Integer members of a value struct: (offset, size, step added per hit).
+pub type Members = &'static [(usize, usize, u64)];
+
+/// The value structs of tests/fixtures/bpf/value_sizes.bpf.c: for each value
+/// size, its integer members.
+pub const VALUE_SIZES: [(u32, Members); 7] = [
+    (1, &[(0, 1, 1)]),
+    (2, &[(0, 2, 1)]),
+    (4, &[(0, 4, 1)]),
+    (8, &[(0, 8, 1)]),
+    (12, &[(0, 4, 1), (4, 4, 2), (8, 4, 3)]),
+    (
+        16,
+        &[(0, 8, 1), (8, 4, 2), (12, 2, 3), (14, 1, 4), (15, 1, 1)],
+    ),
+    (
+        24,
+        &[(0, 1, 1), (2, 2, 2), (4, 4, 3), (8, 8, 4), (16, 8, 5)],
+    ),
+];
+
+/// The map kinds of value_sizes.bpf.c (each the prefix of its maps and of
+/// its BPF function `on_hit_KIND`), and whether they are arrays (every key
+/// present from the start).
+pub const MAP_KINDS: [(&str, bool); 6] = [
+    ("hash", false),
+    ("lru_hash", false),
+    ("array", true),
+    ("percpu_hash", false),
+    ("lru_percpu_hash", false),
+    ("percpu_array", true),
+];
+
+#[test]
+fn values_of_every_size_in_every_map_kind_count_exactly() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let comm = "uexp-valsizes";
+    let mut config = String::from("programs:\n");
+    for (kind, _) in MAP_KINDS {
+        config.push_str(&format!(
+            "  - name: sizes_{kind}\n    object: {}\n    metrics:\n      counters:\n",
+            fixtures().object("value_sizes").display()
+        ));
+        for (size, members) in VALUE_SIZES {
+            for (offset, bytes, _) in members {
+                config.push_str(&format!(
+                    "        - {{name: vs_{kind}_{size}_at{offset}_total, help: member at {offset} of {size}-byte values, table: {kind}_v{size}, labels: [{{name: key, size: 4, decoders: [{{name: uint}}]}}], value: {{offset: {offset}, size: {bytes}}}}}\n"
+                ));
+            }
+        }
+        config.push_str(&format!(
+            "    usdt:\n      fixture:hit: on_hit_{kind}\n    attachment: {{binary_name: {comm}}}\n"
+        ));
+    }
+    let mut target = Target::start(comm);
+    let exporter = Exporter::start(&config);
+    // Key k is hit 10·k times (the example: u32 values read at an
+    // 8-byte stride came out 10, 0, 60, 0, 0, 20).
+    for k in 1..=6u64 {
+        target.fire(&format!("usdt {} {k}", 10 * k));
+    }
+    let s = exporter.samples();
+    let pid = target.pid().to_string();
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for (kind, array) in MAP_KINDS {
+        for (size, members) in VALUE_SIZES {
+            for &(offset, _, step) in members {
+                let name = format!("userspace_exporter_vs_{kind}_{size}_at{offset}_total");
+                let keys = if array { 0..=7 } else { 1..=6 };
+                for k in keys {
+                    let want = if (1..=6).contains(&k) {
+                        Some((10 * k * step) as f64)
+                    } else {
+                        Some(0.0)
+                    };
+                    let got = s.get(&name, &[("key", &k.to_string()), ("pid", &pid)]);
+                    checked += 1;
+                    if got != want {
+                        wrong.push(format!("{name}{{key={k}}}: {got:?}, not {want:?}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {checked} series wrong:\n{}\n{}",
+        wrong.len(),
+        wrong.join("\n"),
+        exporter.logs()
+    );
+    // 4 hash kinds x 17 members x 6 keys + 2 array kinds x 17 x 8 keys.
+    assert_eq!(checked, 4 * 17 * 6 + 2 * 17 * 8);
+}
