@@ -20,3 +20,5 @@ pub mod http;
 pub mod metrics;
 pub mod privileges;
 pub mod probes;
+#[doc(hidden)]
+pub mod testing;

@@ -123,8 +123,12 @@ mod tests {
 
     #[test]
     fn kernel_btf_dumps_to_a_header_with_kernel_types() {
-        if !Path::new(KERNEL_BTF).exists() {
-            eprintln!("SKIPPED: no {KERNEL_BTF}");
+        let found = if Path::new(KERNEL_BTF).exists() {
+            Ok(())
+        } else {
+            Err("the kernel must be built with CONFIG_DEBUG_INFO_BTF".to_string())
+        };
+        if !crate::testing::require(KERNEL_BTF, found) {
             return;
         }
         let dir = tempfile::tempdir().unwrap();

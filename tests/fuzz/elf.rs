@@ -678,9 +678,13 @@ pub fn fuzz(name: &str) {
     let (name, candidates, ci) = targets().into_iter().find(|(n, _, _)| *n == name).unwrap();
     match ElfTarget::new(name, candidates, ci) {
         Some(target) => engine::fuzz(target),
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{name}: none of {candidates:?} exists (scripts/setup.sh installs it)")
+        None => {
+            userspace_exporter::testing::require(
+                name,
+                Err(format!(
+                    "none of {candidates:?} exists; scripts/setup.sh installs it"
+                )),
+            );
         }
-        None => eprintln!("{name}: skipped, none of {candidates:?} exists"),
     }
 }

@@ -67,9 +67,49 @@ pub const EXPORTER: &str = env!("CARGO_BIN_EXE_ebpf-userspace-exporter");
 /// File name of the built fixture target.
 const TARGET_FILE: &str = "uexp-target";
 
-/// Whether this run must not skip BPF tests.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+/// Whether a test may go on, `found` saying whether `what` it needs is here:
+/// a failure under CI, otherwise a skip recorded and printed as the test
+/// binary's closing line (see `userspace_exporter::testing`). Every test that
+/// needs something the machine may lack asks through this (or the helpers
+/// below), never on its own.
+pub fn require(what: impl std::fmt::Display, found: Result<(), String>) -> bool {
+    userspace_exporter::testing::require(what, found)
+}
+
+/// `Ok` when `present`, else `Err` saying how to install what is missing: the
+/// `found` argument of [`require`].
+pub fn found(present: bool, install: &str) -> Result<(), String> {
+    if present {
+        Ok(())
+    } else {
+        Err(format!("missing; {install}"))
+    }
+}
+
+/// Whether `program args...` runs and exits 0 (a tool's `--version`, say);
+/// `install` says how to get it.
+pub fn require_command(program: &str, args: &[&str], install: &str) -> bool {
+    let found = match Command::new(program).args(args).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "`{program} {}` failed ({}); {install}",
+            args.join(" "),
+            out.status
+        )),
+        Err(e) => Err(format!("{e}; {install}")),
+    };
+    require(program, found)
+}
+
+/// Whether `path` exists; `install` says how to get it.
+pub fn require_path(path: impl AsRef<Path>, install: &str) -> bool {
+    let path = path.as_ref();
+    let found = if path.exists() {
+        Ok(())
+    } else {
+        Err(format!("no {}; {install}", path.display()))
+    };
+    require(path.display(), found)
 }
 
 /// True when BPF can be used here. In CI a missing BPF is a failure, not a skip.
@@ -101,14 +141,7 @@ pub fn require_bpf() -> bool {
             None
         }
     };
-    match problem {
-        None => true,
-        Some(why) if in_ci() => panic!("BPF is required when CI=true, but unavailable: {why}"),
-        Some(why) => {
-            eprintln!("SKIPPED: BPF unavailable ({why}); set CI=true to make this a failure");
-            false
-        }
-    }
+    require("BPF", problem.map_or(Ok(()), Err))
 }
 
 /// Paths of everything built from tests/fixtures.
@@ -679,15 +712,7 @@ pub const PYTHON: &str = "/usr/bin/python3.11";
 
 /// Whether [`PYTHON`] is installed; a failure under CI=true, a skip otherwise.
 pub fn require_python() -> bool {
-    if Path::new(PYTHON).exists() {
-        return true;
-    }
-    assert!(
-        !in_ci(),
-        "{PYTHON} missing: .ci/run installs Debian's python3.11"
-    );
-    eprintln!("SKIPPED: {PYTHON} missing");
-    false
+    require_path(PYTHON, "scripts/setup.sh installs Debian's python3.11")
 }
 
 /// A python3.11 process running tests/fixtures/python_gc.py, driven through stdin.
@@ -699,12 +724,7 @@ impl Python {
     /// Starts the driver under a copy of python3.11 named `comm`; `None` (a skip) when
     /// python3.11 is missing outside CI.
     pub fn start(comm: &str) -> Option<Python> {
-        if !Path::new(PYTHON).exists() {
-            assert!(
-                !in_ci(),
-                "{PYTHON} missing: .ci/run installs Debian's python3.11"
-            );
-            eprintln!("SKIPPED: {PYTHON} missing");
+        if !require_python() {
             return None;
         }
         Some(Self::start_binary(&named_copy(Path::new(PYTHON), comm)))

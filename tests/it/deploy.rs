@@ -71,14 +71,7 @@ fn tool(name: &str, probe: &mut Command) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            !common::in_ci(),
-            "{name} missing: scripts/setup.sh installs it"
-        );
-        eprintln!("SKIPPED: {name} missing (scripts/setup.sh installs it); set CI=true to make this a failure");
-    }
-    found
+    common::require(name, common::found(found, "scripts/setup.sh installs it"))
 }
 
 /// kubernetes-validate and the modules the custom-resource check uses (its
@@ -802,9 +795,10 @@ fn the_configmaps_programs_compile() {
     if !tool("clang", Command::new("clang").arg("--version")) {
         return;
     }
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        assert!(!common::in_ci(), "/sys/kernel/btf/vmlinux missing");
-        eprintln!("SKIPPED: no kernel BTF");
+    if !common::require_path(
+        "/sys/kernel/btf/vmlinux",
+        "the kernel must be built with CONFIG_DEBUG_INFO_BTF",
+    ) {
         return;
     }
     for file in ["daemonset.yaml", EXAMPLE] {

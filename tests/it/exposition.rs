@@ -70,16 +70,7 @@ fn get(url: &str, headers: &[(&str, &str)]) -> (String, Option<String>, Vec<u8>)
 }
 
 fn tool(name: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(!common::in_ci(), "{name} missing: .ci/run installs it");
-        eprintln!("SKIPPED: {name} not installed");
-    }
-    found
+    common::require_command(name, &["--version"], "scripts/setup.sh installs it")
 }
 
 #[test]
@@ -150,16 +141,11 @@ fn openmetrics_when_asked_parses_with_the_python_client() {
     if !require_bpf() {
         return;
     }
-    let has_parser = Command::new("python3")
-        .args(["-c", "import prometheus_client.openmetrics.parser"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_parser {
-        assert!(
-            !common::in_ci(),
-            "python3 prometheus_client missing: .ci/run installs it"
-        );
-        eprintln!("SKIPPED: python3 prometheus_client missing");
+    if !common::require_command(
+        "python3",
+        &["-c", "import prometheus_client.openmetrics.parser"],
+        "scripts/setup.sh installs prometheus_client",
+    ) {
         return;
     }
     let mut target = Target::start("uexp-expo-om");

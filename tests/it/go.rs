@@ -29,11 +29,10 @@ fn go_program() -> Option<&'static Path> {
                 Ok(out) if out.status.success() => Some(binary),
                 Ok(out) => panic!("go build failed: {}", String::from_utf8_lossy(&out.stderr)),
                 Err(e) => {
-                    assert!(
-                        !common::in_ci(),
-                        "go missing ({e}): .ci/run installs golang-go"
+                    common::require(
+                        "go",
+                        Err(format!("{e}; scripts/setup.sh installs golang-go")),
                     );
-                    eprintln!("SKIPPED: go missing ({e})");
                     None
                 }
             }

@@ -4,7 +4,6 @@
 
 use crate::common::{self, free_port, require_bpf, wait_for, Exporter};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -89,12 +88,7 @@ fn every_gunicorn_worker_is_attached_and_counts_its_own_collections() {
     if !require_bpf() {
         return;
     }
-    if !Path::new(GUNICORN).exists() {
-        assert!(
-            !common::in_ci(),
-            "{GUNICORN} missing: .ci/run installs Debian's gunicorn"
-        );
-        eprintln!("SKIPPED: {GUNICORN} missing");
+    if !common::require_path(GUNICORN, "scripts/setup.sh installs Debian's gunicorn") {
         return;
     }
     let port = free_port();

@@ -12,7 +12,7 @@
 //! MXBean counts them (5 System.gc() with -XX:+ExplicitGCInvokesConcurrent
 //! gave 15 gc__begin and a "G1 Young Generation" delta of 5).
 
-use crate::common::{self, fixtures, in_ci, require_bpf, wait_for, Exporter, Samples, Target};
+use crate::common::{self, fixtures, require_bpf, wait_for, Exporter, Samples, Target};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -129,9 +129,8 @@ impl Jvm {
     fn start(tag: &str) -> Option<Jvm> {
         let java = Path::new(JDK).join("bin/java");
         let javac = Path::new(JDK).join("bin/javac");
-        if !java.exists() || !javac.exists() {
-            assert!(!in_ci(), "{JDK} missing: install openjdk-17-jdk-headless");
-            eprintln!("SKIPPED: {JDK} missing");
+        let install = "scripts/setup.sh installs openjdk-17-jdk-headless";
+        if !common::require_path(&java, install) || !common::require_path(&javac, install) {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();

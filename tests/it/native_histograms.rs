@@ -5,7 +5,6 @@
 
 use crate::common::{self, fixtures, require_bpf, varint, wait_for, Exporter, Target};
 use std::io::Read;
-use std::process::Command;
 use std::time::Duration;
 
 /// What Prometheus 2.42 sends with `--enable-feature=native-histograms`
@@ -86,15 +85,7 @@ fn expected_native(scale: f64) -> Vec<(f64, f64, f64)> {
 }
 
 fn prometheus_installed() -> bool {
-    let found = Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(!common::in_ci(), "prometheus missing: .ci/run installs it");
-        eprintln!("SKIPPED: prometheus not installed");
-    }
-    found
+    common::require_command("prometheus", &["--version"], "scripts/setup.sh installs it")
 }
 
 /// A float as the Prometheus HTTP API writes it (a string).

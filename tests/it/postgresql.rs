@@ -41,12 +41,10 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Option<Cluster> {
-        if !Path::new(BIN).join("postgres").exists() {
-            assert!(
-                !common::in_ci(),
-                "{BIN}/postgres missing: install postgresql-15"
-            );
-            eprintln!("SKIPPED: {BIN}/postgres missing");
+        if !common::require_path(
+            Path::new(BIN).join("postgres"),
+            "scripts/setup.sh installs postgresql",
+        ) {
             return None;
         }
         let user = postgres_user();

@@ -6,7 +6,7 @@
 //! fixture's probe firings exactly; a config's programs show the processes
 //! they select, and none; bad pids and files are named in clear errors.
 
-use crate::common::{self, fixtures, in_ci, require_bpf, Exporter, Target, EXPORTER};
+use crate::common::{self, fixtures, require_bpf, Exporter, Target, EXPORTER};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -61,21 +61,8 @@ fn probes_error(args: &[&str]) -> String {
     stderr
 }
 
-/// Whether `what` is available: a failure when CI=true, a skip otherwise.
-fn require(available: bool, what: &str, install: &str) -> bool {
-    if !available {
-        assert!(!in_ci(), "{what} missing: {install} (scripts/setup.sh)");
-        eprintln!("SKIPPED: {what} missing ({install})");
-    }
-    available
-}
-
 fn require_readelf() -> bool {
-    let found = Command::new("readelf")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    require(found, "readelf", "apt-get install binutils")
+    common::require_command("readelf", &["--version"], "apt-get install binutils")
 }
 
 /// Every USDT probe site of `file`, as `readelf -n --wide` prints its
@@ -206,13 +193,7 @@ fn files_under(dir: &str, keep: impl Fn(&str) -> bool, relative: &str) -> Vec<Pa
 fn python311_probes_equal_readelf() {
     let _machine = common::shared();
     let python = Path::new(common::PYTHON);
-    if !require_readelf()
-        || !require(
-            python.exists(),
-            "/usr/bin/python3.11",
-            "apt-get install python3.11",
-        )
-    {
+    if !require_readelf() || !common::require_python() {
         return;
     }
     let (probes, sites) = assert_binary_matches_readelf(python);
@@ -229,10 +210,9 @@ fn libjvm_probes_equal_readelf() {
         "lib/server/libjvm.so",
     );
     if !require_readelf()
-        || !require(
-            !found.is_empty(),
+        || !common::require(
             "OpenJDK 17's libjvm.so",
-            "apt-get install openjdk-17-jdk-headless",
+            common::found(!found.is_empty(), "apt-get install openjdk-17-jdk-headless"),
         )
     {
         return;
@@ -260,7 +240,12 @@ fn libruby_probes_equal_readelf() {
         })
         .map(|e| std::fs::canonicalize(e.path()).unwrap())
         .collect();
-    if !require_readelf() || !require(!found.is_empty(), "libruby-3.1.so", "apt-get install ruby") {
+    if !require_readelf()
+        || !common::require(
+            "libruby-3.1.so",
+            common::found(!found.is_empty(), "apt-get install ruby"),
+        )
+    {
         return;
     }
     for libruby in found {
@@ -274,7 +259,12 @@ fn libruby_probes_equal_readelf() {
 fn postgres_probes_equal_readelf() {
     let _machine = common::shared();
     let found = files_under("/usr/lib/postgresql", |_| true, "bin/postgres");
-    if !require_readelf() || !require(!found.is_empty(), "postgres", "apt-get install postgresql") {
+    if !require_readelf()
+        || !common::require(
+            "postgres",
+            common::found(!found.is_empty(), "apt-get install postgresql"),
+        )
+    {
         return;
     }
     for postgres in found {
@@ -333,13 +323,7 @@ fn assert_process_matches_readelf(pid: u32) -> Vec<Value> {
 #[test]
 fn python311_process_probes_equal_readelf_of_every_mapped_file() {
     let _machine = common::shared();
-    if !require_readelf()
-        || !require(
-            Path::new(common::PYTHON).exists(),
-            "/usr/bin/python3.11",
-            "apt-get install python3.11",
-        )
-    {
+    if !require_readelf() || !common::require_python() {
         return;
     }
     let python = Target::spawn(Command::new(common::PYTHON).args([

@@ -196,13 +196,5 @@ fn python_gc_detail_example_matches_gc_get_stats_and_gc_callbacks() {
 
 /// Whether Debian's Prometheus is installed (a failure under CI=true).
 fn prometheus_installed() -> bool {
-    let found = std::process::Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found || !common::in_ci(),
-        "prometheus missing: .ci/run installs it"
-    );
-    found
+    common::require_command("prometheus", &["--version"], "scripts/setup.sh installs it")
 }

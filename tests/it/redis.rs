@@ -16,12 +16,7 @@ struct Redis {
 
 impl Redis {
     fn start(comm: &str) -> Option<Redis> {
-        if !Path::new(REDIS).exists() {
-            assert!(
-                !common::in_ci(),
-                "{REDIS} missing: .ci/run installs redis-server"
-            );
-            eprintln!("SKIPPED: {REDIS} missing");
+        if !common::require_path(REDIS, "scripts/setup.sh installs redis-server") {
             return None;
         }
         // A copy with its own comm, so only this test's exporter selects it.

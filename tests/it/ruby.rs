@@ -28,9 +28,7 @@ impl Ruby {
     /// Starts the driver with `marker` on its command line; `None` (a skip) when
     /// ruby3.1 is missing outside CI.
     fn start(marker: &str) -> Option<Ruby> {
-        if !Path::new(RUBY).exists() {
-            assert!(!common::in_ci(), "{RUBY} missing: install Debian's ruby");
-            eprintln!("SKIPPED: {RUBY} missing");
+        if !common::require_path(RUBY, "scripts/setup.sh installs Debian's ruby") {
             return None;
         }
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ruby_gc.rb");

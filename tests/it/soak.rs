@@ -6,21 +6,12 @@
 //! where they were, and RSS growing by less than 16 MiB after the first 30 s.
 //! Exclusive: it counts kernel-wide BPF objects.
 
-use crate::common::{self, fixtures, in_ci, require_bpf, EXPORTER};
+use crate::common::{self, fixtures, require_bpf, EXPORTER};
 use std::process::Command;
 
 /// Whether `tool` runs here: a failure when CI=true, a skip otherwise.
 fn require(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(!in_ci(), "{tool} missing: scripts/setup.sh installs it");
-        eprintln!("SKIPPED: {tool} missing (sudo bash scripts/setup.sh)");
-    }
-    found
+    common::require_command(tool, &["--version"], "scripts/setup.sh installs it")
 }
 
 #[test]

@@ -385,13 +385,7 @@ fn prometheus_takes_a_protobuf_family_sent_in_parts_whole() {
     if !require_bpf() {
         return;
     }
-    if Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(!common::in_ci(), "prometheus missing: .ci/run installs it");
-        eprintln!("SKIPPED: prometheus not installed");
+    if !common::require_command("prometheus", &["--version"], "scripts/setup.sh installs it") {
         return;
     }
     let (_target, exporter) = start("uexp-stream-pb", &[]);
