@@ -63,16 +63,15 @@ impl Filled {
     /// select only their own.
     fn start(comm: &str) -> Filled {
         let (target, _) = built();
-        let named = target.with_file_name(comm);
-        if !named.exists() {
-            std::fs::copy(target, &named).unwrap();
-        }
-        let mut child = Command::new(&named)
-            .args(["keys", &KEYS.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let named = common::named_copy(target, comm);
+        // common::spawn: another test's fork may hold the copy's write fd
+        // for a moment (ETXTBSY, seen in CI).
+        let mut child = common::spawn(
+            Command::new(&named)
+                .args(["keys", &KEYS.to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped()),
+        );
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
