@@ -601,8 +601,18 @@ fn run(cli: &Cli, compiler: Arc<Compiler>) -> anyhow::Result<()> {
         compiler,
     };
     let exporter = Arc::new(start_exporter(cli, &config, source)?);
-    let events_live = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    crate::discovery::spawn_watcher(exporter.clone(), events_live.clone());
+    let events_live = exporter.process_events_flag();
+    if let Err(e) = crate::discovery::spawn_watcher(exporter.clone(), events_live.clone()) {
+        let fallback = if cli.discovery_interval.is_zero() {
+            "and --discovery.interval=0 turns the /proc rescan off: processes started from now on will not be attached".to_string()
+        } else {
+            format!(
+                "new processes are attached by the /proc rescan, within --discovery.interval ({:?}), instead of within milliseconds of their exec",
+                cli.discovery_interval
+            )
+        };
+        tracing::warn!("process events unavailable: {e}; {fallback}");
+    }
     if !cli.discovery_interval.is_zero() {
         crate::discovery::spawn_resync(
             exporter.clone(),
@@ -642,7 +652,7 @@ fn log_capabilities(effective: std::io::Result<u64>) {
         Ok(effective) => {
             let missing = crate::privileges::missing(effective);
             // With CAP_SYS_ADMIN, CAP_BPF and CAP_PERFMON are implied.
-            let admin = effective & (1 << 21) != 0;
+            let admin = effective & (1 << crate::privileges::CAP_SYS_ADMIN) != 0;
             for capability in missing {
                 if admin && matches!(capability.name, "CAP_BPF" | "CAP_PERFMON") {
                     continue;

@@ -9,7 +9,9 @@
 //!   perf_event_open, which this kernel refuses with CAP_PERFMON alone);
 //! - another user's processes: CAP_SYS_PTRACE (`/proc/PID/root`, `exe`, `maps`);
 //! - files the exporter's user may not read: CAP_DAC_READ_SEARCH;
-//! - process events (the netlink process connector): nothing.
+//! - process events (the netlink process connector): CAP_NET_ADMIN on kernels
+//!   that check it (6.18.44-fc-v1272 and -v1300 do; -v595 did not): measured
+//!   by the connector's answer at startup, not assumed (discovery/watcher.rs).
 
 /// Why loading a BPF program was refused.
 pub const LOAD: &str = "the kernel refused to load the BPF program (EPERM): \
@@ -63,6 +65,20 @@ pub struct Capability {
     pub needed_for: &'static str,
 }
 
+/// `CAP_NET_ADMIN`: turning the process connector's events on, on kernels
+/// that check it. Not in [`CAPABILITIES`]: whether it is needed is learnt from
+/// the kernel's answer, so its absence is reported only where it matters.
+pub const CAP_NET_ADMIN: u32 = 12;
+
+/// `CAP_SYS_ADMIN`, which implies `CAP_BPF` and `CAP_PERFMON`.
+pub const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether this thread's effective set holds capability `number` (false when
+/// the sets cannot be read).
+pub fn effective_has(number: u32) -> bool {
+    capability_sets().is_ok_and(|(effective, _)| effective & (1 << number) != 0)
+}
+
 /// The capabilities the exporter uses, as the README lists them.
 pub const CAPABILITIES: [Capability; 5] = [
     Capability {
@@ -77,7 +93,7 @@ pub const CAPABILITIES: [Capability; 5] = [
     },
     Capability {
         name: "CAP_SYS_ADMIN",
-        number: 21,
+        number: CAP_SYS_ADMIN,
         needed_for: "uprobes and uretprobes (perf_event_open), and bpf() under podman's default seccomp profile",
     },
     Capability {

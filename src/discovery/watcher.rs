@@ -9,6 +9,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 const NETLINK_CONNECTOR: i32 = 11;
 const CN_IDX_PROC: u32 = 1;
@@ -58,6 +59,39 @@ pub struct ProcConnector {
     fd: OwnedFd,
 }
 
+/// Why process events are unavailable. Each message says what the exporter
+/// loses (attaching within milliseconds of an exec) and what would fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// The kernel refused the subscription (EPERM): this kernel wants
+    /// CAP_NET_ADMIN for it, and the exporter lacks it.
+    #[error("the kernel refused to subscribe the exporter to process events (EPERM at {step}): this kernel's process connector requires CAP_NET_ADMIN, which the exporter lacks: grant it")]
+    NeedsNetAdmin {
+        /// Where the refusal came: `bind` or the subscription's acknowledgement.
+        step: &'static str,
+    },
+    /// The exporter is in a network namespace of its own: the connector
+    /// serves only the host's.
+    #[error("the process connector answers only in the host's network namespace, and the exporter runs in one of its own (a container without hostNetwork)")]
+    OtherNetworkNamespace,
+    /// The kernel took the subscription but never acknowledged it: it ignores
+    /// subscriptions from outside the initial user and PID namespaces (and,
+    /// on some kernels, unprivileged ones), so no events would come.
+    #[error("the kernel did not acknowledge the subscription to process events within 1 s{hint}")]
+    Unacknowledged {
+        /// What probably caused it.
+        hint: String,
+    },
+    /// Any other failure.
+    #[error("{step}: {error}")]
+    Io {
+        /// The step that failed.
+        step: &'static str,
+        /// What the kernel said.
+        error: io::Error,
+    },
+}
+
 fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
     buf.get(at..at + 4)
         .map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
@@ -68,10 +102,57 @@ fn u64_at(buf: &[u8], at: usize) -> Option<u64> {
         .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
 }
 
+/// An acknowledgement of our subscription: the kernel answers a control
+/// message whose `ack` field is N with one whose `ack` is N + 1 (and whose
+/// `seq` is N), carrying an errno, 0 for success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ack {
+    ack: u32,
+    err: u32,
+}
+
+/// The acknowledgements in one datagram (`PROC_EVENT_NONE` messages).
+fn parse_acks(mut data: &[u8]) -> Vec<Ack> {
+    let mut out = Vec::new();
+    while data.len() >= NLMSG_HDRLEN {
+        let len = u32_at(data, 0).unwrap_or(0) as usize;
+        if len < NLMSG_HDRLEN || len > data.len() {
+            break;
+        }
+        let message = &data[NLMSG_HDRLEN..len];
+        // cn_msg: idx, val, seq, ack, len (u16), flags (u16); then proc_event:
+        // what, cpu, timestamp (u64), then the ack's err.
+        if let (Some(ack), Some(0), Some(err)) = (
+            u32_at(message, 12),
+            u32_at(message, CN_MSG_LEN),
+            u32_at(message, CN_MSG_LEN + 16),
+        ) {
+            out.push(Ack { ack, err });
+        }
+        let advance = len.div_ceil(4) * 4;
+        if advance >= data.len() {
+            break;
+        }
+        data = &data[advance..];
+    }
+    out
+}
+
 impl ProcConnector {
-    /// Opens the connector and subscribes to process events (needs CAP_NET_ADMIN
-    /// and the initial network namespace).
-    pub fn open() -> io::Result<ProcConnector> {
+    /// Opens the connector, subscribes to process events, and waits (1 s at
+    /// most) for the kernel to acknowledge the subscription: only then do
+    /// events flow. The kernel may want CAP_NET_ADMIN for it (mainline checks
+    /// it; some builds did not), and serves only the initial network, user
+    /// and PID namespaces.
+    pub fn open() -> Result<ProcConnector, ConnectorError> {
+        let io = |step: &'static str| {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() == Some(libc::EPERM) {
+                ConnectorError::NeedsNetAdmin { step }
+            } else {
+                ConnectorError::Io { step, error }
+            }
+        };
         // SAFETY: plain socket creation; the fd is owned right away.
         let raw = unsafe {
             libc::socket(
@@ -81,9 +162,11 @@ impl ProcConnector {
             )
         };
         if raw < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(io("socket"));
         }
+        // SAFETY: the kernel just returned this descriptor to us alone.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: an all-zero sockaddr_nl is valid; the fields are set below.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as u16;
         addr.nl_groups = CN_IDX_PROC;
@@ -96,29 +179,102 @@ impl ProcConnector {
             )
         };
         if rc < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(io("bind"));
         }
-        // nlmsghdr + cn_msg + the LISTEN op.
-        let len = NLMSG_HDRLEN + CN_MSG_LEN + 4;
-        let mut msg = Vec::with_capacity(len);
-        msg.extend_from_slice(&(len as u32).to_ne_bytes());
-        msg.extend_from_slice(&(libc::NLMSG_DONE as u16).to_ne_bytes());
-        msg.extend_from_slice(&0u16.to_ne_bytes());
-        msg.extend_from_slice(&0u32.to_ne_bytes());
-        msg.extend_from_slice(&std::process::id().to_ne_bytes());
-        msg.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
-        msg.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
-        msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
-        msg.extend_from_slice(&0u32.to_ne_bytes()); // ack
-        msg.extend_from_slice(&4u16.to_ne_bytes()); // payload len
-        msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
-        msg.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
-        // SAFETY: msg is a valid buffer of msg.len() bytes.
-        let sent = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+        // A token of our own, so that another listener's acknowledgement
+        // (they are multicast to every listener) is not taken for ours.
+        let token = std::process::id().wrapping_mul(2654435761) | 1;
+        let message = listen_message(token);
+        // SAFETY: message is a valid buffer of message.len() bytes.
+        let sent = unsafe { libc::send(fd.as_raw_fd(), message.as_ptr().cast(), message.len(), 0) };
         if sent < 0 {
-            return Err(io::Error::last_os_error());
+            let error = io::Error::last_os_error();
+            return Err(if error.raw_os_error() == Some(libc::ECONNREFUSED) {
+                ConnectorError::OtherNetworkNamespace
+            } else if error.raw_os_error() == Some(libc::EPERM) {
+                ConnectorError::NeedsNetAdmin { step: "send" }
+            } else {
+                ConnectorError::Io {
+                    step: "send",
+                    error,
+                }
+            });
         }
-        Ok(ProcConnector { fd })
+        let connector = ProcConnector { fd };
+        match connector.await_ack(token.wrapping_add(1), Duration::from_secs(1)) {
+            Ok(Some(0)) => Ok(connector),
+            Ok(Some(err)) if err == libc::EPERM as u32 => Err(ConnectorError::NeedsNetAdmin {
+                step: "the subscription's acknowledgement",
+            }),
+            Ok(Some(err)) => Err(ConnectorError::Io {
+                step: "the subscription's acknowledgement",
+                error: io::Error::from_raw_os_error(err as i32),
+            }),
+            Ok(None) => Err(ConnectorError::Unacknowledged {
+                hint: unacknowledged_hint(),
+            }),
+            Err(error) => Err(ConnectorError::Io {
+                step: "recv",
+                error,
+            }),
+        }
+    }
+
+    /// Reads until the acknowledgement numbered `ack` comes (its errno), or
+    /// `within` passes (`None`). Events read meanwhile are dropped: nothing is
+    /// attached from them yet, and the rescans find those processes.
+    fn await_ack(&self, ack: u32, within: Duration) -> io::Result<Option<u32>> {
+        let deadline = std::time::Instant::now() + within;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let mut poll = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let ready = unsafe { libc::poll(&mut poll, 1, left.as_millis().max(1) as i32) };
+            if ready < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if ready == 0 {
+                continue;
+            }
+            // SAFETY: buf is writable for its length.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR)) {
+                    continue;
+                }
+                // ENOBUFS: events overflowed the socket; the ack may follow.
+                if e.raw_os_error() == Some(libc::ENOBUFS) {
+                    continue;
+                }
+                return Err(e);
+            }
+            if let Some(found) = parse_acks(&buf[..n as usize])
+                .into_iter()
+                .find(|a| a.ack == ack)
+            {
+                return Ok(Some(found.err));
+            }
+        }
     }
 
     /// Blocks for the next datagram and returns its process events.
@@ -192,33 +348,59 @@ fn parse(mut data: &[u8]) -> Vec<ProcEvent> {
     out
 }
 
-/// Whether pids from the kernel (initial PID namespace) are our pids.
-fn in_initial_pid_namespace() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("NSpid:"))
-                .map(|l| l.split_whitespace().count() == 2)
-        })
-        .unwrap_or(true)
+/// Whether this process is in the kernel's initial namespace of `kind`
+/// (`pid` or `user`): the inode numbers of those two are fixed
+/// (`PROC_PID_INIT_INO`, `PROC_USER_INIT_INO`), whatever `/proc` is mounted.
+fn in_initial_namespace(kind: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let initial = match kind {
+        "pid" => 0xEFFF_FFFC,
+        _ => 0xEFFF_FFFD,
+    };
+    std::fs::metadata(format!("/proc/self/ns/{kind}")).map_or(true, |m| m.ino() == initial)
 }
 
-/// Starts the event thread; returns false (and logs why) when the connector is
-/// unavailable. `live` is true for as long as events flow: while it is, routine
-/// rescans read only new pids.
-pub fn spawn_watcher(sink: Arc<dyn ProcessSink>, live: Arc<AtomicBool>) -> bool {
-    let connector = match ProcConnector::open() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("process events unavailable ({e}): new processes are found by the periodic /proc rescan only");
-            return false;
-        }
-    };
-    let direct = in_initial_pid_namespace();
-    if !direct {
-        tracing::info!("in a child PID namespace: process events trigger a /proc rescan instead of naming pids");
+/// What probably kept the kernel from acknowledging the subscription.
+fn unacknowledged_hint() -> String {
+    if !in_initial_namespace("pid") {
+        "; the kernel ignores subscriptions from outside the host's PID namespace (a container without hostPID, or a pod sharing its process namespace)".to_string()
+    } else if !crate::privileges::effective_has(crate::privileges::CAP_NET_ADMIN) {
+        "; the exporter lacks CAP_NET_ADMIN, which kernels checking the subscription require: grant it".to_string()
+    } else if !in_initial_namespace("user") {
+        "; the kernel ignores subscriptions from outside the host's user namespace".to_string()
+    } else {
+        String::new()
     }
+}
+
+/// The netlink message subscribing to process events: nlmsghdr + cn_msg
+/// (whose `ack` field carries `token`) + the LISTEN op.
+fn listen_message(token: u32) -> Vec<u8> {
+    let len = NLMSG_HDRLEN + CN_MSG_LEN + 4;
+    let mut msg = Vec::with_capacity(len);
+    msg.extend_from_slice(&(len as u32).to_ne_bytes());
+    msg.extend_from_slice(&(libc::NLMSG_DONE as u16).to_ne_bytes());
+    msg.extend_from_slice(&0u16.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&std::process::id().to_ne_bytes());
+    msg.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
+    msg.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&token.to_ne_bytes()); // ack
+    msg.extend_from_slice(&4u16.to_ne_bytes()); // payload len
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    msg.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
+    msg
+}
+
+/// Subscribes to process events and starts the thread handing them to
+/// `sink`; or says why events are unavailable. `live` is true for as long as
+/// events flow: while it is, routine rescans read only new pids.
+pub fn spawn_watcher(
+    sink: Arc<dyn ProcessSink>,
+    live: Arc<AtomicBool>,
+) -> Result<(), ConnectorError> {
+    let connector = ProcConnector::open()?;
     live.store(true, Ordering::Relaxed);
     let thread_live = live.clone();
     let spawned = std::thread::Builder::new()
@@ -242,10 +424,6 @@ pub fn spawn_watcher(sink: Arc<dyn ProcessSink>, live: Arc<AtomicBool>) -> bool 
                     }
                 };
                 if events.is_empty() {
-                    continue;
-                }
-                if !direct {
-                    super::resync::rescan(sink.as_ref(), Rescan::Full);
                     continue;
                 }
                 let me = super::process::own_pid();
@@ -279,14 +457,13 @@ pub fn spawn_watcher(sink: Arc<dyn ProcessSink>, live: Arc<AtomicBool>) -> bool 
                 }
             }
         });
-    match spawned {
-        Ok(_) => true,
-        Err(e) => {
-            live.store(false, Ordering::Relaxed);
-            tracing::error!("cannot start the process event thread: {e}");
-            false
+    spawned.map(|_| ()).map_err(|error| {
+        live.store(false, Ordering::Relaxed);
+        ConnectorError::Io {
+            step: "starting the process event thread",
+            error,
         }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -345,6 +522,58 @@ mod tests {
             ]
         );
         assert_eq!(parse(&[1, 2, 3]), []);
+    }
+
+    /// An acknowledgement as the kernel sends it: cn_msg with `ack`, then a
+    /// PROC_EVENT_NONE event carrying `err`.
+    fn ack_message(ack: u32, err: u32) -> Vec<u8> {
+        let mut msg = vec![0u8; NLMSG_HDRLEN];
+        for word in [CN_IDX_PROC, CN_VAL_PROC, ack - 1, ack] {
+            msg.extend_from_slice(&word.to_ne_bytes());
+        }
+        msg.extend_from_slice(&24u16.to_ne_bytes());
+        msg.extend_from_slice(&0u16.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes()); // what: PROC_EVENT_NONE
+        msg.extend_from_slice(&u32::MAX.to_ne_bytes()); // cpu
+        msg.extend_from_slice(&1234u64.to_ne_bytes());
+        msg.extend_from_slice(&err.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        let len = msg.len() as u32;
+        msg[..4].copy_from_slice(&len.to_ne_bytes());
+        msg
+    }
+
+    #[test]
+    fn acknowledgements_are_told_apart_from_events_and_from_each_other() {
+        let mut datagram = message(PROC_EVENT_EXEC, &[30, 30]);
+        datagram.extend(ack_message(8, 1));
+        datagram.extend(ack_message(42, 0));
+        assert_eq!(
+            parse_acks(&datagram),
+            [Ack { ack: 8, err: 1 }, Ack { ack: 42, err: 0 }]
+        );
+        // Acknowledgements are not events, and events are not acknowledgements.
+        assert_eq!(parse(&ack_message(42, 0)), []);
+        assert_eq!(
+            parse_acks(&message(PROC_EVENT_EXIT, &[40, 40, 0, 17, 1, 1])),
+            []
+        );
+        // Truncated: nothing, no panic.
+        let ack = ack_message(42, 0);
+        for cut in 0..ack.len() {
+            assert_eq!(parse_acks(&ack[..cut]), [], "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn the_subscription_carries_its_token_where_the_kernel_reads_it() {
+        let msg = listen_message(0xabcd);
+        assert_eq!(u32_at(&msg, 0), Some(msg.len() as u32));
+        assert_eq!(u32_at(&msg, NLMSG_HDRLEN + 12), Some(0xabcd));
+        assert_eq!(
+            u32_at(&msg, NLMSG_HDRLEN + CN_MSG_LEN),
+            Some(PROC_CN_MCAST_LISTEN)
+        );
     }
 
     #[test]

@@ -336,6 +336,14 @@ impl Exporter {
         exporter
     }
 
+    /// The flag saying whether process events flow: the event watcher sets
+    /// it, the rescans and the scrapes read it.
+    pub fn process_events_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        crate::metrics::lock_stats(&self.stats)
+            .process_events
+            .clone()
+    }
+
     /// The programs of the config in force that could not be set up.
     pub fn broken(&self) -> Vec<BrokenProgram> {
         self.broken

@@ -23,6 +23,9 @@ pub struct SelfStats {
     pub event_to_attach: LatencyHistogram,
     /// How the last config reload went.
     pub reload: ReloadStatus,
+    /// Whether process events flow: set by the event watcher, read by the
+    /// rescans (which read only new pids while it is true) and the scrapes.
+    pub process_events: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How the last config reload went (the config loaded at startup counts as one).
@@ -262,6 +265,20 @@ pub fn write(enc: &mut Encoder, programs: &[ScrapeProgram], stats: &SelfStats, s
             enc.sample_u64(&labels(&["name", second], &values), *count);
         }
     }
+
+    enc.family(
+        &name("process_events_live"),
+        "Whether the kernel's process events reach the exporter (1): new processes are attached within milliseconds of their exec; 0: at the next /proc rescan (the log says why)",
+        MetricKind::Gauge,
+    );
+    enc.sample_u64(
+        &labels(&[], &[]),
+        u64::from(
+            stats
+                .process_events
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+    );
 
     enc.family(
         &name("config_last_reload_successful"),
