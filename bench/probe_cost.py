@@ -4,8 +4,8 @@ For each probe kind (USDT, uprobe, uretprobe) a target hits the probe N times
 and reports ns per hit, with: no probe; the exporter's instance of a libbpf
 program (bench/bpf/probe_cost.bpf.c); the exporter running the same program in
 bcc's dialect (inline code through the compatibility layer); and bpftrace
-running `@ = count()` on the same probe; and the exporter with BPF statistics
-off (`--bpf.stats=false`). Conditions are interleaved in every
+running `@ = count()` on the same probe; and the exporter with the kernel's BPF
+statistics on (`--bpf.stats`; off by default). Conditions are interleaved in every
 repetition. Prints one JSON line per (kind, condition) with every sample.
 Usage: python3 bench/probe_cost.py EXPORTER TARGET OBJECT
 """
@@ -101,7 +101,7 @@ def run(kind, condition):
         f.write(config(kind, condition == "exporter-bcc"))
     t = start_target(kind)
     port = free_port()
-    stats = ["--bpf.stats=false"] if condition == "exporter-nostats" else []
+    stats = ["--bpf.stats"] if condition == "exporter-stats" else []
     e = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{port}", "-c", path,
                           "--cache-dir", os.path.join(work, "cache"), "--log-level", "warn"] + stats)
     try:
@@ -126,9 +126,9 @@ def run(kind, condition):
         t.kill()
 
 
-# exporter-nostats: the exporter with the kernel's BPF statistics off (--bpf.stats=false),
+# exporter-stats: the exporter with the kernel's BPF statistics on (--bpf.stats),
 # to measure what timing every program run costs.
-conditions = ["none", "exporter", "exporter-nostats", "exporter-bcc", "bpftrace"]
+conditions = ["none", "exporter", "exporter-stats", "exporter-bcc", "bpftrace"]
 only = os.environ.get("CONDITIONS")
 if only:
     conditions = only.split(",")

@@ -63,13 +63,13 @@ fmt = lambda v: "%.0f ns (%.0f..%.0f)" % (statistics.median(v), min(v), max(v)) 
 for kind in ("usdt", "uprobe", "uretprobe"):
     none = by[(kind, "none")]
     # Cost of the probe: each run minus the median no-probe run; ratios per repetition.
-    cost = {c: [x - statistics.median(none) for x in by[(kind, c)]] for c in ("exporter", "exporter-nostats", "exporter-bcc", "bpftrace")}
+    cost = {c: [x - statistics.median(none) for x in by[(kind, c)]] for c in ("exporter", "exporter-stats", "exporter-bcc", "bpftrace")}
     ratio = [a / b for a, b in zip(cost["exporter"], cost["bpftrace"])]
     bcc = [a / b for a, b in zip(cost["exporter-bcc"], cost["exporter"])]
     # What the kernel statistics add per hit: stats on minus stats off, per repetition.
-    stats = [a - b for a, b in zip(by[(kind, "exporter")], by[(kind, "exporter-nostats")])]
+    stats = [a - b for a, b in zip(by[(kind, "exporter-stats")], by[(kind, "exporter")])]
     print("| %s | %s | %s | %s | %s | %s | %.3f (%.3f..%.3f) | %.3f (%.3f..%.3f) | %+.0f ns (%+.0f..%+.0f) |" % (
-        kind, fmt(none), fmt(by[(kind, "exporter")]), fmt(by[(kind, "exporter-nostats")]), fmt(by[(kind, "exporter-bcc")]), fmt(by[(kind, "bpftrace")]),
+        kind, fmt(none), fmt(by[(kind, "exporter")]), fmt(by[(kind, "exporter-stats")]), fmt(by[(kind, "exporter-bcc")]), fmt(by[(kind, "bpftrace")]),
         statistics.median(ratio), min(ratio), max(ratio), statistics.median(bcc), min(bcc), max(bcc),
         statistics.median(stats), min(stats), max(stats)))
 ')
@@ -217,7 +217,7 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo "$REPS times; every run's count is checked against the number of hits. The ratio columns"
     echo "compare the probe's cost (a run's ns per hit minus the median no-probe run) per repetition."
     echo
-    echo "| probe | no probe | exporter (libbpf object) | exporter, --bpf.stats=false | exporter (bcc-style inline code) | bpftrace $(bpftrace --version | awk '{print $2}') | exporter / bpftrace | bcc-style / libbpf | BPF statistics: on - off |"
+    echo "| probe | no probe | exporter (libbpf object, defaults) | exporter, --bpf.stats | exporter (bcc-style inline code) | bpftrace $(bpftrace --version | awk '{print $2}') | exporter / bpftrace | bcc-style / libbpf | BPF statistics: on - off |"
     echo "|---|---|---|---|---|---|---|---|---|"
     echo "$probe_rows"
     echo

@@ -1,12 +1,15 @@
 //! What each kernel step needs in capabilities, and the messages that say so
 //! when the kernel refuses one, instead of a bare EPERM.
 //!
-//! Measured on Linux 6.18 by running the exporter as a non-root user with
-//! exactly the capabilities listed (tests/it/privileges.rs, README "Privileges"):
+//! What a kernel allows differs between kernels, even between two builds of
+//! one version, so the tests (tests/it/privileges.rs) ask the running kernel
+//! first and expect the exporter to do what it allows; the README's table
+//! lists what each kernel measured needs. On the 6.18 builds measured so far:
 //! - loading a tracing program: CAP_BPF and CAP_PERFMON;
-//! - USDT probes: nothing more (libbpf attaches them through uprobe_multi links);
-//! - uprobes and uretprobes: CAP_SYS_ADMIN (libbpf creates them through
-//!   perf_event_open, which this kernel refuses with CAP_PERFMON alone);
+//! - USDT probes and wildcard uprobes: nothing more (libbpf attaches them
+//!   through uprobe_multi links);
+//! - single-function uprobes and uretprobes: CAP_SYS_ADMIN (libbpf creates
+//!   them through perf_event_open, refused with CAP_PERFMON alone);
 //! - another user's processes: CAP_SYS_PTRACE (`/proc/PID/root`, `exe`, `maps`);
 //! - files the exporter's user may not read: CAP_DAC_READ_SEARCH;
 //! - process events (the netlink process connector): CAP_NET_ADMIN on kernels
@@ -19,9 +22,9 @@ pub const LOAD: &str = "the kernel refused to load the BPF program (EPERM): \
      podman's default seccomp profile also blocks bpf() without CAP_SYS_ADMIN";
 
 /// Why creating a uprobe or uretprobe was refused.
-pub const UPROBE: &str = "the kernel refused to create the uprobe: uprobes and uretprobes \
-     are created through perf_event_open, which needs CAP_SYS_ADMIN (Linux 6.18 refuses \
-     it with CAP_PERFMON alone; USDT probes need only CAP_BPF and CAP_PERFMON)";
+pub const UPROBE: &str = "the kernel refused to create the uprobe through perf_event_open: \
+     grant CAP_SYS_ADMIN, which kernels such as 6.18 require for it (USDT probes and \
+     wildcard uprobes, attached through uprobe_multi links, need only CAP_BPF and CAP_PERFMON)";
 
 /// Why attaching a USDT probe was refused.
 pub const USDT: &str = "the kernel refused to attach the USDT probe: it needs CAP_BPF and \

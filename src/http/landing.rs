@@ -468,7 +468,7 @@ fn programs(page: &mut String, published: &Published) {
 /// time and time per run (empty when BPF statistics are off).
 fn probe_cost(state: &crate::exporter::PublishedProgram) -> String {
     use crate::metrics::bpf_stats;
-    if !bpf_stats::enabled() {
+    if !bpf_stats::counting() {
         return String::new();
     }
     let runs: Vec<bpf_stats::ProgramRuns> = match (&state.shared, state.instances.first()) {

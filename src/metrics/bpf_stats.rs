@@ -2,9 +2,11 @@
 //! count and run time, as the kernel counts them while BPF statistics are on.
 //!
 //! The kernel counts only while someone holds a `BPF_ENABLE_STATS` file
-//! descriptor (the count costs two clock reads per program run, for every BPF
-//! program on the host). The exporter takes one at startup ([`enable`]) and
-//! holds it until it exits, when the kernel drops it.
+//! descriptor or the `kernel.bpf_stats_enabled` sysctl is 1. Counting costs
+//! two clock reads per program run for every BPF program on the host, not only
+//! the exporter's: so the exporter turns it on ([`enable`], holding the
+//! descriptor until it exits) only when asked (`--bpf.stats`), and otherwise
+//! exports the figures only while an administrator has the sysctl on.
 
 use super::encode::{Encoder, LabelSet, MetricKind};
 use super::ScrapeProgram;
@@ -18,7 +20,8 @@ use std::sync::OnceLock;
 static HELD: OnceLock<OwnedFd> = OnceLock::new();
 
 /// Turns the kernel's BPF run statistics on until this process exits. Needs
-/// `CAP_SYS_ADMIN` (measured: refused with `CAP_BPF` and `CAP_PERFMON`).
+/// `CAP_SYS_ADMIN` on the kernels measured (refused with `CAP_BPF` and
+/// `CAP_PERFMON`).
 pub fn enable() -> Result<(), String> {
     if HELD.get().is_some() {
         return Ok(());
@@ -28,7 +31,7 @@ pub fn enable() -> Result<(), String> {
     if fd < 0 {
         let e = std::io::Error::from_raw_os_error(-fd);
         return Err(if e.raw_os_error() == Some(libc::EPERM) {
-            format!("{e}: turning BPF statistics on needs CAP_SYS_ADMIN")
+            "the kernel refused to turn BPF statistics on (EPERM): grant CAP_SYS_ADMIN".to_string()
         } else {
             e.to_string()
         });
@@ -41,6 +44,17 @@ pub fn enable() -> Result<(), String> {
 /// Whether [`enable`] succeeded in this process.
 pub fn enabled() -> bool {
     HELD.get().is_some()
+}
+
+/// Whether the kernel is counting: this process turned statistics on, or the
+/// `kernel.bpf_stats_enabled` sysctl is 1 (read each time: an administrator
+/// may switch it). Descriptors other processes hold do not show in the
+/// sysctl; while only those count, the figures are not exported, since the
+/// exporter cannot tell since when they counted.
+pub fn counting() -> bool {
+    enabled()
+        || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+            .is_ok_and(|v| v.trim() == "1")
 }
 
 /// One BPF program's runs so far.
@@ -84,9 +98,9 @@ pub fn total(runs: &[ProgramRuns]) -> (u64, u64) {
 
 /// Writes the run count and run time of every BPF program, per program and
 /// process (a shared program's object once, with an empty `pid`); nothing
-/// when statistics are off.
+/// when the kernel is not counting ([`counting`]).
 pub fn write(enc: &mut Encoder, programs: &[ScrapeProgram]) {
-    if !enabled() {
+    if !counting() {
         return;
     }
     // (program name, pid, runs of its functions)
@@ -117,7 +131,7 @@ pub fn write(enc: &mut Encoder, programs: &[ScrapeProgram]) {
     let names = ["name", "program", "pid"];
     enc.family(
         &format!("{METRIC_NAMESPACE}_bpf_program_runs_total"),
-        "Times each BPF program ran (the kernel's BPF statistics, on while the exporter runs)",
+        "Times each BPF program ran (the kernel's BPF statistics: --bpf.stats, or the kernel.bpf_stats_enabled sysctl)",
         MetricKind::Counter,
     );
     for (program, pid, runs) in &rows {

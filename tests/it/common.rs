@@ -157,6 +157,9 @@ pub struct Fixtures {
     pub loader: PathBuf,
     /// The directory holding `libuexp_plugin.so` (tests/fixtures/plugin.c).
     pub plugins: PathBuf,
+    /// Asks the kernel which steps the caller's credentials allow
+    /// (tests/fixtures/kernel_features.c; see [`kernel_allows`]).
+    pub kernel_features: PathBuf,
     /// BPF sources and their objects by stem (`usdt_counts`, or `example:python`
     /// for examples/python.bpf.c); see [`Fixtures::object`].
     objects: BTreeMap<String, (PathBuf, PathBuf)>,
@@ -219,6 +222,11 @@ pub fn fixtures() -> &'static Fixtures {
             .arg(&loader)
             .arg(src.join("loader.c"))
             .arg("-Wl,-rpath,$ORIGIN/plugins"));
+        let kernel_features = dir.join("uexp-kernel-features");
+        run(Command::new("cc")
+            .args(["-O1", "-g", "-o"])
+            .arg(&kernel_features)
+            .arg(src.join("kernel_features.c")));
         // Headers from the exporter itself: the ones matching its libbpf.
         let include = dir.join("include");
         run(Command::new(EXPORTER).args(["headers", "-o"]).arg(&include));
@@ -246,6 +254,7 @@ pub fn fixtures() -> &'static Fixtures {
             resolver,
             loader,
             plugins,
+            kernel_features,
             objects,
             compiled: Mutex::new(BTreeSet::new()),
             include,
@@ -407,6 +416,40 @@ pub fn named_copy(source: &Path, comm: &str) -> PathBuf {
         std::fs::rename(&tmp, &path).unwrap();
     }
     path
+}
+
+/// What the running kernel allows a process started with `wrapper` (a
+/// `setpriv ...` prefix, or nothing for this test's own credentials): each
+/// step of tests/fixtures/kernel_features.c (`proc-events`, `prog-load`,
+/// `perf-uprobe`, `uprobe-multi`, `enable-stats`), `Ok` or the kernel's
+/// refusal (`EPERM (Operation not permitted)`). Measured at test time, so that
+/// a test expects what this kernel build does, not what another one did.
+pub fn kernel_allows(wrapper: &[&str]) -> BTreeMap<String, Result<(), String>> {
+    let probe = fixtures().kernel_features.display().to_string();
+    let command: Vec<&str> = wrapper.iter().copied().chain([probe.as_str()]).collect();
+    let out = Command::new(command[0])
+        .args(&command[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let answers: BTreeMap<String, Result<(), String>> = text
+        .lines()
+        .filter_map(|line| {
+            let (step, answer) = line.split_once(' ')?;
+            let answer = match answer.strip_prefix("refused ") {
+                Some(why) => Err(why.to_string()),
+                None => Ok(()),
+            };
+            Some((step.to_string(), answer))
+        })
+        .collect();
+    assert_eq!(
+        answers.len(),
+        5,
+        "{command:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    answers
 }
 
 /// Spawns, retrying while the binary is busy: a sibling test thread that forks
