@@ -346,6 +346,17 @@ fn sidecar_in_a_pod_sharing_the_pid_namespace_counts_what_gc_get_stats_reports()
     let startup = logs(&exporter);
     assert!(attached.is_some(), "{startup}");
     assert_eq!(podman(&["exec", &exporter, "id", "-u"]), "65532");
+    // A pod's own network namespace gets no process events: said, with why,
+    // and the rescan attached the app.
+    assert_eq!(
+        scrape(port).value("userspace_exporter_process_events_live", &[]),
+        0.0,
+        "{startup}"
+    );
+    assert!(
+        startup.contains("process events unavailable: the process connector answers only in the host's network namespace"),
+        "{startup}"
+    );
 
     let before = scrape(port);
     let g0 = gc_collections(&mut app);
@@ -440,8 +451,15 @@ fn node_wide_in_the_host_pid_namespace_labels_each_series_with_its_container_id(
             .then_some(())
     });
     assert!(attached.is_some(), "{}", logs(&exporter));
-    // In the host's network namespace the kernel's process events reach the
-    // exporter (in a pod network they do not: the rescan finds new processes).
+    // With what the DaemonSet grants (NET_ADMIN among it) and the host's
+    // network and PID namespaces, the kernel's process events are live (in a
+    // pod network they are not: the rescan finds new processes).
+    assert_eq!(
+        scrape(port).value("userspace_exporter_process_events_live", &[]),
+        1.0,
+        "{}",
+        logs(&exporter)
+    );
     assert!(
         !logs(&exporter).contains("process events unavailable"),
         "{}",
