@@ -65,10 +65,12 @@ pub struct ProcConnector {
 pub enum ConnectorError {
     /// The kernel refused the subscription (EPERM): this kernel wants
     /// CAP_NET_ADMIN for it, and the exporter lacks it.
-    #[error("the kernel refused to subscribe the exporter to process events (EPERM at {step}): this kernel's process connector requires CAP_NET_ADMIN, which the exporter lacks: grant it")]
+    #[error("the kernel refused to subscribe the exporter to process events (EPERM at {step}): this kernel's process connector requires CAP_NET_ADMIN, which the exporter lacks: grant it{caveat}")]
     NeedsNetAdmin {
         /// Where the refusal came: `bind` or the subscription's acknowledgement.
         step: &'static str,
+        /// Why granting it may not be enough here (empty if nothing is known).
+        caveat: String,
     },
     /// The exporter is in a network namespace of its own: the connector
     /// serves only the host's.
@@ -100,6 +102,19 @@ fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
 fn u64_at(buf: &[u8], at: usize) -> Option<u64> {
     buf.get(at..at + 8)
         .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+}
+
+impl ConnectorError {
+    /// A refusal for want of CAP_NET_ADMIN at `step`, with what else stands
+    /// in the way where it can be told.
+    fn needs_net_admin(step: &'static str) -> ConnectorError {
+        let caveat = if in_initial_namespace("pid") {
+            String::new()
+        } else {
+            " (though even with it, the kernel ignores subscriptions from outside the host's PID namespace: a container without hostPID, or a pod sharing its process namespace, gets no process events)".to_string()
+        };
+        ConnectorError::NeedsNetAdmin { step, caveat }
+    }
 }
 
 /// An acknowledgement of our subscription: the kernel answers a control
@@ -148,7 +163,7 @@ impl ProcConnector {
         let io = |step: &'static str| {
             let error = io::Error::last_os_error();
             if error.raw_os_error() == Some(libc::EPERM) {
-                ConnectorError::NeedsNetAdmin { step }
+                ConnectorError::needs_net_admin(step)
             } else {
                 ConnectorError::Io { step, error }
             }
@@ -192,7 +207,7 @@ impl ProcConnector {
             return Err(if error.raw_os_error() == Some(libc::ECONNREFUSED) {
                 ConnectorError::OtherNetworkNamespace
             } else if error.raw_os_error() == Some(libc::EPERM) {
-                ConnectorError::NeedsNetAdmin { step: "send" }
+                ConnectorError::needs_net_admin("send")
             } else {
                 ConnectorError::Io {
                     step: "send",
@@ -203,9 +218,9 @@ impl ProcConnector {
         let connector = ProcConnector { fd };
         match connector.await_ack(token.wrapping_add(1), Duration::from_secs(1)) {
             Ok(Some(0)) => Ok(connector),
-            Ok(Some(err)) if err == libc::EPERM as u32 => Err(ConnectorError::NeedsNetAdmin {
-                step: "the subscription's acknowledgement",
-            }),
+            Ok(Some(err)) if err == libc::EPERM as u32 => Err(ConnectorError::needs_net_admin(
+                "the subscription's acknowledgement",
+            )),
             Ok(Some(err)) => Err(ConnectorError::Io {
                 step: "the subscription's acknowledgement",
                 error: io::Error::from_raw_os_error(err as i32),
