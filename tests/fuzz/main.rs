@@ -1,6 +1,7 @@
 //! Fuzzing of every parser of untrusted or semi-trusted bytes: the config
 //! parser, the bcc rewriter, the ELF symbol and USDT-note readers, the label
-//! decoders and HTTP content negotiation.
+//! decoders, HTTP content negotiation, and what a client sends to be let in
+//! (the Basic auth header, the client certificate).
 //!
 //! Each `#[test]` replays its seeds and the committed regressions of
 //! `tests/fuzz_corpus/<target>/`, then runs a fixed number of generated
@@ -20,6 +21,7 @@
 //! mutants (a debug build on a shared 2-core machine, `scripts/fuzz.sh 120`).
 
 mod bcc;
+mod client_auth;
 mod config;
 mod decoders;
 mod elf;
@@ -68,4 +70,14 @@ fn accept() {
 #[test]
 fn accept_encoding() {
     engine::fuzz(http::Negotiation::accept_encoding());
+}
+
+#[test]
+fn basic_auth() {
+    engine::fuzz(client_auth::BasicAuthTarget);
+}
+
+#[test]
+fn client_cert() {
+    engine::fuzz(client_auth::ClientCertTarget::new());
 }

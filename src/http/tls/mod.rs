@@ -18,6 +18,72 @@ mod verify;
 
 pub(crate) use refusals::{during_handshake, handshake_failed};
 
+/// The subject alternative names of a DER certificate as
+/// `client_allowed_sans` is compared with them (Go's forms), or why the
+/// certificate would be refused. Public for the fuzz tests.
+pub fn client_sans(der: &[u8]) -> Result<Vec<String>, String> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
+        .map_err(|e| format!("cannot be parsed: {e}"))?;
+    names::go_sans(&cert)
+}
+
+/// The verifier's verdict on a client's chain (`chain[0]` the client's
+/// certificate, the rest intermediates) at `now` (seconds since the epoch):
+/// with `ca_pem`, as `RequireAndVerifyClientCert` with that `client_ca`,
+/// without, as `RequireAnyClientCert`; `allowed` as `client_allowed_sans`.
+/// Public for the fuzz tests.
+pub fn verify_client_chain(
+    ca_pem: Option<&[u8]>,
+    allowed: Option<&[String]>,
+    chain: &[Vec<u8>],
+    now: u64,
+) -> Result<(), String> {
+    use rustls::server::danger::ClientCertVerifier as _;
+    let trust = ca_pem.map(|pem| {
+        let (certificates, _) = pem::client_cas(pem);
+        let anchors = certificates
+            .iter()
+            .filter_map(|c| {
+                webpki::anchor_from_trusted_cert(c)
+                    .ok()
+                    .map(|a| a.to_owned())
+            })
+            .collect();
+        verify::Trust {
+            anchors,
+            certificates,
+        }
+    });
+    let checks = verify::ClientCerts {
+        policy: if trust.is_some() {
+            "RequireAndVerifyClientCert"
+        } else {
+            "RequireAnyClientCert"
+        },
+        required: true,
+        trust,
+        allowed_sans: allowed.map(<[String]>::to_vec),
+        hints: Vec::new(),
+        algorithms: provider::provider().signature_verification_algorithms,
+    };
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Err("no certificate".into());
+    };
+    let intermediates: Vec<CertificateDer<'_>> = intermediates
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
+    checks
+        .verify_client_cert(
+            &CertificateDer::from(leaf.as_slice()),
+            &intermediates,
+            rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(now)),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 use super::web_config::{Reader, WebConfigError};
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -750,3 +816,7 @@ mod tests {
         assert!(v("tls12").is_err());
     }
 }
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod verify_tests;

@@ -68,7 +68,11 @@ fn go_uri(uri: &str) -> Result<String, String> {
         {
             Ok(format!("{}:{rest}", scheme.to_ascii_lowercase()))
         }
-        // Go's url.Parse takes a relative reference too (no scheme).
+        // Go's url.Parse refuses a colon in a first segment that is no scheme.
+        Some((first, _)) if !first.contains('/') => Err(format!(
+            "URI SAN {uri:?} does not parse as a URL (a colon in its first segment)"
+        )),
+        // It takes a relative reference (no scheme).
         _ => Ok(uri.to_string()),
     }
 }
@@ -114,6 +118,8 @@ mod tests {
         );
         assert_eq!(go_uri("urn:x:y").unwrap(), "urn:x:y");
         assert_eq!(go_uri("relative/path").unwrap(), "relative/path");
+        assert_eq!(go_uri("a/b:c").unwrap(), "a/b:c");
+        assert!(go_uri("1ab:c").is_err());
         assert!(go_uri("spiffe://é").is_err());
     }
 }

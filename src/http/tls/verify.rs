@@ -227,6 +227,7 @@ impl ClientCerts {
                 | webpki::Error::RequiredEkuNotFoundContext(_) => {
                     "its extended key usage does not include client authentication".to_string()
                 }
+                webpki::Error::CaUsedAsEndEntity => "it is a CA certificate (basicConstraints CA:TRUE), which webpki refuses as a client certificate unless it is itself in the client CA file".to_string(),
                 other => format!("{other:?}"),
             };
             Refusal::new(error, why)
