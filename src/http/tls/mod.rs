@@ -679,7 +679,7 @@ fn client_verifier(
             roots.subjects()
         })
         .unwrap_or_default();
-    Ok(verify::into_verifier(verify::ClientCerts {
+    Ok(Arc::new(verify::ClientCerts {
         policy: client_auth.name(),
         required,
         trust,

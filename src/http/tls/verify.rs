@@ -23,7 +23,6 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use std::sync::Arc;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
@@ -311,9 +310,4 @@ impl ClientCertVerifier for ClientCerts {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
     }
-}
-
-/// The verifier as rustls takes it.
-pub(crate) fn into_verifier(checks: ClientCerts) -> Arc<dyn ClientCertVerifier> {
-    Arc::new(checks)
 }
