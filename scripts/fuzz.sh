@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Long fuzzing run: each target of tests/fuzz/ (the config parser, the bcc
 # rewriter, the ELF readers on three real binaries, the label decoders, Accept
-# and Accept-Encoding negotiation) for SECONDS_PER_TARGET seconds, one after
+# and Accept-Encoding negotiation, the Basic auth header, client certificates)
+# for SECONDS_PER_TARGET seconds, one after
 # another, niced, from a random seed (set FUZZ_SEED to repeat a run). Writes
 # the "## Fuzzing" section of RELIABILITY.md to target/reliability/fuzz.md;
 # shrunk failures go to target/reliability/fuzz-crashes/. Exits 1 when a
@@ -47,7 +48,7 @@ done
 {
     echo "## Fuzzing"
     echo
-    echo "\`bash scripts/fuzz.sh $seconds\` ran each fuzz target of \`tests/fuzz/\` for ${seconds} s on $started, one after another under \`nice -n 10\` on a debug build (overflow checks on), from seed $seed; each target's stream of inputs follows from the seed and its name, so \`FUZZ_SEED=$seed FUZZ_EXECUTIONS=N cargo test --test fuzz -- --exact TARGET\` replays a target's first N inputs. Inputs are generated from a grammar or mutated from real ones (the example configs and default pack, the configs and C in the tests, the examples' BPF C; \`/usr/bin/python3.11\`, \`libjvm.so\` and \`postgres\` with header fields, bits and bytes changed and the file truncated); an input fails on a panic, a broken property (config errors inside the text at file:line:column, the bcc rewrite keeping every line break, the ELF readers agreeing, injective decoders staying injective, Accept and Accept-Encoding choosing as the documented rule and RFC 9110 say), more than its time bound or its allocation bound. A failure is shrunk and saved under \`target/reliability/fuzz-crashes/\`; every one found so far is a regression input in \`tests/fuzz_corpus/\`, replayed by \`cargo test\` with a short fixed-seed run of every target."
+    echo "\`bash scripts/fuzz.sh $seconds\` ran each fuzz target of \`tests/fuzz/\` for ${seconds} s on $started, one after another under \`nice -n 10\` on a debug build (overflow checks on), from seed $seed; each target's stream of inputs follows from the seed and its name, so \`FUZZ_SEED=$seed FUZZ_EXECUTIONS=N cargo test --test fuzz -- --exact TARGET\` replays a target's first N inputs. Inputs are generated from a grammar or mutated from real ones (the example configs and default pack, the configs and C in the tests, the examples' BPF C; \`/usr/bin/python3.11\`, \`libjvm.so\` and \`postgres\` with header fields, bits and bytes changed and the file truncated); an input fails on a panic, a broken property (config errors inside the text at file:line:column, the bcc rewrite keeping every line break, the ELF readers agreeing, injective decoders staying injective, Accept and Accept-Encoding choosing as the documented rule and RFC 9110 say, the Basic auth header read as Go's \`Request.BasicAuth\` reads it, client certificates' SANs in Go's forms and never accepted against the CA with changed signed bytes), more than its time bound or its allocation bound. A failure is shrunk and saved under \`target/reliability/fuzz-crashes/\`; every one found so far is a regression input in \`tests/fuzz_corpus/\`, replayed by \`cargo test\` with a short fixed-seed run of every target."
     echo
     echo "| target | executions | seconds | crashes |"
     echo "|---|---|---|---|"

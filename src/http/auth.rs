@@ -105,7 +105,8 @@ impl BasicAuth {
         self.users.len()
     }
 
-    /// Checks the `Authorization` header of a request.
+    /// Checks the `Authorization` header of a request (the first one, as Go
+    /// reads it).
     pub async fn check(&self, headers: &HeaderMap) -> Verdict {
         let Some((user, password)) = headers
             .get(header::AUTHORIZATION)
@@ -113,7 +114,10 @@ impl BasicAuth {
         else {
             return Verdict::Denied;
         };
-        let known = self.users.get(&user).cloned();
+        let known = std::str::from_utf8(&user)
+            .ok()
+            .and_then(|u| self.users.get(u))
+            .cloned();
         let key = known.as_ref().map(|hash| cache_key(&user, hash, &password));
         if let Some(key) = &key {
             if self.cache.contains(key) {
@@ -135,10 +139,9 @@ impl BasicAuth {
         let Some(hash) = known.or_else(|| self.users.values().next().cloned()) else {
             return Verdict::Denied;
         };
-        let verified =
-            tokio::task::spawn_blocking(move || bcrypt::verify(password.as_bytes(), &hash))
-                .await
-                .is_ok_and(|r| r.unwrap_or(false));
+        let verified = tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash))
+            .await
+            .is_ok_and(|r| r.unwrap_or(false));
         match (verified, key) {
             (true, Some(key)) => {
                 self.cache.insert(key);
@@ -187,99 +190,151 @@ pub fn busy() -> Response {
 }
 
 /// The key a successful verification is remembered under.
-fn cache_key(user: &str, hash: &str, password: &str) -> [u8; 32] {
+fn cache_key(user: &[u8], hash: &str, password: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
-    for part in [user, hash, password] {
+    for part in [user, hash.as_bytes(), password] {
         h.update((part.len() as u64).to_le_bytes());
-        h.update(part.as_bytes());
+        h.update(part);
     }
     h.finalize().into()
 }
 
-/// `Basic base64(user:password)` -> (user, password).
-fn parse_basic(value: &[u8]) -> Option<(String, String)> {
-    let value = std::str::from_utf8(value).ok()?.trim();
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
+/// `Basic base64(user:password)` -> (user, password), as Go's
+/// `Request.BasicAuth` reads it: the scheme in any case followed by exactly
+/// one space, then standard base64 with its padding; user and password are
+/// bytes (not necessarily UTF-8) split at the first colon.
+pub fn parse_basic(value: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    use base64::Engine as _;
+    const PREFIX: &[u8] = b"basic ";
+    // Go's header reader trims the value's ends; hyper keeps them.
+    let value = value.trim_ascii();
+    if value.len() < PREFIX.len() || !value[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
         return None;
     }
-    let decoded = base64_decode(encoded.trim())?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
+    let decoded = GO_STD_ENCODING.decode(&value[PREFIX.len()..]).ok()?;
+    let colon = decoded.iter().position(|b| *b == b':')?;
+    Some((decoded[..colon].to_vec(), decoded[colon + 1..].to_vec()))
 }
 
-/// Standard base64, padding optional.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
+/// Go's `base64.StdEncoding`: padding required, trailing bits not checked.
+const GO_STD_ENCODING: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireCanonical),
+);
+
+/// A `basic_auth_users` hash as Go's bcrypt reads it, rewritten in the
+/// form the `bcrypt` crate verifies (`$2b$CC$` + salt and hash). Go takes
+/// any minor version letter (or none) and a major version up to 2, as long
+/// as the cost is 4 to 31 and the hash is 59 bytes or more; all compute the
+/// same. A hash Go takes but can never match (a bad salt, a wrong length)
+/// is taken here too, and never matches either.
+pub fn go_bcrypt_hash(hash: &str) -> Result<String, String> {
+    let b = hash.as_bytes();
+    if b.len() < 59 {
+        return Err(format!("{} bytes long, 59 at least expected", b.len()));
     }
-    let bytes = text.trim_end_matches('=').as_bytes();
-    if bytes.len() % 4 == 1 {
-        return None;
+    if b[0] != b'$' {
+        return Err("it does not start with `$`".into());
     }
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= value(c)? << (18 - 6 * i);
-        }
-        out.push((acc >> 16) as u8);
-        if chunk.len() > 2 {
-            out.push((acc >> 8) as u8);
-        }
-        if chunk.len() > 3 {
-            out.push(acc as u8);
-        }
+    if b[1] > b'2' {
+        return Err(format!("bcrypt version {} is too new", char::from(b[1])));
     }
-    Some(out)
+    let n = if b[2] == b'$' { 3 } else { 4 };
+    let cost = std::str::from_utf8(&b[n..n + 2])
+        .ok()
+        .and_then(|c| c.parse::<i64>().ok())
+        .ok_or_else(|| {
+            format!(
+                "cost {:?} is not a number",
+                String::from_utf8_lossy(&b[n..n + 2])
+            )
+        })?;
+    if !(4..=31).contains(&cost) {
+        return Err(format!("cost {cost} is outside 4 to 31"));
+    }
+    // Go skips the byte after the cost without looking at it.
+    let rest = std::str::from_utf8(&b[n + 3..]).map_err(|_| "it is not ASCII".to_string())?;
+    Ok(format!("$2b${cost:02}${rest}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn pair(user: &str, password: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+        Some((user.as_bytes().to_vec(), password.as_bytes().to_vec()))
+    }
+
     #[test]
-    fn basic_credentials() {
+    fn basic_credentials_as_go_reads_them() {
         // "prometheus:s3cret:with:colons"
         assert_eq!(
             parse_basic(b"Basic cHJvbWV0aGV1czpzM2NyZXQ6d2l0aDpjb2xvbnM="),
-            Some(("prometheus".into(), "s3cret:with:colons".into()))
+            pair("prometheus", "s3cret:with:colons")
         );
-        assert_eq!(parse_basic(b"basic YTpi"), Some(("a".into(), "b".into())));
-        assert_eq!(parse_basic(b"Bearer YTpi"), None);
-        assert_eq!(parse_basic(b"Basic !!!"), None);
-        assert_eq!(parse_basic(b"Basic bm9jb2xvbg=="), None); // "nocolon"
-        assert_eq!(base64_decode("YWJj").unwrap(), b"abc");
-        assert_eq!(base64_decode("YWI").unwrap(), b"ab");
-        assert_eq!(base64_decode("YQ==").unwrap(), b"a");
+        assert_eq!(parse_basic(b"basic YTpi"), pair("a", "b"));
+        assert_eq!(parse_basic(b"BASIC YTpi"), pair("a", "b"));
+        assert_eq!(parse_basic(b"  Basic YTpi  "), pair("a", "b"));
+        assert_eq!(parse_basic(b"Basic Og=="), pair("", ""));
+        // Not UTF-8: Go compares bytes.
+        assert_eq!(parse_basic(b"Basic /zr/"), Some((vec![0xff], vec![0xff])));
+        // Go's StdEncoding: padding required, trailing bits not checked.
+        assert_eq!(parse_basic(b"Basic YTpiYw"), None);
+        assert_eq!(parse_basic(b"Basic YTpiYx=="), pair("a", "bc"));
+        for refused in [
+            &b"Bearer YTpi"[..],
+            b"Basic !!!",
+            b"Basic bm9jb2xvbg==", // "nocolon"
+            b"Basic  YTpi",        // two spaces
+            b"Basic\tYTpi",
+            b"BasicYTpi",
+            b"Basic",
+            b"",
+        ] {
+            assert_eq!(parse_basic(refused), None, "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn bcrypt_hashes_as_go_takes_them() {
+        let h = "$2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG";
+        let tail = "X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG";
+        assert_eq!(go_bcrypt_hash(h).unwrap(), format!("$2b$10${tail}"));
+        // No minor version, another minor letter, an older major: Go takes them.
+        assert_eq!(
+            go_bcrypt_hash(&format!("$2$10${tail}")).unwrap(),
+            format!("$2b$10${tail}")
+        );
+        assert_eq!(
+            go_bcrypt_hash(&format!("$2c$10${tail}")).unwrap(),
+            format!("$2b$10${tail}")
+        );
+        assert_eq!(
+            go_bcrypt_hash(&format!("$1a$+5${tail}")).unwrap(),
+            format!("$2b$05${tail}")
+        );
+        for bad in [
+            format!("$3a$10${tail}"),
+            format!("$2a$03${tail}"),
+            format!("$2a$32${tail}"),
+            format!("$2a$1x${tail}"),
+            format!("x2a$10${tail}"),
+            "$2a$10$short".to_string(),
+        ] {
+            assert!(go_bcrypt_hash(&bad).is_err(), "{bad}");
+        }
+        // What Go computes for the rewritten hash: the same check.
+        let real = bcrypt::hash("pw", 4).unwrap();
+        let as_2a = format!("$2a{}", &real[3..]);
+        assert!(bcrypt::verify("pw", &go_bcrypt_hash(&as_2a).unwrap()).unwrap());
     }
 
     fn request(user: &str, password: &str) -> HeaderMap {
-        let raw = format!("{user}:{password}");
-        let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut encoded = String::new();
-        for chunk in raw.as_bytes().chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..=chunk.len() {
-                encoded.push(table[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            }
-            for _ in chunk.len()..3 {
-                encoded.push('=');
-            }
-        }
+        use base64::Engine as _;
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         let mut headers = HeaderMap::new();
         headers.insert(
             header::AUTHORIZATION,
@@ -377,10 +432,14 @@ mod tests {
     fn the_cache_is_bounded() {
         let cache = AuthCache::new();
         for i in 0..(CACHE_ENTRIES + 10) {
-            cache.insert(cache_key("u", "h", &i.to_string()));
+            cache.insert(cache_key(b"u", "h", i.to_string().as_bytes()));
         }
         assert_eq!(cache.len(), CACHE_ENTRIES);
-        assert!(!cache.contains(&cache_key("u", "h", "0")));
-        assert!(cache.contains(&cache_key("u", "h", &(CACHE_ENTRIES + 9).to_string())));
+        assert!(!cache.contains(&cache_key(b"u", "h", b"0")));
+        assert!(cache.contains(&cache_key(
+            b"u",
+            "h",
+            (CACHE_ENTRIES + 9).to_string().as_bytes()
+        )));
     }
 }

@@ -16,8 +16,10 @@ mod stream;
 mod tls;
 mod web_config;
 
+pub use auth::parse_basic;
 pub use limits::Limits;
 pub use reload::WebConfig;
+pub use tls::{client_sans, verify_client_chain};
 pub use web_config::WebConfigError;
 
 use crate::exporter::Exporter;

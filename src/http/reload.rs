@@ -65,6 +65,9 @@ impl WebConfig {
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         let cache = Arc::new(AuthCache::new());
         let (settings, files) = web_config::load(path, &cache).map_err(|(e, _)| e)?;
+        for warning in &settings.warnings {
+            tracing::warn!("{warning}");
+        }
         Ok(WebConfig {
             path: Some(path.to_path_buf()),
             current: RwLock::new(Arc::new(settings)),
@@ -137,6 +140,9 @@ impl WebConfig {
         match result {
             Ok((settings, files)) => {
                 *last = files;
+                for warning in &settings.warnings {
+                    tracing::warn!("{warning}");
+                }
                 tracing::info!(
                     "web config {} reloaded: {}",
                     path.display(),

@@ -115,10 +115,12 @@ async fn connection(
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
             let deadline = tokio::time::Instant::from_std(watch.handshake_deadline());
-            let stream = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+            let handshake = super::tls::during_handshake(peer.ip(), acceptor.accept(stream));
+            let stream = match tokio::time::timeout_at(deadline, handshake).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    super::tls::handshake_failed(peer.ip(), &e);
                     return;
                 }
                 Err(_) => {

@@ -32,63 +32,105 @@ struct WebFile {
 #[serde(deny_unknown_fields)]
 struct HttpFile {
     http2: Option<bool>,
-    headers: Option<BTreeMap<String, Spanned<String>>>,
+    headers: Option<BTreeMap<String, Spanned<Option<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RateLimitFile {
     interval: Option<Spanned<GoDuration>>,
-    burst: Option<u64>,
+    burst: Option<Spanned<i64>>,
 }
 
-/// A duration as Go's YAML decoder takes it: `100ms`, `1m30s`, or an
-/// integer number of nanoseconds.
-#[derive(Debug, Clone, Copy)]
-struct GoDuration(Duration);
+/// A duration as the toolkit's YAML decoder (yaml.v2) takes it: Go's
+/// syntax (`100ms`, `1m30s`, `-1s`), or a number of nanoseconds (a
+/// fraction is cut off). Negative durations are kept: Go accepts them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct GoDuration {
+    /// Below zero.
+    pub negative: bool,
+    /// The size.
+    pub magnitude: Duration,
+}
+
+impl GoDuration {
+    fn from_nanos(n: i128) -> GoDuration {
+        let magnitude = u64::try_from(n.unsigned_abs()).unwrap_or(u64::MAX);
+        GoDuration {
+            negative: n < 0,
+            magnitude: Duration::from_nanos(magnitude),
+        }
+    }
+}
 
 impl<'de> Deserialize<'de> for GoDuration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
-            Nanos(u64),
+            Nanos(i64),
+            Fraction(f64),
             Text(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Nanos(n) => Ok(GoDuration(Duration::from_nanos(n))),
-            Raw::Text(t) => parse_go_duration(&t)
-                .map(GoDuration)
-                .map_err(serde::de::Error::custom),
+            Raw::Nanos(n) => Ok(GoDuration::from_nanos(i128::from(n))),
+            // yaml.v2 converts a float to int64 by truncation.
+            Raw::Fraction(f) if f.is_finite() && f.abs() < 9.2e18 => {
+                Ok(GoDuration::from_nanos(f.trunc() as i128))
+            }
+            Raw::Fraction(f) => Err(serde::de::Error::custom(format!(
+                "{f} nanoseconds is out of range"
+            ))),
+            Raw::Text(t) => parse_go_duration(&t).map_err(serde::de::Error::custom),
         }
     }
 }
 
-/// Parses Go's duration syntax (`300ms`, `1.5h`, `2h45m`); negative
-/// durations are refused.
-pub(crate) fn parse_go_duration(text: &str) -> Result<Duration, String> {
+/// Parses Go's duration syntax (`300ms`, `1.5h`, `2h45m`, `-1s`, `+5m`).
+pub(crate) fn parse_go_duration(text: &str) -> Result<GoDuration, String> {
     let bad = || format!("{text:?} is not a duration such as 500ms, 10s or 1m30s");
-    let s = text.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
+    let mut rest = text;
+    let negative = match rest.as_bytes().first() {
+        Some(b'-') => {
+            rest = &rest[1..];
+            true
+        }
+        Some(b'+') => {
+            rest = &rest[1..];
+            false
+        }
+        _ => false,
+    };
+    if rest == "0" {
+        return Ok(GoDuration {
+            negative: false,
+            magnitude: Duration::ZERO,
+        });
     }
-    if s.is_empty() || s.starts_with('-') {
+    if rest.is_empty() {
         return Err(bad());
     }
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
     let mut total = 0f64;
     while !rest.is_empty() {
         let number_end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(bad)?;
-        let number: f64 = rest[..number_end].parse().map_err(|_| bad())?;
+        let digits = &rest[..number_end];
+        if digits.is_empty() || digits == "." || digits.matches('.').count() > 1 {
+            return Err(bad());
+        }
+        let number: f64 = digits
+            .strip_suffix('.')
+            .unwrap_or(digits)
+            .parse()
+            .map_err(|_| bad())?;
         rest = &rest[number_end..];
         let unit_end = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
         let seconds = match &rest[..unit_end] {
             "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e-6,
             "ms" => 1e-3,
             "s" => 1.0,
             "m" => 60.0,
@@ -98,7 +140,17 @@ pub(crate) fn parse_go_duration(text: &str) -> Result<Duration, String> {
         total += number * seconds;
         rest = &rest[unit_end..];
     }
-    Duration::try_from_secs_f64(total).map_err(|_| bad())
+    // Go's durations are int64 nanoseconds: about 292 years at most.
+    if total > 9.223e9 {
+        return Err(format!(
+            "{text:?} is out of range (Go's durations end at 2562047h)"
+        ));
+    }
+    let magnitude = Duration::try_from_secs_f64(total).map_err(|_| bad())?;
+    Ok(GoDuration {
+        negative: negative && !magnitude.is_zero(),
+        magnitude,
+    })
 }
 
 /// An error in the web configuration, at a position of the file when it has one.
@@ -168,6 +220,9 @@ pub(crate) struct Reader<'a> {
     pub path: &'a Path,
     /// Every file read so far, with its stamp before reading.
     pub files: Dependencies,
+    /// What was accepted but does not work as it would in the toolkit, or
+    /// has no effect.
+    pub warnings: Vec<WebConfigError>,
 }
 
 impl Reader<'_> {
@@ -205,6 +260,12 @@ impl Reader<'_> {
         }
     }
 
+    /// Records a warning at `at`.
+    pub fn warn(&mut self, at: Location, message: impl Into<String>) {
+        let warning = self.error(at, message);
+        self.warnings.push(warning);
+    }
+
     /// An error about the file as a whole.
     pub fn error_file(&self, message: impl Into<String>) -> WebConfigError {
         self.error(Location::UNKNOWN, message)
@@ -233,6 +294,9 @@ pub struct WebSettings {
     pub rate_limit: Option<Arc<RateLimiter>>,
     /// Whether HTTP/2 is offered (through ALPN, so over TLS only).
     pub http2: bool,
+    /// What the file sets that is dropped or has no effect here, each at
+    /// its line: logged as warnings when the file is read.
+    pub warnings: Vec<WebConfigError>,
 }
 
 impl fmt::Debug for WebSettings {
@@ -256,6 +320,7 @@ impl WebSettings {
             headers: Vec::new(),
             rate_limit: None,
             http2: false,
+            warnings: Vec::new(),
         }
     }
 
@@ -294,6 +359,7 @@ pub(crate) fn load(
     let mut reader = Reader {
         path,
         files: Vec::new(),
+        warnings: Vec::new(),
     };
     match load_with(&mut reader, cache) {
         Ok(settings) => Ok((settings, reader.files)),
@@ -335,8 +401,33 @@ pub(crate) fn parse(
         None => None,
     };
 
+    let headers = headers(reader, http.headers.unwrap_or_default())?;
+    let auth = users(reader, file.basic_auth_users.unwrap_or_default(), cache)?;
+    let rate_limit = match file.rate_limit {
+        None => None,
+        Some(section) => rate_limit(reader, &section)?,
+    };
+    let warnings = std::mem::take(&mut reader.warnings);
+
+    Ok(WebSettings {
+        tls,
+        auth,
+        headers,
+        rate_limit,
+        http2,
+        warnings,
+    })
+}
+
+/// `http_server_config.headers`: the toolkit's five headers (names taken in
+/// any case), values as Go's HTTP server writes them (line breaks become
+/// spaces, the ends are trimmed); a blank value sets nothing.
+fn headers(
+    reader: &Reader<'_>,
+    configured: BTreeMap<String, Spanned<Option<String>>>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, WebConfigError> {
     let mut headers = Vec::new();
-    for (name, value) in http.headers.unwrap_or_default() {
+    for (name, value) in configured {
         let Some((canonical, allowed)) =
             HEADERS.iter().find(|(h, _)| h.eq_ignore_ascii_case(&name))
         else {
@@ -349,71 +440,101 @@ pub(crate) fn parse(
                 ),
             ));
         };
-        if value.value.is_empty() {
+        let text = go_header_value(value.value.as_deref().unwrap_or(""));
+        if text.is_empty() {
             continue; // The toolkit's "unset if blank".
         }
-        if !allowed.is_empty() && !allowed.contains(&value.value.as_str()) {
+        if !allowed.is_empty() && !allowed.contains(&text.as_str()) {
             return Err(reader.error(
                 value.referenced,
                 format!(
-                    "invalid value {:?} for {canonical}: expected one of {}",
-                    value.value,
+                    "invalid value {text:?} for {canonical}: expected one of {}",
                     allowed.join(", ")
                 ),
             ));
         }
-        let header_value = HeaderValue::from_str(&value.value).map_err(|_| {
+        let header_value = HeaderValue::from_str(&text).map_err(|_| {
             reader.error(
                 value.referenced,
-                format!("{canonical}: the value is not a valid HTTP header value"),
+                format!(
+                    "{canonical}: the value holds a control character, which HTTP does not allow"
+                ),
             )
         })?;
         headers.push((HeaderName::from_static(lowercase(canonical)), header_value));
     }
+    Ok(headers)
+}
 
+/// A header value as Go's `net/http` writes it: CR and LF replaced by
+/// spaces, then spaces and tabs trimmed at both ends. A YAML block scalar
+/// (`|` or `>`) thus gives one line, as with the toolkit.
+pub(crate) fn go_header_value(value: &str) -> String {
+    value
+        .replace(['\r', '\n'], " ")
+        .trim_matches([' ', '\t'])
+        .to_string()
+}
+
+/// `basic_auth_users`: each password must be a bcrypt hash Go's bcrypt
+/// takes (checked as the toolkit checks it at startup).
+fn users(
+    reader: &Reader<'_>,
+    configured: BTreeMap<String, Spanned<String>>,
+    cache: &Arc<AuthCache>,
+) -> Result<Option<Arc<BasicAuth>>, WebConfigError> {
     let mut users = BTreeMap::new();
-    for (user, hash) in file.basic_auth_users.unwrap_or_default() {
-        if let Err(e) = hash.value.parse::<bcrypt::HashParts>() {
-            return Err(reader.error(
+    for (user, hash) in configured {
+        let usable = super::auth::go_bcrypt_hash(&hash.value).map_err(|e| {
+            reader.error(
                 hash.referenced,
                 format!(
                     "basic_auth_users: the password of user {user:?} is not a bcrypt hash ({e}); \
                      make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`"
                 ),
-            ));
-        }
-        users.insert(user, hash.value);
+            )
+        })?;
+        users.insert(user, usable);
     }
-    let auth = (!users.is_empty()).then(|| Arc::new(BasicAuth::new(users, cache.clone())));
+    Ok((!users.is_empty()).then(|| Arc::new(BasicAuth::new(users, cache.clone()))))
+}
 
-    let rate_limit = match file.rate_limit {
-        None => None,
-        Some(section) => {
-            let interval = section.value.interval.map(|i| i.value.0);
-            match interval {
-                None => None,
-                Some(i) if i.is_zero() => None,
-                Some(interval) => {
-                    let burst = section.value.burst.unwrap_or(0);
-                    if burst == 0 {
-                        return Err(reader.error(
-                            section.referenced,
-                            "rate_limit: burst must be at least 1 when interval is set (with 0 no request would ever be allowed)",
-                        ));
-                    }
-                    Some(Arc::new(RateLimiter::new(interval, burst)))
-                }
-            }
-        }
+/// `rate_limit` as Go's `rate.NewLimiter(rate.Every(interval), burst)`:
+/// interval 0 turns it off; a negative interval allows everything; a burst
+/// of 0 or less allows nothing (but the health paths, which it never covers).
+fn rate_limit(
+    reader: &mut Reader<'_>,
+    section: &Spanned<RateLimitFile>,
+) -> Result<Option<Arc<RateLimiter>>, WebConfigError> {
+    let Some(interval) = &section.value.interval else {
+        return Ok(None);
     };
-
-    Ok(WebSettings {
-        tls,
-        auth,
-        headers,
-        rate_limit,
-        http2,
-    })
+    if interval.value.magnitude.is_zero() {
+        return Ok(None);
+    }
+    if interval.value.negative {
+        reader.warn(
+            interval.referenced,
+            "rate_limit: a negative interval limits nothing (as in the exporter toolkit, whose limiter allows every request then)",
+        );
+        return Ok(None);
+    }
+    let burst = section.value.burst.as_ref().map_or(0, |b| b.value);
+    if burst <= 0 {
+        let at = section
+            .value
+            .burst
+            .as_ref()
+            .map_or(section.referenced, |b| b.referenced);
+        reader.warn(
+            at,
+            format!("rate_limit: burst {burst} allows no request at all: every request but /-/healthy and /-/ready gets 429, as with the exporter toolkit (set burst to 1 or more)"),
+        );
+    }
+    Ok(Some(Arc::new(RateLimiter::new(
+        interval.value.magnitude,
+        u64::try_from(burst).unwrap_or(0),
+    ))))
 }
 
 /// The header names above, in lower case as `HeaderName::from_static` wants them.
@@ -486,16 +607,26 @@ mod tests;
 mod duration_tests {
     use super::*;
 
+    fn d(text: &str) -> Result<(bool, Duration), String> {
+        parse_go_duration(text).map(|g| (g.negative, g.magnitude))
+    }
+
     #[test]
     fn go_durations() {
-        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_go_duration("100ms"), Ok(Duration::from_millis(100)));
-        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("1.5h"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_go_duration("250us"), Ok(Duration::from_micros(250)));
-        assert!(parse_go_duration("10").is_err());
-        assert!(parse_go_duration("-1s").is_err());
-        assert!(parse_go_duration("1d").is_err());
-        assert!(parse_go_duration("").is_err());
+        assert_eq!(d("0"), Ok((false, Duration::ZERO)));
+        assert_eq!(d("-0"), Ok((false, Duration::ZERO)));
+        assert_eq!(d("100ms"), Ok((false, Duration::from_millis(100))));
+        assert_eq!(d("1m30s"), Ok((false, Duration::from_secs(90))));
+        assert_eq!(d("1.5h"), Ok((false, Duration::from_secs(5400))));
+        assert_eq!(d(".5s"), Ok((false, Duration::from_millis(500))));
+        assert_eq!(d("1.s"), Ok((false, Duration::from_secs(1))));
+        assert_eq!(d("250us"), Ok((false, Duration::from_micros(250))));
+        assert_eq!(d("250\u{b5}s"), Ok((false, Duration::from_micros(250))));
+        assert_eq!(d("+5m"), Ok((false, Duration::from_secs(300))));
+        // Go takes negative durations; rate_limit then limits nothing.
+        assert_eq!(d("-1s"), Ok((true, Duration::from_secs(1))));
+        for bad in ["10", "1d", "", "-", ".s", "1..5s", " 1s", "1s ", "3000000h"] {
+            assert!(d(bad).is_err(), "{bad:?}");
+        }
     }
 }

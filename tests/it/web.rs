@@ -53,7 +53,9 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> String {
 /// 127.0.0.1 and localhost (`server`, and `server2` for rotation); client
 /// certificates it signed (`client`: SAN prometheus.example, `client2`: SAN
 /// other.example); and a self-signed client certificate no CA vouches for
-/// (`rogue`). ECDSA P-256 keys throughout.
+/// (`rogue`, SAN prometheus.example). ECDSA P-256 keys; and with P-521
+/// keys, a CA `ca521` with a server certificate `server521` and a client
+/// certificate `client521` (SAN prometheus.example) it signed.
 struct Pki {
     dir: tempfile::TempDir,
 }
@@ -85,20 +87,49 @@ impl Pki {
         };
         req_x509("ca", "/CN=eue test CA", None);
         req_x509("rogue", "/CN=rogue", Some("DNS:prometheus.example"));
-        for (name, san) in [
-            ("server", "DNS:localhost,IP:127.0.0.1"),
-            ("server2", "DNS:localhost,IP:127.0.0.1"),
-            ("client", "DNS:prometheus.example"),
-            ("client2", "DNS:other.example"),
+        let p521 = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:secp521r1",
+            "-nodes",
+        ];
+        run(
+            d,
+            "openssl",
+            &[
+                &["req", "-x509"][..],
+                &p521,
+                &[
+                    "-keyout",
+                    "ca521.key",
+                    "-out",
+                    "ca521.crt",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=eue P-521 CA",
+                ],
+            ]
+            .concat(),
+        );
+        for (name, san, ca) in [
+            ("server", "DNS:localhost,IP:127.0.0.1", "ca"),
+            ("server2", "DNS:localhost,IP:127.0.0.1", "ca"),
+            ("client", "DNS:prometheus.example", "ca"),
+            ("client2", "DNS:other.example", "ca"),
+            ("server521", "DNS:localhost,IP:127.0.0.1", "ca521"),
+            ("client521", "DNS:prometheus.example", "ca521"),
         ] {
             let (key, csr, crt) = (
                 format!("{name}.key"),
                 format!("{name}.csr"),
                 format!("{name}.crt"),
             );
+            let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
             let san = format!("subjectAltName={san}");
             let mut args = vec!["req"];
-            args.extend(ec);
+            args.extend(if ca == "ca521" { p521 } else { ec });
             args.extend([
                 "-keyout",
                 &key,
@@ -119,9 +150,9 @@ impl Pki {
                     "-in",
                     &csr,
                     "-CA",
-                    "ca.crt",
+                    &ca_crt,
                     "-CAkey",
-                    "ca.key",
+                    &ca_key,
                     "-CAcreateserial",
                     "-copy_extensions",
                     "copyall",
@@ -1010,8 +1041,12 @@ fn a_bad_web_config_at_startup_is_an_error_at_its_line() {
             "web.yml:2:14: cert_file",
         ),
         (
-            tls_config(&pki, "server", "  min_version: TLS11\n"),
-            "web.yml:4:16: min_version: TLS11 is not supported: rustls implements only TLS12 and TLS13",
+            tls_config(
+                &pki,
+                "server",
+                "  min_version: TLS10\n  max_version: TLS11\n",
+            ),
+            "web.yml:5:16: max_version TLS11: rustls implements only TLS 1.2 and 1.3",
         ),
     ] {
         std::fs::write(&path, &text).unwrap();
@@ -1118,8 +1153,39 @@ fn the_example_in_deploy_serves_as_documented() {
     assert!(landing.header("content-security-policy").is_some());
 }
 
+/// Whether the server asks for a client certificate in a TLS `version`
+/// (`-tls1_2` or `-tls1_3`) handshake, as `openssl s_client -state` sees it.
+fn asks_for_a_certificate(port: u16, ca: &str, version: &str) -> bool {
+    let connect = format!("127.0.0.1:{port}");
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &connect,
+            "-servername",
+            "localhost",
+            "-CAfile",
+            ca,
+            "-state",
+            version,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("read server certificate") || text.contains("read server hello"),
+        "no handshake at all:\n{text}"
+    );
+    text.contains("certificate request")
+}
+
 #[test]
-fn every_client_auth_type_behaves_as_in_go() {
+fn client_auth_as_in_go_with_and_without_cas_and_sans() {
     let _machine = common::shared();
     if !tools() {
         return;
@@ -1132,44 +1198,104 @@ fn every_client_auth_type_behaves_as_in_go() {
         &[],
         &["--cacert", &ca],
     );
-    let (signed, rogue) = (
+    let cert = |name: &str| {
         [
             "--cert",
-            &pki.path("client.crt"),
+            &pki.path(&format!("{name}.crt")),
             "--key",
-            &pki.path("client.key"),
+            &pki.path(&format!("{name}.key")),
         ]
-        .map(String::from),
-        [
-            "--cert",
-            &pki.path("rogue.crt"),
-            "--key",
-            &pki.path("rogue.key"),
-        ]
-        .map(String::from),
-    );
-    // Per type: the status without a client certificate, with a self-signed
-    // one, with one the CA signed (0: the handshake failed).
-    for (auth, none, self_signed, ca_signed) in [
-        ("NoClientCert", 200, 200, 200),
-        ("RequestClientCert", 200, 200, 200),
-        ("RequireAnyClientCert", 0, 200, 200),
-        ("VerifyClientCertIfGiven", 200, 0, 200),
-        ("RequireAndVerifyClientCert", 0, 0, 200),
-    ] {
-        let extra = if auth == "NoClientCert" {
-            String::new()
-        } else {
-            format!("  client_auth_type: {auth}\n  client_ca_file: {ca}\n")
-        };
+        .map(String::from)
+        .to_vec()
+    };
+    // The clients: none, the self-signed `rogue` (SAN prometheus.example),
+    // `client` (the CA signed it, SAN prometheus.example), `client2` (the CA
+    // signed it, SAN other.example).
+    let clients = [
+        ("no certificate", Vec::new()),
+        ("rogue", cert("rogue")),
+        ("client", cert("client")),
+        ("client2", cert("client2")),
+    ];
+    let ca_file = format!("  client_ca_file: {ca}\n");
+    let sans = "  client_allowed_sans: [prometheus.example]\n";
+    let pinned = format!("  client_ca_file: {}\n", pki.path("rogue.crt"));
+    // Per setting: whether a certificate is asked for, and the status for
+    // each client (0: the handshake failed). The toolkit's behaviour, read
+    // from its source and Go's crypto/tls: without a CA, Go verifies against
+    // the system's CAs (which do not know this test CA); a SAN list makes a
+    // certificate necessary whatever the type (its check fails a handshake
+    // without one); a certificate that is itself in the pool is trusted.
+    let cases: Vec<(&str, String, bool, [u16; 4])> = vec![
+        ("NoClientCert", String::new(), false, [200, 200, 200, 200]),
+        (
+            "NoClientCert",
+            sans.to_string(),
+            false,
+            [200, 200, 200, 200],
+        ),
+        (
+            "RequestClientCert",
+            ca_file.clone(),
+            true,
+            [200, 200, 200, 200],
+        ),
+        (
+            "RequestClientCert",
+            format!("{ca_file}{sans}"),
+            true,
+            [0, 200, 200, 0],
+        ),
+        (
+            "RequireAnyClientCert",
+            String::new(),
+            true,
+            [0, 200, 200, 200],
+        ),
+        (
+            "RequireAnyClientCert",
+            sans.to_string(),
+            true,
+            [0, 200, 200, 0],
+        ),
+        (
+            "VerifyClientCertIfGiven",
+            ca_file.clone(),
+            true,
+            [200, 0, 200, 200],
+        ),
+        (
+            "VerifyClientCertIfGiven",
+            String::new(),
+            true,
+            [200, 0, 0, 0],
+        ),
+        (
+            "VerifyClientCertIfGiven",
+            format!("{ca_file}{sans}"),
+            true,
+            [0, 0, 200, 0],
+        ),
+        (
+            "RequireAndVerifyClientCert",
+            ca_file.clone(),
+            true,
+            [0, 0, 200, 200],
+        ),
+        (
+            "RequireAndVerifyClientCert",
+            format!("{ca_file}{sans}"),
+            true,
+            [0, 0, 200, 0],
+        ),
+        ("RequireAndVerifyClientCert", pinned, true, [0, 200, 0, 0]),
+    ];
+    for (auth, extra, asks, expected) in &cases {
         // Written in place (truncated, then filled), and applied at the next
         // connection: no restart, and no error for a file caught half written.
-        std::fs::write(exporter.web_config(), tls_config(&pki, "server", &extra)).unwrap();
-        for (what, args, expected) in [
-            ("no certificate", &[][..], none),
-            ("a self-signed certificate", &rogue[..], self_signed),
-            ("a certificate the CA signed", &signed[..], ca_signed),
-        ] {
+        let text = format!("  client_auth_type: {auth}\n{extra}");
+        std::fs::write(exporter.web_config(), tls_config(&pki, "server", &text)).unwrap();
+        for ((what, args), want) in clients.iter().zip(expected) {
             for version in ["--tlsv1.3", "--tls-max"] {
                 let mut extra: Vec<&str> = args.iter().map(String::as_str).collect();
                 if version == "--tls-max" {
@@ -1178,12 +1304,124 @@ fn every_client_auth_type_behaves_as_in_go() {
                 let reply = exporter.get("/metrics", &extra);
                 assert_eq!(
                     reply.status,
-                    expected,
-                    "{auth} with {what} ({version}): {reply:?}\n{}",
+                    *want,
+                    "{auth} {text:?} with {what} ({version}): {reply:?}\n{}",
                     exporter.logs()
                 );
             }
         }
+        for version in ["-tls1_2", "-tls1_3"] {
+            assert_eq!(
+                asks_for_a_certificate(exporter.port, &ca, version),
+                *asks,
+                "{auth} {text:?} {version}"
+            );
+        }
     }
+    // Each refused certificate was logged once (per client address and
+    // certificate) at info level with its reason, however often refused.
+    let logs = exporter.logs();
+    let refused = |who: &str| {
+        logs.lines()
+            .filter(|l| {
+                l.contains("INFO")
+                    && l.contains("client certificate of 127.0.0.1 refused")
+                    && l.contains(who)
+            })
+            .count()
+    };
+    assert_eq!(refused("CN=rogue"), 1, "{logs}");
+    assert!(
+        logs.contains("CN=rogue") && logs.contains("not signed by a client CA"),
+        "{logs}"
+    );
+    assert_eq!(refused("CN=localhost, SAN other.example"), 1, "{logs}");
+    assert!(
+        logs.contains(
+            "none of its SANs (other.example) is in client_allowed_sans (prometheus.example)"
+        ),
+        "{logs}"
+    );
+    assert_eq!(refused("the client sent none"), 1, "{logs}");
+    // Without a CA: a warning naming the system's CAs, as Go uses them.
+    assert!(logs.contains("verified against the system's CAs"), "{logs}");
+    assert!(!logs.contains("ERROR"), "{logs}");
+
+    // The toolkit's rate_limit with burst 0: every request but the health
+    // paths gets 429 (the toolkit would refuse those too).
+    std::fs::write(
+        exporter.web_config(),
+        format!(
+            "{}rate_limit:\n  interval: 1s\n  burst: 0\n",
+            tls_config(&pki, "server", "")
+        ),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        assert_eq!(exporter.get("/metrics", &[]).status, 429);
+    }
+    assert_eq!(exporter.get("/-/healthy", &[]).status, 200);
+    assert!(exporter.logs().contains("burst 0 allows no request"));
+}
+
+#[test]
+fn what_rustls_lacks_is_dropped_and_p521_serves() {
+    let _machine = common::shared();
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new();
+    let ca = pki.path("ca521.crt");
+    // A P-521 server certificate and CA; TLS 1.0 allowed, a CBC suite and
+    // an AEAD one, P-521 key exchange first: as node_exporter would take it.
+    let web = tls_config(
+        &pki,
+        "server521",
+        &format!(
+            "  min_version: TLS10\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]\n  curve_preferences: [CurveP521, X25519]\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {ca}\n"
+        ),
+    );
+    let (cert, key) = (pki.path("client521.crt"), pki.path("client521.key"));
+    let exporter = Secured::start(
+        "uexp-web-p521",
+        &web,
+        &[],
+        &["--cacert", &ca, "--cert", &cert, "--key", &key],
+    );
+    let logs = exporter.logs();
+    for warning in [
+        "min_version TLS10: TLS 1.0 and 1.1 clients cannot connect",
+        "cipher suite TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA is dropped: rustls does not implement CBC mode",
+    ] {
+        assert!(
+            logs.lines().any(|l| l.contains("WARN") && l.contains(warning)),
+            "{warning:?} not warned:\n{logs}"
+        );
+    }
+    // The AEAD suite serves TLS 1.2, with P-521 for the key exchange and a
+    // P-521 client certificate verified against the P-521 CA.
+    let tls12 = exporter.get(
+        "/metrics",
+        &["-v", "--tls-max", "1.2", "--curves", "secp521r1"],
+    );
+    assert_eq!(tls12.status, 200, "{tls12:?}");
+    assert!(
+        tls12
+            .stderr
+            .contains("TLSv1.2 / ECDHE-ECDSA-AES256-GCM-SHA384"),
+        "{}",
+        tls12.stderr
+    );
+    let tls13 = exporter.get("/metrics", &["-v", "--tlsv1.3", "--curves", "secp521r1"]);
+    assert_eq!(tls13.status, 200, "{tls13:?}");
+    // The dropped CBC suite: a client offering only it cannot connect.
+    let cbc = exporter.get(
+        "/metrics",
+        &["--tls-max", "1.2", "--ciphers", "ECDHE-ECDSA-AES128-SHA"],
+    );
+    assert_eq!(cbc.status, 0, "{cbc:?}");
+    // A group not in curve_preferences: refused.
+    let p256 = exporter.get("/metrics", &["--curves", "prime256v1"]);
+    assert_eq!(p256.status, 0, "{p256:?}");
     assert!(!exporter.logs().contains("ERROR"), "{}", exporter.logs());
 }
