@@ -355,7 +355,8 @@ fn sidecar_in_a_pod_sharing_the_pid_namespace_counts_what_gc_get_stats_reports()
     );
     assert!(
         startup.contains("process events unavailable: ")
-            && startup.contains("the kernel ignores subscriptions from outside the host's PID namespace"),
+            && startup
+                .contains("the kernel ignores subscriptions from outside the host's PID namespace"),
         "{startup}"
     );
 
