@@ -115,6 +115,7 @@ mod tests {
             kind,
             spec: spec.into(),
             function: function.into(),
+            source: None,
         }
     }
 

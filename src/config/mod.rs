@@ -115,6 +115,69 @@ pub struct Program {
     /// Facts about the process added as labels to every series, beside `pid`.
     #[serde(default)]
     pub process_labels: Option<Spanned<Vec<ProcessLabel>>>,
+    /// Features of the runtime (its GC, its imports) that builds expose in
+    /// different ways, each with its ways of observing it, best first: per
+    /// process, the first way whose probes all resolve there is attached.
+    #[serde(default)]
+    pub sources: Option<Spanned<BTreeMap<String, Spanned<Source>>>>,
+}
+
+/// One feature of a runtime and the probe sets that can observe it, best
+/// first (USDT, then functions found through `.symtab`, then exported ones).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// The metrics it feeds (names without the `userspace_exporter_` prefix):
+    /// a process where no set resolves lacks them, and the landing page and
+    /// `check --pid` say why.
+    #[serde(default)]
+    pub metrics: Vec<String>,
+    /// The probe sets, best first.
+    pub from: Vec<Spanned<ProbeSet>>,
+}
+
+/// Probes that observe a feature together (an entry and its return, a start
+/// and a done): attached all or none.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSet {
+    /// A short name for the landing page (`usdt`, `symbols`, `exports`);
+    /// default: the probe kinds it holds.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// USDT probe spec -> BPF function name.
+    #[serde(default)]
+    pub usdt: Option<Spanned<BTreeMap<String, String>>>,
+    /// uprobe spec -> BPF function name.
+    #[serde(default)]
+    pub uprobes: Option<Spanned<BTreeMap<String, String>>>,
+    /// uretprobe spec -> BPF function name.
+    #[serde(default)]
+    pub uretprobes: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+impl ProbeSet {
+    /// Its probe maps, by kind.
+    pub fn maps(&self) -> [(ProbeKind, &Option<Spanned<BTreeMap<String, String>>>); 3] {
+        [
+            (ProbeKind::Usdt, &self.usdt),
+            (ProbeKind::Uprobe, &self.uprobes),
+            (ProbeKind::Uretprobe, &self.uretprobes),
+        ]
+    }
+
+    /// Its name, or the kinds of probe it holds (`usdt`, `uprobes+uretprobes`).
+    pub fn label(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        self.maps()
+            .iter()
+            .filter(|(_, m)| m.as_ref().is_some_and(|m| !m.value.is_empty()))
+            .map(|(kind, _)| kind.config_key())
+            .collect::<Vec<_>>()
+            .join("+")
+    }
 }
 
 /// How many loaded copies of a program there are.
@@ -514,6 +577,17 @@ pub struct ProbeConfig {
     pub spec: String,
     /// BPF function name in the object.
     pub function: String,
+    /// The source and probe set it belongs to; `None`: attached everywhere.
+    pub source: Option<SourceRef>,
+}
+
+/// Where a probe of a `sources:` entry sits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceRef {
+    /// The source's name (the key under `sources:`).
+    pub source: String,
+    /// The probe set's place in its `from:` list, 0 for the best.
+    pub rank: usize,
 }
 
 impl Program {
@@ -548,26 +622,57 @@ impl Program {
                 self.cflags.as_ref().map(|c| &c.value),
                 self.instances.as_ref().map(|i| i.value),
                 self.process_labels.as_ref().map(|l| &l.value),
+                self.source_metrics(),
             )
         )
+    }
+
+    /// Each source's metrics, by source name.
+    pub fn source_metrics(&self) -> BTreeMap<&str, &[String]> {
+        self.sources
+            .iter()
+            .flat_map(|s| s.value.iter())
+            .map(|(name, source)| (name.as_str(), source.value.metrics.as_slice()))
+            .collect()
     }
 
     /// Every probe of the program: usdt, then uprobes, then uretprobes; within
     /// a kind sorted by spec (the maps are `BTreeMap`s, so YAML order is not kept).
     pub fn probes(&self) -> Vec<ProbeConfig> {
         let mut out = Vec::new();
-        for (kind, map) in [
-            (ProbeKind::Usdt, &self.usdt),
-            (ProbeKind::Uprobe, &self.uprobes),
-            (ProbeKind::Uretprobe, &self.uretprobes),
-        ] {
+        let mut add = |kind: ProbeKind,
+                       map: &Option<Spanned<BTreeMap<String, String>>>,
+                       source: Option<SourceRef>| {
             if let Some(map) = map {
                 for (spec, function) in &map.value {
                     out.push(ProbeConfig {
                         kind,
                         spec: spec.clone(),
                         function: function.clone(),
+                        source: source.clone(),
                     });
+                }
+            }
+        };
+        for (kind, map) in [
+            (ProbeKind::Usdt, &self.usdt),
+            (ProbeKind::Uprobe, &self.uprobes),
+            (ProbeKind::Uretprobe, &self.uretprobes),
+        ] {
+            add(kind, map, None);
+        }
+        // Then each source's sets, best first.
+        for (name, source) in self.sources.iter().flat_map(|s| s.value.iter()) {
+            for (rank, set) in source.value.from.iter().enumerate() {
+                for (kind, map) in set.value.maps() {
+                    add(
+                        kind,
+                        map,
+                        Some(SourceRef {
+                            source: name.clone(),
+                            rank,
+                        }),
+                    );
                 }
             }
         }

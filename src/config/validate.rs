@@ -204,46 +204,125 @@ fn check_source(c: &mut Checker, p: &Program, at: At<'_>) {
     }
 }
 
+/// Checks one list of probes (`usdt:`, `uprobes:` or `uretprobes:` under
+/// `at`); returns whether it has any. `whose` names where it is, for messages.
+fn check_probe_map(
+    c: &mut Checker,
+    whose: &str,
+    kind: ProbeKind,
+    map: &Spanned<std::collections::BTreeMap<String, String>>,
+    at: At<'_>,
+) -> bool {
+    let key = kind.config_key();
+    let map_at = place(at.get(key), map);
+    for (spec, function) in &map.value {
+        if let Some(problem) = spec_problem(kind, spec) {
+            c.err(
+                map_at.key(spec),
+                format!("{whose}: {key} probe {spec:?} {problem}"),
+            );
+        }
+        if !is_c_identifier(function) {
+            c.err(
+                map_at.get(spec),
+                format!(
+                    "{whose}: {key} probe {spec:?} names BPF function {function:?}, which is not a C identifier"
+                ),
+            );
+        }
+    }
+    !map.value.is_empty()
+}
+
 fn check_probes(c: &mut Checker, p: &Program, at: At<'_>) {
     let mut any = false;
     let mut first_key = None;
+    let whose = format!("program {:?}", p.name);
     for (kind, map) in [
         (ProbeKind::Usdt, &p.usdt),
         (ProbeKind::Uprobe, &p.uprobes),
         (ProbeKind::Uretprobe, &p.uretprobes),
     ] {
         let Some(map) = map else { continue };
-        let key = kind.config_key();
-        first_key.get_or_insert(place(at.key(key), map));
-        let map_at = place(at.get(key), map);
-        for (spec, function) in &map.value {
-            any = true;
-            if let Some(problem) = spec_problem(kind, spec) {
-                c.err(
-                    map_at.key(spec),
-                    format!("program {:?}: {key} probe {spec:?} {problem}", p.name),
-                );
-            }
-            if !is_c_identifier(function) {
-                c.err(
-                    map_at.get(spec),
-                    format!(
-                        "program {:?}: {key} probe {spec:?} names BPF function {function:?}, which is not a C identifier",
-                        p.name
-                    ),
-                );
-            }
-        }
+        first_key.get_or_insert(place(at.key(kind.config_key()), map));
+        any |= check_probe_map(c, &whose, kind, map, at);
+    }
+    if let Some(sources) = &p.sources {
+        any |= check_sources(c, p, sources, at);
     }
     if !any {
         c.err(
             first_key.unwrap_or(at),
             format!(
-                "program {:?} has no probes: add `usdt:`, `uprobes:` or `uretprobes:` (probe -> BPF function)",
+                "program {:?} has no probes: add `usdt:`, `uprobes:` or `uretprobes:` (probe -> BPF function), or `sources:`",
                 p.name
             ),
         );
     }
+}
+
+/// Checks `sources:`: each source lists probe sets, each set has probes, and
+/// each metric named is one of the program's and fed by one source only.
+/// Returns whether any set has probes.
+fn check_sources(
+    c: &mut Checker,
+    p: &Program,
+    sources: &Spanned<std::collections::BTreeMap<String, Spanned<crate::config::Source>>>,
+    at: At<'_>,
+) -> bool {
+    let at = place(at.get("sources"), sources);
+    let mut any = false;
+    let defined: std::collections::BTreeSet<&str> = p
+        .metrics
+        .scalars()
+        .map(|(_, m)| m.value.name.as_str())
+        .chain(p.metrics.histograms.iter().map(|h| h.value.name.as_str()))
+        .collect();
+    let mut fed_by: std::collections::BTreeMap<&str, &str> = Default::default();
+    for (name, source) in &sources.value {
+        let source_at = place(at.get(name), source);
+        let whose = format!("program {:?}, source {name:?}", p.name);
+        if source.value.from.is_empty() {
+            c.err(
+                source_at,
+                format!("{whose} has no probe sets: list them under `from:`, best first"),
+            );
+        }
+        for (i, set) in source.value.from.iter().enumerate() {
+            let set_at = place(source_at.get("from").index(i), set);
+            let mut has = false;
+            for (kind, map) in set.value.maps() {
+                if let Some(map) = map {
+                    has |= check_probe_map(c, &whose, kind, map, set_at);
+                }
+            }
+            if !has {
+                c.err(
+                    set_at,
+                    format!("{whose}: probe set {} has no probes: give `usdt:`, `uprobes:` or `uretprobes:`", i + 1),
+                );
+            }
+            any |= has;
+        }
+        for (i, metric) in source.value.metrics.iter().enumerate() {
+            let metric_at = source_at.get("metrics").index(i);
+            if !defined.contains(metric.as_str()) {
+                c.err(
+                    metric_at,
+                    format!(
+                        "{whose} names metric {metric:?}, which the program does not define; its metrics: {}",
+                        defined.iter().copied().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            } else if let Some(other) = fed_by.insert(metric.as_str(), name.as_str()) {
+                c.err(
+                    metric_at,
+                    format!("{whose} names metric {metric:?}, which source {other:?} already feeds: a metric has one source"),
+                );
+            }
+        }
+    }
+    any
 }
 
 fn check_attachment(c: &mut Checker, p: &Program, at: At<'_>) {

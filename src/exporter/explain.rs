@@ -220,6 +220,7 @@ mod tests {
             kind: ProbeKind::Usdt,
             spec: "p:n".into(),
             function: "f".into(),
+            source: None,
         }];
         let explained = explain_process(
             &process,

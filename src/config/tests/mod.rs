@@ -15,6 +15,7 @@ mod probes;
 mod program_api;
 mod selectors;
 mod shape;
+mod sources;
 mod valid;
 mod warnings;
 mod yaml;

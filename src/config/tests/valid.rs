@@ -33,6 +33,7 @@ fn gunicorn_example_parses() {
             kind: ProbeKind::Usdt,
             spec: "gc__start".into(),
             function: "trace_gc__start".into(),
+            source: None,
         }]
     );
     assert_eq!(
