@@ -122,6 +122,10 @@ pub struct Program {
     pub sources: Option<Spanned<BTreeMap<String, Spanned<Source>>>>,
 }
 
+/// Probe spec -> BPF function name, as written under `usdt:`, `uprobes:` or
+/// `uretprobes:`.
+pub type ProbeMap = Spanned<BTreeMap<String, String>>;
+
 /// One feature of a runtime and the probe sets that can observe it, best
 /// first (USDT, then functions found through `.symtab`, then exported ones).
 #[derive(Debug, Clone, Deserialize)]
@@ -158,7 +162,7 @@ pub struct ProbeSet {
 
 impl ProbeSet {
     /// Its probe maps, by kind.
-    pub fn maps(&self) -> [(ProbeKind, &Option<Spanned<BTreeMap<String, String>>>); 3] {
+    pub fn maps(&self) -> [(ProbeKind, &Option<ProbeMap>); 3] {
         [
             (ProbeKind::Usdt, &self.usdt),
             (ProbeKind::Uprobe, &self.uprobes),
