@@ -552,7 +552,7 @@ fn explain(config: &Config, pid: i32) -> Result<(), crate::exporter::ExplainErro
     let programs: Vec<_> = programs
         .iter()
         .map(|(p, selector, probes)| crate::exporter::ExplainProgram {
-            name: &p.name,
+            config: p,
             selector,
             probes,
         })

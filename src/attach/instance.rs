@@ -3,6 +3,7 @@
 use super::libbpf_log;
 use super::program::PreparedProgram;
 use super::resolve::{self, Origin, ResolveError};
+use super::sources::SourceOutcome;
 use crate::config::ProbeKind;
 use crate::discovery::ProcessInfo;
 use crate::elf::ElfCache;
@@ -25,6 +26,10 @@ pub struct AttachFailure {
     /// attached, or the exporter is stopping): not reported as an error, not
     /// retried.
     pub cancelled: bool,
+    /// Not a fault either: the process's build offers none of the probe sets
+    /// of this source (its name and the reason, as the self-metrics say it).
+    /// Said once, not counted as an attach error.
+    pub unavailable: Option<(String, &'static str)>,
 }
 
 /// A BPF program of a loaded instance, as the kernel knows it.
@@ -53,6 +58,13 @@ pub enum InstanceError {
         /// One entry per probe.
         failures: Vec<AttachFailure>,
     },
+    /// The program has only `sources:`, and the process's build offers none
+    /// of their probe sets: nothing was loaded.
+    #[error("none of the program's sources is available: {}", .sources.iter().map(|s| s.describe()).collect::<Vec<_>>().join("; "))]
+    NoSource {
+        /// How each source fared.
+        sources: Vec<SourceOutcome>,
+    },
 }
 
 impl InstanceError {
@@ -78,7 +90,20 @@ impl InstanceError {
                 probe: String::new(),
                 message: message.clone(),
                 cancelled: false,
+                unavailable: None,
             }],
+            InstanceError::NoSource { sources } => sources
+                .iter()
+                .filter_map(|outcome| {
+                    Some(AttachFailure {
+                        kind: ProbeKind::Usdt,
+                        probe: format!("source {}", outcome.source),
+                        message: outcome.describe(),
+                        cancelled: false,
+                        unavailable: Some((outcome.source.clone(), outcome.reason()?)),
+                    })
+                })
+                .collect(),
         }
     }
 }
@@ -187,6 +212,9 @@ pub struct Instance {
     /// Labels every series of this instance carries: `pid`, then the program's
     /// `process_labels`.
     pub series_labels: Vec<(&'static str, String)>,
+    /// How each of the program's sources fared here (which probe set feeds
+    /// it, or why none can).
+    pub sources: Vec<SourceOutcome>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -208,6 +236,16 @@ impl Instance {
     ) -> Result<Instance, InstanceError> {
         let started = Instant::now();
         let started_ns = crate::discovery::monotonic_ns();
+        // Which probe set feeds each source here: decided before loading, so
+        // that a process whose build offers none costs no load.
+        let choice = super::sources::choose(&program.config, &program.probes, |i| {
+            super::resolution::resolve_probe(target.origin(), &program.probes[i], cache).map(|_| ())
+        });
+        if !choice.attach.iter().any(|&a| a) {
+            return Err(InstanceError::NoSource {
+                sources: choice.sources,
+            });
+        }
         let object = match shared {
             Some(object) => ObjectRef::Shared(object.clone()),
             None => ObjectRef::Owned(program.load()?),
@@ -223,12 +261,18 @@ impl Instance {
         let mut links = Vec::new();
         let mut attached = Vec::new();
         let mut failures = Vec::new();
-        for probe in &program.probes {
+        for (probe, _) in program
+            .probes
+            .iter()
+            .zip(&choice.attach)
+            .filter(|(_, &attach)| attach)
+        {
             let fail = |message: String| AttachFailure {
                 kind: probe.kind,
                 probe: probe.spec.clone(),
                 message,
                 cancelled: false,
+                unavailable: None,
             };
             let Some(bpf_prog) = object
                 .progs_mut()
@@ -330,6 +374,7 @@ impl Instance {
                         process.comm
                     ),
                     cancelled: true,
+                    unavailable: None,
                 }],
             });
         }
@@ -363,6 +408,7 @@ impl Instance {
             attach_duration: started.elapsed(),
             started_ns,
             series_labels,
+            sources: choice.sources,
         })
     }
 

@@ -16,6 +16,7 @@ mod rcu;
 mod reaper;
 mod resolution;
 mod resolve;
+pub mod sources;
 mod value_layout;
 
 pub use instance::{AttachFailure, AttachTarget, BpfProgramInfo, Instance, InstanceError};

@@ -3,6 +3,7 @@
 //! attached: what `check --pid` and the landing page's explain view show.
 
 use super::resolve::{self, Origin, Target};
+use super::sources::Unresolved;
 use crate::config::{ProbeConfig, ProbeKind};
 use crate::discovery::ProcessInfo;
 use crate::elf::ElfCache;
@@ -13,8 +14,8 @@ pub struct ProbeResolution {
     /// The probe as configured.
     pub probe: ProbeConfig,
     /// Where it would attach (a USDT probe may live in several files), or why
-    /// it cannot: the message an attach would report.
-    pub outcome: Result<Vec<Target>, String>,
+    /// it cannot: the message an attach would report, and its reason.
+    pub outcome: Result<Vec<Target>, Unresolved>,
 }
 
 /// `usdt`, `uprobe` or `uretprobe`.
@@ -62,7 +63,40 @@ impl ProbeResolution {
                     .collect();
                 format!("{probe}: found {}", places.join("; "))
             }
-            Err(e) => format!("{probe}: does not resolve: {e}"),
+            Err(e) => format!("{probe}: does not resolve: {}", e.message),
+        }
+    }
+}
+
+/// Looks one probe up as an attach would: where it would attach, or why
+/// it cannot (with a short reason for the self-metrics).
+pub fn resolve_probe(
+    origin: Origin<'_>,
+    probe: &ProbeConfig,
+    cache: &mut ElfCache,
+) -> Result<Vec<Target>, Unresolved> {
+    let unresolved = |e: resolve::ResolveError| Unresolved {
+        message: e.to_string(),
+        reason: e.reason(),
+    };
+    match probe.kind {
+        ProbeKind::Usdt => resolve::resolve_usdt(origin, &probe.spec, cache).map_err(unresolved),
+        ProbeKind::Uprobe | ProbeKind::Uretprobe => {
+            resolve::resolve_uprobe(origin, &probe.spec, cache)
+                .map_err(unresolved)
+                .and_then(|(target, is_go)| {
+                    if is_go && probe.kind == ProbeKind::Uretprobe {
+                        Err(Unresolved {
+                            message: format!(
+                                "{} is a Go binary: uretprobes are refused on Go binaries (they corrupt Go's moving stacks)",
+                                target.path.display()
+                            ),
+                            reason: "go_uretprobe",
+                        })
+                    } else {
+                        Ok(vec![target])
+                    }
+                })
         }
     }
 }
@@ -77,30 +111,9 @@ pub fn resolve_probes(
     let origin = Origin::Process(process);
     probes
         .iter()
-        .map(|probe| {
-            let outcome = match probe.kind {
-                ProbeKind::Usdt => {
-                    resolve::resolve_usdt(origin, &probe.spec, cache).map_err(|e| e.to_string())
-                }
-                ProbeKind::Uprobe | ProbeKind::Uretprobe => {
-                    resolve::resolve_uprobe(origin, &probe.spec, cache)
-                        .map_err(|e| e.to_string())
-                        .and_then(|(target, is_go)| {
-                            if is_go && probe.kind == ProbeKind::Uretprobe {
-                                Err(format!(
-                                    "{} is a Go binary: uretprobes are refused on Go binaries (they corrupt Go's moving stacks)",
-                                    target.path.display()
-                                ))
-                            } else {
-                                Ok(vec![target])
-                            }
-                        })
-                }
-            };
-            ProbeResolution {
-                probe: probe.clone(),
-                outcome,
-            }
+        .map(|probe| ProbeResolution {
+            probe: probe.clone(),
+            outcome: resolve_probe(origin, probe, cache),
         })
         .collect()
 }
@@ -153,7 +166,10 @@ mod tests {
         );
         let missing = ProbeResolution {
             probe: probe(ProbeKind::Uprobe, "target_ad", "on_add"),
-            outcome: Err("symbol \"target_ad\" not found".into()),
+            outcome: Err(Unresolved {
+                message: "symbol \"target_ad\" not found".into(),
+                reason: "no_symbol",
+            }),
         };
         assert!(!missing.resolved());
         assert_eq!(
@@ -183,6 +199,8 @@ mod tests {
             libc[0].path
         );
         let missing = resolved[1].outcome.as_ref().unwrap_err();
+        assert_eq!(missing.reason, "no_symbol");
+        let missing = &missing.message;
         assert!(
             missing.starts_with(&format!(
                 "symbol \"no_such_symbol_here\" not found in {}",
@@ -191,6 +209,8 @@ mod tests {
             "{missing}"
         );
         let usdt = resolved[2].outcome.as_ref().unwrap_err();
+        assert_eq!(usdt.reason, "no_usdt");
+        let usdt = &usdt.message;
         assert!(
             usdt.starts_with("USDT probe no_such:probe not found in process "),
             "{usdt}"

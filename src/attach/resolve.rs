@@ -115,6 +115,26 @@ pub enum ResolveError {
     Elf(#[from] crate::elf::ElfError),
 }
 
+impl ResolveError {
+    /// A few words for the self-metrics, the same for every process that
+    /// fails this way (`no_usdt`: the build has no such USDT probe;
+    /// `no_symbol`: no such function in the symbol tables).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ResolveError::BadSpec(_) => "bad_spec",
+            ResolveError::ProcessGone { .. } => "process_gone",
+            ResolveError::NoAccess { .. } => "no_access",
+            ResolveError::LibraryNotMapped { .. } => "no_library",
+            ResolveError::UsdtNotFound { .. } => "no_usdt",
+            ResolveError::SymbolNotFound { .. } | ResolveError::NoSymbolMatches { .. } => {
+                "no_symbol"
+            }
+            ResolveError::TooManySymbols { .. } => "too_many_symbols",
+            ResolveError::Elf(_) => "unreadable_file",
+        }
+    }
+}
+
 /// The most functions one wildcard uprobe attaches to. Every match is a
 /// breakpoint that each call of that function pays for (about a microsecond
 /// here, see BENCHMARKS.md), and a broad glob in a big library (libjvm.so has

@@ -2,19 +2,20 @@
 //! program's probes would attach: the one explanation that `check --pid`
 //! prints and the landing page's explain view shows.
 
+use crate::attach::sources::{self, SourceOutcome};
 use crate::attach::{resolve_probes, ProbeResolution};
-use crate::config::ProbeConfig;
+use crate::config::{ProbeConfig, Program};
 use crate::discovery::{CommandLines, Explanation, Line, ProcessFacts, ProcessInfo, Selector};
 use crate::elf::ElfCache;
 
 /// ELF files kept while one process is explained (its executable and libraries).
 const EXPLAIN_ELF_CACHE: usize = 64;
 
-/// A program to explain a process against: its name, selector and probes.
+/// A program to explain a process against: its config, selector and probes.
 #[derive(Debug, Clone, Copy)]
 pub struct ExplainProgram<'a> {
-    /// Program name.
-    pub name: &'a str,
+    /// The program's config (its name and sources).
+    pub config: &'a Program,
     /// Its compiled `attachment:`.
     pub selector: &'a Selector,
     /// Its probes, in config order.
@@ -32,6 +33,9 @@ pub struct ProgramExplanation {
     pub selection: Explanation,
     /// Where each probe would attach; only for a program that selects the process.
     pub probes: Vec<ProbeResolution>,
+    /// Which probe set would feed each source, or why none can; only for a
+    /// program that selects the process.
+    pub sources: Vec<SourceOutcome>,
 }
 
 impl ProgramExplanation {
@@ -50,8 +54,28 @@ impl ProgramExplanation {
             self.selection.selected.then_some(true),
         )];
         out.extend(self.selection.lines(1));
-        for probe in &self.probes {
+        for probe in self.probes.iter().filter(|p| p.probe.source.is_none()) {
             out.push(Line::new(1, probe.describe(), Some(probe.resolved())));
+        }
+        // A source: the verdict, then the probes of the sets tried.
+        for outcome in &self.sources {
+            out.push(Line::new(
+                1,
+                outcome.describe(),
+                Some(outcome.chosen.is_some()),
+            ));
+            let tried = outcome
+                .chosen
+                .as_ref()
+                .map_or(usize::MAX, |(rank, _)| *rank);
+            for probe in self.probes.iter().filter(|p| {
+                p.probe
+                    .source
+                    .as_ref()
+                    .is_some_and(|s| s.source == outcome.source && s.rank <= tried)
+            }) {
+                out.push(Line::new(2, probe.describe(), Some(probe.resolved())));
+            }
         }
         out
     }
@@ -147,11 +171,25 @@ pub fn explain_process(
             } else {
                 Vec::new()
             };
+            // The attach's own choice, over these resolutions.
+            let sources = if selection.selected {
+                sources::choose(p.config, p.probes, |i| {
+                    probes[i]
+                        .outcome
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|u| u.clone())
+                })
+                .sources
+            } else {
+                Vec::new()
+            };
             ProgramExplanation {
-                name: p.name.to_string(),
+                name: p.config.name.clone(),
                 selector: p.selector.describe(),
                 selection,
                 probes,
+                sources,
             }
         })
         .collect();
@@ -195,6 +233,18 @@ mod tests {
         );
     }
 
+    /// A program named `name` (only its name and absence of sources matter here).
+    fn named(name: &str) -> Program {
+        let text = format!(
+            "programs:\n  - name: {name}\n    object: x.bpf.o\n    metrics: {{counters: [{{name: c, help: h, table: t}}]}}\n    usdt: {{\"p:n\": f}}\n    attachment: {{binary_name: app}}\n"
+        );
+        crate::config::Config::parse(std::path::Path::new("test.yaml"), &text)
+            .unwrap()
+            .programs
+            .remove(0)
+            .value
+    }
+
     #[test]
     fn only_selecting_programs_resolve_their_probes() {
         let process = ProcessInfo::new(
@@ -226,12 +276,12 @@ mod tests {
             &process,
             &[
                 ExplainProgram {
-                    name: "a",
+                    config: &named("a"),
                     selector: &yes,
                     probes: &probes,
                 },
                 ExplainProgram {
-                    name: "b",
+                    config: &named("b"),
                     selector: &no,
                     probes: &probes,
                 },

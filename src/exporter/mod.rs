@@ -187,6 +187,7 @@ impl Attacher for KernelAttacher {
                     target.describe()
                 ),
                 cancelled: true,
+                unavailable: None,
             }]);
         }
         let name = program.prepared.name();
@@ -257,6 +258,27 @@ pub struct PublishedProgram {
     pub failed: Vec<FailedProcess>,
     /// Executables named in the config where nothing attached.
     pub failed_binaries: Vec<FailedBinary>,
+    /// Of `failed`, the processes whose build offers none of the program's
+    /// sources, counted by source and reason.
+    pub no_source: crate::metrics::NoSourceCounts,
+}
+
+/// The processes of `failed` whose build offers none of the sources.
+fn no_source_counts<'a>(
+    failed: impl Iterator<Item = &'a FailedProcess>,
+) -> crate::metrics::NoSourceCounts {
+    let mut counts = crate::metrics::NoSourceCounts::default();
+    for process in failed.filter(|f| f.unobservable()) {
+        counts.processes += 1;
+        for key in process
+            .failures
+            .iter()
+            .filter_map(|f| f.unavailable.clone())
+        {
+            *counts.by_reason.entry(key).or_default() += 1;
+        }
+    }
+    counts
 }
 
 impl PublishedProgram {
@@ -269,6 +291,7 @@ impl PublishedProgram {
             binaries: state.binaries.values().cloned().collect(),
             failed: state.failed.values().cloned().collect(),
             failed_binaries: state.failed_binaries.values().cloned().collect(),
+            no_source: no_source_counts(state.failed.values()),
         }
     }
 
@@ -280,7 +303,8 @@ impl PublishedProgram {
             shared: self.shared.as_deref(),
             instances: &self.instances,
             binaries: &self.binaries,
-            failed: self.failed.len(),
+            failed: self.failed.len() - self.no_source.processes,
+            no_source: &self.no_source,
             per_binary: self.prepared.is_per_binary(),
         }
     }

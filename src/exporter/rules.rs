@@ -82,6 +82,14 @@ pub struct FailedProcess {
     pub attempts: u32,
 }
 
+impl FailedProcess {
+    /// Whether nothing attached only because the process's build offers none
+    /// of the program's sources: not a fault.
+    pub fn unobservable(&self) -> bool {
+        !self.failures.is_empty() && self.failures.iter().all(|f| f.unavailable.is_some())
+    }
+}
+
 /// An executable named in the config where a per-binary program attached nothing.
 #[derive(Debug, Clone)]
 pub struct FailedBinary {
@@ -551,6 +559,14 @@ impl<A: Attacher> Step<'_, A> {
         let name = state.program.name();
         let mut stats = crate::metrics::lock_stats(self.stats);
         for f in failures {
+            if f.unavailable.is_some() {
+                // The build offers no way to observe this source: a fact about
+                // the process, not an error. The landing page says it, the
+                // sources gauge counts it; a node of such processes must not
+                // fill the log.
+                tracing::debug!(program = %name, target, "{}", f.message);
+                continue;
+            }
             tracing::warn!(program = %name, target, "{}", f.message);
             stats.count_attach_error(name, &f.probe);
         }

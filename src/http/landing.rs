@@ -263,6 +263,13 @@ fn live_lines(
                 Some(false),
             ));
         }
+        for outcome in &instance.sources {
+            out.push(Line::new(
+                1,
+                outcome.describe(),
+                Some(outcome.chosen.is_some()),
+            ));
+        }
     } else if let Some(failed) = state.failed.iter().find(|f| f.process.pid() == pid) {
         for f in &failed.failures {
             out.push(Line::new(
@@ -436,9 +443,11 @@ fn programs(page: &mut String, published: &Published) {
             row(
                 page,
                 format!(
-                    "<tr><td>pid {} ({})</td><td>nothing</td><td class=\"msg err\">{}</td></tr>",
+                    "<tr><td>pid {} ({})</td><td>nothing</td><td class=\"msg{}\">{}</td></tr>",
                     failed.process.pid(),
                     escape(&failed.process.comm),
+                    // A build without any of the sources is no fault.
+                    if failed.unobservable() { "" } else { " err" },
                     failure_messages(&failed.failures)
                 ),
             );
@@ -503,23 +512,43 @@ fn attached_counts(state: &crate::exporter::PublishedProgram) -> String {
     if !state.binaries.is_empty() || state.prepared.is_per_binary() {
         parts.push(format!("{} binary(ies)", state.binaries.len()));
     }
-    let failed = state.failed.len() + state.failed_binaries.len();
+    let failed = state.failed.len() - state.no_source.processes + state.failed_binaries.len();
     if failed > 0 {
         parts.push(format!(
             "<span class=\"err\">{failed} with nothing attached</span>"
         ));
     }
+    if state.no_source.processes > 0 {
+        parts.push(format!(
+            "{} whose build offers none of its sources",
+            state.no_source.processes
+        ));
+    }
     parts.join("; ")
 }
 
-/// One attached instance: its target, each probe attached, its failures.
+/// One attached instance: its target, each probe attached and the sources
+/// they feed, its failures and the sources it lacks (with why).
 fn instance_row(instance: &Arc<Instance>) -> String {
-    let attached: Vec<String> = instance.attached.iter().map(|a| escape(a)).collect();
+    let mut attached: Vec<String> = instance.attached.iter().map(|a| escape(a)).collect();
+    let mut missing = Vec::new();
+    for outcome in &instance.sources {
+        match &outcome.chosen {
+            Some(_) => attached.push(escape(&outcome.describe())),
+            None => missing.push(outcome.describe()),
+        }
+    }
+    let failures = failure_messages(&instance.failures);
+    let missing = escape(&missing.join("\n"));
     format!(
         "<tr><td>{}</td><td>{}</td><td class=\"msg err\">{}</td></tr>",
         escape(&instance.target.describe()),
         attached.join("<br>"),
-        failure_messages(&instance.failures)
+        [failures, missing]
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
     )
 }
 

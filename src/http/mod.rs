@@ -319,7 +319,7 @@ async fn landing_page(
                     .programs
                     .iter()
                     .map(|p| crate::exporter::ExplainProgram {
-                        name: p.prepared.name(),
+                        config: &p.prepared.config,
                         selector: &p.prepared.selector,
                         probes: &p.prepared.probes,
                     })

@@ -88,10 +88,22 @@ pub struct ScrapeProgram<'a> {
     pub instances: &'a [std::sync::Arc<Instance>],
     /// Instances per binary (`instances: per_binary`).
     pub binaries: &'a [std::sync::Arc<Instance>],
-    /// Matching processes where nothing attached.
+    /// Matching processes where nothing attached, for a fault.
     pub failed: usize,
+    /// Matching processes whose build offers none of the program's sources
+    /// (nothing loaded): how many, and per (source, reason) how many.
+    pub no_source: &'a NoSourceCounts,
     /// Whether the program is `instances: per_binary`.
     pub per_binary: bool,
+}
+
+/// Matching processes whose build offers none of a program's sources.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NoSourceCounts {
+    /// How many processes.
+    pub processes: usize,
+    /// Per (source, reason): how many processes lack it.
+    pub by_reason: std::collections::BTreeMap<(String, &'static str), usize>,
 }
 
 /// All metric readers of a program.

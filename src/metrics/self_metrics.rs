@@ -209,16 +209,64 @@ pub fn write(enc: &mut Encoder, programs: &[ScrapeProgram], stats: &SelfStats, s
 
     enc.family(
         &name("processes"),
-        "Matching processes per program: attached, or failed (nothing attached)",
+        "Matching processes per program: attached, failed (nothing attached, for a fault), or no_source (the build offers none of the program's sources)",
         MetricKind::Gauge,
     );
     for program in programs {
         for (status, count) in [
             ("attached", program.instances.len()),
             ("failed", program.failed),
+            ("no_source", program.no_source.processes),
         ] {
             let values = [program.name.to_string(), status.to_string()];
             enc.sample_u64(&labels(&["name", "state"], &values), count as u64);
+        }
+    }
+
+    // Per source: which probe set feeds it in how many attached processes,
+    // and in how many none can, by reason.
+    let mut feeding: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
+    let mut lacking: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
+    for program in programs {
+        for instance in program.instances.iter().chain(program.binaries) {
+            for outcome in &instance.sources {
+                match (&outcome.chosen, outcome.reason()) {
+                    (Some((_, set)), _) => {
+                        *feeding
+                            .entry((program.name, &outcome.source, set))
+                            .or_default() += 1
+                    }
+                    (None, Some(reason)) => {
+                        *lacking
+                            .entry((program.name, &outcome.source, reason))
+                            .or_default() += 1
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+        for ((source, reason), count) in &program.no_source.by_reason {
+            *lacking.entry((program.name, source, reason)).or_default() += *count as u64;
+        }
+    }
+    for (suffix, help, third, counts) in [
+        (
+            "source_processes",
+            "Attached processes where a program's source is observed, by the probe set that feeds it (`sources:` in the config)",
+            "set",
+            &feeding,
+        ),
+        (
+            "source_unavailable_processes",
+            "Matching processes whose build offers no probe set of a program's source, by reason (no_usdt, no_symbol, ...): its metrics are absent for them",
+            "reason",
+            &lacking,
+        ),
+    ] {
+        enc.family(&name(suffix), help, MetricKind::Gauge);
+        for ((program, source, what), count) in counts {
+            let values = [program.to_string(), source.to_string(), what.to_string()];
+            enc.sample_u64(&labels(&["name", "source", third], &values), *count);
         }
     }
 

@@ -77,6 +77,7 @@ fn failure(probe: &str) -> AttachFailure {
         probe: probe.to_string(),
         message: format!("{probe} not found"),
         cancelled: false,
+        unavailable: None,
     }
 }
 
