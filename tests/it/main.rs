@@ -37,6 +37,7 @@ mod redis;
 mod reload;
 mod ruby;
 mod soak;
+mod sources;
 mod streaming;
 mod value_layouts;
 mod web;
