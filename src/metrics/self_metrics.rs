@@ -23,6 +23,9 @@ pub struct SelfStats {
     pub event_to_attach: LatencyHistogram,
     /// How the last config reload went.
     pub reload: ReloadStatus,
+    /// Instances detached and not yet freed (the kernel releases their
+    /// links after RCU grace periods): kept by the reaper.
+    pub detaching: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// How the last config reload went (the config loaded at startup counts as one).
@@ -262,6 +265,16 @@ pub fn write(enc: &mut Encoder, programs: &[ScrapeProgram], stats: &SelfStats, s
             enc.sample_u64(&labels(&["name", second], &values), *count);
         }
     }
+
+    enc.family(
+        &name("detaching_instances"),
+        "Instances detached (their process exited, or a reload replaced their program) that the kernel has not released yet",
+        MetricKind::Gauge,
+    );
+    enc.sample_u64(
+        &labels(&[], &[]),
+        stats.detaching.load(std::sync::atomic::Ordering::Relaxed) as u64,
+    );
 
     enc.family(
         &name("config_last_reload_successful"),
