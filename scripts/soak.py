@@ -109,6 +109,25 @@ def rss_kib(pid):
     return 0
 
 
+def memory_kib(pid):
+    """Anonymous memory (the heap, thread stacks) and the rest of the RSS
+    (the binary's and libraries' pages), from /proc/PID/smaps_rollup."""
+    fields = {}
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == "kB":
+            fields[parts[0].rstrip(":")] = int(parts[1])
+    anon = fields.get("Anonymous", 0)
+    return anon, fields.get("Rss", 0) - anon
+
+
+def threads(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
 def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -253,11 +272,14 @@ def churn(binary, rate, stop, stats):
         p.wait()
 
 
-def sampler(pid, t0, stop, out):
-    while not stop.wait(SAMPLE_EVERY):
+def sampler(pid, port, t0, every, stop, out):
+    while not stop.wait(every):
         try:
-            out.append({"t": round(time.time() - t0, 1), "rss_kib": rss_kib(pid), "fds": fds(pid),
-                        "cpu_s": cpu_seconds(pid), "kernel": kernel_objects()})
+            anon, other = memory_kib(pid)
+            detaching = value(samples(port), "userspace_exporter_detaching_instances")
+            out.append({"t": round(time.time() - t0, 1), "rss_kib": rss_kib(pid), "anon_kib": anon,
+                        "file_kib": other, "threads": threads(pid), "fds": fds(pid),
+                        "detaching": detaching, "cpu_s": cpu_seconds(pid), "kernel": kernel_objects()})
         except OSError:
             return
 
@@ -319,6 +341,10 @@ def main():
     ap.add_argument("--reload-every", type=float, default=60.0)
     ap.add_argument("--churn-rate", type=float, default=10.0)
     ap.add_argument("--long-lived", type=int, default=4)
+    ap.add_argument("--sample-every", type=float, default=SAMPLE_EVERY,
+                    help="seconds between RSS / fd samples")
+    ap.add_argument("--exporter-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="set in the exporter's environment (e.g. MALLOC_ARENA_MAX=2); repeatable")
     ap.add_argument("--out", default="target/reliability")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -345,7 +371,8 @@ def main():
     port = free_port()
     exporter = subprocess.Popen(
         [args.exporter, "--listen-address", f"127.0.0.1:{port}", "-c", config_path, "--web.enable-lifecycle"],
-        stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+        stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+        env={**os.environ, **dict(kv.split("=", 1) for kv in args.exporter_env)})
     prometheus = None
     stop = threading.Event()
     threads = []
@@ -370,7 +397,7 @@ def main():
         rss = []
         stats = {"started": 0}
         threads = [threading.Thread(target=churn, args=(binaries[CHURN_COMM], args.churn_rate, stop, stats)),
-                   threading.Thread(target=sampler, args=(exporter.pid, t0, stop, rss))]
+                   threading.Thread(target=sampler, args=(exporter.pid, port, t0, args.sample_every, stop, rss))]
         for t in threads:
             t.start()
         end = t0 + args.minutes * 60
