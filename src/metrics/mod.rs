@@ -43,10 +43,12 @@ pub const MALLOC_ARENAS: i32 = 2;
 /// 0.8 MiB at once), and RSS kept climbing while the heap in use stayed flat
 /// (heaptrack: 2.06 MiB on average in every 2 minutes from the first to the
 /// fifteenth, under 6 times the soak's churn and 12 times its reloads). Side
-/// by side under the same churn for 20 minutes, 2 arenas held 0.6 to 0.9 MiB
-/// less, and flattened within 8 minutes (-0.14 MiB an hour over the last 10,
-/// against +0.65 with the default). Trimming the heap every minute on top
-/// gave back 0.2 MiB more and was not kept. `MALLOC_ARENA_MAX` in the
+/// by side under the same churn for 20 minutes, twice, 2 arenas held 0.6 to
+/// 0.9 MiB less; over the last 10 minutes they were flat in one run (-0.14
+/// MiB an hour, against +0.65 with the default) and still rising in the
+/// other (+1.73, against +1.45): fewer arenas bound where pages can be kept,
+/// they do not stop fragmentation. Trimming the heap every minute gave back
+/// 0.2 to 0.3 MiB more and was not kept. `MALLOC_ARENA_MAX` in the
 /// environment still decides.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
