@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the reliability checks and writes RELIABILITY.md, as bench/run.sh writes
 # BENCHMARKS.md: fuzzing (scripts/fuzz.sh when present, else its last report),
-# the soak (scripts/soak.sh, SOAK_MINUTES, default 30) and the fault tests
+# the soak (scripts/soak.sh, SOAK_MINUTES, default 30; memory is judged only
+# on soaks of 120 minutes or more, SOAK_MINUTES=240 for the memory verdict) and the fault tests
 # (`cargo test --test it faults`), each fault with its test and outcome.
 # Usage: sudo bash scripts/reliability.sh
 # On a machine where other BPF work runs, BPF_LOCK=FILE holds flock(1) on FILE

@@ -26,16 +26,28 @@ detaches a second would be more than it can do, whatever the exporter does
 
 Reports (JSON in OUT/soak.json, markdown in OUT/soak.md, "## Soak"): failed
 and missing scrapes from Prometheus' own `up` and `scrape_duration_seconds`;
-the exporter's RSS and open fds sampled every 5 s with their least-squares
-slope per minute; its fds and the kernel's BPF programs, maps, links and BTF
-objects once churn has stopped against the same state before churn began, and
-the kernel's counts after the exporter exited against those before it
-started; the long-lived targets' counts against what they fired. Exit status
-0 when every check passed.
+the exporter's RSS (and its anonymous part), open fds and instances waiting
+to be freed (`userspace_exporter_detaching_instances`), sampled every 5 s;
+their least-squares slope per hour in each hour of the run; its fds and the
+kernel's BPF programs, maps, links and BTF objects once churn has stopped
+against the same state before churn began, and the kernel's counts after the
+exporter exited against those before it started; the long-lived targets'
+counts against what they fired.
+
+Memory is judged by the end of the run, not by its total: the RSS and fd
+slopes over the final window (the last hour, or the last quarter of a run
+shorter than four hours) must each be at most a limit (RSS_LIMIT MiB and
+FD_LIMIT fds an hour) or less than three standard errors (noise). A final
+window shorter than half an hour (a run shorter than two hours) is not
+judged: the check is reported as such and fails nothing. At no sample may
+more instances wait to be freed than the churn detaches in 2 s. `--window`
+scales the hour down to check the report on a short run. Exit status 0 when
+every check judged passed.
 
 Usage: python3 scripts/soak.py --exporter EXE --target FIXTURE_TARGET
        --usdt-object usdt_counts.bpf.o --uprobe-object uprobe_counts.bpf.o
        [--minutes 30] [--reload-every 60] [--out target/reliability]
+       (--help for the rest)
 The fixture target's directory must hold libfixture.so (copies are made there).
 """
 import argparse
@@ -60,6 +72,9 @@ CHURN_COMM = "uexp-soak-churn"
 TICK = 0.1  # seconds between rounds of commands to the long-lived targets
 PROGRAMS = ("hits", "mod4", "calls")
 SAMPLE_EVERY = 5.0  # seconds between RSS / fd samples
+HOUR = 3600.0
+RSS_LIMIT = 0.5  # MiB an hour: the most RSS may grow in the final window
+FD_LIMIT = 60.0  # fds an hour: the most open fds may grow in the final window (one a reload)
 MIB = 1024 * 1024
 
 
@@ -109,6 +124,25 @@ def rss_kib(pid):
     return 0
 
 
+def memory_kib(pid):
+    """Anonymous memory (the heap, thread stacks) and the rest of the RSS
+    (the binary's and libraries' pages), from /proc/PID/smaps_rollup."""
+    fields = {}
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == "kB":
+            fields[parts[0].rstrip(":")] = int(parts[1])
+    anon = fields.get("Anonymous", 0)
+    return anon, fields.get("Rss", 0) - anon
+
+
+def threads(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
 def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -118,16 +152,91 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def slope_per_minute(points):
-    """Least-squares slope of (seconds, value) points, per minute."""
+def fit(points):
+    """Least-squares line through (seconds, value) points: its slope per
+    second and the slope's standard error; None for fewer than 3 points."""
     n = len(points)
-    if n < 2:
-        return 0.0
+    if n < 3:
+        return None
     mx = sum(p[0] for p in points) / n
     my = sum(p[1] for p in points) / n
     sxx = sum((p[0] - mx) ** 2 for p in points)
-    sxy = sum((p[0] - mx) * (p[1] - my) for p in points)
-    return 60.0 * sxy / sxx if sxx else 0.0
+    if not sxx:
+        return None
+    slope = sum((p[0] - mx) * (p[1] - my) for p in points) / sxx
+    residue = sum((p[1] - my - slope * (p[0] - mx)) ** 2 for p in points)
+    return slope, (residue / (n - 2) / sxx) ** 0.5
+
+
+def per_hour(points):
+    """fit() of points, as (slope, standard error) per hour; (None, None) if none."""
+    f = fit(points)
+    return (None, None) if f is None else (f[0] * HOUR, f[1] * HOUR)
+
+
+def rounded(x, digits):
+    return None if x is None else round(x, digits)
+
+
+def memory(rss, seconds, window, rss_limit, fd_limit, detach_bound):
+    """What the samples say of memory, fds and the detach backlog over time.
+
+    Slopes are least-squares fits, per hour, in each `window` seconds of the
+    run (an hour unless scaled down) and in the final window: the last
+    `window` seconds, or the last quarter of a run shorter than four windows.
+    The final slopes are judged when that window is at least half a `window`
+    long: each passes when it is at most its limit, or when it cannot be told
+    from noise (less than three standard errors). Returns the summary and the
+    checks as (name, passed or None when not judged, detail)."""
+    def fits(points):
+        out = {}
+        for key, scale, digits in (("rss", 1 / 1024, 3), ("anon", 1 / 1024, 3), ("fds", 1, 1)):
+            field = {"rss": "rss_kib", "anon": "anon_kib", "fds": "fds"}[key]
+            slope, error = per_hour([(p["t"], p[field] * scale) for p in points if p.get(field) is not None])
+            unit = "mib" if key != "fds" else "fds"
+            out[f"{key}_{unit}_per_hour"] = rounded(slope, digits)
+            out[f"{key}_{unit}_per_hour_error"] = rounded(error, digits)
+        return out
+
+    hours = []
+    start = 0.0
+    while start < seconds and rss:
+        end = min(start + window, seconds)
+        points = [p for p in rss if start <= p["t"] < end or (end == seconds and p["t"] >= start)]
+        if len(points) >= 3:
+            backlog = [p["detaching"] for p in points if p.get("detaching") is not None]
+            hours.append({"from_s": round(start), "to_s": round(end), "samples": len(points),
+                          "rss_first_mib": round(points[0]["rss_kib"] / 1024, 2),
+                          "rss_last_mib": round(points[-1]["rss_kib"] / 1024, 2),
+                          **fits(points), "detaching_max": max(backlog) if backlog else None})
+        start = end
+    length = min(window, seconds / 4)
+    final_points = [p for p in rss if p["t"] >= seconds - length]
+    final = {"from_s": round(seconds - length), "to_s": round(seconds), "samples": len(final_points),
+             **fits(final_points), "judged": length >= window / 2}
+    checks = []
+    for name, key, limit, unit in (("RSS flat at the end", "rss_mib", rss_limit, "MiB"),
+                                   ("fds flat at the end", "fds_fds", fd_limit, "fds")):
+        slope, error = final[f"{key}_per_hour"], final[f"{key}_per_hour_error"]
+        where = f"t={final['from_s']}..{final['to_s']} s"
+        if slope is None:
+            checks.append((name, None, f"not judged: too few samples in {where}"))
+        elif not final["judged"]:
+            checks.append((name, None, f"{slope:+g} ± {error:g} {unit}/h over {where}; not judged: the final"
+                           f" window is {length / 60:.1f} min, shorter than half of a {window / 60:g}-min window"
+                           f" (a run of at least {2 * window / 60:g} min is judged)"))
+        else:
+            passed = slope <= limit or slope < 3 * error
+            checks.append((name, passed, f"{slope:+g} ± {error:g} {unit}/h over {where} (limit {limit:g} {unit}/h,"
+                           " or less than three standard errors)"))
+    backlog = [p["detaching"] for p in rss if p.get("detaching") is not None]
+    worst = max(backlog) if backlog else None
+    checks.append(("detach backlog bounded", worst is not None and worst <= detach_bound,
+                   f"at most {worst} instances waiting to be freed in {len(backlog)} samples"
+                   f" (bound {detach_bound:g}: those the churn detaches in 2 s)"))
+    summary = {"window_s": window, "hours": hours, "final": final, "detaching_max": worst,
+               "limits": {"rss_mib_per_hour": rss_limit, "fds_per_hour": fd_limit, "detaching": detach_bound}}
+    return summary, checks
 
 
 def http(url, data=None, timeout=30):
@@ -253,11 +362,15 @@ def churn(binary, rate, stop, stats):
         p.wait()
 
 
-def sampler(pid, t0, stop, out):
-    while not stop.wait(SAMPLE_EVERY):
+def sampler(pid, port, t0, every, stop, out):
+    while not stop.wait(every):
         try:
-            out.append({"t": round(time.time() - t0, 1), "rss_kib": rss_kib(pid), "fds": fds(pid),
-                        "cpu_s": cpu_seconds(pid), "kernel": kernel_objects()})
+            anon, other = memory_kib(pid)
+            detaching = value(samples(port), "userspace_exporter_detaching_instances")
+            detaching = None if detaching is None else int(detaching)
+            out.append({"t": round(time.time() - t0, 1), "rss_kib": rss_kib(pid), "anon_kib": anon,
+                        "file_kib": other, "threads": threads(pid), "fds": fds(pid),
+                        "detaching": detaching, "cpu_s": cpu_seconds(pid), "kernel": kernel_objects()})
         except OSError:
             return
 
@@ -319,6 +432,16 @@ def main():
     ap.add_argument("--reload-every", type=float, default=60.0)
     ap.add_argument("--churn-rate", type=float, default=10.0)
     ap.add_argument("--long-lived", type=int, default=4)
+    ap.add_argument("--sample-every", type=float, default=SAMPLE_EVERY,
+                    help="seconds between RSS / fd samples")
+    ap.add_argument("--exporter-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="set in the exporter's environment (e.g. MALLOC_ARENA_MAX=2); repeatable")
+    ap.add_argument("--window", type=float, default=HOUR,
+                    help="seconds in each slope window (default 3600: an hour); the final one is judged")
+    ap.add_argument("--rss-limit", type=float, default=RSS_LIMIT,
+                    help="MiB an hour RSS may grow in the final window (default %(default)s)")
+    ap.add_argument("--fd-limit", type=float, default=FD_LIMIT,
+                    help="open fds an hour may grow in the final window (default %(default)s)")
     ap.add_argument("--out", default="target/reliability")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -337,15 +460,18 @@ def main():
     checks = {}  # name -> (passed, detail)
 
     def check(name, passed, detail):
-        checks[name] = {"passed": bool(passed), "detail": detail}
-        print(f"soak: {'ok  ' if passed else 'FAIL'} {name}: {detail}", file=sys.stderr, flush=True)
+        """Records a check; `passed` None: not judged (the run is too short for it)."""
+        checks[name] = {"passed": None if passed is None else bool(passed), "detail": detail}
+        said = "--  " if passed is None else "ok  " if passed else "FAIL"
+        print(f"soak: {said} {name}: {detail}", file=sys.stderr, flush=True)
 
     kernel_before = steady_kernel_objects()
     longs = [LongLived(binaries[LONG_COMM], i) for i in range(args.long_lived)]
     port = free_port()
     exporter = subprocess.Popen(
         [args.exporter, "--listen-address", f"127.0.0.1:{port}", "-c", config_path, "--web.enable-lifecycle"],
-        stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+        stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+        env={**os.environ, **dict(kv.split("=", 1) for kv in args.exporter_env)})
     prometheus = None
     stop = threading.Event()
     threads = []
@@ -370,7 +496,7 @@ def main():
         rss = []
         stats = {"started": 0}
         threads = [threading.Thread(target=churn, args=(binaries[CHURN_COMM], args.churn_rate, stop, stats)),
-                   threading.Thread(target=sampler, args=(exporter.pid, t0, stop, rss))]
+                   threading.Thread(target=sampler, args=(exporter.pid, port, t0, args.sample_every, stop, rss))]
         for t in threads:
             t.start()
         end = t0 + args.minutes * 60
@@ -496,16 +622,15 @@ def main():
         check("kernel objects back to the baseline after exit", kernel_after == kernel_before,
               f"{kernel_after} after, {kernel_before} before the exporter started")
 
-        # Memory and fds over time: slopes, and RSS growth after a warm-up minute (or a quarter).
+        # Memory and fds over time: slopes per hour, judged over the final window.
+        seconds = run_end - t0
+        mem, mem_checks = memory(rss, seconds, args.window, args.rss_limit, args.fd_limit,
+                                 detach_bound=4 * args.churn_rate)
+        for name, passed, detail in mem_checks:
+            check(name, passed, detail)
         warm = min(60.0, args.minutes * 15)
         warmed = [p for p in rss if p["t"] >= warm] or rss
-        rss_points = [(p["t"], p["rss_kib"] / 1024) for p in warmed]
-        fd_points = [(p["t"], p["fds"]) for p in warmed]
-        rss_growth = warmed[-1]["rss_kib"] / 1024 - warmed[0]["rss_kib"] / 1024
-        rss_slope = slope_per_minute(rss_points)
-        fd_slope = slope_per_minute(fd_points)
-        check("RSS flat after warm-up", rss_growth < 16.0,
-              f"{rss_growth:+.1f} MiB from t={warmed[0]['t']:.0f}s to the end; slope {rss_slope:+.3f} MiB/min")
+        rss_growth = warmed[-1]["rss_kib"] / 1024 - warmed[0]["rss_kib"] / 1024 if warmed else 0.0
 
         logs = open(log_path).read().splitlines()
         levels = {lvl: sum(1 for l in logs if f" {lvl} " in l[:60]) for lvl in ("ERROR", "WARN")}
@@ -523,6 +648,7 @@ def main():
             "minutes": args.minutes,
             "seconds": round(run_end - t0, 1),
             "reload_every_s": args.reload_every,
+            "sample_every_s": args.sample_every,
             "long_lived": args.long_lived,
             "churn_started": stats["started"],
             "churn_per_s": round(stats["started"] / (run_end - t0), 2),
@@ -536,12 +662,11 @@ def main():
                         "after_warmup": round(warmed[0]["rss_kib"] / 1024, 1) if warmed else None,
                         "last": round(rss[-1]["rss_kib"] / 1024, 1) if rss else None,
                         "max": round(max(p["rss_kib"] for p in rss) / 1024, 1) if rss else None,
-                        "growth_after_warmup": round(rss_growth, 2),
-                        "slope_per_min": round(rss_slope, 4)},
+                        "growth_after_warmup": round(rss_growth, 2)},
             "fds": {"quiet_before": quiet_fds, "quiet_after": end_fds,
                     "min": min(p["fds"] for p in rss) if rss else None,
-                    "max": max(p["fds"] for p in rss) if rss else None,
-                    "slope_per_min": round(fd_slope, 4)},
+                    "max": max(p["fds"] for p in rss) if rss else None},
+            "memory": mem,
             "kernel": {"before_start": kernel_before, "quiet_before": quiet_kernel, "quiet_after": end_kernel,
                        "after_exit": kernel_after,
                        "max_during": {k: max(p["kernel"][k] for p in rss) for k in kernel_before} if rss else None},
@@ -550,7 +675,8 @@ def main():
             "log": {"errors": levels["ERROR"], "warnings": levels["WARN"], "panics": panics, "kinds": warn_kinds},
             "samples": rss,
             "checks": checks,
-            "passed": all(c["passed"] for c in checks.values()),
+            # A check not judged (None) neither passes nor fails the run.
+            "passed": all(c["passed"] is not False for c in checks.values()),
         }
     finally:
         stop.set()
@@ -574,6 +700,12 @@ def main():
     sys.exit(0 if summary["passed"] else 1)
 
 
+def window_text(s):
+    """The slope window, as the report names it."""
+    w = s["memory"]["window_s"]
+    return "hour" if w == HOUR else f"{w / 60:g} minutes (--window {w:g}; an hour unless scaled down)"
+
+
 def markdown(s):
     sc, r, fd, k = s["scrape"], s["rss_mib"], s["fds"], s["kernel"]
     kfmt = lambda d: "/".join(str(d[x]) for x in ("progs", "maps", "links", "btf"))
@@ -587,14 +719,20 @@ def markdown(s):
         f" attached by both USDT programs), {s['long_lived']} long-lived targets hit their probes at known rates, and"
         f" the config was reloaded every {s['reload_every_s']:g} s (alternately `POST /-/reload` and SIGHUP, each"
         " changing the replaced program's help text). Scrapes are Prometheus' own `up` and `scrape_duration_seconds` over the"
-        " run; RSS and open fds were sampled every 5 s, slopes are least-squares fits after the warm-up;"
-        " kernel objects are the kernel's BPF programs/maps/links/BTF counted by id.",
+        f" run; RSS, open fds and the instances waiting to be freed were sampled every {s['sample_every_s']:g} s;"
+        f" slopes are least-squares fits per hour, in each {window_text(s)} of the run and in the final window"
+        " (the last of those, or the last quarter of a shorter run), which is judged: each slope passes when it is at"
+        " most its limit or less than three standard errors (noise); a final window shorter than half of one is not judged."
+        " Kernel objects are the kernel's BPF programs/maps/links/BTF counted by id.",
         "",
         "| figure | value | check |",
         "|---|---|---|",
     ]
     c = s["checks"]
-    mark = lambda name: ("pass" if c[name]["passed"] else "**FAIL**") if name in c else ""
+    m, fin = s["memory"], s["memory"]["final"]
+    mark = lambda name: ({True: "pass", False: "**FAIL**", None: "not judged"}[c[name]["passed"]]) if name in c else ""
+    slope = lambda key, unit, digits: ("n/a" if fin[key] is None else
+                                       f"{fin[key]:+.{digits}f} ± {fin[key + '_error']:.{digits}f} {unit}/h")
     rows = [
         ("scrapes (failed / total)", f"{sc['failed']} / {sc['scrapes']} in {sc['window_s']} s", mark("no failed scrapes")),
         ("missing scrapes", f"{sc['missing']}", mark("no missing scrapes")),
@@ -606,8 +744,13 @@ def markdown(s):
         ("reloads", f"{sum(x['ok'] for x in s['reloads'])} of {len(s['reloads'])} succeeded, slowest {max([x['seconds'] for x in s['reloads']] or [0]):.2f} s", mark("every reload succeeded")),
         ("attaches / attach errors", f"{s['attaches']} / {s['attach_errors']}", ""),
         ("RSS first / after warm-up / last / max", f"{r['first']} / {r['after_warmup']} / {r['last']} / {r['max']} MiB", ""),
-        ("RSS growth after warm-up, slope", f"{r['growth_after_warmup']:+.2f} MiB, {r['slope_per_min']:+.4f} MiB/min", mark("RSS flat after warm-up")),
-        ("open fds during churn (min..max), slope", f"{fd['min']}..{fd['max']}, {fd['slope_per_min']:+.4f} /min", ""),
+        (f"RSS slope in the final window (t={fin['from_s']}..{fin['to_s']} s)",
+         f"{slope('rss_mib_per_hour', 'MiB', 3)} (limit {m['limits']['rss_mib_per_hour']:g}); anonymous {slope('anon_mib_per_hour', 'MiB', 3)}",
+         mark("RSS flat at the end")),
+        ("open fds during churn (min..max)", f"{fd['min']}..{fd['max']}", ""),
+        (f"open fds slope in the final window", f"{slope('fds_fds_per_hour', 'fds', 1)} (limit {m['limits']['fds_per_hour']:g})",
+         mark("fds flat at the end")),
+        ("instances waiting to be freed (max)", f"{m['detaching_max']} (bound {m['limits']['detaching']:g})", mark("detach backlog bounded")),
         ("open fds, quiet: before churn / after", f"{fd['quiet_before']} / {fd['quiet_after']}", mark("fds back to the quiet level")),
         ("kernel progs/maps/links/btf, quiet: before churn / after", f"{kfmt(k['quiet_before'])} / {kfmt(k['quiet_after'])}", mark("kernel objects back to the quiet level (exporter running)")),
         ("kernel progs/maps/links/btf: before start / after exit", f"{kfmt(k['before_start'])} / {kfmt(k['after_exit'])}", mark("kernel objects back to the baseline after exit")),
@@ -618,13 +761,27 @@ def markdown(s):
     for row in rows:
         lines.append("| %s | %s | %s |" % row)
     lines.append("")
+    lines += [f"Slopes per hour in each {window_text(s)} of the run (least-squares fits, ± one standard error):", "",
+              "| minutes | RSS first → last (MiB) | RSS (MiB/h) | anonymous (MiB/h) | open fds (/h) | waiting to be freed (max) |",
+              "|---|---|---|---|---|---|"]
+    pm = lambda v, e, d: "n/a" if v is None else f"{v:+.{d}f} ± {e:.{d}f}"
+    for h in m["hours"]:
+        lines.append(f"| {h['from_s'] / 60:g}-{h['to_s'] / 60:g} | {h['rss_first_mib']} → {h['rss_last_mib']} |"
+                     f" {pm(h['rss_mib_per_hour'], h['rss_mib_per_hour_error'], 3)} |"
+                     f" {pm(h['anon_mib_per_hour'], h['anon_mib_per_hour_error'], 3)} |"
+                     f" {pm(h['fds_fds_per_hour'], h['fds_fds_per_hour_error'], 1)} | {h['detaching_max']} |")
+    lines.append("")
+    not_judged = [name for name, x in c.items() if x["passed"] is None]
+    if not_judged:
+        lines.append("Not judged: " + "; ".join(f"{name} ({c[name]['detail']})" for name in not_judged) + ".")
+        lines.append("")
     if s["log"]["kinds"]:
         lines.append("Warnings and errors logged, by kind (digits as N):")
         lines.append("")
         for kind, n in sorted(s["log"]["kinds"].items(), key=lambda kv: -kv[1]):
             lines.append(f"- {n} x `{kind}`")
         lines.append("")
-    lines.append(f"Overall: {'every check passed' if s['passed'] else 'SOME CHECKS FAILED'}.")
+    lines.append(f"Overall: {'every check judged passed' if s['passed'] else 'SOME CHECKS FAILED'}.")
     lines.append("")
     return "\n".join(lines)
 

@@ -247,7 +247,7 @@ pub fn main() -> ExitCode {
     let capabilities = crate::privileges::raise_permitted();
     if cli.command.is_none() {
         log_capabilities(capabilities);
-        crate::metrics::return_large_buffers();
+        crate::metrics::tune_allocator();
     }
     crate::attach::install_libbpf_logger();
     let compiler = Arc::new(Compiler::new(

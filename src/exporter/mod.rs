@@ -159,9 +159,10 @@ pub struct KernelAttacher {
 impl KernelAttacher {
     /// An attacher timing its attaches into `stats`.
     pub fn new(expedited_rcu: bool, stats: Arc<Mutex<SelfStats>>) -> KernelAttacher {
+        let detaching = crate::metrics::lock_stats(&stats).detaching.clone();
         KernelAttacher {
             elf_cache: ElfCache::new(ELF_CACHE_ENTRIES),
-            reaper: Reaper::new(),
+            reaper: Reaper::new(detaching),
             expedited_rcu,
             stats,
         }

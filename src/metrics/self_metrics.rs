@@ -26,6 +26,9 @@ pub struct SelfStats {
     /// Whether process events flow: set by the event watcher, read by the
     /// rescans (which read only new pids while it is true) and the scrapes.
     pub process_events: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Instances detached and not yet freed (the kernel releases their
+    /// links after RCU grace periods): kept by the reaper.
+    pub detaching: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// How the last config reload went (the config loaded at startup counts as one).
@@ -326,6 +329,16 @@ pub fn write(enc: &mut Encoder, programs: &[ScrapeProgram], stats: &SelfStats, s
                 .process_events
                 .load(std::sync::atomic::Ordering::Relaxed),
         ),
+    );
+
+    enc.family(
+        &name("detaching_instances"),
+        "Instances detached (their process exited, or a reload replaced their program) that the kernel has not released yet",
+        MetricKind::Gauge,
+    );
+    enc.sample_u64(
+        &labels(&[], &[]),
+        stats.detaching.load(std::sync::atomic::Ordering::Relaxed) as u64,
     );
 
     enc.family(

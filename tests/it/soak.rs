@@ -1,9 +1,17 @@
 //! The soak in two minutes (scripts/soak.py, which `scripts/soak.sh` runs for
-//! 30): the exporter under Debian's Prometheus (a scrape a second), 10
-//! short-lived matching processes a second, long-lived targets hitting their
-//! probes at known rates and a config reload every 20 s. It must end with no
-//! failed scrape, exact counts, its fds and the kernel's BPF objects back to
-//! where they were, and RSS growing by less than 16 MiB after the first 30 s.
+//! 30 by default, 240 for the memory verdict): the exporter under Debian's
+//! Prometheus (a scrape a second), 10 short-lived matching processes a
+//! second, long-lived targets hitting their probes at known rates and a
+//! config reload every 20 s. It must end with no failed scrape, exact counts,
+//! its fds and the kernel's BPF objects back to where they were, and at most
+//! the instances the churn detaches in 2 s waiting to be freed at any sample
+//! (one thread freeing them let that backlog grow by 1.5 a second).
+//!
+//! What two minutes cannot judge: the soak's memory rule is the RSS and fd
+//! slope per hour over the final window (the last hour of a 4-hour run), and
+//! a final window of 30 s says nothing per hour, so soak.py reports those two
+//! checks as not judged, which is asserted here. What it keeps instead is a
+//! gross bound, RSS growing by less than 16 MiB after the first 30 s.
 //! Exclusive: it counts kernel-wide BPF objects.
 
 use crate::common::{self, fixtures, require_bpf, EXPORTER};
@@ -64,6 +72,7 @@ fn two_minutes_of_churn_scrapes_and_reloads_fail_no_scrape_count_exactly_and_lea
         "Prometheus saw the exact counts, never reset",
         "exporter exited cleanly on SIGTERM",
         "no panic, no error logged",
+        "detach backlog bounded",
     ] {
         assert_eq!(
             s["checks"][check]["passed"], true,
@@ -94,7 +103,14 @@ fn two_minutes_of_churn_scrapes_and_reloads_fail_no_scrape_count_exactly_and_lea
         s["kernel"]["after_exit"], s["kernel"]["before_start"],
         "kernel objects after exit\n{context}"
     );
-    // Memory: a generous bound, not a fragile slope.
+    // Memory: two minutes judge no slope per hour; a gross bound instead.
+    for check in ["RSS flat at the end", "fds flat at the end"] {
+        assert!(
+            s["checks"][check]["passed"].is_null(),
+            "{check} judged in 2 minutes: {}\n{context}",
+            s["checks"][check]["detail"]
+        );
+    }
     let growth = s["rss_mib"]["growth_after_warmup"].as_f64().unwrap();
     assert!(growth < 16.0, "RSS grew {growth} MiB\n{context}");
     assert_eq!(s["passed"], true, "{context}");
