@@ -32,7 +32,8 @@ their least-squares slope per hour in each hour of the run; its fds and the
 kernel's BPF programs, maps, links and BTF objects once churn has stopped
 against the same state before churn began, and the kernel's counts after the
 exporter exited against those before it started; the long-lived targets'
-counts against what they fired.
+counts against what they fired. Each sample is also appended to
+OUT/samples.jsonl as it is taken.
 
 Memory is judged by the end of the run, not by its total: the RSS and fd
 slopes over the final window (the last hour, or the last quarter of a run
@@ -362,17 +363,24 @@ def churn(binary, rate, stop, stats):
         p.wait()
 
 
-def sampler(pid, port, t0, every, stop, out):
-    while not stop.wait(every):
-        try:
-            anon, other = memory_kib(pid)
-            detaching = value(samples(port), "userspace_exporter_detaching_instances")
-            detaching = None if detaching is None else int(detaching)
-            out.append({"t": round(time.time() - t0, 1), "rss_kib": rss_kib(pid), "anon_kib": anon,
-                        "file_kib": other, "threads": threads(pid), "fds": fds(pid),
-                        "detaching": detaching, "cpu_s": cpu_seconds(pid), "kernel": kernel_objects()})
-        except OSError:
-            return
+def sampler(pid, port, t0, every, stop, out, journal):
+    """Samples the exporter every EVERY seconds into OUT, and appends each
+    sample to JOURNAL as a JSON line as it is taken, so that a run cut short
+    (a machine shut down in hour three of four) still leaves its slopes."""
+    with open(journal, "w") as lines:
+        while not stop.wait(every):
+            try:
+                anon, other = memory_kib(pid)
+                detaching = value(samples(port), "userspace_exporter_detaching_instances")
+                detaching = None if detaching is None else int(detaching)
+                sample = {"t": round(time.time() - t0, 1), "rss_kib": rss_kib(pid), "anon_kib": anon,
+                          "file_kib": other, "threads": threads(pid), "fds": fds(pid),
+                          "detaching": detaching, "cpu_s": cpu_seconds(pid), "kernel": kernel_objects()}
+            except OSError:
+                return
+            out.append(sample)
+            lines.write(json.dumps(sample) + "\n")
+            lines.flush()
 
 
 class Prometheus:
@@ -496,7 +504,8 @@ def main():
         rss = []
         stats = {"started": 0}
         threads = [threading.Thread(target=churn, args=(binaries[CHURN_COMM], args.churn_rate, stop, stats)),
-                   threading.Thread(target=sampler, args=(exporter.pid, port, t0, args.sample_every, stop, rss))]
+                   threading.Thread(target=sampler, args=(exporter.pid, port, t0, args.sample_every, stop, rss,
+                                                          os.path.join(args.out, "samples.jsonl")))]
         for t in threads:
             t.start()
         end = t0 + args.minutes * 60
