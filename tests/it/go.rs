@@ -20,10 +20,13 @@ fn go_program() -> Option<&'static Path> {
                 .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/go"))
                 .args(["build", "-o"])
                 .arg(&binary)
-                .arg("main.go")
+                .arg(".")
                 .env("GOCACHE", dir.join("cache"))
                 .env("GOPATH", dir.join("gopath"))
-                .env("GO111MODULE", "off")
+                .env("GO111MODULE", "on")
+                .env("GOFLAGS", "-mod=mod")
+                .env("GOPROXY", "off")
+                .env("GOTOOLCHAIN", "local")
                 .output();
             match built {
                 Ok(out) if out.status.success() => Some(binary),
