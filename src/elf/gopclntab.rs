@@ -355,10 +355,12 @@ impl<'a> Pclntab<'a> {
                     (name_at, name_at + len)
                 }
             };
-            budget = budget.checked_sub(end - start).ok_or_else(too_long)?;
             if start == end {
                 continue;
             }
+            // Counted as copied: bytes that are not UTF-8 grow to three.
+            let name = String::from_utf8_lossy(&names[start..end]).into_owned();
+            budget = budget.checked_sub(name.len()).ok_or_else(too_long)?;
             let address = if self.entries_are_offsets() {
                 text_start.checked_add(entry).ok_or_else(|| {
                     error(format!(
@@ -369,7 +371,7 @@ impl<'a> Pclntab<'a> {
                 entry
             };
             out.push(GoFunction {
-                name: String::from_utf8_lossy(&names[start..end]).into_owned(),
+                name,
                 entry: address,
                 size: next - entry,
             });

@@ -536,14 +536,16 @@ fn functions_class<Elf: FileHeader<Endian = Endianness>>(
 }
 
 /// The Go functions whose names are not among `named` (the symbol tables'):
-/// where both name a function, the symbol tables are preferred.
+/// where both name a function, the symbol tables are preferred. A name with
+/// an `@` (none of Go's; a broken table's) is left out: in a spec or symbol
+/// table lookup, `@` starts a symbol version.
 fn unnamed<'a>(go: Vec<GoFunction>, named: impl Iterator<Item = &'a str>) -> Vec<GoFunction> {
     if go.is_empty() {
         return go;
     }
     let named: std::collections::HashSet<&str> = named.collect();
     go.into_iter()
-        .filter(|f| !named.contains(f.name.as_str()))
+        .filter(|f| !f.name.contains('@') && !named.contains(f.name.as_str()))
         .collect()
 }
 
