@@ -115,7 +115,7 @@ impl UprobeSpec {
 /// glob.
 const GO_LITERALS: [&str; 2] = ["(*", "[...]"];
 
-/// `pattern` with what Go names hold literally ([`GO_LITERALS`]) escaped, for
+/// `pattern` with what Go names hold literally (`(*`, `[...]`) escaped, for
 /// a glob builder that takes backslash escapes: `net/http.(*conn).*`
 /// matches the methods of `*conn` only.
 pub fn go_literal_glob(pattern: &str) -> String {
