@@ -934,8 +934,8 @@ pub(super) mod tests {
         assert!(search(&section[..64], 0).is_none());
     }
 
-    /// The Go fixture (tests/fixtures/go) built by the system's Go with
-    /// `args`, into `dir/out`; `None` (the test skipped) without Go.
+    /// The Go fixture (tests/fixtures/go) built by Debian 12's Go 1.19 with
+    /// `args`, into `dir/out`; `None` (the test skipped, outside CI) without it.
     pub(crate) fn go_build(
         dir: &std::path::Path,
         out: &str,
@@ -943,7 +943,12 @@ pub(super) mod tests {
     ) -> Option<std::path::PathBuf> {
         let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/go");
         let binary = dir.join(out);
-        let built = std::process::Command::new("go")
+        let go = crate::testing::go_toolchain();
+        let Ok(go) = go else {
+            crate::testing::require("Go 1.19", go.map(|_| ()));
+            return None;
+        };
+        let built = std::process::Command::new(go)
             .current_dir(source)
             .arg("build")
             .args(args)
@@ -963,13 +968,7 @@ pub(super) mod tests {
                 "go build {args:?} failed:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             ),
-            Err(e) => {
-                crate::testing::require(
-                    "go",
-                    Err(format!("{e}; scripts/setup.sh installs golang-go")),
-                );
-                None
-            }
+            Err(e) => panic!("{}: {e}", go.display()),
         }
     }
 

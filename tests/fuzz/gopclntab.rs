@@ -1,5 +1,5 @@
 //! Go's function table reader (`Pclntab`) on a real table, that of the
-//! system's stripped `gofmt` (Go 1.19, installed with golang-go), with header
+//! stripped `gofmt` of Debian 12's Go 1.19 (golang-1.19-go), with header
 //! words, function table entries, records, names and bytes changed and the
 //! table cut short: `parse` and `functions` return a table or an error, never
 //! panic, hang or allocate beyond a bound in proportion to the table; what
@@ -35,17 +35,17 @@ pub struct PclntabTarget {
     allocation_bound: usize,
 }
 
-/// `gofmt` of the system's Go: `/usr/lib/go-*/bin/gofmt` (Debian), else `/usr/lib/go/bin/gofmt`.
-fn gofmt() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("go-"))
-        .map(|e| e.path().join("bin/gofmt"))
-        .collect();
-    candidates.sort();
-    candidates.push(PathBuf::from("/usr/lib/go/bin/gofmt"));
-    candidates.into_iter().find(|p| p.is_file())
+/// `gofmt` of Debian 12's Go 1.19 (beside `testing::GO_TOOLCHAIN`).
+fn gofmt() -> Result<PathBuf, String> {
+    let gofmt = userspace_exporter::testing::go_toolchain()?.with_file_name("gofmt");
+    if gofmt.is_file() {
+        Ok(gofmt)
+    } else {
+        Err(format!(
+            "no {}; scripts/setup.sh installs golang-1.19-go",
+            gofmt.display()
+        ))
+    }
 }
 
 /// The bytes of `.gopclntab` in a 64-bit ELF file.
@@ -61,8 +61,8 @@ fn table_of(path: &Path) -> Vec<u8> {
 }
 
 impl PclntabTarget {
-    /// The target on gofmt's table; `None` when Go is not installed.
-    pub fn new() -> Option<PclntabTarget> {
+    /// The target on gofmt's table, or why Go 1.19 is missing.
+    pub fn new() -> Result<PclntabTarget, String> {
         let source = gofmt()?;
         let table = table_of(&source);
         let parsed = Pclntab::parse(&table).expect("gofmt's table reads");
@@ -96,7 +96,7 @@ impl PclntabTarget {
         // table, a function record per 8 bytes of it; with the mutant's copy,
         // far below 16 times the table.
         target.allocation_bound = 16 * target.table.len() + (1 << 20);
-        Some(target)
+        Ok(target)
     }
 
     /// Reads `table` as the exporter does and checks what comes back.
@@ -300,15 +300,12 @@ impl Target for PclntabTarget {
 }
 
 /// Runs the target, or says why it cannot (fails under CI, where
-/// `scripts/setup.sh` installs golang-go).
+/// `scripts/setup.sh` installs golang-1.19-go).
 pub fn fuzz() {
     match PclntabTarget::new() {
-        Some(target) => engine::fuzz(target),
-        None => {
-            userspace_exporter::testing::require(
-                "gopclntab",
-                Err("no /usr/lib/go-*/bin/gofmt; scripts/setup.sh installs golang-go".into()),
-            );
+        Ok(target) => engine::fuzz(target),
+        Err(why) => {
+            userspace_exporter::testing::require("gopclntab", Err(why));
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Go programs built with the system's Go toolchain (Debian 12: Go 1.19) as
-//! users build them, plain and stripped (`-ldflags='-s -w'`: no `.symtab`),
+//! Go programs built with Debian 12's Go toolchain (Go 1.19,
+//! `testing::GO_TOOLCHAIN`) as users build them, plain and stripped (`-ldflags='-s -w'`: no `.symtab`),
 //! from tests/fixtures/go:
 //!
 //! - plain (examples/go_function.yaml): a uprobe on a Go function counts
@@ -23,13 +23,19 @@ use std::sync::OnceLock;
 /// The method with a pointer receiver, in package tally of the fixture's module.
 const ADD: &str = "uexp.example/fixture/tally.(*Tally).Add";
 
-/// tests/fixtures/go built into `fixtures().dir/go/NAME` with `args` (to `go
-/// build`); `None` when Go is missing outside CI.
+/// tests/fixtures/go built by Debian 12's Go 1.19 into
+/// `fixtures().dir/go/NAME` with `args` (to `go build`); `None` when that Go
+/// is missing outside CI.
 fn build(name: &str, args: &[&str]) -> Option<PathBuf> {
+    let go = userspace_exporter::testing::go_toolchain();
+    let Ok(go) = go else {
+        common::require("Go 1.19", go.map(|_| ()));
+        return None;
+    };
     let dir = fixtures().dir.join("go");
     std::fs::create_dir_all(&dir).unwrap();
     let binary = dir.join(name);
-    let built = Command::new("go")
+    let built = Command::new(go)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/go"))
         .arg("build")
         .args(args)
@@ -49,13 +55,7 @@ fn build(name: &str, args: &[&str]) -> Option<PathBuf> {
             "go build {args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         ),
-        Err(e) => {
-            common::require(
-                "go",
-                Err(format!("{e}; scripts/setup.sh installs golang-go")),
-            );
-            None
-        }
+        Err(e) => panic!("{}: {e}", go.display()),
     }
 }
 
