@@ -12,7 +12,10 @@
 //!   not, and a name Go's table holds twice (a function and its ABI wrapper)
 //!   is attached once, the log saying which and why;
 //! - `probes --functions` lists a stripped binary's Go functions at the
-//!   addresses the unstripped build's `.symtab` gives them.
+//!   addresses the unstripped build's `.symtab` gives them;
+//! - `sources:` chooses a set of Go functions on the stripped build, where
+//!   only Go's table names them, as on the plain one, and passes over a set
+//!   with a uretprobe on both.
 
 use crate::common::{self, fixtures, require_bpf, Exporter, Target, EXPORTER};
 use std::collections::BTreeMap;
@@ -254,6 +257,171 @@ fn a_uretprobe_on_a_go_binary_is_refused_with_the_reason_stripped_or_not() {
             )),
             "{logs}"
         );
+    }
+}
+
+/// `sources:` over Go programs: a probe set of functions is chosen where Go's
+/// function table alone names them (the stripped build) as where `.symtab`
+/// does (the plain one), a set with a uretprobe is passed over on both (a
+/// source with no other set is unavailable for it), and a function neither
+/// has leaves its source unavailable for want of the symbol.
+fn sources_config(comms: [&str; 2]) -> String {
+    format!(
+        r#"programs:
+  - name: go_sourced
+    metrics:
+      counters:
+        - {{name: go_src_work_calls_total, help: Calls of main.work, table: work_calls}}
+        - {{name: go_src_tally_adds_total, help: Calls of (*Tally).Add, table: tally_adds}}
+        - name: go_src_missing_total
+          help: Calls of a function the program lacks (a hash, so that no count is no series)
+          table: missing
+          labels: [{{name: key, size: 8, decoders: [{{name: uint}}]}}]
+    sources:
+      work:
+        metrics: [go_src_work_calls_total]
+        from:
+          - name: usdt
+            usdt: {{"goapp:work": on_work_usdt}}
+          - name: symbols
+            uprobes: {{main.work: on_work}}
+      adds:
+        metrics: [go_src_tally_adds_total]
+        from:
+          - name: timed
+            uprobes: {{"{ADD}": on_add_entry}}
+            uretprobes: {{"{ADD}": on_add_return}}
+          - name: symbols
+            uprobes: {{"{ADD}": on_add}}
+      missing:
+        metrics: [go_src_missing_total]
+        from:
+          - name: symbols
+            uprobes: {{main.nosuch: on_missing}}
+      returns:
+        from:
+          - name: returns
+            uretprobes: {{main.work: on_work_return}}
+    attachment:
+      - {{binary_name: {}}}
+      - {{binary_name: {}}}
+    code: |
+      BPF_ARRAY(work_calls, u64, 1);
+      BPF_ARRAY(tally_adds, u64, 1);
+      BPF_HASH(missing, u64, u64);
+
+      int on_work_usdt(struct pt_regs *ctx) {{ work_calls.increment(0); return 0; }}
+      int on_work(struct pt_regs *ctx) {{ work_calls.increment(0); return 0; }}
+      int on_add_entry(struct pt_regs *ctx) {{ tally_adds.increment(0); return 0; }}
+      int on_add_return(struct pt_regs *ctx) {{ return 0; }}
+      int on_work_return(struct pt_regs *ctx) {{ return 0; }}
+      int on_add(struct pt_regs *ctx) {{ tally_adds.increment(0); return 0; }}
+      int on_missing(struct pt_regs *ctx) {{ missing.increment(0); return 0; }}
+"#,
+        comms[0], comms[1]
+    )
+}
+
+#[test]
+fn sources_choose_the_functions_go_s_table_alone_names_as_those_of_symtab() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let (Some(plain), Some(stripped)) = (go_program(), stripped_go_program()) else {
+        return;
+    };
+    let comms = ["uexp-go-src", "uexp-go-s-src"];
+    let mut programs = [
+        Target::start_binary(&common::named_copy(plain, comms[0])),
+        Target::start_binary(&common::named_copy(stripped, comms[1])),
+    ];
+    let exporter = Exporter::start(&sources_config(comms));
+    let calls = [(4, 3), (9, 6)];
+    for (program, (works, adds)) in programs.iter_mut().zip(calls) {
+        program.fire(&format!("work {works} 1"));
+        program.fire(&format!("tally {adds}"));
+        // The program's own counts.
+        assert_eq!(program.cmd("counts"), format!("counts {works} {adds} 0"));
+    }
+    let s = exporter.samples();
+    let logs = exporter.logs();
+    for (program, (works, adds)) in programs.iter().zip(calls) {
+        let pid = program.pid().to_string();
+        let get = |name: &str| s.get(name, &[("pid", &pid)]);
+        assert_eq!(
+            get("userspace_exporter_go_src_work_calls_total"),
+            Some(works as f64),
+            "{pid}: {}",
+            exporter.scrape()
+        );
+        // Counted once a call: by the chosen set only, not also the timed one.
+        assert_eq!(
+            get("userspace_exporter_go_src_tally_adds_total"),
+            Some(adds as f64),
+            "{pid}"
+        );
+    }
+    assert_eq!(s.series("userspace_exporter_go_src_missing_total"), []);
+    for (source, set) in [("work", "symbols"), ("adds", "symbols")] {
+        assert_eq!(
+            s.value(
+                "userspace_exporter_source_processes",
+                &[("name", "go_sourced"), ("source", source), ("set", set)]
+            ),
+            2.0,
+            "{source}: {}",
+            exporter.scrape()
+        );
+    }
+    for (source, reason) in [("missing", "no_symbol"), ("returns", "go_uretprobe")] {
+        assert_eq!(
+            s.value(
+                "userspace_exporter_source_unavailable_processes",
+                &[
+                    ("name", "go_sourced"),
+                    ("source", source),
+                    ("reason", reason)
+                ]
+            ),
+            2.0,
+            "{source}"
+        );
+    }
+    assert_eq!(
+        s.series("userspace_exporter_source_unavailable_processes")
+            .len(),
+        2,
+        "{}",
+        exporter.scrape()
+    );
+    assert_eq!(
+        s.value(
+            "userspace_exporter_processes",
+            &[("name", "go_sourced"), ("state", "attached")]
+        ),
+        2.0
+    );
+    // The uretprobe was never tried: no attach error, nothing refused in the log.
+    assert_eq!(
+        s.series("userspace_exporter_attach_errors_total").len(),
+        0,
+        "{logs}"
+    );
+    assert!(!logs.contains("refusing uretprobe"), "{logs}");
+    // The landing page says, per process, which set feeds each source and why
+    // the others were passed over.
+    let page = exporter.page("/");
+    for comm in comms {
+        let path = program_path(comm);
+        let path = path.display();
+        for line in [
+            "source work: from symbols (passed over usdt: USDT probe goapp:work not found".to_string(),
+            format!("source adds: from symbols (passed over timed: {path} is a Go binary: uretprobes are refused on Go binaries"),
+            format!("source missing unavailable, so no go_src_missing_total: symbols: symbol &quot;main.nosuch&quot; not found in {path}"),
+        ] {
+            assert!(page.contains(&line), "{comm}: {line}\n{page}");
+        }
     }
 }
 
