@@ -28,7 +28,7 @@ packages=(
     openjdk-17-jdk-headless # a real JVM (USDT in libjvm.so) and javac for its test workload
     ruby                    # Ruby 3.1 (USDT in libruby-3.1.so)
     postgresql              # PostgreSQL 15 (USDT in the postgres binary)
-    golang-go               # builds the Go example's target (uprobes on Go functions)
+    golang-go golang-1.19-go  # Go 1.19 (Debian 12's): the Go tests build their fixture with /usr/lib/go-1.19/bin/go
     curl ca-certificates openssl  # openssl: certificates for the TLS tests
 )
 missing=()

@@ -340,10 +340,13 @@ impl Instance {
                                     .map(|link| vec![(link, format!("{kind} {} ({} functions: {}) in {}{}", t.name, t.symbols.len(), matched_names(&t), t.path.display(), armed(&t)))])
                                     .map_err(|e| format!("attaching {kind} {} ({} functions) in {}{of_pid}: {}", t.name, t.symbols.len(), t.path.display(), crate::privileges::explain(&e, crate::privileges::USDT)));
                             }
-                            let opts = UprobeOpts { retprobe, func_name: Some(t.name.clone()), ..Default::default() };
+                            // A function only Go's function table names is attached at its
+                            // offset: libbpf looks names up in the symbol tables only.
+                            let opts = UprobeOpts { retprobe, func_name: t.offset.is_none().then(|| t.name.clone()), ..Default::default() };
+                            let chosen = t.choice.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
                             bpf_prog
-                                .attach_uprobe_with_opts(pid, &t.host_path, 0, opts)
-                                .map(|link| vec![(link, format!("{kind} {} in {}{}", t.name, t.path.display(), armed(&t)))])
+                                .attach_uprobe_with_opts(pid, &t.host_path, t.offset.unwrap_or(0) as usize, opts)
+                                .map(|link| vec![(link, format!("{kind} {} in {}{}{chosen}", t.name, t.path.display(), armed(&t)))])
                                 .map_err(|e| format!("attaching {kind} {} in {}{of_pid}: {}", t.name, t.path.display(), crate::privileges::explain(&e, crate::privileges::UPROBE)))
                         })
                 }

@@ -54,6 +54,10 @@ impl ProbeResolution {
                         } else {
                             t.name.clone()
                         };
+                        let what = match &t.choice {
+                            Some(choice) => format!("{what} ({choice})"),
+                            None => what,
+                        };
                         let later = t
                             .not_mapped_yet
                             .map(|via| format!(" (not loaded yet, found through {via})"))
@@ -140,6 +144,8 @@ mod tests {
             name: name.into(),
             not_mapped_yet: None,
             symbols: Vec::new(),
+            offset: None,
+            choice: None,
         }
     }
 

@@ -24,6 +24,13 @@ pub struct Target {
     /// For a wildcard uprobe: every matching function and its file offset
     /// (one per address; empty otherwise).
     pub symbols: Vec<(String, u64)>,
+    /// For a uprobe on one function that only Go's function table names (a
+    /// stripped Go binary): its file offset, where the probe is attached
+    /// (libbpf, given the name, would look in the symbol tables only).
+    pub offset: Option<u64>,
+    /// How a name with several functions was resolved, and why (a Go
+    /// function and its ABI wrapper share a name in Go's function table).
+    pub choice: Option<String>,
 }
 
 /// Why a probe could not be placed in a process.
@@ -113,12 +120,24 @@ pub enum ResolveError {
     /// The ELF file could not be read.
     #[error("{0}")]
     Elf(#[from] crate::elf::ElfError),
+    /// Go's function table places the function where no segment of the file
+    /// is loaded from.
+    #[error("Go function {symbol:?} of {} is at {address:#x} in Go's function table, which no loadable segment of the file holds: the table does not match the file", path.display())]
+    GoFunctionNotLoaded {
+        /// Symbol.
+        symbol: String,
+        /// Its link-time address.
+        address: u64,
+        /// File (process view).
+        path: PathBuf,
+    },
 }
 
 impl ResolveError {
     /// A few words for the self-metrics, the same for every process that
     /// fails this way (`no_usdt`: the build has no such USDT probe;
-    /// `no_symbol`: no such function in the symbol tables).
+    /// `no_symbol`: no such function in the symbol tables, nor in Go's
+    /// function table).
     pub fn reason(&self) -> &'static str {
         match self {
             ResolveError::BadSpec(_) => "bad_spec",
@@ -131,6 +150,7 @@ impl ResolveError {
             }
             ResolveError::TooManySymbols { .. } => "too_many_symbols",
             ResolveError::Elf(_) => "unreadable_file",
+            ResolveError::GoFunctionNotLoaded { .. } => "go_table_mismatch",
         }
     }
 }
@@ -371,6 +391,8 @@ pub fn resolve_usdt(
                     name: note.name.clone(),
                     not_mapped_yet,
                     symbols: Vec::new(),
+                    offset: None,
+                    choice: None,
                 });
             }
         }
@@ -491,18 +513,38 @@ pub fn resolve_uprobe(
                 name: spec.symbol,
                 not_mapped_yet,
                 symbols,
+                offset: None,
+                choice: None,
             },
             info.is_go,
         ));
     }
     if !info.symbols.contains(&spec.symbol) {
+        let mut similar = similar_symbols(&info.symbols, &spec.symbol);
+        if let Some(reason) = &info.go_table_error {
+            similar.push_str(&format!("; {reason}"));
+        }
         return Err(ResolveError::SymbolNotFound {
             symbol: spec.symbol.clone(),
             path,
             origin: origin.describe(),
-            similar: similar_symbols(&info.symbols, &spec.symbol),
+            similar,
         });
     }
+    let (offset, choice) = match info.functions.go_function(&spec.symbol) {
+        None => (None, None),
+        Some((function, others)) => {
+            let offset = info
+                .functions
+                .file_offset(function.address)
+                .ok_or_else(|| ResolveError::GoFunctionNotLoaded {
+                    symbol: spec.symbol.clone(),
+                    address: function.address,
+                    path: path.clone(),
+                })?;
+            (Some(offset), go_choice(&spec.symbol, function, &others))
+        }
+    };
     Ok((
         Target {
             path,
@@ -511,8 +553,30 @@ pub fn resolve_uprobe(
             name: spec.symbol,
             not_mapped_yet,
             symbols: Vec::new(),
+            offset,
+            choice,
         },
         info.is_go,
+    ))
+}
+
+/// Why `chosen` of the functions named `name` in Go's function table is the
+/// one probed (none when it is the only one).
+fn go_choice(
+    name: &str,
+    chosen: &crate::elf::Function,
+    others: &[&crate::elf::Function],
+) -> Option<String> {
+    if others.is_empty() {
+        return None;
+    }
+    let at = |f: &crate::elf::Function| format!("{:#x} ({} bytes)", f.address, f.size);
+    Some(format!(
+        "{name:?} is at {} addresses in Go's function table: {} and {}; attached at {:#x}, the largest: the others are the wrappers Go generates between its two calling conventions, which call it (a probe on them too would count those calls twice)",
+        others.len() + 1,
+        at(chosen),
+        others.iter().map(|f| at(f)).collect::<Vec<_>>().join(", "),
+        chosen.address
     ))
 }
 

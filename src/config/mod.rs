@@ -20,7 +20,7 @@ mod validate;
 
 pub use decoder::{compile_regexps, DecoderConfigError, DecoderKind};
 pub use error::{ConfigError, ConfigErrors};
-pub use probe_spec::{UprobeSpec, UsdtSpec};
+pub use probe_spec::{go_literal_glob, UprobeSpec, UsdtSpec};
 pub use selector::{comm_prefix, compile_glob, compile_regex, CompiledSelector};
 
 use serde::{Deserialize, Deserializer};

@@ -81,9 +81,15 @@ impl UprobeSpec {
     }
 
     /// Whether the symbol is a glob (`foo_*`, `PyGC_?`, `op_[ab]*`): one BPF
-    /// function is then attached to every matching symbol at once.
+    /// function is then attached to every matching symbol at once. What Go
+    /// names hold literally is not glob syntax (see [`go_literal_glob`]):
+    /// `net/http.(*conn).serve` is one function, `net/http.(*conn).*` a glob.
     pub fn is_wildcard(&self) -> bool {
-        self.symbol.contains(['*', '?', '['])
+        let mut rest = self.symbol.clone();
+        for literal in GO_LITERALS {
+            rest = rest.replace(literal, "");
+        }
+        rest.contains(['*', '?', '['])
     }
 
     /// The symbol's glob matcher (`None` for a plain symbol or a bad glob).
@@ -91,8 +97,29 @@ impl UprobeSpec {
         if !self.is_wildcard() {
             return None;
         }
-        Some(globset::Glob::new(&self.symbol).ok()?.compile_matcher())
+        Some(self.glob().ok()?.compile_matcher())
     }
+
+    /// The symbol as a glob, Go's literal sequences escaped.
+    fn glob(&self) -> Result<globset::Glob, globset::Error> {
+        globset::GlobBuilder::new(&go_literal_glob(&self.symbol))
+            .backslash_escape(true)
+            .build()
+    }
+}
+
+/// Glob characters that Go function names hold literally: the `(*` of a
+/// method with a pointer receiver (`net/http.(*conn).serve`) and the `[...]`
+/// of a generic function's instance (`main.Map[...]`). No C symbol, nor a
+/// mangled C++ one, holds either, and neither means anything useful as a
+/// glob.
+const GO_LITERALS: [&str; 2] = ["(*", "[...]"];
+
+/// `pattern` with what Go names hold literally (`(*`, `[...]`) escaped, for
+/// a glob builder that takes backslash escapes: `net/http.(*conn).*`
+/// matches the methods of `*conn` only.
+pub fn go_literal_glob(pattern: &str) -> String {
+    pattern.replace("(*", "(\\*").replace("[...]", "\\[...\\]")
 }
 
 impl fmt::Display for UsdtSpec {
@@ -111,7 +138,7 @@ impl fmt::Display for UsdtSpec {
 pub(super) fn spec_problem(kind: ProbeKind, spec: &str) -> Option<String> {
     if let Some(uprobe) = UprobeSpec::parse(spec).filter(|_| kind != ProbeKind::Usdt) {
         if uprobe.is_wildcard() {
-            if let Err(e) = globset::Glob::new(&uprobe.symbol) {
+            if let Err(e) = uprobe.glob() {
                 return Some(format!(
                     "has a symbol glob that does not parse: {}",
                     e.kind()
@@ -204,6 +231,33 @@ mod tests {
         assert!(!UprobeSpec::parse("c:malloc").unwrap().is_wildcard());
         assert!(UprobeSpec::parse("c:malloc").unwrap().matcher().is_none());
         assert_eq!(spec_problem(ProbeKind::Uprobe, "lib.so:op_*"), None);
+
+        // Go names are written as Go spells them: not globs.
+        for name in [
+            "net/http.(*conn).serve",
+            "uexp.example/fixture/tally.(*Tally).Add",
+            "main.Map[...]",
+            "main.(*List[...]).Push",
+        ] {
+            let s = UprobeSpec::parse(name).unwrap();
+            assert!(!s.is_wildcard(), "{name}");
+            assert!(s.matcher().is_none(), "{name}");
+        }
+        let s = UprobeSpec::parse("net/http.(*conn).*").unwrap();
+        assert!(s.is_wildcard());
+        let m = s.matcher().unwrap();
+        assert!(m.is_match("net/http.(*conn).serve"));
+        assert!(m.is_match("net/http.(*conn).readRequest"));
+        assert!(!m.is_match("net/http.(*persistConn).readLoop"));
+        assert!(!m.is_match("net/http.(xconn).serve"));
+        let m = UprobeSpec::parse("main.Map[...]*")
+            .unwrap()
+            .matcher()
+            .unwrap();
+        assert!(
+            m.is_match("main.Map[...]") && !m.is_match("main.Map.") && !m.is_match("main.Mapx")
+        );
+        assert_eq!(go_literal_glob("a.(*T).[...]"), "a.(\\*T).\\[...\\]");
         assert_eq!(
             spec_problem(ProbeKind::Uprobe, "op_[ab"),
             Some(

@@ -9,10 +9,12 @@
 //! `probes` subcommand (the cached [`SymbolTable`] keeps names only).
 
 mod functions;
+mod gopclntab;
 mod symbols;
 mod usdt;
 
 pub use functions::{Function, FunctionTable, LoadSegment};
+pub use gopclntab::{GoFunction, Pclntab, PclntabError, PclntabVersion};
 pub use symbols::SymbolTable;
 pub use usdt::UsdtNote;
 
@@ -156,7 +158,13 @@ pub struct ElfInfo {
     /// must not be used on Go code: its stack moves break them.
     pub is_go: bool,
     /// The function symbols with their addresses, and the load segments.
+    /// In a Go binary, also the functions of Go's function table
+    /// (`.gopclntab`) whose names the symbol tables lack: all of them when
+    /// the binary is stripped.
     pub functions: FunctionTable,
+    /// Why the Go function table of a Go binary could not be read (its
+    /// functions are then known only by the symbol tables, if any).
+    pub go_table_error: Option<String>,
     /// `DT_RPATH` directories, as written (`$ORIGIN` unexpanded).
     pub rpath: Vec<String>,
     /// `DT_RUNPATH` directories, as written.
@@ -333,6 +341,16 @@ fn parse_class<Elf: FileHeader<Endian = Endianness>>(
         let unversioned = symbols::unversioned(symbol.name).to_string();
         functions.push((unversioned, symbol.address, symbol.size, symbol.binding));
     })?;
+    let go_table_error = match gopclntab::read(header, endian, data, &sections) {
+        Ok((go, _)) => {
+            for f in unnamed(go, functions.iter().map(|f| f.0.as_str())) {
+                builder.add(&f.name, None);
+                functions.push((f.name, f.entry, f.size, Binding::Go));
+            }
+            None
+        }
+        Err(reason) => Some(format!("Go function table (.gopclntab): {reason}")),
+    };
 
     // A file without program headers (an object file) has no segments.
     let segments = header
@@ -353,6 +371,7 @@ fn parse_class<Elf: FileHeader<Endian = Endianness>>(
         is_go,
         kind: kind(header, endian, data),
         functions: FunctionTable::new(functions, segments),
+        go_table_error,
         rpath,
         runpath,
     })
@@ -491,6 +510,7 @@ fn functions_class<Elf: FileHeader<Endian = Endianness>>(
     let endian = header.endian().map_err(bad)?;
     let sections = header.sections(endian, data).map_err(bad)?;
     let mut out = std::collections::BTreeSet::new();
+    let mut named = std::collections::HashSet::new();
     for_each_function(path, endian, data, &sections, |symbol| {
         let name = symbols::unversioned(symbol.name);
         if !name.is_empty() && wanted(name) {
@@ -499,8 +519,34 @@ fn functions_class<Elf: FileHeader<Endian = Endianness>>(
                 address: symbol.address,
             });
         }
+        named.insert(name.to_string());
     })?;
+    // As read_elf: a table it cannot read costs the Go names only.
+    if let Ok((go, _)) = gopclntab::read(header, endian, data, &sections) {
+        for f in unnamed(go, named.iter().map(String::as_str)) {
+            if wanted(&f.name) {
+                out.insert(FunctionSymbol {
+                    name: f.name,
+                    address: f.entry,
+                });
+            }
+        }
+    }
     Ok(out.into_iter().collect())
+}
+
+/// The Go functions whose names are not among `named` (the symbol tables'):
+/// where both name a function, the symbol tables are preferred. A name with
+/// an `@` (none of Go's; a broken table's) is left out: in a spec or symbol
+/// table lookup, `@` starts a symbol version.
+fn unnamed<'a>(go: Vec<GoFunction>, named: impl Iterator<Item = &'a str>) -> Vec<GoFunction> {
+    if go.is_empty() {
+        return go;
+    }
+    let named: std::collections::HashSet<&str> = named.collect();
+    go.into_iter()
+        .filter(|f| !f.name.contains('@') && !named.contains(f.name.as_str()))
+        .collect()
 }
 
 /// `DT_RPATH` and `DT_RUNPATH`, split at `:`. A broken dynamic section costs

@@ -151,11 +151,17 @@ pub struct Filters {
 
 impl Filters {
     /// Compiles the `--usdt` and `--functions` globs. `*` matches any run of
-    /// characters, `:` included.
+    /// characters, `:` included; in `--functions`, what Go names hold
+    /// literally (`(*`, `[...]`) is literal, as in uprobe specs.
     pub fn new(usdt: Option<&str>, functions: Option<&str>) -> Result<Filters, ListError> {
         let compile = |flag: &'static str, glob: Option<&str>| {
             glob.map(|glob| {
-                GlobBuilder::new(glob)
+                let source = if flag == "--functions" {
+                    crate::config::go_literal_glob(glob)
+                } else {
+                    glob.to_string()
+                };
+                GlobBuilder::new(&source)
                     .literal_separator(false)
                     .backslash_escape(true)
                     .build()

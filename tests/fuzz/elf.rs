@@ -97,7 +97,11 @@ fn hot_regions(data: &[u8]) -> Vec<Range<usize>> {
             elf::SHT_GNU_VERDEF,
             elf::SHT_GNU_VERNEED,
         ];
-        if wanted.contains(&s.sh_type(e)) {
+        // Go's function table and where the runtime's module data lives.
+        let go = sections
+            .section_name(e, s)
+            .is_ok_and(|n| n == b".gopclntab" || n == b".noptrdata");
+        if go || wanted.contains(&s.sh_type(e)) {
             let start = s.sh_offset(e) as usize;
             let end = (start + s.sh_size(e) as usize).min(data.len());
             if start < end {
@@ -427,7 +431,7 @@ fn op_range(op: &Op, len: usize) -> Range<usize> {
 }
 
 /// Applies `op` to `bytes` (ops past the end are dropped).
-fn patch(bytes: &mut [u8], op: &Op) {
+pub fn patch(bytes: &mut [u8], op: &Op) {
     match *op {
         Op::Flip { at, bit } => {
             if let Some(b) = bytes.get_mut(at) {
@@ -598,14 +602,7 @@ impl Target for ElfTarget {
             self.source.display(),
             self.original.len()
         );
-        for op in mutant {
-            out.push_str(&match op {
-                Op::Flip { at, bit } => format!("flip {at:#x} {bit}\n"),
-                Op::Set { at, width, value } => format!("set {at:#x} {width} {value:#x}\n"),
-                Op::Fill { at, len, value } => format!("fill {at:#x} {len:#x} {value:#x}\n"),
-                Op::Truncate { len } => format!("truncate {len:#x}\n"),
-            });
-        }
+        out.push_str(&format_ops(mutant));
         out.into_bytes()
     }
 
@@ -618,8 +615,20 @@ impl Target for ElfTarget {
     }
 }
 
+/// `ops` one per line, as [`parse_mutant`] reads them.
+pub fn format_ops(ops: &[Op]) -> String {
+    ops.iter()
+        .map(|op| match op {
+            Op::Flip { at, bit } => format!("flip {at:#x} {bit}\n"),
+            Op::Set { at, width, value } => format!("set {at:#x} {width} {value:#x}\n"),
+            Op::Fill { at, len, value } => format!("fill {at:#x} {len:#x} {value:#x}\n"),
+            Op::Truncate { len } => format!("truncate {len:#x}\n"),
+        })
+        .collect()
+}
+
 /// The ops written by `save`.
-fn parse_mutant(text: &str) -> Option<Mutant> {
+pub fn parse_mutant(text: &str) -> Option<Mutant> {
     let num = |s: &str| -> Option<u64> {
         match s.strip_prefix("0x") {
             Some(hex) => u64::from_str_radix(hex, 16).ok(),
@@ -656,7 +665,8 @@ fn parse_mutant(text: &str) -> Option<Mutant> {
     Some(ops)
 }
 
-/// The binaries of the brief: CPython 3.11, the JVM's libjvm.so, postgres.
+/// The binaries of the brief: CPython 3.11, the JVM's libjvm.so, postgres;
+/// and Go 1.19's gofmt, stripped.
 pub fn targets() -> Vec<(&'static str, &'static [&'static str], u64)> {
     vec![
         ("elf_python", &["/usr/bin/python3.11"], 200),
@@ -669,6 +679,9 @@ pub fn targets() -> Vec<(&'static str, &'static [&'static str], u64)> {
             4,
         ),
         ("elf_postgres", &["/usr/lib/postgresql/*/bin/postgres"], 40),
+        // A stripped Go binary: its functions come from .gopclntab. Go 1.19's
+        // (Debian 12), whose bytes the committed regressions patch.
+        ("elf_go", &["/usr/lib/go-1.19/bin/gofmt"], 300),
     ]
 }
 

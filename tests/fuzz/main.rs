@@ -1,5 +1,6 @@
 //! Fuzzing of every parser of untrusted or semi-trusted bytes: the config
-//! parser, the bcc rewriter, the ELF symbol and USDT-note readers, the label
+//! parser, the bcc rewriter, the ELF symbol and USDT-note readers, Go's
+//! function table reader, the label
 //! decoders, HTTP content negotiation, and what a client sends to be let in
 //! (the Basic auth header, the client certificate).
 //!
@@ -27,6 +28,7 @@ mod config;
 mod decoders;
 mod elf;
 mod engine;
+mod gopclntab;
 mod http;
 mod seeds;
 
@@ -56,6 +58,16 @@ fn elf_libjvm() {
 #[test]
 fn elf_postgres() {
     elf::fuzz("elf_postgres");
+}
+
+#[test]
+fn elf_go() {
+    elf::fuzz("elf_go");
+}
+
+#[test]
+fn gopclntab() {
+    gopclntab::fuzz();
 }
 
 #[test]
