@@ -160,6 +160,9 @@ pub struct Fixtures {
     /// Asks the kernel which steps the caller's credentials allow
     /// (tests/fixtures/kernel_features.c; see [`kernel_allows`]).
     pub kernel_features: PathBuf,
+    /// A process holding BPF objects of its own, unrelated to any exporter
+    /// (tests/fixtures/bpf_holder.c; see `kernel_objects::Holder`).
+    pub bpf_holder: PathBuf,
     /// BPF sources and their objects by stem (`usdt_counts`, or `example:python`
     /// for examples/python.bpf.c); see [`Fixtures::object`].
     objects: BTreeMap<String, (PathBuf, PathBuf)>,
@@ -227,6 +230,11 @@ pub fn fixtures() -> &'static Fixtures {
             .args(["-O1", "-g", "-o"])
             .arg(&kernel_features)
             .arg(src.join("kernel_features.c")));
+        let bpf_holder = dir.join("uexp-bpf-holder");
+        run(Command::new("cc")
+            .args(["-O1", "-g", "-o"])
+            .arg(&bpf_holder)
+            .arg(src.join("bpf_holder.c")));
         // Headers from the exporter itself: the ones matching its libbpf.
         let include = dir.join("include");
         run(Command::new(EXPORTER).args(["headers", "-o"]).arg(&include));
@@ -255,6 +263,7 @@ pub fn fixtures() -> &'static Fixtures {
             loader,
             plugins,
             kernel_features,
+            bpf_holder,
             objects,
             compiled: Mutex::new(BTreeSet::new()),
             include,
