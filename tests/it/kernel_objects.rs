@@ -781,3 +781,129 @@ fn an_object_kept_by_another_process_or_a_pin_fails_the_check_and_is_named() {
     let freed = watch.all_freed().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(freed, held);
 }
+
+/// What scripts/soak.py's own copy of these checks (Python) says, driven
+/// over its stdin: first what each of `pids` holds, then, after a line on
+/// stdin, what is left of what it saw the first one hold, and who keeps it.
+const SOAK_PY_CHECKER: &str = r#"
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import soak
+pids = [int(p) for p in sys.argv[2:]]
+print(json.dumps({str(p): {k: sorted(v) for k, v in soak.held_by(p).items()} for p in pids}), flush=True)
+watch = soak.Watch(pids[0])
+watch.now()
+sys.stdin.readline()
+left, _ = watch.all_freed(timeout=2)
+print(json.dumps({"left": {k: sorted(v) for k, v in left.items()}, "who": soak.who_keeps(left)}), flush=True)
+"#;
+
+/// The ids of one kind in soak.py's JSON (`{"progs": [..], ...}`).
+fn json_ids(objects: &serde_json::Value, kind: Kind) -> BTreeSet<u32> {
+    let key = ["progs", "maps", "links", "btf"][kind as usize];
+    objects[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} in {objects}"))
+        .iter()
+        .map(|id| id.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// scripts/soak.py judges leaks with its own copy of these checks: on the
+/// same processes it finds exactly what `Objects::held_by` finds (an exporter
+/// with a USDT and a perf-event uprobe program, and the holder whose program
+/// only a perf event holds), and after the exporter exits with one of its
+/// links kept by this process, it reports that link left, names this process,
+/// and does not count the holder's objects, alive meanwhile, as the exporter's.
+#[test]
+fn soak_py_finds_what_these_checks_find() {
+    let _machine = common::shared();
+    if !require_bpf()
+        || !common::require_command("python3", &["--version"], "scripts/setup.sh installs it")
+    {
+        return;
+    }
+    let comm = "uexp-kobj-py";
+    let _target = Target::start(comm);
+    let config = format!(
+        r#"programs:{}
+  - name: calls
+    object: {uprobe}
+    metrics:
+      counters:
+        - name: kobj_calls_total
+          help: target_add calls by first argument
+          table: calls
+          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+    uprobes:
+      target_add: on_add_entry
+    attachment: {{binary_name: {comm}}}
+"#,
+        common::hits_program("hits", "kobj_hits_total", comm),
+        uprobe = fixtures().object("uprobe_counts").display(),
+    );
+    let exporter = Exporter::start(&config);
+    attached(&exporter, "calls", 1.0);
+    attached(&exporter, "hits", 1.0);
+    let watch = Watch::start(exporter.pid());
+    let held = watch.steady();
+    let holder = Holder::start();
+    let mut python = common::spawn(
+        Command::new("python3")
+            .arg("-c")
+            .arg(SOAK_PY_CHECKER)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts"))
+            .arg(exporter.pid().to_string())
+            .arg(holder.pid().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    let mut said = BufReader::new(python.stdout.take().unwrap());
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    let found: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    for (pid, ours) in [
+        (exporter.pid(), held.clone()),
+        (holder.pid(), Objects::held_by(holder.pid()).unwrap()),
+    ] {
+        for kind in Kind::ALL {
+            assert_eq!(
+                &json_ids(&found[pid.to_string()], kind),
+                ours.get(kind),
+                "pid {pid}, {kind:?}"
+            );
+        }
+    }
+    assert!(found[holder.pid().to_string()]["progs"]
+        .as_array()
+        .unwrap()
+        .contains(&holder.perf_prog.into()));
+
+    let (link_fd, link) = fd_with(exporter.pid(), "link_id:");
+    let kept = steal_fd(exporter.pid(), link_fd);
+    drop(exporter);
+    let mut stdin = python.stdin.take().unwrap();
+    writeln!(stdin, "exited").unwrap();
+    stdin.flush().unwrap();
+    line.clear();
+    said.read_line(&mut line).unwrap();
+    let _ = python.wait();
+    drop(kept);
+    let report: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let left = &report["left"];
+    assert!(json_ids(left, Kind::Link).contains(&link), "{report}");
+    let who = report["who"].as_str().unwrap();
+    assert!(
+        who.contains(&format!("held by pid {} (", std::process::id())),
+        "{who}"
+    );
+    for kind in Kind::ALL {
+        assert!(
+            json_ids(left, kind).is_subset(held.get(kind)),
+            "{kind:?}: only the exporter's objects are reported: {report}"
+        );
+    }
+    assert!(!json_ids(left, Kind::Prog).contains(&holder.perf_prog));
+}
