@@ -22,6 +22,7 @@ mod go;
 mod gunicorn;
 mod inline_code;
 mod jvm;
+mod kernel_objects;
 mod late_libraries;
 mod libc_getaddrinfo;
 mod maps;
