@@ -8,12 +8,13 @@
 //! [`read_functions`] lists function symbols with their addresses, for the
 //! `probes` subcommand (the cached [`SymbolTable`] keeps names only).
 
+pub mod demangle;
 mod functions;
 mod gopclntab;
 mod symbols;
 mod usdt;
 
-pub use functions::{Function, FunctionTable, LoadSegment};
+pub use functions::{Binding, Function, FunctionTable, LoadSegment};
 pub use gopclntab::{GoFunction, Pclntab, PclntabError, PclntabVersion};
 pub use symbols::SymbolTable;
 pub use usdt::UsdtNote;
@@ -30,7 +31,6 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use functions::Binding;
 use symbols::SymbolTableBuilder;
 use usdt::NoteLayout;
 

@@ -1,0 +1,249 @@
+//! The functions of one file that a C++ name in a uprobe spec names
+//! ([`CppName`]), found through their demangled names.
+//!
+//! Only the mangled symbols that contain the name's longest identifier are
+//! demangled (node has 66,510 C++ functions; `v8::internal::Heap::Scavenge`
+//! demangles the 28 that contain `Scavenge`), and nothing is kept between
+//! searches: a spec costs its search once per process it is resolved in.
+
+use crate::config::{normalize_cpp_name, CppName};
+use crate::elf::demangle;
+use crate::elf::{Function, FunctionTable, SymbolTable};
+
+/// One function a C++ name matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CppFunction<'a> {
+    /// The symbol.
+    pub function: &'a Function,
+    /// Its demangled name with its parameter list and clone suffix, as
+    /// `c++filt` prints it (without return type): tells overloads apart.
+    pub demangled: String,
+}
+
+/// What a search found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CppSearch<'a> {
+    /// The functions the name names, one per address (an alias of an
+    /// address already found is the same function), by address.
+    pub matches: Vec<CppFunction<'a>>,
+    /// For a name without wildcards or clone suffix: the compiler's clones of
+    /// the functions it names (`.constprop.0`, `.isra.0`, `.part.0`,
+    /// `.cold`), which it does not name.
+    pub clones: Vec<CppFunction<'a>>,
+}
+
+/// The functions of `functions` that `name` names.
+pub fn search<'a>(functions: &'a FunctionTable, name: &CppName) -> CppSearch<'a> {
+    let started = std::time::Instant::now();
+    let hint = name.mangled_hint();
+    let with_params = name.has_params();
+    let want_clones = !name.is_glob() && !name.has_clone_suffix();
+    let mut found = CppSearch::default();
+    let mut last_address = None;
+    let mut demangled_count = 0usize;
+    for function in functions.iter() {
+        let raw = &*function.name;
+        if last_address == Some(function.address)
+            || !demangle::is_mangled(raw)
+            || hint.is_some_and(|h| !raw.contains(h))
+        {
+            continue;
+        }
+        demangled_count += 1;
+        let Some(demangled) = demangle::demangle(raw, with_params) else {
+            continue;
+        };
+        let key = normalize_cpp_name(&demangled);
+        let suffix = demangle::split_clone_suffix(raw).1;
+        // A pattern without a clone suffix names whole functions only.
+        let clone_unasked = !suffix.is_empty() && !name.has_clone_suffix();
+        let into = if !clone_unasked && name.matches(&key) {
+            &mut found.matches
+        } else if want_clones
+            && !suffix.is_empty()
+            && name.matches(&key[..key.len() - suffix.len()])
+        {
+            &mut found.clones
+        } else {
+            continue;
+        };
+        last_address = Some(function.address);
+        into.push(CppFunction {
+            function,
+            demangled: if with_params {
+                demangled
+            } else {
+                demangle::demangle(raw, true).unwrap_or(demangled)
+            },
+        });
+    }
+    tracing::debug!(
+        name = name.text(),
+        hint,
+        symbols = functions.len(),
+        demangled = demangled_count,
+        matches = found.matches.len(),
+        clones = found.clones.len(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "C++ name searched"
+    );
+    found
+}
+
+/// Up to `max` demangled names (without parameters or clone suffixes) most
+/// like `name`, for "not found" errors: first the functions of the same
+/// scope (`v8::internal::Heap::`) by their own names, then any. Demangles
+/// every C++ function of the file: only for errors.
+pub fn similar(functions: &FunctionTable, name: &str, max: usize) -> Vec<String> {
+    let names: SymbolTable = functions
+        .iter()
+        .filter(|f| {
+            demangle::is_mangled(&f.name) && demangle::split_clone_suffix(&f.name).1.is_empty()
+        })
+        .filter_map(|f| demangle::demangle(&f.name, false))
+        .collect();
+    let mut out = Vec::new();
+    if let Some((scope, own)) = name.rsplit_once("::") {
+        let prefix = format!("{scope}::");
+        let siblings: SymbolTable = names
+            .with_prefix(&prefix)
+            .map(|n| &n[prefix.len()..])
+            .collect();
+        out.extend(
+            siblings
+                .similar(own, max)
+                .into_iter()
+                .map(|n| format!("{prefix}{n}")),
+        );
+    }
+    for other in names.similar(name, max) {
+        if out.len() < max && !out.contains(&other) {
+            out.push(other);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::LoadSegment;
+
+    fn table(symbols: &[(&str, u64)]) -> FunctionTable {
+        FunctionTable::new(
+            symbols.iter().map(|(name, address)| {
+                (name.to_string(), *address, 16, crate::elf::Binding::Global)
+            }),
+            vec![LoadSegment {
+                vaddr: 0,
+                offset: 0,
+                file_size: 0x10000,
+            }],
+        )
+    }
+
+    fn names(found: &[CppFunction<'_>]) -> Vec<String> {
+        found.iter().map(|f| f.demangled.clone()).collect()
+    }
+
+    const HEAP: &[(&str, u64)] = &[
+        ("_ZN2v88internal4Heap8ScavengeEv", 0x100),
+        ("_ZN2v88internal4Heap8ScavengeEv.constprop.0", 0x200),
+        ("_ZN2v88internal4Heap8ScavengeEv.part.0", 0x300),
+        ("_ZN2v88internal4Heap11MarkCompactEv", 0x400),
+        ("_ZN2v88internal4Heap7CollectEi", 0x500),
+        ("_ZN2v88internal4Heap7CollectEPKc", 0x600),
+        // An alias of the first overload: the same function.
+        ("_ZN2v88internal4Heap7CollectEi", 0x500),
+        ("_ZN2v88internal7Isolate8ScavengeEv", 0x700),
+        ("Scavenge", 0x800),
+    ];
+
+    #[test]
+    fn exact_names_find_overloads_and_report_clones() {
+        let t = table(HEAP);
+        let found = search(&t, &CppName::parse("v8::internal::Heap::Scavenge").unwrap());
+        assert_eq!(names(&found.matches), ["v8::internal::Heap::Scavenge()"]);
+        assert_eq!(
+            names(&found.clones),
+            [
+                "v8::internal::Heap::Scavenge().constprop.0",
+                "v8::internal::Heap::Scavenge().part.0"
+            ]
+        );
+        let found = search(&t, &CppName::parse("v8::internal::Heap::Collect").unwrap());
+        assert_eq!(
+            names(&found.matches),
+            [
+                "v8::internal::Heap::Collect(int)",
+                "v8::internal::Heap::Collect(char const*)"
+            ]
+        );
+        let one = search(
+            &t,
+            &CppName::parse("v8::internal::Heap::Collect(char const *)").unwrap(),
+        );
+        assert_eq!(
+            names(&one.matches),
+            ["v8::internal::Heap::Collect(char const*)"]
+        );
+        assert_eq!(one.matches[0].function.address, 0x600);
+        let clone = search(
+            &t,
+            &CppName::parse("v8::internal::Heap::Scavenge.constprop.0").unwrap(),
+        );
+        assert_eq!(clone.matches[0].function.address, 0x200);
+        assert!(clone.clones.is_empty());
+    }
+
+    #[test]
+    fn globs_match_whole_functions_unless_they_name_a_clone_suffix() {
+        let t = table(HEAP);
+        let found = search(&t, &CppName::parse("v8::internal::Heap::*").unwrap());
+        assert_eq!(
+            names(&found.matches),
+            [
+                "v8::internal::Heap::Scavenge()",
+                "v8::internal::Heap::MarkCompact()",
+                "v8::internal::Heap::Collect(int)",
+                "v8::internal::Heap::Collect(char const*)"
+            ]
+        );
+        assert!(found.clones.is_empty());
+        let found = search(&t, &CppName::parse("v8::internal::Heap::*.*").unwrap());
+        assert_eq!(
+            names(&found.matches),
+            [
+                "v8::internal::Heap::Scavenge().constprop.0",
+                "v8::internal::Heap::Scavenge().part.0"
+            ]
+        );
+        let found = search(&t, &CppName::parse("*::Scavenge").unwrap());
+        assert_eq!(
+            names(&found.matches),
+            [
+                "v8::internal::Heap::Scavenge()",
+                "v8::internal::Isolate::Scavenge()"
+            ]
+        );
+    }
+
+    #[test]
+    fn misspelt_names_get_suggestions() {
+        let t = table(HEAP);
+        let name = CppName::parse("v8::internal::Heap::Scavange").unwrap();
+        assert!(search(&t, &name).matches.is_empty());
+        assert_eq!(
+            similar(&t, name.name(), 2),
+            [
+                "v8::internal::Heap::Scavenge",
+                "v8::internal::Heap::Collect"
+            ]
+        );
+        // Another scope's function when the scope itself is misspelt.
+        assert_eq!(
+            similar(&t, "v8::internal::Isolat::Scavenge", 1),
+            ["v8::internal::Isolate::Scavenge"]
+        );
+    }
+}
