@@ -196,6 +196,24 @@ fn render_functions(out: &mut String, file: &FileListing, shown: Shown<'_>) {
         );
         return;
     }
+    if functions.iter().any(|f| f.demangled.is_some()) {
+        // A C++ function by its demangled name, a valid spec and what a
+        // reader looks for, sorted by it; its symbol last.
+        let mut rows: Vec<[String; 3]> = functions
+            .iter()
+            .map(|f| match &f.demangled {
+                Some(demangled) => [
+                    demangled.clone(),
+                    format!("{:#x}", f.address),
+                    f.name.clone(),
+                ],
+                None => [f.name.clone(), format!("{:#x}", f.address), String::new()],
+            })
+            .collect();
+        rows.sort();
+        table(out, ["FUNCTION", "ADDRESS", "SYMBOL"], &rows, usize::MAX);
+        return;
+    }
     let rows: Vec<[String; 2]> = functions
         .iter()
         .map(|f| [f.name.clone(), format!("{:#x}", f.address)])
@@ -319,10 +337,12 @@ mod tests {
         let mut files = app_files();
         files[1].functions = Some(vec![
             Function {
+                demangled: None,
                 name: "malloc".into(),
                 address: 0xa5f00,
             },
             Function {
+                demangled: None,
                 name: "malloc_usable_size".into(),
                 address: 0xa6b40,
             },
