@@ -5,7 +5,7 @@ use super::cpp_functions;
 use super::library_search;
 use crate::config::{CppName, SymbolPattern, UprobeSpec, UsdtSpec};
 use crate::discovery::{MappedFile, ProcessInfo};
-use crate::elf::{ElfCache, ElfInfo, Function};
+use crate::elf::{ElfCache, ElfInfo};
 use std::path::{Path, PathBuf};
 
 /// A file of the target process, as the process sees it and as we open it.
@@ -574,16 +574,16 @@ fn resolve_uprobe_in(
             let functions = info.functions.matching(|name| matcher.is_match(name));
             let named = functions
                 .into_iter()
-                .map(|f| (f.name.to_string(), f))
+                .map(|f| (f.name.to_string(), f.address))
                 .collect();
             place.glob(&info, &spec.symbol, named)?
         }
         SymbolPattern::Cpp(name) if name.is_glob() => {
-            let found = cpp_functions::search(&info.functions, &name);
+            let found = cpp_functions::search(&info, &name);
             let named = found
                 .matches
-                .into_iter()
-                .map(|m| (m.demangled, m.function))
+                .iter()
+                .map(|m| (m.demangled.clone(), m.address))
                 .collect();
             place.glob(&info, &spec.symbol, named)?
         }
@@ -667,7 +667,7 @@ impl Place<'_> {
         self,
         info: &ElfInfo,
         pattern: &str,
-        named: Vec<(String, &Function)>,
+        named: Vec<(String, u64)>,
     ) -> Result<Target, ResolveError> {
         if named.is_empty() {
             let prefix: String = pattern
@@ -711,11 +711,11 @@ impl Place<'_> {
     /// The functions a C++ name without wildcards names, each attached by
     /// its own uprobe at its file offset.
     fn cpp(self, info: &ElfInfo, name: &CppName) -> Result<Target, ResolveError> {
-        let found = cpp_functions::search(&info.functions, name);
+        let found = cpp_functions::search(info, name);
         let clones: Vec<&str> = found.clones.iter().map(|c| c.demangled.as_str()).collect();
         // How to name the first clone: the spec with its suffix.
         let example = found.clones.first().map(|c| {
-            let suffix = crate::elf::demangle::split_clone_suffix(&c.function.name).1;
+            let suffix = crate::elf::demangle::split_clone_suffix(&c.symbol).1;
             format!("{}{suffix}", name.text())
         });
         if let (true, Some(example)) = (found.matches.is_empty(), &example) {
@@ -756,8 +756,8 @@ impl Place<'_> {
             info,
             found
                 .matches
-                .into_iter()
-                .map(|m| (m.demangled, m.function))
+                .iter()
+                .map(|m| (m.demangled.clone(), m.address))
                 .collect(),
         );
         let mut target = self.target(name.text().to_string());
@@ -767,12 +767,12 @@ impl Place<'_> {
     }
 }
 
-/// Each function's name and file offset (a function outside every loaded
-/// segment cannot be probed and is left out).
-fn offsets(info: &ElfInfo, named: Vec<(String, &Function)>) -> Vec<(String, u64)> {
+/// Each function's name and file offset, from its address (a function
+/// outside every loaded segment cannot be probed and is left out).
+fn offsets(info: &ElfInfo, named: Vec<(String, u64)>) -> Vec<(String, u64)> {
     named
         .into_iter()
-        .filter_map(|(name, f)| Some((name, info.functions.file_offset(f.address)?)))
+        .filter_map(|(name, address)| Some((name, info.functions.file_offset(address)?)))
         .collect()
 }
 

@@ -112,6 +112,20 @@ impl CppName {
         self.with_params
     }
 
+    /// What tells this pattern's matches apart from another's: patterns
+    /// with equal keys match the same functions.
+    pub fn cache_key(&self) -> String {
+        format!(
+            "{}{}",
+            if self.glob.is_some() {
+                "glob:"
+            } else {
+                "name:"
+            },
+            self.key
+        )
+    }
+
     /// Whether the pattern has a clone suffix (`A::f.constprop.0`).
     pub fn has_clone_suffix(&self) -> bool {
         !split_clone_suffix(&self.key).1.is_empty()

@@ -151,4 +151,44 @@ mod tests {
             assert!(name.len() <= MAX_DEMANGLED + 64, "{}", name.len());
         }
     }
+
+    /// Real symbols with bytes changed, cut and repeated: a name or `None`,
+    /// never a panic, and never longer than the cap.
+    #[test]
+    fn mutated_symbols_demangle_or_not_without_panic() {
+        let seeds = [
+            "_ZN2v88internal4Heap24PerformGarbageCollectionENS0_16GarbageCollectorENS0_23GarbageCollectionReasonEPKc",
+            "_ZNSt17_Function_handlerIFbN2v88internal10HeapObjectEEZNS1_18ScavengerCollector14CollectGarbageEvEUlS2_E1_E9_M_invokeERKSt9_Any_dataOS2_",
+            "_ZZN12v8_inspector10V8Debugger17interruptAndBreakEiENUlPN2v87IsolateEPvE_4_FUNES3_S4_",
+            "_ZN2v88internal4Heap8ScavengeEv.isra.0.cold",
+        ];
+        let alphabet = b"_ZNEvSIJT0123456789abcdefKPRSt.CDzL";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |below: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below as u64) as usize
+        };
+        for round in 0..4000 {
+            let mut bytes = seeds[round % seeds.len()].as_bytes().to_vec();
+            for _ in 0..1 + next(4) {
+                let at = next(bytes.len());
+                match next(3) {
+                    0 => bytes[at] = alphabet[next(alphabet.len())],
+                    1 => bytes.truncate(at.max(2)),
+                    _ => {
+                        let piece = bytes[at..].to_vec();
+                        bytes.extend_from_slice(&piece);
+                    }
+                }
+            }
+            let symbol = String::from_utf8_lossy(&bytes);
+            for with_params in [false, true] {
+                if let Some(name) = demangle(&symbol, with_params) {
+                    assert!(name.len() <= MAX_DEMANGLED + symbol.len(), "{symbol}");
+                }
+            }
+        }
+    }
 }
