@@ -3,6 +3,7 @@
 //! runtimes' processes on the machine as they come and go.
 
 use crate::common::{self, require_bpf, wait_for, Exporter, Python};
+use crate::nodejs::Node;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -85,6 +86,40 @@ fn with_no_config_the_default_pack_follows_python_processes_started_later() {
         let _ = ruby.wait();
         attached.unwrap_or_else(|| panic!("ruby not attached:\n{}", exporter.logs()));
     }
+    // A Node.js process started later, wherever its build put `bin/node`
+    // (/usr/bin/node on the project's machines): exact collections by kind.
+    let node = Path::new("/usr/bin/node");
+    if common::require_path(node, "the machine image has node") {
+        let mut node = Node::start(node, None, "uexp-default-pack");
+        let node_pid = node.pid().to_string();
+        wait_for(Duration::from_secs(10), || {
+            exporter.samples().get(
+                "userspace_exporter_enabled_programs",
+                &[("name", "nodejs"), ("pid", &node_pid)],
+            )
+        })
+        .unwrap_or_else(|| panic!("node not attached:\n{}", exporter.logs()));
+        let collections = |s: &common::Samples, kind: &str| {
+            s.get(
+                "userspace_exporter_nodejs_gc_collections_total",
+                &[("kind", kind), ("pid", &node_pid)],
+            )
+            .unwrap_or(0.0)
+        };
+        let (o0, s0) = node.snapshot(&exporter);
+        node.run("minor 6");
+        node.run("major 3");
+        let (o1, s1) = node.snapshot(&exporter);
+        assert!(o1.minor - o0.minor >= 6.0 && o1.major - o0.major >= 3.0);
+        assert_eq!(
+            collections(&s1, "scavenge") - collections(&s0, "scavenge"),
+            o1.minor - o0.minor
+        );
+        assert_eq!(
+            collections(&s1, "mark_compact") - collections(&s0, "mark_compact"),
+            o1.major - o0.major
+        );
+    }
 }
 
 #[test]
@@ -102,7 +137,7 @@ fn the_default_pack_can_be_written_out_and_checked() {
     assert!(out.status.success(), "{out:?}");
     let config = dir.path().join("default.yaml");
     assert!(config.exists());
-    for program in ["python", "jvm", "ruby", "postgresql"] {
+    for program in ["python", "jvm", "ruby", "postgresql", "nodejs"] {
         assert!(dir.path().join(format!("{program}.bpf.o")).exists());
     }
     let out = Command::new(common::EXPORTER)
@@ -112,7 +147,7 @@ fn the_default_pack_can_be_written_out_and_checked() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    for program in ["python", "jvm", "ruby", "postgresql"] {
+    for program in ["python", "jvm", "ruby", "postgresql", "nodejs"] {
         assert!(
             text.contains(&format!("ok: program \"{program}\"")),
             "{text}"
@@ -182,7 +217,7 @@ fn the_dashboard_queries_exactly_what_the_default_pack_exports() {
     }
     // Every runtime metric of the pack has a panel.
     for family in exported.keys() {
-        let runtime = ["python_", "jvm_", "ruby_", "postgresql_"]
+        let runtime = ["python_", "jvm_", "ruby_", "postgresql_", "nodejs_"]
             .iter()
             .any(|p| family.starts_with(&format!("userspace_exporter_{p}")));
         if runtime {

@@ -16,8 +16,8 @@
 //! collections and are not compared: `incremental` marks the start of
 //! incremental marking (its collection is a later mark-compact), `weakcb`
 //! the processing of weak callbacks. Pauses: each entry's duration spans the
-//! callbacks, so it holds the probed function's time; their sums are compared
-//! as bounds (98.8 to 99.8% of the entries' when measured), not equal.
+//! callbacks, so it holds the probed function's time plus a few
+//! microseconds: the sums' difference per collection is bounded, not zero.
 
 use crate::common::{self, fixtures, require_bpf, wait_for, Exporter, Samples, Target};
 use std::path::{Path, PathBuf};
@@ -130,7 +130,7 @@ fn wait_attached(exporter: &Exporter, name: &str) {
 
 /// Runs the example against `node`: collections by kind equal the
 /// observer's over the same interval, one pause observation per collection,
-/// pause sums within the observer's.
+/// pause sums a little under the observer's.
 fn gc_matches_perf_hooks(node: &Path, library_path: Option<&Path>, build: &str) {
     let marker = format!("uexp-node-{build}-{}", std::process::id());
     let mut node = Node::start(node, library_path, &marker);
@@ -197,19 +197,17 @@ fn gc_matches_perf_hooks(node: &Path, library_path: Option<&Path>, build: &str) 
             "{build}: one {kind} pause per collection"
         );
         let seconds = pauses(&s1, kind, "sum") - pauses(&s0, kind, "sum");
+        let gap_us = (observed_seconds - seconds) / count * 1e6;
         eprintln!(
-            "{build}: {kind} pauses {seconds:.6} s, perf_hooks durations {observed_seconds:.6} s"
+            "{build}: {kind} pauses {seconds:.6} s, perf_hooks durations {observed_seconds:.6} s: {gap_us:.1} us more per collection"
         );
-        // Each entry's duration encloses the probed call (plus the callbacks'
-        // own time); 0.1 ms of slack for the two clocks' rounding.
+        // Each entry's duration encloses the probed call plus V8's and
+        // Node.js's callbacks around it: a few to tens of microseconds more
+        // per collection (13 to 28 us measured here), whatever the pause.
+        // 1 us of slack per collection for the two clocks' rounding.
         assert!(
-            seconds > 0.0 && seconds <= observed_seconds + 1e-4,
-            "{build}: {kind} pauses {seconds} s outside perf_hooks' {observed_seconds} s"
-        );
-        // The callbacks are short: 98.8 to 99.8% when measured (2026-12-07).
-        assert!(
-            seconds >= observed_seconds * 0.9,
-            "{build}: {kind} pauses {seconds} s, less than 90% of perf_hooks' {observed_seconds} s"
+            seconds > 0.0 && (-1.0..200.0).contains(&gap_us),
+            "{build}: {kind} pauses {seconds} s against perf_hooks' {observed_seconds} s over {count} collections"
         );
     }
 }
