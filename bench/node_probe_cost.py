@@ -6,7 +6,8 @@ The machine's node runs N young-generation collections (gc({type:
 'minor'})), each one hit of each probe, with --single-threaded-gc (no helper
 threads to vary), and reports the CPU time (user + system: a uprobe's trap is
 system time of the traced thread) per collection in ns. Each measurement is
-paired within one node process, after a warm-up run: N collections without a probe, N with the tracer attached, N after
+paired within one node process, after a warm-up, each the median of three
+runs: N collections without a probe, N with the tracer attached, N after
 it detached; the probes' cost is the middle run minus the mean of the other
 two. The tracers: the exporter running the example (a counter and a pause
 histogram per kind), and bpftrace running `@ = count()` on the uprobe and the
@@ -46,10 +47,15 @@ def start_target():
 
 
 def measure(p):
-    """CPU ns per collection (the process's, all threads)."""
-    p.stdin.write("go\n")
-    p.stdin.flush()
-    return float(p.stdout.readline().split()[0])
+    """CPU ns per collection (the process's, all threads): the median of
+    three runs, so that one run slowed by the machine's other load (runs of
+    twice the usual time are seen here) does not decide."""
+    runs = []
+    for _ in range(3):
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        runs.append(float(p.stdout.readline().split()[0]))
+    return sorted(runs)[1]
 
 
 def end(p):

@@ -242,7 +242,8 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo "with no probe, with the exporter running the example (a counter and a pause histogram"
     echo "per kind), and with bpftrace counting (\`@ = count()\`) on the same two probes. A collection"
     echo "varies with the machine's load more than the probes cost, so each measurement is paired in"
-    echo "one node process, after a warm-up run: collections before the tracer attaches, with it,"
+    echo "one node process, after a warm-up, each phase the median of three runs: collections before"
+    echo "the tracer attaches, with it,"
     echo "and after it detached; the probes' cost is the middle run minus the mean of the other two."
     echo "Tracers interleaved, $REPS times; each run's count is checked; the ratio is per repetition."
     echo
