@@ -460,4 +460,49 @@ process 9 (app) /usr/bin/app: process 9 exited
             "binary /bin/true\n  /bin/true\n    no USDT probes matching \"x:*\"\n"
         );
     }
+
+    #[test]
+    fn demangled_functions_come_first_sorted_by_their_names() {
+        let mut files = app_files();
+        files[0].usdt.clear();
+        files[0].functions = Some(vec![
+            Function {
+                name: "_ZN2v88internal4Heap8ScavengeEv".into(),
+                address: 0x10f49c0,
+                demangled: Some("v8::internal::Heap::Scavenge()".into()),
+            },
+            Function {
+                name: "_ZN2v88internal4Heap11MarkCompactEv".into(),
+                address: 0x110d240,
+                demangled: Some("v8::internal::Heap::MarkCompact()".into()),
+            },
+            Function {
+                name: "main".into(),
+                address: 0x1000,
+                demangled: None,
+            },
+        ]);
+        files.truncate(1);
+        let listing = Listing {
+            targets: vec![process(7, files)],
+            programs: None,
+        };
+        assert_eq!(
+            render(
+                &listing,
+                Shown {
+                    usdt: None,
+                    functions: Some("*"),
+                }
+            ),
+            "process 7 (app) /usr/bin/app
+  /usr/bin/app
+    no USDT probes
+    FUNCTION                           ADDRESS    SYMBOL
+    main                               0x1000
+    v8::internal::Heap::MarkCompact()  0x110d240  _ZN2v88internal4Heap11MarkCompactEv
+    v8::internal::Heap::Scavenge()     0x10f49c0  _ZN2v88internal4Heap8ScavengeEv
+"
+        );
+    }
 }

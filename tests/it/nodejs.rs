@@ -386,3 +386,75 @@ fn cpp_names_in_specs_resolve_like_the_demangled_symbols() {
         assert!(page.contains(expected), "{expected:?} not on the page:\n{page}");
     }
 }
+
+/// `probes --functions` with a C++ pattern lists what a spec with it would
+/// match, by demangled name; `--demangle` adds the names to a symbol glob's
+/// listing; a bad C++ pattern names the flag.
+#[test]
+fn probes_lists_cpp_functions_by_demangled_name() {
+    let _machine = common::shared();
+    let Some(node) = npm_node() else { return };
+    let probes = |args: &[&str]| {
+        let out = Command::new(common::EXPORTER)
+            .args(["probes", "--binary"])
+            .arg(&node)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, json, err) = probes(&[
+        "--functions",
+        "v8::internal::Heap::IdleNotification",
+        "--output",
+        "json",
+    ]);
+    assert!(ok, "{err}");
+    let listing: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let functions = listing["targets"][0]["files"][0]["functions"]
+        .as_array()
+        .unwrap();
+    let names: Vec<(&str, &str)> = functions
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap(),
+                f["demangled"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (
+                "_ZN2v88internal4Heap16IdleNotificationEd",
+                "v8::internal::Heap::IdleNotification(double)"
+            ),
+            (
+                "_ZN2v88internal4Heap16IdleNotificationEi",
+                "v8::internal::Heap::IdleNotification(int)"
+            ),
+        ]
+    );
+    let (ok, text, err) = probes(&[
+        "--functions",
+        "_ZN2v88internal4Heap8ScavengeEv",
+        "--demangle",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains("v8::internal::Heap::Scavenge()")
+            && text.contains("_ZN2v88internal4Heap8ScavengeEv"),
+        "{text}"
+    );
+    let (ok, _, err) = probes(&["--functions", "v8::internal::Heap::f(int"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--functions glob \"v8::internal::Heap::f(int\" does not compile: an unclosed `(` in its C++ name"),
+        "{err}"
+    );
+}
