@@ -68,11 +68,12 @@ pub fn search_table(functions: &FunctionTable, name: &CppName) -> CppSearch {
         let suffix = demangle::split_clone_suffix(raw).1;
         // A pattern without a clone suffix names whole functions only.
         let clone_unasked = !suffix.is_empty() && !name.has_clone_suffix();
+        let without_suffix = || key.strip_suffix(&normalize_cpp_name(suffix));
         let into = if !clone_unasked && name.matches(&key) {
             &mut found.matches
         } else if want_clones
             && !suffix.is_empty()
-            && name.matches(&key[..key.len() - suffix.len()])
+            && without_suffix().is_some_and(|k| name.matches(k))
         {
             &mut found.clones
         } else {
@@ -257,5 +258,31 @@ mod tests {
             similar(&t, "v8::internal::Isolat::Scavenge", 1),
             ["v8::internal::Isolate::Scavenge"]
         );
+    }
+
+    /// Symbols are whatever a file holds. Names are compared without
+    /// whitespace, so a clone suffix with spaces (here longer than the
+    /// name itself) or non-ASCII is taken off the compared name as
+    /// compared, not by its length in the symbol: no panic, and the clones
+    /// are still reported as clones, not matches.
+    #[test]
+    fn odd_suffixes_are_harmless() {
+        let t = table(&[
+            ("_ZN1A1fEv. x", 0x100),
+            ("_ZN1A1fEv.\u{fffd}\u{fffd}", 0x200),
+            ("_ZN1A1fEv.          ", 0x300),
+            ("_ZN1A1fEv.\u{3000}\u{3000}\u{3000}", 0x400),
+            ("_ZN1A1fEv", 0x500),
+        ]);
+        let found = search_table(&t, &CppName::parse("A::f").unwrap());
+        assert_eq!(names(&found.matches), ["A::f()"]);
+        assert_eq!(
+            found.clones.iter().map(|f| f.address).collect::<Vec<_>>(),
+            [0x100, 0x200, 0x300, 0x400]
+        );
+        // With a parameter list the compared name has it too.
+        let found = search_table(&t, &CppName::parse("A::f()").unwrap());
+        assert_eq!(found.matches.len(), 1);
+        assert_eq!(found.clones.len(), 4);
     }
 }
