@@ -676,7 +676,7 @@ impl Place<'_> {
                 .collect();
             let similar = if crate::config::is_cpp_name(pattern) {
                 let prefix = prefix.trim_end_matches(':');
-                suggestions(&cpp_functions::similar(&info.functions, prefix, 5))
+                suggestions(&cpp_functions::similar_cached(info, prefix, 5))
             } else {
                 similar_symbols(&info.symbols, &prefix)
             };
@@ -732,7 +732,7 @@ impl Place<'_> {
                 symbol: name.text().to_string(),
                 path: self.path,
                 origin: self.origin.describe(),
-                similar: suggestions(&cpp_functions::similar(&info.functions, name.name(), 5)),
+                similar: suggestions(&cpp_functions::similar_cached(info, name.name(), 5)),
             });
         }
         if found.matches.len() > MAX_WILDCARD_SYMBOLS {
