@@ -120,6 +120,52 @@ fn with_no_config_the_default_pack_follows_python_processes_started_later() {
             o1.major - o0.major
         );
     }
+    // A `bin/node` without V8 (a copy of sleep): the program's one source
+    // is unavailable there, which the landing page says, and no error.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("bin/node");
+    std::fs::create_dir_all(fake.parent().unwrap()).unwrap();
+    std::fs::copy("/usr/bin/sleep", &fake).unwrap();
+    let fake = KillOnDrop(common::spawn(Command::new(&fake).arg("600")));
+    let line = format!(
+        "pid {} (node)</td><td>nothing</td><td class=\"msg\">source gc unavailable, so no nodejs_gc_collections_total, nodejs_gc_pause_seconds: symbols: symbol &quot;v8::internal::Heap::PerformGarbageCollection&quot; not found in {}",
+        fake.0.id(),
+        dir.path().join("bin/node").display()
+    );
+    wait_for(Duration::from_secs(10), || {
+        exporter.page("/").contains(&line).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no {line:?} on the page:\n{}", exporter.page("/")));
+    let s = exporter.samples();
+    assert_eq!(
+        s.sum(
+            "userspace_exporter_attach_errors_total",
+            &[("name", "nodejs")]
+        ),
+        0.0,
+        "{}",
+        exporter.logs()
+    );
+    assert!(
+        s.value(
+            "userspace_exporter_source_unavailable_processes",
+            &[
+                ("name", "nodejs"),
+                ("source", "gc"),
+                ("reason", "no_symbol")
+            ]
+        ) >= 1.0
+    );
+}
+
+/// A child killed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
