@@ -218,9 +218,14 @@ pub struct ProbesArgs {
     /// Only USDT probes whose `provider:name` matches this glob (`python:gc__*`).
     #[arg(long, value_name = "GLOB")]
     pub usdt: Option<String>,
-    /// Also list the function symbols whose name matches this glob (`Py*Import*`).
+    /// Also list the function symbols whose name matches this glob (`Py*Import*`),
+    /// or C++ functions by demangled name (`v8::internal::Heap::*`).
     #[arg(long, value_name = "GLOB")]
     pub functions: Option<String>,
+    /// Show each listed C++ function's demangled name (what a uprobe spec may
+    /// name instead of its symbol).
+    #[arg(long, requires = "functions")]
+    pub demangle: bool,
     /// `text` for people, `json` for tools (README, "The probes subcommand").
     #[arg(long, value_enum, default_value_t = ProbesOutput::Text)]
     pub output: ProbesOutput,
@@ -304,7 +309,7 @@ fn probes(args: &ProbesArgs) -> anyhow::Result<()> {
     use crate::probes::{self, starter, text, Listing};
     let usdt = args.usdt.as_deref();
     let functions = args.functions.as_deref();
-    let filters = probes::Filters::new(usdt, functions)?;
+    let filters = probes::Filters::new(usdt, functions)?.with_demangled(args.demangle);
     let mut cache = crate::elf::ElfCache::default();
     let listing = match (args.pid, &args.binary, &args.probe_config) {
         (Some(pid), _, _) => Listing {

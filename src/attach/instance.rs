@@ -340,13 +340,17 @@ impl Instance {
                                     .map(|link| vec![(link, format!("{kind} {} ({} functions: {}) in {}{}", t.name, t.symbols.len(), matched_names(&t), t.path.display(), armed(&t)))])
                                     .map_err(|e| format!("attaching {kind} {} ({} functions) in {}{of_pid}: {}", t.name, t.symbols.len(), t.path.display(), crate::privileges::explain(&e, crate::privileges::USDT)));
                             }
+                            if !t.each.is_empty() {
+                                return attach_each(&bpf_prog, pid, &t, retprobe).map_err(|e| format!("attaching {kind} {} in {}{of_pid}: {}", t.name, t.path.display(), crate::privileges::explain(&e, crate::privileges::UPROBE)));
+                            }
                             // A function only Go's function table names is attached at its
                             // offset: libbpf looks names up in the symbol tables only.
                             let opts = UprobeOpts { retprobe, func_name: t.offset.is_none().then(|| t.name.clone()), ..Default::default() };
                             let chosen = t.choice.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
+                            let note = t.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
                             bpf_prog
                                 .attach_uprobe_with_opts(pid, &t.host_path, t.offset.unwrap_or(0) as usize, opts)
-                                .map(|link| vec![(link, format!("{kind} {} in {}{}{chosen}", t.name, t.path.display(), armed(&t)))])
+                                .map(|link| vec![(link, format!("{kind} {} in {}{}{chosen}{note}", t.name, t.path.display(), armed(&t)))])
                                 .map_err(|e| format!("attaching {kind} {} in {}{of_pid}: {}", t.name, t.path.display(), crate::privileges::explain(&e, crate::privileges::UPROBE)))
                         })
                 }
@@ -450,6 +454,43 @@ fn attach_multi(
         ..Default::default()
     };
     prog.attach_uprobe_multi_with_opts(pid, &target.host_path, "", opts)
+}
+
+/// One uprobe link per function a C++ name named, by file offset: all of
+/// them or none (links made before a failure are dropped, so detached).
+fn attach_each(
+    prog: &libbpf_rs::ProgramMut<'_>,
+    pid: i32,
+    target: &resolve::Target,
+    retprobe: bool,
+) -> libbpf_rs::Result<Vec<(Link, String)>> {
+    let kind = if retprobe { "uretprobe" } else { "uprobe" };
+    let note = target
+        .note
+        .as_ref()
+        .map(|n| format!("; {n}"))
+        .unwrap_or_default();
+    target
+        .each
+        .iter()
+        .map(|(demangled, offset)| {
+            let opts = UprobeOpts {
+                retprobe,
+                ..Default::default()
+            };
+            let link =
+                prog.attach_uprobe_with_opts(pid, &target.host_path, *offset as usize, opts)?;
+            Ok((
+                link,
+                format!(
+                    "{kind} {} ({demangled}) in {}{}{note}",
+                    target.name,
+                    target.path.display(),
+                    armed(target)
+                ),
+            ))
+        })
+        .collect()
 }
 
 /// The functions a wildcard matched, for the landing page (the first ten).

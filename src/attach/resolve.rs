@@ -1,10 +1,11 @@
 //! Finding where a probe lives in one process: its executable or one of the
 //! libraries it maps, opened through `/proc/PID/exe` or `/proc/PID/root`.
 
+use super::cpp_functions;
 use super::library_search;
-use crate::config::{UprobeSpec, UsdtSpec};
+use crate::config::{CppName, SymbolPattern, UprobeSpec, UsdtSpec};
 use crate::discovery::{MappedFile, ProcessInfo};
-use crate::elf::ElfCache;
+use crate::elf::{ElfCache, ElfInfo};
 use std::path::{Path, PathBuf};
 
 /// A file of the target process, as the process sees it and as we open it.
@@ -31,6 +32,14 @@ pub struct Target {
     /// How a name with several functions was resolved, and why (a Go
     /// function and its ABI wrapper share a name in Go's function table).
     pub choice: Option<String>,
+    /// For a C++ name without wildcards: each function it names (overloads,
+    /// or same-named functions of several source files) by its demangled
+    /// name and file offset, each attached by a uprobe of its own; empty
+    /// otherwise.
+    pub each: Vec<(String, u64)>,
+    /// Something the user should know about what was chosen (clones of the
+    /// function that the spec does not name).
+    pub note: Option<String>,
 }
 
 /// Why a probe could not be placed in a process.
@@ -89,6 +98,20 @@ pub enum ResolveError {
         /// ": similar symbols: ..." or empty.
         similar: String,
     },
+    /// A C++ name names only compiler clones, none of which it names itself.
+    #[error("{name:?} names no function in {} of {origin}, only compiler clones of it: {clones}; `.constprop` and `.isra` clones take other arguments than the function, `.part` and `.cold` are pieces of it (not its entry): to probe a clone, name it with its suffix ({example:?})", path.display())]
+    OnlyClones {
+        /// The name as written.
+        name: String,
+        /// File searched (process view).
+        path: PathBuf,
+        /// "process PID (comm)" or "binary PATH".
+        origin: String,
+        /// The clones, by demangled name.
+        clones: String,
+        /// The spec of the first clone.
+        example: String,
+    },
     /// A symbol glob matched no function.
     #[error("no function symbol in {} of {origin} matches {pattern:?}{similar}", path.display())]
     NoSymbolMatches {
@@ -137,7 +160,8 @@ impl ResolveError {
     /// A few words for the self-metrics, the same for every process that
     /// fails this way (`no_usdt`: the build has no such USDT probe;
     /// `no_symbol`: no such function in the symbol tables, nor in Go's
-    /// function table).
+    /// function table; `only_clones`: a C++ name found only the compiler's
+    /// clones of its function).
     pub fn reason(&self) -> &'static str {
         match self {
             ResolveError::BadSpec(_) => "bad_spec",
@@ -148,10 +172,22 @@ impl ResolveError {
             ResolveError::SymbolNotFound { .. } | ResolveError::NoSymbolMatches { .. } => {
                 "no_symbol"
             }
+            ResolveError::OnlyClones { .. } => "only_clones",
             ResolveError::TooManySymbols { .. } => "too_many_symbols",
             ResolveError::Elf(_) => "unreadable_file",
             ResolveError::GoFunctionNotLoaded { .. } => "go_table_mismatch",
         }
+    }
+
+    /// Whether the file was read but lacks the symbol (another file may
+    /// have it).
+    fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            ResolveError::SymbolNotFound { .. }
+                | ResolveError::NoSymbolMatches { .. }
+                | ResolveError::OnlyClones { .. }
+        )
     }
 }
 
@@ -295,6 +331,17 @@ fn find_library(
     if let Some(found) = files.iter().find(|f| library_matches(&f.path, wanted)) {
         return Ok((found.clone(), None));
     }
+    find_unmapped_library(origin, files, wanted, cache)
+}
+
+/// The library `wanted` names among the files the origin does not map: an
+/// absolute path in its root, or the file its dynamic loader would load.
+fn find_unmapped_library(
+    origin: Origin<'_>,
+    files: &[MappedFile],
+    wanted: &str,
+    cache: &mut ElfCache,
+) -> Result<(MappedFile, Option<&'static str>), ResolveError> {
     // An absolute path that exists in the process's root can be probed before it is mapped.
     let under_root = origin.under_root(Path::new(wanted));
     if wanted.starts_with('/') && under_root.exists() {
@@ -393,6 +440,8 @@ pub fn resolve_usdt(
                     symbols: Vec::new(),
                     offset: None,
                     choice: None,
+                    each: Vec::new(),
+                    note: None,
                 });
             }
         }
@@ -439,12 +488,7 @@ pub fn resolve_usdt(
 
 /// `; similar symbols: a, b` for a name the file lacks, or nothing.
 fn similar_symbols(symbols: &crate::elf::SymbolTable, name: &str) -> String {
-    let similar = symbols.similar(name, 5);
-    if similar.is_empty() {
-        String::new()
-    } else {
-        format!("; similar symbols: {}", similar.join(", "))
-    }
+    suggestions(&symbols.similar(name, 5))
 }
 
 /// The file and symbol a uprobe/uretprobe attaches to in the process or binary.
@@ -458,106 +502,296 @@ pub fn resolve_uprobe(
     if let Some(e) = origin.unreadable() {
         return Err(e);
     }
-    let (file, not_mapped_yet) = match &spec.library {
-        None => (
-            MappedFile {
-                path: origin.exe().to_path_buf(),
-                map_file: origin.exe_host_path(),
-            },
-            None,
-        ),
-        Some(lib) => find_library(origin, &origin.files()?, lib, cache)?,
+    let pattern = spec
+        .pattern()
+        .map_err(|_| ResolveError::BadSpec(spec_text.to_string()))?;
+    let Some(lib) = &spec.library else {
+        let exe = MappedFile {
+            path: origin.exe().to_path_buf(),
+            map_file: origin.exe_host_path(),
+        };
+        return resolve_uprobe_in(origin, exe, None, &spec, pattern, cache);
     };
+    // Several mapped files may answer to the name (`node` is both the
+    // executable /usr/bin/node and libnode.so.108): the first that defines
+    // the symbol is the one, then the loader's file if none does (a process
+    // seen right after exec has not mapped its libraries yet).
+    let files = origin.files()?;
+    let mapped: Vec<&MappedFile> = files
+        .iter()
+        .filter(|f| library_matches(&f.path, lib))
+        .collect();
+    if mapped.is_empty() {
+        let (file, how) = find_unmapped_library(origin, &files, lib, cache)?;
+        return resolve_uprobe_in(origin, file, how, &spec, pattern, cache);
+    }
+    let mut first_error = None;
+    for file in &mapped {
+        match resolve_uprobe_in(origin, (*file).clone(), None, &spec, pattern.clone(), cache) {
+            Ok(found) => return Ok(found),
+            Err(e) if e.is_not_found() => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let unmapped: Vec<MappedFile> = files
+        .iter()
+        .filter(|f| !library_matches(&f.path, lib))
+        .cloned()
+        .collect();
+    if let Ok((file, how)) = find_unmapped_library(origin, &unmapped, lib, cache) {
+        if !mapped.iter().any(|m| m.path == file.path) {
+            if let Ok(found) = resolve_uprobe_in(origin, file, how, &spec, pattern, cache) {
+                return Ok(found);
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| ResolveError::BadSpec(spec_text.to_string())))
+}
+
+/// The uprobe target of `spec`'s symbol in one file.
+fn resolve_uprobe_in(
+    origin: Origin<'_>,
+    file: MappedFile,
+    not_mapped_yet: Option<&'static str>,
+    spec: &UprobeSpec,
+    pattern: SymbolPattern,
+    cache: &mut ElfCache,
+) -> Result<(Target, bool), ResolveError> {
     let host_path = origin.host_path_of(&file);
     let path = file.path;
     let info = cache.get(&host_path)?;
-    if let Some(matcher) = spec.matcher() {
-        let functions = info.functions.matching(|name| matcher.is_match(name));
-        if functions.is_empty() {
-            let prefix: String = spec
-                .symbol
+    let place = Place {
+        path,
+        host_path,
+        origin,
+        not_mapped_yet,
+    };
+    let target = match pattern {
+        SymbolPattern::Symbol(symbol) => place.symbol(&info, symbol)?,
+        SymbolPattern::Glob(matcher) => {
+            let functions = info.functions.matching(|name| matcher.is_match(name));
+            let named = functions
+                .into_iter()
+                .map(|f| (f.name.to_string(), f.address))
+                .collect();
+            place.glob(&info, &spec.symbol, named)?
+        }
+        SymbolPattern::Cpp(name) if name.is_glob() => {
+            let found = cpp_functions::search(&info, &name);
+            let named = found
+                .matches
+                .iter()
+                .map(|m| (m.demangled.clone(), m.address))
+                .collect();
+            place.glob(&info, &spec.symbol, named)?
+        }
+        SymbolPattern::Cpp(name) => place.cpp(&info, &name)?,
+    };
+    Ok((target, info.is_go))
+}
+
+/// The file a uprobe spec's symbol is looked up in.
+struct Place<'a> {
+    path: PathBuf,
+    host_path: PathBuf,
+    origin: Origin<'a>,
+    not_mapped_yet: Option<&'static str>,
+}
+
+impl Place<'_> {
+    fn target(self, name: String) -> Target {
+        Target {
+            path: self.path,
+            host_path: self.host_path,
+            provider: String::new(),
+            name,
+            not_mapped_yet: self.not_mapped_yet,
+            symbols: Vec::new(),
+            offset: None,
+            choice: None,
+            each: Vec::new(),
+            note: None,
+        }
+    }
+
+    /// A symbol by its name: attached by name (libbpf finds it), or at its
+    /// file offset when only Go's function table names it.
+    fn symbol(self, info: &ElfInfo, symbol: String) -> Result<Target, ResolveError> {
+        if !info.symbols.contains(&symbol) {
+            let mut similar = similar_symbols(&info.symbols, &symbol);
+            if let Some(reason) = &info.go_table_error {
+                similar.push_str(&format!("; {reason}"));
+            }
+            return Err(ResolveError::SymbolNotFound {
+                similar,
+                symbol,
+                path: self.path,
+                origin: self.origin.describe(),
+            });
+        }
+        let (offset, choice) = match info.functions.go_function(&symbol) {
+            None => (None, None),
+            Some((function, others)) => {
+                let offset = info
+                    .functions
+                    .file_offset(function.address)
+                    .ok_or_else(|| ResolveError::GoFunctionNotLoaded {
+                        symbol: symbol.clone(),
+                        address: function.address,
+                        path: self.path.clone(),
+                    })?;
+                (Some(offset), go_choice(&symbol, function, &others))
+            }
+        };
+        // Compiler clones (`f.constprop.0`); in Go, `.` separates names
+        // (`main.work.func1` is a closure of `main.work`, not a clone).
+        let prefix = format!("{symbol}.");
+        let clones: Vec<&str> = if info.is_go {
+            Vec::new()
+        } else {
+            info.symbols.with_prefix(&prefix).collect()
+        };
+        let note = clones.first().map(|first| clone_note(&clones, first));
+        let mut target = self.target(symbol);
+        target.offset = offset;
+        target.choice = choice;
+        target.note = note;
+        Ok(target)
+    }
+
+    /// Every function a glob matched (`named`: by the name shown for it),
+    /// through one multi-uprobe link.
+    fn glob(
+        self,
+        info: &ElfInfo,
+        pattern: &str,
+        named: Vec<(String, u64)>,
+    ) -> Result<Target, ResolveError> {
+        if named.is_empty() {
+            let prefix: String = pattern
                 .chars()
                 .take_while(|c| !"*?[".contains(*c))
                 .collect();
+            let similar = if crate::config::is_cpp_name(pattern) {
+                let prefix = prefix.trim_end_matches(':');
+                suggestions(&cpp_functions::similar_cached(info, prefix, 5))
+            } else {
+                similar_symbols(&info.symbols, &prefix)
+            };
             return Err(ResolveError::NoSymbolMatches {
-                pattern: spec.symbol.clone(),
-                path,
-                origin: origin.describe(),
-                similar: similar_symbols(&info.symbols, &prefix),
+                pattern: pattern.to_string(),
+                path: self.path,
+                origin: self.origin.describe(),
+                similar,
             });
         }
-        if functions.len() > MAX_WILDCARD_SYMBOLS {
+        if named.len() > MAX_WILDCARD_SYMBOLS {
             return Err(ResolveError::TooManySymbols {
-                pattern: spec.symbol.clone(),
-                count: functions.len(),
+                pattern: pattern.to_string(),
+                count: named.len(),
                 limit: MAX_WILDCARD_SYMBOLS,
-                path,
-                origin: origin.describe(),
-                first: functions
+                path: self.path,
+                origin: self.origin.describe(),
+                first: named
                     .iter()
                     .take(5)
-                    .map(|f| &*f.name)
+                    .map(|(n, _)| n.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
             });
         }
-        let symbols = functions
-            .iter()
-            .filter_map(|f| Some((f.name.to_string(), info.functions.file_offset(f.address)?)))
-            .collect();
-        return Ok((
-            Target {
-                path,
-                host_path,
-                provider: String::new(),
-                name: spec.symbol,
-                not_mapped_yet,
-                symbols,
-                offset: None,
-                choice: None,
-            },
-            info.is_go,
-        ));
+        let symbols = offsets(info, named);
+        let mut target = self.target(pattern.to_string());
+        target.symbols = symbols;
+        Ok(target)
     }
-    if !info.symbols.contains(&spec.symbol) {
-        let mut similar = similar_symbols(&info.symbols, &spec.symbol);
-        if let Some(reason) = &info.go_table_error {
-            similar.push_str(&format!("; {reason}"));
-        }
-        return Err(ResolveError::SymbolNotFound {
-            symbol: spec.symbol.clone(),
-            path,
-            origin: origin.describe(),
-            similar,
+
+    /// The functions a C++ name without wildcards names, each attached by
+    /// its own uprobe at its file offset.
+    fn cpp(self, info: &ElfInfo, name: &CppName) -> Result<Target, ResolveError> {
+        let found = cpp_functions::search(info, name);
+        let clones: Vec<&str> = found.clones.iter().map(|c| c.demangled.as_str()).collect();
+        // How to name the first clone: the spec with its suffix.
+        let example = found.clones.first().map(|c| {
+            let suffix = crate::elf::demangle::split_clone_suffix(&c.symbol).1;
+            format!("{}{suffix}", name.text())
         });
-    }
-    let (offset, choice) = match info.functions.go_function(&spec.symbol) {
-        None => (None, None),
-        Some((function, others)) => {
-            let offset = info
-                .functions
-                .file_offset(function.address)
-                .ok_or_else(|| ResolveError::GoFunctionNotLoaded {
-                    symbol: spec.symbol.clone(),
-                    address: function.address,
-                    path: path.clone(),
-                })?;
-            (Some(offset), go_choice(&spec.symbol, function, &others))
+        if let (true, Some(example)) = (found.matches.is_empty(), &example) {
+            return Err(ResolveError::OnlyClones {
+                name: name.text().to_string(),
+                path: self.path,
+                origin: self.origin.describe(),
+                clones: clones.join(", "),
+                example: example.clone(),
+            });
         }
-    };
-    Ok((
-        Target {
-            path,
-            host_path,
-            provider: String::new(),
-            name: spec.symbol,
-            not_mapped_yet,
-            symbols: Vec::new(),
-            offset,
-            choice,
-        },
-        info.is_go,
-    ))
+        if found.matches.is_empty() {
+            return Err(ResolveError::SymbolNotFound {
+                symbol: name.text().to_string(),
+                path: self.path,
+                origin: self.origin.describe(),
+                similar: suggestions(&cpp_functions::similar_cached(info, name.name(), 5)),
+            });
+        }
+        if found.matches.len() > MAX_WILDCARD_SYMBOLS {
+            return Err(ResolveError::TooManySymbols {
+                pattern: name.text().to_string(),
+                count: found.matches.len(),
+                limit: MAX_WILDCARD_SYMBOLS,
+                path: self.path,
+                origin: self.origin.describe(),
+                first: found
+                    .matches
+                    .iter()
+                    .take(5)
+                    .map(|m| m.demangled.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let note = example.map(|example| clone_note(&clones, &example));
+        let each = offsets(
+            info,
+            found
+                .matches
+                .iter()
+                .map(|m| (m.demangled.clone(), m.address))
+                .collect(),
+        );
+        let mut target = self.target(name.text().to_string());
+        target.each = each;
+        target.note = note;
+        Ok(target)
+    }
+}
+
+/// Each function's name and file offset, from its address (a function
+/// outside every loaded segment cannot be probed and is left out).
+fn offsets(info: &ElfInfo, named: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    named
+        .into_iter()
+        .filter_map(|(name, address)| Some((name, info.functions.file_offset(address)?)))
+        .collect()
+}
+
+/// What a spec chose when its function also exists as compiler clones,
+/// and how to name one (`example`).
+fn clone_note(clones: &[&str], example: &str) -> String {
+    format!(
+        "not attached to its compiler clones {} (`.constprop` and `.isra` clones take other arguments, `.part` and `.cold` are pieces of the function): calls the compiler sent to a clone are not counted; name a clone to probe it ({example:?})",
+        clones.join(", ")
+    )
+}
+
+/// `; similar symbols: a, b`, or nothing.
+fn suggestions(similar: &[String]) -> String {
+    if similar.is_empty() {
+        String::new()
+    } else {
+        format!("; similar symbols: {}", similar.join(", "))
+    }
 }
 
 /// Why `chosen` of the functions named `name` in Go's function table is the

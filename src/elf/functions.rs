@@ -98,6 +98,12 @@ impl FunctionTable {
         self.functions.is_empty()
     }
 
+    /// Every (name, address) entry, by address; the aliases of one address
+    /// follow each other, the one [`containing`](Self::containing) names first.
+    pub fn iter(&self) -> impl Iterator<Item = &Function> + '_ {
+        self.functions.iter()
+    }
+
     /// The functions whose name `matches`, one per address (aliases of one
     /// address are one function: attaching both would count each call twice),
     /// named by the alias that matched first in address order. Of the

@@ -8,12 +8,13 @@
 //! [`read_functions`] lists function symbols with their addresses, for the
 //! `probes` subcommand (the cached [`SymbolTable`] keeps names only).
 
+pub mod demangle;
 mod functions;
 mod gopclntab;
 mod symbols;
 mod usdt;
 
-pub use functions::{Function, FunctionTable, LoadSegment};
+pub use functions::{Binding, Function, FunctionTable, LoadSegment};
 pub use gopclntab::{GoFunction, Pclntab, PclntabError, PclntabVersion};
 pub use symbols::SymbolTable;
 pub use usdt::UsdtNote;
@@ -30,7 +31,6 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use functions::Binding;
 use symbols::SymbolTableBuilder;
 use usdt::NoteLayout;
 
@@ -172,9 +172,64 @@ pub struct ElfInfo {
     /// Executable or shared library: a starter config selects the processes
     /// running an executable, which a library alone cannot name.
     pub kind: ElfKind,
+    /// Results computed from this file, kept with it: see [`ElfInfo::derived`].
+    pub derived: Derived,
+}
+
+/// The most results [`ElfInfo::derived`] keeps for one file (a config names
+/// a few C++ functions, not hundreds).
+const MAX_DERIVED: usize = 256;
+
+/// Results computed from a file's contents and kept as long as the file is
+/// cached, by key. A clone starts empty.
+#[derive(Default)]
+pub struct Derived(std::sync::Mutex<HashMap<String, Arc<dyn std::any::Any + Send + Sync>>>);
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Derived::default()
+    }
+}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "Derived({len} results)")
+    }
 }
 
 impl ElfInfo {
+    /// The result of `compute` on this file under `key`: computed once and
+    /// kept while the file is cached (so that the next process mapping a
+    /// library does not pay for, say, demangling its symbols again), up to
+    /// [`MAX_DERIVED`] results; a key used before with another type is
+    /// computed afresh.
+    pub fn derived<T: std::any::Any + Send + Sync>(
+        &self,
+        key: &str,
+        compute: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        fn lock(
+            d: &Derived,
+        ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<dyn std::any::Any + Send + Sync>>>
+        {
+            d.0.lock().unwrap_or_else(|p| p.into_inner())
+        }
+        let known = lock(&self.derived).get(key).cloned();
+        if let Some(found) = known {
+            if let Ok(found) = found.downcast::<T>() {
+                return found;
+            }
+        }
+        // Computed without the lock: two threads may both compute it once.
+        let value = Arc::new(compute());
+        let mut map = lock(&self.derived);
+        if map.len() < MAX_DERIVED {
+            map.insert(key.to_string(), value.clone());
+        }
+        value
+    }
+
     /// The probe sites named `name`, from `provider` if given (any provider
     /// otherwise), in note order. Several sites of one probe are all
     /// returned.
@@ -374,6 +429,7 @@ fn parse_class<Elf: FileHeader<Endian = Endianness>>(
         go_table_error,
         rpath,
         runpath,
+        derived: Derived::default(),
     })
 }
 

@@ -27,6 +27,7 @@ mod late_libraries;
 mod libc_getaddrinfo;
 mod maps;
 mod native_histograms;
+mod nodejs;
 mod per_binary;
 mod podman;
 mod postgresql;
