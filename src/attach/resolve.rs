@@ -25,9 +25,11 @@ pub struct Target {
     /// For a wildcard uprobe: every matching function and its file offset
     /// (one per address; empty otherwise).
     pub symbols: Vec<(String, u64)>,
-    /// For a uprobe on one function that only Go's function table names (a
-    /// stripped Go binary): its file offset, where the probe is attached
-    /// (libbpf, given the name, would look in the symbol tables only).
+    /// For a uprobe on one function: its file offset, where the probe is
+    /// attached. Found as libbpf would find it for the name (which it would
+    /// look up through a mapping of the file), or, for a function that only
+    /// Go's function table names (a stripped Go binary, whose symbol tables
+    /// libbpf would search in vain), from that table. None otherwise.
     pub offset: Option<u64>,
     /// How a name with several functions was resolved, and why (a Go
     /// function and its ABI wrapper share a name in Go's function table).
@@ -154,6 +156,9 @@ pub enum ResolveError {
         /// File (process view).
         path: PathBuf,
     },
+    /// The function has no offset a uprobe could attach at.
+    #[error("{0}")]
+    Offset(#[from] crate::elf::OffsetError),
 }
 
 impl ResolveError {
@@ -176,6 +181,7 @@ impl ResolveError {
             ResolveError::TooManySymbols { .. } => "too_many_symbols",
             ResolveError::Elf(_) => "unreadable_file",
             ResolveError::GoFunctionNotLoaded { .. } => "go_table_mismatch",
+            ResolveError::Offset(e) => e.reason(),
         }
     }
 
@@ -187,6 +193,7 @@ impl ResolveError {
             ResolveError::SymbolNotFound { .. }
                 | ResolveError::NoSymbolMatches { .. }
                 | ResolveError::OnlyClones { .. }
+                | ResolveError::Offset(crate::elf::OffsetError::NotFound { .. })
         )
     }
 }
@@ -569,7 +576,7 @@ fn resolve_uprobe_in(
         not_mapped_yet,
     };
     let target = match pattern {
-        SymbolPattern::Symbol(symbol) => place.symbol(&info, symbol)?,
+        SymbolPattern::Symbol(symbol) => place.symbol(&info, cache, symbol)?,
         SymbolPattern::Glob(matcher) => {
             let functions = info.functions.matching(|name| matcher.is_match(name));
             let named = functions
@@ -616,9 +623,16 @@ impl Place<'_> {
         }
     }
 
-    /// A symbol by its name: attached by name (libbpf finds it), or at its
-    /// file offset when only Go's function table names it.
-    fn symbol(self, info: &ElfInfo, symbol: String) -> Result<Target, ResolveError> {
+    /// A symbol by its name, attached at its file offset: found by libbpf's
+    /// rule for a name (given the name, libbpf would parse the file again,
+    /// through a mapping that a truncation of the file faults with SIGBUS),
+    /// or from Go's function table when only that names it.
+    fn symbol(
+        self,
+        info: &ElfInfo,
+        cache: &mut ElfCache,
+        symbol: String,
+    ) -> Result<Target, ResolveError> {
         if !info.symbols.contains(&symbol) {
             let mut similar = similar_symbols(&info.symbols, &symbol);
             if let Some(reason) = &info.go_table_error {
@@ -632,7 +646,7 @@ impl Place<'_> {
             });
         }
         let (offset, choice) = match info.functions.go_function(&symbol) {
-            None => (None, None),
+            None => (cache.function_offset(&self.host_path, &symbol)?, None),
             Some((function, others)) => {
                 let offset = info
                     .functions
@@ -642,7 +656,7 @@ impl Place<'_> {
                         address: function.address,
                         path: self.path.clone(),
                     })?;
-                (Some(offset), go_choice(&symbol, function, &others))
+                (offset, go_choice(&symbol, function, &others))
             }
         };
         // Compiler clones (`f.constprop.0`); in Go, `.` separates names
@@ -655,7 +669,7 @@ impl Place<'_> {
         };
         let note = clones.first().map(|first| clone_note(&clones, first));
         let mut target = self.target(symbol);
-        target.offset = offset;
+        target.offset = Some(offset);
         target.choice = choice;
         target.note = note;
         Ok(target)

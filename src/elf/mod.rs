@@ -12,11 +12,13 @@ pub mod demangle;
 mod functions;
 mod gopclntab;
 mod image;
+mod offset;
 mod symbols;
 mod usdt;
 
 pub use functions::{Binding, Function, FunctionTable, LoadSegment};
 pub use gopclntab::{GoFunction, Pclntab, PclntabError, PclntabVersion};
+pub use offset::OffsetError;
 pub use symbols::SymbolTable;
 pub use usdt::UsdtNote;
 
@@ -593,6 +595,35 @@ fn for_each_function<Elf: FileHeader<Endian = Endianness>>(
     Ok(())
 }
 
+/// The file offset of function `name` in the ELF file at `path`: where
+/// libbpf 1.7 would attach a uprobe given `name` as `func_name`, found by its
+/// rule (`.dynsym` before `.symtab`, `STT_FUNC` only, weak symbols yield to
+/// others; `name@VERSION` or `name@@VERSION` for a versioned symbol) from
+/// the section headers. Handing libbpf the offset instead of the name keeps
+/// it from mapping the file (a file truncated meanwhile faults a mapping).
+///
+/// # Errors
+///
+/// [`OffsetError::Elf`] for those of [`read_elf`] about reading the file,
+/// [`OffsetError::NotFound`] and [`OffsetError::Ambiguous`] where libbpf
+/// would fail too.
+pub fn function_offset(path: &Path, name: &str) -> Result<u64, OffsetError> {
+    let (file, metadata) = open(path)?;
+    offset_of_open(path, &file, &metadata, name)
+}
+
+fn offset_of_open(
+    path: &Path,
+    file: &File,
+    metadata: &std::fs::Metadata,
+    name: &str,
+) -> Result<u64, OffsetError> {
+    let image = Image::read(path, file, metadata.len())?;
+    let found = offset::function_offset(path, image.bytes(), name);
+    unchanged(path, file, metadata)?;
+    found
+}
+
 /// A function symbol and where it is.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FunctionSymbol {
@@ -752,6 +783,9 @@ struct Entry {
     info: Arc<ElfInfo>,
     /// The clock when it was last used.
     used: u64,
+    /// The function offsets found in it, by name as asked for (as many as
+    /// the config names functions in this file).
+    offsets: HashMap<Box<str>, u64>,
 }
 
 impl Default for ElfCache {
@@ -803,10 +837,31 @@ impl ElfCache {
                 Entry {
                     info: Arc::clone(&info),
                     used: self.clock,
+                    offsets: HashMap::new(),
                 },
             );
         }
         Ok(info)
+    }
+
+    /// The file offset of function `name` in the file at `path`, found as
+    /// libbpf finds it for a uprobe's `func_name` (see [`function_offset`]),
+    /// remembered with the file when the cache holds it.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`function_offset`]; a failure is not remembered.
+    pub fn function_offset(&mut self, path: &Path, name: &str) -> Result<u64, OffsetError> {
+        let (file, metadata) = open(path)?;
+        let key = FileKey::of(&metadata);
+        if let Some(offset) = self.entries.get(&key).and_then(|e| e.offsets.get(name)) {
+            return Ok(*offset);
+        }
+        let offset = offset_of_open(path, &file, &metadata, name)?;
+        if let Some(entry) = self.entries.get_mut(&key) {
+            entry.offsets.insert(name.into(), offset);
+        }
+        Ok(offset)
     }
 
     /// The number of files remembered.
