@@ -1436,6 +1436,43 @@ mod tests {
         }
     }
 
+    /// A table that claims more than is read from one file (a sparse file
+    /// of a few blocks may claim gigabytes) is refused before it is read.
+    #[test]
+    fn tables_beyond_the_read_limit_are_refused() {
+        let dir = TempDir::new().unwrap();
+        let lib = build_lib(dir.path(), "libusdt.so", &[]);
+        let mut bytes = std::fs::read(&lib).unwrap();
+        let header = elf::FileHeader64::<Endianness>::parse(&*bytes).unwrap();
+        let endian = header.endian().unwrap();
+        let shoff = header.e_shoff(endian) as usize;
+        let sections = header.sections(endian, &*bytes).unwrap();
+        let (index, _) = sections
+            .enumerate()
+            .find(|(_, s)| s.sh_type(endian) == elf::SHT_SYMTAB)
+            .unwrap();
+        // sh_size of .symtab: 8 bytes at 32 in its 64-byte header.
+        let at = shoff + index.0 * 64 + 32;
+        let claimed = image::MAX_READ_BYTES + (1 << 20);
+        bytes[at..at + 8].copy_from_slice(&claimed.to_le_bytes());
+        let sparse = dir.path().join("sparse");
+        std::fs::write(&sparse, &bytes).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&sparse)
+            .unwrap();
+        file.set_len(2 * claimed).unwrap();
+        let err = read_elf(&sparse).unwrap_err();
+        assert!(matches!(err, ElfError::TooLarge { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: its symbol, string and note tables add up to 257 MiB, more than the 256 MiB the exporter reads from one file",
+                sparse.display()
+            )
+        );
+    }
+
     /// A file truncated or rewritten in place while it is read is an error
     /// that says so (a mapped file faulted the exporter with SIGBUS here).
     #[test]
