@@ -156,12 +156,42 @@ pub enum ResolveError {
         /// File (process view).
         path: PathBuf,
     },
-    /// The function has no offset a uprobe could attach at.
-    #[error("{0}")]
-    Offset(#[from] crate::elf::OffsetError),
+    /// A file of the process could not be read as ELF (it may be truncated,
+    /// or changing), or has no function libbpf would attach to by the name.
+    #[error("{} of {origin}: {error}", path.display())]
+    InFile {
+        /// The file, as the process sees it.
+        path: PathBuf,
+        /// "process PID (comm)" or "binary PATH".
+        origin: String,
+        /// What is wrong (naming the path the exporter opened it by).
+        error: String,
+        /// The error's [`ResolveError::reason`].
+        reason: &'static str,
+    },
 }
 
 impl ResolveError {
+    /// `error` about `path` of `origin`, which could not be read.
+    fn unreadable(origin: Origin<'_>, path: &Path, error: &crate::elf::ElfError) -> ResolveError {
+        ResolveError::in_file(origin, path, error, "unreadable_file")
+    }
+
+    /// `error`, for `reason`, about `path` of `origin`.
+    fn in_file(
+        origin: Origin<'_>,
+        path: &Path,
+        error: impl std::fmt::Display,
+        reason: &'static str,
+    ) -> ResolveError {
+        ResolveError::InFile {
+            path: path.to_path_buf(),
+            origin: origin.describe(),
+            error: error.to_string(),
+            reason,
+        }
+    }
+
     /// A few words for the self-metrics, the same for every process that
     /// fails this way (`no_usdt`: the build has no such USDT probe;
     /// `no_symbol`: no such function in the symbol tables, nor in Go's
@@ -181,7 +211,7 @@ impl ResolveError {
             ResolveError::TooManySymbols { .. } => "too_many_symbols",
             ResolveError::Elf(_) => "unreadable_file",
             ResolveError::GoFunctionNotLoaded { .. } => "go_table_mismatch",
-            ResolveError::Offset(e) => e.reason(),
+            ResolveError::InFile { reason, .. } => reason,
         }
     }
 
@@ -193,7 +223,10 @@ impl ResolveError {
             ResolveError::SymbolNotFound { .. }
                 | ResolveError::NoSymbolMatches { .. }
                 | ResolveError::OnlyClones { .. }
-                | ResolveError::Offset(crate::elf::OffsetError::NotFound { .. })
+                | ResolveError::InFile {
+                    reason: "no_symbol",
+                    ..
+                }
         )
     }
 }
@@ -431,7 +464,7 @@ pub fn resolve_usdt(
                 }
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(ResolveError::unreadable(origin, path, &e)),
         };
         searched += 1;
         let mut seen = std::collections::HashSet::new();
@@ -568,7 +601,9 @@ fn resolve_uprobe_in(
 ) -> Result<(Target, bool), ResolveError> {
     let host_path = origin.host_path_of(&file);
     let path = file.path;
-    let info = cache.get(&host_path)?;
+    let info = cache
+        .get(&host_path)
+        .map_err(|e| ResolveError::unreadable(origin, &path, &e))?;
     let place = Place {
         path,
         host_path,
@@ -646,7 +681,12 @@ impl Place<'_> {
             });
         }
         let (offset, choice) = match info.functions.go_function(&symbol) {
-            None => (cache.function_offset(&self.host_path, &symbol)?, None),
+            None => (
+                cache
+                    .function_offset(&self.host_path, &symbol)
+                    .map_err(|e| ResolveError::in_file(self.origin, &self.path, &e, e.reason()))?,
+                None,
+            ),
             Some((function, others)) => {
                 let offset = info
                     .functions
@@ -830,8 +870,31 @@ fn go_choice(
 
 #[cfg(test)]
 mod tests {
-    use super::library_matches;
+    use super::{library_matches, resolve_uprobe, Origin, ResolveError};
+    use crate::elf::ElfCache;
     use std::path::Path;
+
+    /// A file that cannot be read as ELF is named as the process or binary
+    /// sees it, and counted as an unreadable file.
+    #[test]
+    fn an_unreadable_file_is_named_and_counted_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app");
+        std::fs::write(&path, b"#!/bin/sh\n").unwrap();
+        let mut cache = ElfCache::new(4);
+        let Err(e) = resolve_uprobe(Origin::Binary(&path), "main", &mut cache) else {
+            panic!("a shell script resolved");
+        };
+        assert!(matches!(e, ResolveError::InFile { .. }), "{e:?}");
+        assert_eq!(e.reason(), "unreadable_file");
+        let shown = path.display();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "{shown} of binary {shown}: {shown} is not an ELF file"
+            )),
+            "{e}"
+        );
+    }
 
     #[test]
     fn library_names() {
