@@ -316,9 +316,10 @@ fn a_library_truncated_in_a_loop_faults_nothing_and_a_healthy_process_counts_exa
 /// it by parsing the file itself, mapped (libelf's `ELF_C_READ_MMAP`), from
 /// its open to its last look at the notes: a cut in those microseconds
 /// faults the exporter. Not run by default, for that is not fixed yet; it
-/// passed in each of its runs here (two runs on 2026-12-07: 169 and 146 USDT
-/// attaches to the victims, and 69 and 70 attaches libbpf refused, the file
-/// having changed under it: 238 and 216 times libbpf opened the file).
+/// passed in each of its runs here (four runs on 2026-12-07: 169, 146, 151
+/// and 196 USDT attaches to the victims, and 69, 70, 42 and 38 attaches
+/// libbpf refused, the file having changed under it: 238, 216, 193 and 234
+/// times libbpf opened the file).
 #[test]
 #[ignore]
 fn with_usdt() {
