@@ -102,6 +102,15 @@ pub struct Cli {
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
 
+    /// Serve the landing page's process explainer (`/?pid=N`): why any
+    /// process on the host is (not) selected, with its executable, parent,
+    /// cgroup, container and pod, to every client the web config admits (on
+    /// plain HTTP without auth: anyone who reaches the port). Off, the form
+    /// is not shown and `/?pid=N` answers 403; `check --pid N` on the host
+    /// needs no flag.
+    #[arg(long = "web.enable-explain")]
+    pub enable_explain: bool,
+
     /// Reload the config when its file changes (a Kubernetes ConfigMap update
     /// swaps it through a symlink), so that no reloader sidecar is needed.
     #[arg(long = "config.watch")]
@@ -582,6 +591,7 @@ fn run(cli: &Cli, compiler: Arc<Compiler>) -> anyhow::Result<()> {
         metrics_path: cli.metrics_path.clone(),
         web_config_file: cli.web_config_file.clone(),
         enable_lifecycle: cli.enable_lifecycle,
+        enable_explain: cli.enable_explain,
         limits: http::Limits {
             read_header_timeout: cli.read_header_timeout,
             idle_timeout: cli.idle_timeout,

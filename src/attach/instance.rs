@@ -343,13 +343,17 @@ impl Instance {
                             if !t.each.is_empty() {
                                 return attach_each(&bpf_prog, pid, &t, retprobe).map_err(|e| format!("attaching {kind} {} in {}{of_pid}: {}", t.name, t.path.display(), crate::privileges::explain(&e, crate::privileges::UPROBE)));
                             }
-                            // A function only Go's function table names is attached at its
-                            // offset: libbpf looks names up in the symbol tables only.
-                            let opts = UprobeOpts { retprobe, func_name: t.offset.is_none().then(|| t.name.clone()), ..Default::default() };
+                            // By offset, not func_name: libbpf would map the file to find the
+                            // name, and a file truncated meanwhile faults a mapping (and it
+                            // looks in the symbol tables only, not in Go's function table).
+                            let Some(offset) = t.offset else {
+                                return Err(format!("{kind} {} in {}: no offset was resolved (a bug: please report it)", t.name, t.path.display()));
+                            };
+                            let opts = UprobeOpts { retprobe, ..Default::default() };
                             let chosen = t.choice.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
                             let note = t.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
                             bpf_prog
-                                .attach_uprobe_with_opts(pid, &t.host_path, t.offset.unwrap_or(0) as usize, opts)
+                                .attach_uprobe_with_opts(pid, &t.host_path, offset as usize, opts)
                                 .map(|link| vec![(link, format!("{kind} {} in {}{}{chosen}{note}", t.name, t.path.display(), armed(&t)))])
                                 .map_err(|e| format!("attaching {kind} {} in {}{of_pid}: {}", t.name, t.path.display(), crate::privileges::explain(&e, crate::privileges::UPROBE)))
                         })

@@ -25,9 +25,11 @@ pub struct Target {
     /// For a wildcard uprobe: every matching function and its file offset
     /// (one per address; empty otherwise).
     pub symbols: Vec<(String, u64)>,
-    /// For a uprobe on one function that only Go's function table names (a
-    /// stripped Go binary): its file offset, where the probe is attached
-    /// (libbpf, given the name, would look in the symbol tables only).
+    /// For a uprobe on one function: its file offset, where the probe is
+    /// attached. Found as libbpf would find it for the name (which it would
+    /// look up through a mapping of the file), or, for a function that only
+    /// Go's function table names (a stripped Go binary, whose symbol tables
+    /// libbpf would search in vain), from that table. None otherwise.
     pub offset: Option<u64>,
     /// How a name with several functions was resolved, and why (a Go
     /// function and its ABI wrapper share a name in Go's function table).
@@ -154,9 +156,42 @@ pub enum ResolveError {
         /// File (process view).
         path: PathBuf,
     },
+    /// A file of the process could not be read as ELF (it may be truncated,
+    /// or changing), or has no function libbpf would attach to by the name.
+    #[error("{} of {origin}: {error}", path.display())]
+    InFile {
+        /// The file, as the process sees it.
+        path: PathBuf,
+        /// "process PID (comm)" or "binary PATH".
+        origin: String,
+        /// What is wrong (naming the path the exporter opened it by).
+        error: String,
+        /// The error's [`ResolveError::reason`].
+        reason: &'static str,
+    },
 }
 
 impl ResolveError {
+    /// `error` about `path` of `origin`, which could not be read.
+    fn unreadable(origin: Origin<'_>, path: &Path, error: &crate::elf::ElfError) -> ResolveError {
+        ResolveError::in_file(origin, path, error, "unreadable_file")
+    }
+
+    /// `error`, for `reason`, about `path` of `origin`.
+    fn in_file(
+        origin: Origin<'_>,
+        path: &Path,
+        error: impl std::fmt::Display,
+        reason: &'static str,
+    ) -> ResolveError {
+        ResolveError::InFile {
+            path: path.to_path_buf(),
+            origin: origin.describe(),
+            error: error.to_string(),
+            reason,
+        }
+    }
+
     /// A few words for the self-metrics, the same for every process that
     /// fails this way (`no_usdt`: the build has no such USDT probe;
     /// `no_symbol`: no such function in the symbol tables, nor in Go's
@@ -176,6 +211,7 @@ impl ResolveError {
             ResolveError::TooManySymbols { .. } => "too_many_symbols",
             ResolveError::Elf(_) => "unreadable_file",
             ResolveError::GoFunctionNotLoaded { .. } => "go_table_mismatch",
+            ResolveError::InFile { reason, .. } => reason,
         }
     }
 
@@ -187,6 +223,10 @@ impl ResolveError {
             ResolveError::SymbolNotFound { .. }
                 | ResolveError::NoSymbolMatches { .. }
                 | ResolveError::OnlyClones { .. }
+                | ResolveError::InFile {
+                    reason: "no_symbol",
+                    ..
+                }
         )
     }
 }
@@ -424,7 +464,7 @@ pub fn resolve_usdt(
                 }
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(ResolveError::unreadable(origin, path, &e)),
         };
         searched += 1;
         let mut seen = std::collections::HashSet::new();
@@ -561,7 +601,9 @@ fn resolve_uprobe_in(
 ) -> Result<(Target, bool), ResolveError> {
     let host_path = origin.host_path_of(&file);
     let path = file.path;
-    let info = cache.get(&host_path)?;
+    let info = cache
+        .get(&host_path)
+        .map_err(|e| ResolveError::unreadable(origin, &path, &e))?;
     let place = Place {
         path,
         host_path,
@@ -569,7 +611,7 @@ fn resolve_uprobe_in(
         not_mapped_yet,
     };
     let target = match pattern {
-        SymbolPattern::Symbol(symbol) => place.symbol(&info, symbol)?,
+        SymbolPattern::Symbol(symbol) => place.symbol(&info, cache, symbol)?,
         SymbolPattern::Glob(matcher) => {
             let functions = info.functions.matching(|name| matcher.is_match(name));
             let named = functions
@@ -616,9 +658,16 @@ impl Place<'_> {
         }
     }
 
-    /// A symbol by its name: attached by name (libbpf finds it), or at its
-    /// file offset when only Go's function table names it.
-    fn symbol(self, info: &ElfInfo, symbol: String) -> Result<Target, ResolveError> {
+    /// A symbol by its name, attached at its file offset: found by libbpf's
+    /// rule for a name (given the name, libbpf would parse the file again,
+    /// through a mapping that a truncation of the file faults with SIGBUS),
+    /// or from Go's function table when only that names it.
+    fn symbol(
+        self,
+        info: &ElfInfo,
+        cache: &mut ElfCache,
+        symbol: String,
+    ) -> Result<Target, ResolveError> {
         if !info.symbols.contains(&symbol) {
             let mut similar = similar_symbols(&info.symbols, &symbol);
             if let Some(reason) = &info.go_table_error {
@@ -632,7 +681,12 @@ impl Place<'_> {
             });
         }
         let (offset, choice) = match info.functions.go_function(&symbol) {
-            None => (None, None),
+            None => (
+                cache
+                    .function_offset(&self.host_path, &symbol)
+                    .map_err(|e| ResolveError::in_file(self.origin, &self.path, &e, e.reason()))?,
+                None,
+            ),
             Some((function, others)) => {
                 let offset = info
                     .functions
@@ -642,7 +696,7 @@ impl Place<'_> {
                         address: function.address,
                         path: self.path.clone(),
                     })?;
-                (Some(offset), go_choice(&symbol, function, &others))
+                (offset, go_choice(&symbol, function, &others))
             }
         };
         // Compiler clones (`f.constprop.0`); in Go, `.` separates names
@@ -655,7 +709,7 @@ impl Place<'_> {
         };
         let note = clones.first().map(|first| clone_note(&clones, first));
         let mut target = self.target(symbol);
-        target.offset = offset;
+        target.offset = Some(offset);
         target.choice = choice;
         target.note = note;
         Ok(target)
@@ -816,8 +870,31 @@ fn go_choice(
 
 #[cfg(test)]
 mod tests {
-    use super::library_matches;
+    use super::{library_matches, resolve_uprobe, Origin, ResolveError};
+    use crate::elf::ElfCache;
     use std::path::Path;
+
+    /// A file that cannot be read as ELF is named as the process or binary
+    /// sees it, and counted as an unreadable file.
+    #[test]
+    fn an_unreadable_file_is_named_and_counted_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app");
+        std::fs::write(&path, b"#!/bin/sh\n").unwrap();
+        let mut cache = ElfCache::new(4);
+        let Err(e) = resolve_uprobe(Origin::Binary(&path), "main", &mut cache) else {
+            panic!("a shell script resolved");
+        };
+        assert!(matches!(e, ResolveError::InFile { .. }), "{e:?}");
+        assert_eq!(e.reason(), "unreadable_file");
+        let shown = path.display();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "{shown} of binary {shown}: {shown} is not an ELF file"
+            )),
+            "{e}"
+        );
+    }
 
     #[test]
     fn library_names() {

@@ -79,6 +79,12 @@ pub(super) fn wanted_section(name: &[u8]) -> bool {
         || MODULEDATA_SECTIONS.contains(&name)
 }
 
+/// Whether a section named `name` marks a file as Go's, so that the reader
+/// looks into the sections [`wanted_section`] names.
+pub(super) fn marks_go(name: &[u8]) -> bool {
+    TABLE_SECTIONS.contains(&name) || GO_MARKERS.contains(&name)
+}
+
 /// Which Go releases wrote a table: its layout changed in 1.16, 1.18 and 1.20.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PclntabVersion {
@@ -445,7 +451,7 @@ pub(super) fn read<Elf: FileHeader<Endian = Endianness>>(
             .filter(move |(name, _)| wanted.contains(name))
             .map(|(_, s)| *s)
     };
-    let go = named(TABLE_SECTIONS).next().is_some() || named(GO_MARKERS).next().is_some();
+    let go = relevant.iter().any(|(name, _)| marks_go(name));
     if !go {
         return Ok((Vec::new(), None));
     }

@@ -1,11 +1,14 @@
 //! The ELF symbol and USDT-note readers on real binaries with bits flipped,
 //! bytes and words overwritten and the file truncated: `read_elf` and
 //! `read_functions` return a result or an error, never panic, hang or
-//! allocate without bound, and agree with each other; the lookups the
-//! exporter makes on the result (probe sites, the function holding an
-//! address, file offsets) do not panic either.
+//! allocate without bound, and agree with each other; `read_elf`, which
+//! reads only the tables the parsers use, gives what parsing the whole
+//! mutant in memory (`parse_bytes`) gives, so no mutation makes the parsers
+//! look where nothing was read; the lookups the exporter makes on the result
+//! (probe sites, the function holding an address, file offsets) do not
+//! panic either.
 //!
-//! The readers take paths and map the file, so each mutant is written to a
+//! The readers take paths and read the file, so each mutant is written to a
 //! copy of the binary in a temp dir: overwrites in place (undone after the
 //! run), truncations as a new file.
 
@@ -17,7 +20,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use userspace_exporter::elf::{read_elf, read_functions, ElfError};
+use userspace_exporter::elf::{parse_bytes, read_elf, read_functions, ElfError};
 
 /// One change to the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +73,8 @@ pub struct ElfTarget {
     work: PathBuf,
     truncated: PathBuf,
     work_file: std::fs::File,
+    /// The mutant's bytes, for `parse_bytes`.
+    scratch: std::cell::RefCell<Vec<u8>>,
     time_bound: Duration,
     allocation_bound: usize,
     ci_executions: u64,
@@ -127,7 +132,13 @@ impl ElfTarget {
             .unwrap();
         let work = dir.path().join("work");
         std::fs::write(&work, &original).unwrap();
-        let work_file = std::fs::OpenOptions::new().write(true).open(&work).unwrap();
+        // Read too: an op reads what earlier ops of the mutant wrote.
+        let work_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&work)
+            .unwrap();
+        let size = original.len();
         let mut target = ElfTarget {
             name,
             source,
@@ -138,17 +149,40 @@ impl ElfTarget {
             work,
             _dir: dir,
             work_file,
+            scratch: std::cell::RefCell::new(Vec::with_capacity(size)),
             time_bound: Duration::MAX,
             allocation_bound: usize::MAX,
             ci_executions,
         };
         // The bounds are relative to reading the intact file.
         let started = Instant::now();
-        target.check(&target.work).expect("the intact file reads");
+        target
+            .check(&target.work, &target.original)
+            .expect("the intact file reads");
         let baseline = started.elapsed();
         target.time_bound = (baseline * 50).max(Duration::from_secs(5));
         target.allocation_bound = 64 << 20;
         Some(target)
+    }
+
+    /// The mutant's bytes, as [`ElfTarget::apply`] writes them, in the
+    /// buffer kept for them (allocated once: not a cost of the run).
+    fn bytes(&self, ops: &[Op]) -> std::cell::RefMut<'_, Vec<u8>> {
+        let len = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Truncate { len } => Some(*len),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(self.original.len());
+        let mut bytes = self.scratch.borrow_mut();
+        bytes.clear();
+        bytes.extend_from_slice(&self.original[..len.min(self.original.len())]);
+        for op in ops {
+            patch(&mut bytes, op);
+        }
+        bytes
     }
 
     /// Writes `ops` into the work file (or a truncated copy) and returns the
@@ -180,7 +214,9 @@ impl ElfTarget {
             let range = op_range(op, self.original.len());
             let mut bytes = self.original[range.clone()].to_vec();
             // Earlier ops on the same bytes stay applied.
-            let _ = self.work_file.read_exact_at(&mut bytes, range.start as u64);
+            self.work_file
+                .read_exact_at(&mut bytes, range.start as u64)
+                .unwrap();
             let mut shifted = *op;
             match &mut shifted {
                 Op::Flip { at, .. } | Op::Set { at, .. } | Op::Fill { at, .. } => {
@@ -203,10 +239,32 @@ impl ElfTarget {
         )
     }
 
-    /// Reads `path` the ways the exporter does and checks what comes back.
-    fn check(&self, path: &Path) -> Result<Behaviour, String> {
+    /// Reads `path` (holding `bytes`) the ways the exporter does and checks
+    /// what comes back.
+    fn check(&self, path: &Path, bytes: &[u8]) -> Result<Behaviour, String> {
         let info = read_elf(path);
         let functions = read_functions(path, |_| true);
+        let whole = parse_bytes(path, bytes);
+        let same = match (&info, &whole) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(a), Err(b)) => a.to_string() == b.to_string(),
+            _ => false,
+        };
+        if !same {
+            let show = |r: &Result<userspace_exporter::elf::ElfInfo, ElfError>| match r {
+                Ok(info) => format!(
+                    "ok ({} probes, {} functions)",
+                    info.usdt.len(),
+                    info.functions.len()
+                ),
+                Err(e) => format!("{e}"),
+            };
+            return Err(format!(
+                "reading the tables differs from parsing the whole file: {} against {}",
+                show(&info),
+                show(&whole)
+            ));
+        }
         match (&info, &functions) {
             (Ok(_), Err(e)) => {
                 return Err(format!("read_elf succeeds but read_functions fails: {e}"))
@@ -225,6 +283,11 @@ impl ElfTarget {
                 ElfError::MalformedNote { .. } => "malformed note",
                 ElfError::NotFound { .. } | ElfError::Unreadable { .. } => {
                     return Err(format!("an I/O error on a readable file: {shown}"));
+                }
+                // Nothing writes the file while it is read, and the tables of
+                // a file this size fit what is read.
+                ElfError::Changed { .. } | ElfError::TooLarge { .. } => {
+                    return Err(format!("an error of a file changing or too large: {shown}"));
                 }
             };
             let reason: String = shown
@@ -584,7 +647,7 @@ impl Target for ElfTarget {
 
     fn run(&self, mutant: &Mutant) -> Result<Behaviour, String> {
         let (path, _restore) = self.apply(mutant);
-        self.check(&path)
+        self.check(&path, &self.bytes(mutant))
     }
 
     fn shrink(&self, mutant: &Mutant) -> Box<dyn Iterator<Item = Mutant>> {

@@ -18,6 +18,7 @@ mod exposition;
 mod faults;
 mod faults_compile;
 mod faults_stop;
+mod faults_truncation;
 mod go;
 mod gunicorn;
 mod inline_code;
