@@ -109,6 +109,17 @@ impl fmt::Display for UsdtSpec {
 
 /// Why a probe spec is invalid, or `None` when the attach stage can parse it.
 pub(super) fn spec_problem(kind: ProbeKind, spec: &str) -> Option<String> {
+    let library = match kind {
+        ProbeKind::Usdt => UsdtSpec::parse(spec).and_then(|s| s.module),
+        _ => UprobeSpec::parse(spec).and_then(|s| s.library),
+    };
+    if let Some(library) = library.filter(|l| l.contains(['*', '?', '['])) {
+        if let Err(e) = super::compile_glob(&library) {
+            return Some(format!(
+                "has a library glob that does not parse: {e}; a glob matches the file names of the libraries a process maps (`libpython3.*.so*`)"
+            ));
+        }
+    }
     if let Some(uprobe) = UprobeSpec::parse(spec).filter(|_| kind != ProbeKind::Usdt) {
         if uprobe.is_wildcard() {
             if let Err(e) = globset::Glob::new(&uprobe.symbol) {
@@ -203,6 +214,14 @@ mod tests {
         assert!(UprobeSpec::parse("PyGC_?ollect").unwrap().is_wildcard());
         assert!(!UprobeSpec::parse("c:malloc").unwrap().is_wildcard());
         assert!(UprobeSpec::parse("c:malloc").unwrap().matcher().is_none());
+        assert_eq!(
+            spec_problem(ProbeKind::Uprobe, "libpython3.*.so*:invoke_gc_callback*"),
+            None
+        );
+        assert_eq!(
+            spec_problem(ProbeKind::Uprobe, "libpython3.[0-9.so:f"),
+            Some("has a library glob that does not parse: unclosed character class; missing ']'; a glob matches the file names of the libraries a process maps (`libpython3.*.so*`)".into())
+        );
         assert_eq!(spec_problem(ProbeKind::Uprobe, "lib.so:op_*"), None);
         assert_eq!(
             spec_problem(ProbeKind::Uprobe, "op_[ab"),

@@ -12,7 +12,7 @@ mod functions;
 mod symbols;
 mod usdt;
 
-pub use functions::{Function, FunctionTable, LoadSegment};
+pub use functions::{clone_suffix, Function, FunctionTable, LoadSegment};
 pub use symbols::SymbolTable;
 pub use usdt::UsdtNote;
 
@@ -164,6 +164,10 @@ pub struct ElfInfo {
     /// Executable or shared library: a starter config selects the processes
     /// running an executable, which a library alone cannot name.
     pub kind: ElfKind,
+    /// Whether the file has a `.symtab`: without one (`strip --strip-all`,
+    /// a slim image's libraries) only the exported functions of `.dynsym`
+    /// are left, and no `static` function can be probed by name.
+    pub has_symtab: bool,
 }
 
 impl ElfInfo {
@@ -287,6 +291,9 @@ fn parse_class<Elf: FileHeader<Endian = Endianness>>(
     let mut is_go = false;
     let mut base_addr = None;
     let mut note_sections = Vec::new();
+    let has_symtab = sections
+        .iter()
+        .any(|s| s.sh_type(endian) == elf::SHT_SYMTAB);
     for section in sections.iter() {
         // Sections with unreadable names are simply not the ones we want.
         let Ok(name) = sections.section_name(endian, section) else {
@@ -355,6 +362,7 @@ fn parse_class<Elf: FileHeader<Endian = Endianness>>(
         functions: FunctionTable::new(functions, segments),
         rpath,
         runpath,
+        has_symtab,
     })
 }
 
