@@ -17,42 +17,48 @@ const PYENV: &str = "/root/.pyenv/versions";
 const VERSIONS: &[&str] = &["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"];
 
 /// One pyenv build: its launcher and its shared library.
-struct Build {
-    minor: &'static str,
-    launcher: PathBuf,
-    libpython: PathBuf,
+pub struct Build {
+    /// `3.12`.
+    pub minor: &'static str,
+    /// `bin/python3.12`.
+    pub launcher: PathBuf,
+    /// `lib/libpython3.12.so.1.0`.
+    pub libpython: PathBuf,
 }
 
 /// pyenv's newest build of each of [`VERSIONS`]; `None` (a skip, a failure
 /// under CI) when one is missing.
 fn pyenv_builds() -> Option<Vec<Build>> {
-    let mut builds = Vec::new();
-    for &minor in VERSIONS {
-        let newest = std::fs::read_dir(PYENV)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|name| {
-                name.strip_prefix(minor)
-                    .and_then(|rest| rest.strip_prefix('.'))
-                    .is_some_and(|patch| patch.parse::<u32>().is_ok())
-            })
-            .max_by_key(|name| name.rsplit('.').next().unwrap().parse::<u32>().unwrap());
-        let dir = Path::new(PYENV).join(newest.unwrap_or_else(|| format!("{minor}.x")));
-        let launcher = dir.join(format!("bin/python{minor}"));
-        let libpython = dir.join(format!("lib/libpython{minor}.so.1.0"));
-        let install = format!("pyenv install {minor} (CPython built with --enable-shared, as the machine image has it)");
-        if !common::require_path(&launcher, &install) || !common::require_path(&libpython, &install)
-        {
-            return None;
-        }
-        builds.push(Build {
-            minor,
-            launcher,
-            libpython,
-        });
+    VERSIONS.iter().map(|minor| pyenv_build(minor)).collect()
+}
+
+/// pyenv's newest build of CPython `minor` (`3.12`); `None` (a skip, a
+/// failure under CI) when it is missing.
+pub fn pyenv_build(minor: &'static str) -> Option<Build> {
+    let newest = std::fs::read_dir(PYENV)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| {
+            name.strip_prefix(minor)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|patch| patch.parse::<u32>().is_ok())
+        })
+        .max_by_key(|name| name.rsplit('.').next().unwrap().parse::<u32>().unwrap());
+    let dir = Path::new(PYENV).join(newest.unwrap_or_else(|| format!("{minor}.x")));
+    let launcher = dir.join(format!("bin/python{minor}"));
+    let libpython = dir.join(format!("lib/libpython{minor}.so.1.0"));
+    let install = format!(
+        "pyenv install {minor} (CPython built with --enable-shared, as the machine image has it)"
+    );
+    if !common::require_path(&launcher, &install) || !common::require_path(&libpython, &install) {
+        return None;
     }
-    Some(builds)
+    Some(Build {
+        minor,
+        launcher,
+        libpython,
+    })
 }
 
 /// The python program selecting the processes named `comms`.
@@ -242,7 +248,7 @@ pub fn check_gil(
 
 /// The processes named `comm` whose copy of the launcher `build` starts,
 /// their libpython looked up first in `lib_dir` when given.
-fn start(build: &Build, comm: &str, lib_dir: Option<&Path>) -> Python {
+pub fn start(build: &Build, comm: &str, lib_dir: Option<&Path>) -> Python {
     let launcher = common::named_copy(&build.launcher, comm);
     let mut command = Command::new(launcher);
     if let Some(dir) = lib_dir {
