@@ -146,7 +146,9 @@ static __always_inline int gc_phase(__u64 address) {
 // looked for in the first two arguments and the others are read after it; a
 // call where neither holds "start" or "stop", or whose generation is not 0 to
 // 2, is not counted: a build whose copy passes its arguments otherwise counts
-// nothing rather than garbage.
+// nothing rather than garbage. (Not gc_collect_main: 3.8 and 3.9 have none,
+// their `collect` is cloned apart in 3.8, and 3.13's automatic collections
+// pass it generation -1, the generation being chosen inside.)
 SEC("uprobe")
 int on_gc_callback(struct pt_regs *ctx) {
     // Every argument register is read first, at fixed offsets: the verifier

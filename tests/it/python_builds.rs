@@ -395,3 +395,42 @@ fn stripped_libpython_gives_imports_and_gil_waits_and_says_why_gc_is_missing() {
         );
     }
 }
+
+#[test]
+fn a_function_the_compiler_only_copied_is_refused_with_its_copies_named() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let Some(build) = pyenv_build("3.8") else {
+        return;
+    };
+    // 3.8's gcmodule.c `collect` exists only as two clones whose arguments
+    // differ (one has the generation folded in).
+    let comm = "uexp-clones3.8";
+    let python = start(&build, comm, None);
+    let config = config(&[comm.to_string()]).replace(
+        "\"libpython3.*.so*:invoke_gc_callback*\": on_gc_callback",
+        "\"libpython3.*.so*:collect\": on_restore_thread",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(common::EXPORTER)
+        .args(["check", "-c"])
+        .arg(&path)
+        .arg("--pid")
+        .arg(python.pid().to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{out:?}");
+    assert!(
+        text.contains(&format!(
+            "uprobe libpython3.*.so*:collect -> on_restore_thread: does not resolve: symbol \"collect\" not found in {} of process {} ({comm}); the compiler made copies of it: collect.constprop.1, collect.constprop.0 (a copy's arguments may differ from the source's: name the one to probe, e.g. libpython3.8.so.1.0:collect.constprop.1, and read its arguments as that copy passes them)",
+            build.libpython.display(),
+            python.pid()
+        )),
+        "{text}"
+    );
+}
