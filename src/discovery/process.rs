@@ -208,6 +208,20 @@ impl ProcessInfo {
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
     }
 
+    /// Whether the process now runs another executable than the one it was
+    /// read with: it exec'd since (a forked child of one program becoming
+    /// another), and its exec event will have it judged again.
+    pub fn image_replaced(&self) -> bool {
+        if self.exe.as_os_str().is_empty() {
+            return false;
+        }
+        let live = |p: &Path| {
+            let text = p.to_string_lossy();
+            text.strip_suffix(" (deleted)").unwrap_or(&text).to_string()
+        };
+        std::fs::read_link(self.exe_host_path()).is_ok_and(|now| live(&now) != live(&self.exe))
+    }
+
     /// The pid.
     pub fn pid(&self) -> i32 {
         self.key.pid
@@ -858,6 +872,17 @@ mod tests {
             Some(("systemd".into(), 0))
         );
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn an_image_replaced_is_told_by_the_executable_now_running() {
+        let me = ProcessInfo::read(std::process::id() as i32).unwrap();
+        assert!(!me.image_replaced());
+        let before_exec =
+            ProcessInfo::new(me.key, me.comm.clone(), "/usr/bin/python3.11".into(), 1);
+        assert!(before_exec.image_replaced());
+        // Unreadable: nothing to compare.
+        assert!(!ProcessInfo::new(me.key, me.comm.clone(), PathBuf::new(), 1).image_replaced());
     }
 
     #[test]

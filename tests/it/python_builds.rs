@@ -434,3 +434,41 @@ fn a_function_the_compiler_only_copied_is_refused_with_its_copies_named() {
         "{text}"
     );
 }
+
+#[test]
+fn children_that_exec_while_being_attached_are_no_errors() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let Some(build) = pyenv_build("3.11") else {
+        return;
+    };
+    // A Python program starting subprocesses: each child is the selected
+    // program (same comm, same libpython) from its fork until its exec, 0 to
+    // 44 ms later, often while its attach is under way.
+    let comm = "uexp-fork3.11";
+    let mut python = start(&build, comm, None);
+    let exporter = Exporter::start(&config(&[comm.to_string()]));
+    assert_eq!(python.ask("forks 60"), "ok");
+    let s = exporter.samples();
+    let logs = exporter.logs();
+    assert_eq!(
+        s.series("userspace_exporter_attach_errors_total").len(),
+        0,
+        "{logs}"
+    );
+    assert!(
+        !logs.contains(" WARN ") && !logs.contains(" ERROR "),
+        "{logs}"
+    );
+    // The parent stays attached and counted.
+    assert_eq!(
+        s.value(
+            "userspace_exporter_processes",
+            &[("name", "python"), ("state", "attached")]
+        ),
+        1.0,
+        "{logs}"
+    );
+}
