@@ -389,6 +389,28 @@ impl Instance {
                 }],
             });
         }
+        // A forked child that exec'd mid-attach (a Python program starting a
+        // subprocess) no longer has the files the probes were chosen from:
+        // nothing of it is kept, and its exec event judges it again.
+        if let Some(process) = target
+            .process()
+            .filter(|p| !failures.is_empty() && p.image_replaced())
+        {
+            return Err(InstanceError::NothingAttached {
+                failures: vec![AttachFailure {
+                    kind: failures[0].kind,
+                    probe: String::new(),
+                    message: format!(
+                        "process {} ({}) replaced its executable {} (exec) while being attached: it is judged again as what it runs now",
+                        process.pid(),
+                        process.comm,
+                        process.exe.display()
+                    ),
+                    cancelled: true,
+                    unavailable: None,
+                }],
+            });
+        }
         if links.is_empty() {
             return Err(InstanceError::NothingAttached { failures });
         }

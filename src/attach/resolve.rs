@@ -89,7 +89,7 @@ pub enum ResolveError {
         hint: String,
     },
     /// The file lacks the symbol.
-    #[error("symbol {symbol:?} not found in {} of {origin}{similar}", path.display())]
+    #[error("symbol {symbol:?} not found in {} of {origin}{}{similar}", path.display(), stripped_note(*.stripped))]
     SymbolNotFound {
         /// Symbol.
         symbol: String,
@@ -97,8 +97,10 @@ pub enum ResolveError {
         path: PathBuf,
         /// "process PID (comm)" or "binary PATH".
         origin: String,
-        /// ": similar symbols: ..." or empty.
+        /// "; similar symbols: ..." (and the compiler's copies of it), or empty.
         similar: String,
+        /// The file has no `.symtab`: only exported functions are left.
+        stripped: bool,
     },
     /// A C++ name names only compiler clones, none of which it names itself.
     #[error("{name:?} names no function in {} of {origin}, only compiler clones of it: {clones}; `.constprop` and `.isra` clones take other arguments than the function, `.part` and `.cold` are pieces of it (not its entry): to probe a clone, name it with its suffix ({example:?})", path.display())]
@@ -115,7 +117,7 @@ pub enum ResolveError {
         example: String,
     },
     /// A symbol glob matched no function.
-    #[error("no function symbol in {} of {origin} matches {pattern:?}{similar}", path.display())]
+    #[error("no function symbol in {} of {origin} matches {pattern:?}{}{similar}", path.display(), stripped_note(*.stripped))]
     NoSymbolMatches {
         /// The glob.
         pattern: String,
@@ -123,8 +125,10 @@ pub enum ResolveError {
         path: PathBuf,
         /// "process PID (comm)" or "binary PATH".
         origin: String,
-        /// ": similar symbols: ..." or empty.
+        /// "; similar symbols: ..." or empty.
         similar: String,
+        /// The file has no `.symtab`: only exported functions are left.
+        stripped: bool,
     },
     /// A symbol glob matched more functions than one probe may attach to.
     #[error("{pattern:?} matches {count} functions in {} of {origin}, more than the {limit} one wildcard probe may attach to (each is a breakpoint that every call pays for); narrow the glob. First matches: {first}", path.display())]
@@ -195,8 +199,9 @@ impl ResolveError {
     /// A few words for the self-metrics, the same for every process that
     /// fails this way (`no_usdt`: the build has no such USDT probe;
     /// `no_symbol`: no such function in the symbol tables, nor in Go's
-    /// function table; `only_clones`: a C++ name found only the compiler's
-    /// clones of its function).
+    /// function table; `no_symtab`: not among the exported functions of a
+    /// file stripped of `.symtab`; `only_clones`: a C++ name found only the
+    /// compiler's clones of its function).
     pub fn reason(&self) -> &'static str {
         match self {
             ResolveError::BadSpec(_) => "bad_spec",
@@ -204,6 +209,8 @@ impl ResolveError {
             ResolveError::NoAccess { .. } => "no_access",
             ResolveError::LibraryNotMapped { .. } => "no_library",
             ResolveError::UsdtNotFound { .. } => "no_usdt",
+            ResolveError::SymbolNotFound { stripped: true, .. }
+            | ResolveError::NoSymbolMatches { stripped: true, .. } => "no_symtab",
             ResolveError::SymbolNotFound { .. } | ResolveError::NoSymbolMatches { .. } => {
                 "no_symbol"
             }
@@ -328,6 +335,15 @@ impl Origin<'_> {
     }
 }
 
+/// What a missing symbol's message adds when the file has no `.symtab`.
+fn stripped_note(stripped: bool) -> &'static str {
+    if stripped {
+        " (the file has no .symtab, as a stripped build or a slim image: only its exported functions can be probed)"
+    } else {
+        ""
+    }
+}
+
 /// The process's files may not be read by the exporter.
 fn no_access(process: &ProcessInfo) -> ResolveError {
     ResolveError::NoAccess {
@@ -336,9 +352,31 @@ fn no_access(process: &ProcessInfo) -> ResolveError {
     }
 }
 
+/// Whether a library name is a glob (`libpython3.*.so*`).
+fn is_glob(wanted: &str) -> bool {
+    wanted.contains(['*', '?', '['])
+}
+
+/// Whether `path` matches library glob `wanted`: the whole path when the glob
+/// is absolute, else the file name. A glob that does not compile matches
+/// nothing (the config's validation reports it).
+fn library_glob_matches(path: &Path, wanted: &str) -> bool {
+    let Ok(glob) = crate::config::compile_glob(wanted) else {
+        return false;
+    };
+    if wanted.starts_with('/') {
+        return glob.is_match(path);
+    }
+    path.file_name().is_some_and(|base| glob.is_match(base))
+}
+
 /// Whether mapped file `path` is the library `wanted` names: an absolute path,
-/// an exact file name, or a short name (`c` -> `libc.so.6`, `libruby` -> `libruby-3.1.so`).
+/// an exact file name, a short name (`c` -> `libc.so.6`, `libruby` ->
+/// `libruby-3.1.so`), or a glob over file names (`libpython3.*.so*`).
 fn library_matches(path: &Path, wanted: &str) -> bool {
+    if is_glob(wanted) {
+        return library_glob_matches(path, wanted);
+    }
     if wanted.starts_with('/') {
         return path == Path::new(wanted);
     }
@@ -382,38 +420,15 @@ fn find_unmapped_library(
     wanted: &str,
     cache: &mut ElfCache,
 ) -> Result<(MappedFile, Option<&'static str>), ResolveError> {
-    // An absolute path that exists in the process's root can be probed before it is mapped.
-    let under_root = origin.under_root(Path::new(wanted));
-    if wanted.starts_with('/') && under_root.exists() {
-        return Ok((
-            MappedFile {
-                path: PathBuf::from(wanted),
-                map_file: under_root,
-            },
-            Some("its absolute path"),
-        ));
-    }
-    let searched = if wanted.starts_with('/') {
-        vec![format!("{wanted} does not exist in its root")]
+    // A glob names files the process maps; the loader's path is not searched
+    // for one: a matching library installed beside a program that never
+    // loads it (Debian's libpython3.11 beside its static python3.11) must not
+    // be taken for the process's own.
+    let searched = if is_glob(wanted) {
+        vec!["the mapped files only (a glob is not looked up on the loader's path)".to_string()]
     } else {
-        let exe_info = cache.get(&origin.exe_host_path()).ok();
-        let host_path = |path: &Path| origin.under_root(path);
-        let view = library_search::LoaderView {
-            exe: origin.exe(),
-            exe_info: exe_info.as_deref(),
-            ld_library_path: origin.environment_variable("LD_LIBRARY_PATH"),
-            host_path: &host_path,
-        };
-        match library_search::find(&view, wanted, &library_matches, cache) {
-            Ok(found) => {
-                return Ok((
-                    MappedFile {
-                        path: found.path,
-                        map_file: found.host_path,
-                    },
-                    Some(found.via),
-                ))
-            }
+        match search_unmapped(origin, wanted, cache) {
+            Ok((file, via)) => return Ok((file, Some(via))),
             Err(searched) => searched,
         }
     };
@@ -427,6 +442,47 @@ fn find_unmapped_library(
         origin: origin.describe(),
         searched: searched.join(", "),
         mapped: names.join(", "),
+    })
+}
+
+/// The library `wanted` (not a glob) names, though the origin has not mapped
+/// it: an absolute path in its root, or the file its loader would load, with
+/// how it was found; else the places searched.
+fn search_unmapped(
+    origin: Origin<'_>,
+    wanted: &str,
+    cache: &mut ElfCache,
+) -> Result<(MappedFile, &'static str), Vec<String>> {
+    let under_root = origin.under_root(Path::new(wanted));
+    if wanted.starts_with('/') {
+        return if under_root.exists() {
+            Ok((
+                MappedFile {
+                    path: PathBuf::from(wanted),
+                    map_file: under_root,
+                },
+                "its absolute path",
+            ))
+        } else {
+            Err(vec![format!("{wanted} does not exist in its root")])
+        };
+    }
+    let exe_info = cache.get(&origin.exe_host_path()).ok();
+    let host_path = |path: &Path| origin.under_root(path);
+    let view = library_search::LoaderView {
+        exe: origin.exe(),
+        exe_info: exe_info.as_deref(),
+        ld_library_path: origin.environment_variable("LD_LIBRARY_PATH"),
+        host_path: &host_path,
+    };
+    library_search::find(&view, wanted, &library_matches, cache).map(|found| {
+        (
+            MappedFile {
+                path: found.path,
+                map_file: found.host_path,
+            },
+            found.via,
+        )
     })
 }
 
@@ -529,6 +585,27 @@ pub fn resolve_usdt(
 /// `; similar symbols: a, b` for a name the file lacks, or nothing.
 fn similar_symbols(symbols: &crate::elf::SymbolTable, name: &str) -> String {
     suggestions(&symbols.similar(name, 5))
+}
+
+/// For a function the file has only as the compiler's copies
+/// (`collect.constprop.0`, `collect.constprop.1`): which they are, and that
+/// one must be named, since a copy's arguments may differ from the source's
+/// (a constant folded in is no longer passed; parts of a struct are passed
+/// instead of it), so a probe reading arguments cannot serve them all.
+fn clones_note(functions: &crate::elf::FunctionTable, symbol: &str, path: &Path) -> Option<String> {
+    let clones = functions.clones_of(symbol);
+    let first = clones.first()?;
+    let names: Vec<&str> = clones.iter().map(|f| &*f.name).collect();
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Some(format!(
+        "; the compiler made {} of it: {} (a copy's arguments may differ from the source's: name the one to probe, e.g. {file}:{}, and read its arguments as that copy passes them)",
+        if clones.len() == 1 { "a copy" } else { "copies" },
+        names.join(", "),
+        first.name
+    ))
 }
 
 /// The file and symbol a uprobe/uretprobe attaches to in the process or binary.
@@ -669,7 +746,8 @@ impl Place<'_> {
         symbol: String,
     ) -> Result<Target, ResolveError> {
         if !info.symbols.contains(&symbol) {
-            let mut similar = similar_symbols(&info.symbols, &symbol);
+            let mut similar = clones_note(&info.functions, &symbol, &self.path)
+                .unwrap_or_else(|| similar_symbols(&info.symbols, &symbol));
             if let Some(reason) = &info.go_table_error {
                 similar.push_str(&format!("; {reason}"));
             }
@@ -678,6 +756,7 @@ impl Place<'_> {
                 symbol,
                 path: self.path,
                 origin: self.origin.describe(),
+                stripped: !info.has_symtab,
             });
         }
         let (offset, choice) = match info.functions.go_function(&symbol) {
@@ -739,6 +818,7 @@ impl Place<'_> {
                 path: self.path,
                 origin: self.origin.describe(),
                 similar,
+                stripped: !info.has_symtab,
             });
         }
         if named.len() > MAX_WILDCARD_SYMBOLS {
@@ -787,6 +867,7 @@ impl Place<'_> {
                 path: self.path,
                 origin: self.origin.describe(),
                 similar: suggestions(&cpp_functions::similar_cached(info, name.name(), 5)),
+                stripped: !info.has_symtab,
             });
         }
         if found.matches.len() > MAX_WILDCARD_SYMBOLS {
@@ -872,7 +953,42 @@ fn go_choice(
 mod tests {
     use super::{library_matches, resolve_uprobe, Origin, ResolveError};
     use crate::elf::ElfCache;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn library_globs_match_file_names_or_whole_paths() {
+        let lib = Path::new("/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0");
+        assert!(library_matches(lib, "libpython3.*.so*"));
+        assert!(library_matches(
+            Path::new("/usr/local/lib/libpython3.8.so.1.0"),
+            "libpython3.*.so*"
+        ));
+        // The stable-ABI stub library is not an interpreter.
+        assert!(!library_matches(
+            Path::new("/usr/local/lib/libpython3.so"),
+            "libpython3.*.so*"
+        ));
+        assert!(library_matches(lib, "/root/.pyenv/**/libpython3.1?.so*"));
+        assert!(!library_matches(lib, "/usr/**/libpython3.*.so*"));
+        assert!(!library_matches(lib, "libpython3.[ab"));
+    }
+
+    #[test]
+    fn a_symbol_missing_from_a_stripped_file_is_told_apart() {
+        let missing = |stripped| ResolveError::SymbolNotFound {
+            symbol: "gc_collect_main".into(),
+            path: PathBuf::from("/usr/lib/libpython3.11.so.1.0"),
+            origin: "process 7 (python3)".into(),
+            similar: String::new(),
+            stripped,
+        };
+        assert_eq!(missing(false).reason(), "no_symbol");
+        assert_eq!(missing(true).reason(), "no_symtab");
+        assert_eq!(
+            missing(true).to_string(),
+            "symbol \"gc_collect_main\" not found in /usr/lib/libpython3.11.so.1.0 of process 7 (python3) (the file has no .symtab, as a stripped build or a slim image: only its exported functions can be probed)"
+        );
+    }
 
     /// A file that cannot be read as ELF is named as the process or binary
     /// sees it, and counted as an unreadable file.

@@ -35,3 +35,40 @@ pub fn write_default_pack(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text of the program item named `name` in a config's `programs:` list.
+    fn program_text<'a>(config: &'a str, name: &str) -> &'a str {
+        let start = config
+            .find(&format!("  - name: {name}\n"))
+            .unwrap_or_else(|| panic!("no program {name}"));
+        let rest = &config[start..];
+        let end = rest[1..].find("\n  - name: ").map_or(rest.len(), |i| i + 2);
+        &rest[..end]
+    }
+
+    #[test]
+    fn the_python_program_is_the_examples_one() {
+        // The tests check examples/python.yaml against every CPython build;
+        // what they check is what the pack runs.
+        let example = include_str!("../../examples/python.yaml");
+        assert_eq!(
+            program_text(DEFAULT_CONFIG, "python"),
+            program_text(example, "python")
+        );
+    }
+
+    #[test]
+    fn the_default_pack_parses() {
+        let config = default_config().unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = config
+            .programs
+            .iter()
+            .map(|p| p.value.name.as_str())
+            .collect();
+        assert_eq!(names, ["python", "jvm", "ruby", "postgresql", "nodejs"]);
+    }
+}

@@ -425,6 +425,7 @@ pub const SELECTOR_FIELDS: &[&str] = &[
     "pid",
     "pid_file",
     "cgroup",
+    "maps",
 ];
 
 /// One attachment selector: a process matches when every field given matches
@@ -457,6 +458,11 @@ pub struct AttachmentSelector {
     /// Glob on the cgroup v2 path (the `0::/path` line of `/proc/PID/cgroup`).
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// Glob on the paths of the files the process maps (its executable and
+    /// libraries, `/proc/PID/maps`): any one matching selects it
+    /// (`**/libpython3.*.so*`: any process running a shared CPython).
+    #[serde(default)]
+    pub maps: Option<String>,
     /// Processes this selector leaves out, though they match its fields.
     #[serde(default)]
     pub exclude: Option<Exclusions>,
@@ -472,6 +478,7 @@ impl AttachmentSelector {
             && self.pid.is_none()
             && self.pid_file.is_none()
             && self.cgroup.is_none()
+            && self.maps.is_none()
     }
 
     /// The exclusions (none when `exclude` is absent).

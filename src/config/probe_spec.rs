@@ -209,6 +209,17 @@ impl fmt::Display for UsdtSpec {
 
 /// Why a probe spec is invalid, or `None` when the attach stage can parse it.
 pub(super) fn spec_problem(kind: ProbeKind, spec: &str) -> Option<String> {
+    let library = match kind {
+        ProbeKind::Usdt => UsdtSpec::parse(spec).and_then(|s| s.module),
+        _ => UprobeSpec::parse(spec).and_then(|s| s.library),
+    };
+    if let Some(library) = library.filter(|l| l.contains(['*', '?', '['])) {
+        if let Err(e) = super::compile_glob(&library) {
+            return Some(format!(
+                "has a library glob that does not parse: {e}; a glob matches the file names of the libraries a process maps (`libpython3.*.so*`)"
+            ));
+        }
+    }
     if let Some(uprobe) = UprobeSpec::parse(spec).filter(|_| kind != ProbeKind::Usdt) {
         if let Err(problem) = uprobe.pattern() {
             return Some(problem);
@@ -303,6 +314,15 @@ mod tests {
             UprobeSpec::parse("c:malloc").unwrap().pattern(),
             Ok(SymbolPattern::Symbol(s)) if s == "malloc"
         ));
+        assert!(UprobeSpec::parse("c:malloc").unwrap().matcher().is_none());
+        assert_eq!(
+            spec_problem(ProbeKind::Uprobe, "libpython3.*.so*:invoke_gc_callback*"),
+            None
+        );
+        assert_eq!(
+            spec_problem(ProbeKind::Uprobe, "libpython3.[9-0].so*:f"),
+            Some("has a library glob that does not parse: invalid range; '9' > '0'; a glob matches the file names of the libraries a process maps (`libpython3.*.so*`)".into())
+        );
         assert_eq!(spec_problem(ProbeKind::Uprobe, "lib.so:op_*"), None);
 
         // Go names are written as Go spells them: not globs.

@@ -7,7 +7,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use regex::Regex;
 use std::path::PathBuf;
 
-/// Compiles an `exe_path` or `cgroup` glob: `*`, `?` and `[...]` stay within
+/// Compiles an `exe_path`, `cgroup` or `maps` glob: `*`, `?` and `[...]` stay within
 /// one path component, `**` spans any number, `{a,b}` is either.
 pub fn compile_glob(pattern: &str) -> Result<GlobMatcher, String> {
     GlobBuilder::new(pattern)
@@ -54,6 +54,8 @@ pub struct CompiledSelector {
     pub cmdline: Option<Regex>,
     /// The `cgroup` glob.
     pub cgroup: Option<GlobMatcher>,
+    /// The `maps` glob.
+    pub maps: Option<GlobMatcher>,
     /// `parent_binary_name`, cut to what `/proc/PID/comm` can hold.
     pub parent_binary_name: Option<String>,
     /// `parent_binary_name` applies to any ancestor.
@@ -122,6 +124,7 @@ impl AttachmentSelector {
                 self.pid_file.as_deref().and_then(|p| p.to_str()),
             ),
             ("cgroup", self.cgroup.as_deref()),
+            ("maps", self.maps.as_deref()),
         ] {
             if value.is_some_and(|v| v.trim().is_empty()) {
                 problem(Spot::Value(field), format!("`{field}` is empty"));
@@ -130,6 +133,7 @@ impl AttachmentSelector {
         for (field, glob, what) in [
             ("exe_path", &self.exe_path, "executable paths"),
             ("cgroup", &self.cgroup, "cgroup paths"),
+            ("maps", &self.maps, "the paths of mapped files"),
         ] {
             let Some(glob) = glob.as_deref().filter(|g| !g.trim().is_empty()) else {
                 continue;
@@ -189,6 +193,11 @@ impl AttachmentSelector {
                 .cgroup
                 .as_deref()
                 .map(|p| glob_field("cgroup", p))
+                .transpose()?,
+            maps: self
+                .maps
+                .as_deref()
+                .map(|p| glob_field("maps", p))
                 .transpose()?,
             parent_binary_name: self
                 .parent_binary_name

@@ -38,6 +38,11 @@ impl FileId {
 /// Most ancestors [`ProcessInfo::ancestor_comms`] walks up (parent first).
 pub const MAX_ANCESTORS: usize = 64;
 
+/// How old a process must be before the files it maps are kept as read: at its
+/// exec (when the exporter hears of it) the dynamic loader has not mapped its
+/// libraries yet, so a younger process's maps are read again when asked for.
+pub const MAPS_SETTLE_NS: u64 = 1_000_000_000;
+
 /// A running process, as far as selectors and attach need to know.
 ///
 /// [`ProcessInfo::read`] reads only `/proc/PID/stat` and `/proc/PID/exe`; the
@@ -67,6 +72,9 @@ pub struct ProcessInfo {
     ancestors: OnceLock<Vec<String>>,
     /// The executable's identity on disk.
     exe_id: OnceLock<Option<FileId>>,
+    /// The paths of the files it maps, once it is old enough for them to
+    /// have settled ([`MAPS_SETTLE_NS`]).
+    maps: OnceLock<Vec<PathBuf>>,
 }
 
 impl PartialEq for ProcessInfo {
@@ -103,7 +111,14 @@ impl ProcessInfo {
             parent_comm: OnceLock::new(),
             ancestors: OnceLock::new(),
             exe_id: OnceLock::new(),
+            maps: OnceLock::new(),
         }
+    }
+
+    /// The same process with the paths of the files it maps known.
+    pub fn with_mapped_paths(mut self, paths: Vec<PathBuf>) -> ProcessInfo {
+        self.maps = filled(paths);
+        self
     }
 
     /// The same process with its command line (arguments joined by spaces) known.
@@ -193,6 +208,20 @@ impl ProcessInfo {
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
     }
 
+    /// Whether the process now runs another executable than the one it was
+    /// read with: it exec'd since (a forked child of one program becoming
+    /// another), and its exec event will have it judged again.
+    pub fn image_replaced(&self) -> bool {
+        if self.exe.as_os_str().is_empty() {
+            return false;
+        }
+        let live = |p: &Path| {
+            let text = p.to_string_lossy();
+            text.strip_suffix(" (deleted)").unwrap_or(&text).to_string()
+        };
+        std::fs::read_link(self.exe_host_path()).is_ok_and(|now| live(&now) != live(&self.exe))
+    }
+
     /// The pid.
     pub fn pid(&self) -> i32 {
         self.key.pid
@@ -255,6 +284,25 @@ impl ProcessInfo {
     /// most [`MAX_ANCESTORS`], read on first use.
     pub fn ancestor_comms(&self) -> &[String] {
         self.ancestors.get_or_init(|| read_ancestors(self.ppid))
+    }
+
+    /// The paths of the files the process maps (its executable and libraries;
+    /// none when `/proc/PID/maps` cannot be read), in address order. Kept
+    /// once the process is [`MAPS_SETTLE_NS`] old; read again while it is
+    /// younger, since its loader may still be mapping libraries. A library
+    /// loaded later (`dlopen`) shows in the next full rescan's reading.
+    pub fn mapped_paths(&self) -> std::borrow::Cow<'_, [PathBuf]> {
+        if let Some(paths) = self.maps.get() {
+            return std::borrow::Cow::Borrowed(paths);
+        }
+        let paths: Vec<PathBuf> = mapped_files(self.key.pid)
+            .map(|files| files.into_iter().map(|f| f.path).collect())
+            .unwrap_or_default();
+        if age_ns(self.key.start_time).is_some_and(|age| age >= MAPS_SETTLE_NS) {
+            std::borrow::Cow::Borrowed(self.maps.get_or_init(|| paths))
+        } else {
+            std::borrow::Cow::Owned(paths)
+        }
     }
 
     /// A path through which the exporter opens a file the process sees at `path`,
@@ -352,6 +400,25 @@ fn read_ancestors(ppid: i32) -> Vec<String> {
 pub fn own_pid() -> i32 {
     static PID: OnceLock<i32> = OnceLock::new();
     *PID.get_or_init(|| std::process::id() as i32)
+}
+
+/// How long ago a process that started `start_time` clock ticks after boot
+/// (`/proc/PID/stat` field 22) started; `None` when the clocks cannot be read.
+pub fn age_ns(start_time: u64) -> Option<u64> {
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = u64::try_from(ticks).ok().filter(|&t| t > 0)?;
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } != 0 {
+        return None;
+    }
+    let now_ns =
+        u64::try_from(now.tv_sec).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec).ok()?;
+    let started_ns = start_time.checked_mul(1_000_000_000)? / ticks;
+    Some(now_ns.saturating_sub(started_ns))
 }
 
 /// The pids `/proc` lists (thread group leaders), except the exporter's own.
@@ -805,6 +872,51 @@ mod tests {
             Some(("systemd".into(), 0))
         );
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn an_image_replaced_is_told_by_the_executable_now_running() {
+        let me = ProcessInfo::read(std::process::id() as i32).unwrap();
+        assert!(!me.image_replaced());
+        let before_exec =
+            ProcessInfo::new(me.key, me.comm.clone(), "/usr/bin/python3.11".into(), 1);
+        assert!(before_exec.image_replaced());
+        // Unreadable: nothing to compare.
+        assert!(!ProcessInfo::new(me.key, me.comm.clone(), PathBuf::new(), 1).image_replaced());
+    }
+
+    #[test]
+    fn mapped_paths_are_kept_only_once_a_process_is_old_enough() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let young = ProcessInfo::read(child.id() as i32).unwrap();
+        // Right after its exec, the kernel may still be mapping the new image:
+        // each reading is a fresh one until the process has settled.
+        let mut seen = false;
+        for _ in 0..50 {
+            let age = age_ns(young.key.start_time).unwrap();
+            let paths = young.mapped_paths().into_owned();
+            if age < MAPS_SETTLE_NS / 2 {
+                assert!(young.maps.get().is_none());
+            }
+            if paths.iter().any(|p| p.ends_with("sleep")) {
+                seen = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(seen);
+        // This test process has long settled: its reading is kept.
+        let me = ProcessInfo::read(std::process::id() as i32).unwrap();
+        if age_ns(me.key.start_time).unwrap() > MAPS_SETTLE_NS {
+            let exe = std::env::current_exe().unwrap();
+            assert!(me.mapped_paths().contains(&exe));
+            assert!(me.maps.get().is_some());
+        }
     }
 
     #[test]

@@ -46,6 +46,7 @@ struct Criteria {
     cgroup: Option<GlobMatcher>,
     parent_binary_name: Option<String>,
     any_ancestor: bool,
+    maps: Option<GlobMatcher>,
 }
 
 /// When a pid file was last read and the pid it held (`None`: unreadable or garbage).
@@ -196,6 +197,7 @@ impl Criteria {
             cgroup,
             parent_binary_name,
             any_ancestor,
+            maps,
         } = s.compile()?;
         Ok(Criteria {
             pid,
@@ -206,6 +208,7 @@ impl Criteria {
             cgroup,
             parent_binary_name,
             any_ancestor,
+            maps,
         })
     }
 
@@ -218,6 +221,7 @@ impl Criteria {
             self.cmdline.is_some(),
             self.cgroup.is_some(),
             self.parent_binary_name.is_some(),
+            self.maps.is_some(),
         ]
         .into_iter()
         .filter(|&given| given)
@@ -269,6 +273,11 @@ impl Criteria {
                 return false;
             }
         }
+        if let Some(glob) = &self.maps {
+            if !p.mapped_paths().iter().any(|path| glob.is_match(path)) {
+                return false;
+            }
+        }
         true
     }
 
@@ -299,6 +308,9 @@ impl Criteria {
         }
         if let Some(g) = &self.cgroup {
             parts.push(format!("cgroup={}", g.glob()));
+        }
+        if let Some(g) = &self.maps {
+            parts.push(format!("maps={}", g.glob()));
         }
         if parts.is_empty() {
             "nothing".into()

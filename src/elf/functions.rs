@@ -23,6 +23,12 @@ impl Function {
     pub fn from_go_table(&self) -> bool {
         self.rank == Binding::Go as u8
     }
+
+    /// Whether the symbol is weak (`STB_WEAK`): a strong definition of the
+    /// same name overrides it.
+    pub fn is_weak(&self) -> bool {
+        self.rank == Binding::Weak as u8
+    }
 }
 
 /// A `PT_LOAD` segment: where a range of the file lands in memory.
@@ -158,6 +164,28 @@ impl FunctionTable {
         Some((best, named))
     }
 
+    /// The functions named exactly `name`, one per address (aliases in
+    /// `.symtab` and `.dynsym` are one): usually one; more when `static`
+    /// functions of different source files share the name, or a weak
+    /// definition sits beside a strong one.
+    pub fn named(&self, name: &str) -> Vec<&Function> {
+        self.matching(|n| n == name)
+    }
+
+    /// The copies a compiler made of function `name` (see [`clone_suffix`]),
+    /// one per address, leaving out any at an address `name` itself has (an
+    /// alias, not a copy) and `.cold` fragments (not entry points).
+    pub fn clones_of(&self, name: &str) -> Vec<&Function> {
+        let own: Vec<u64> = self.named(name).iter().map(|f| f.address).collect();
+        self.matching(|n| {
+            n.strip_prefix(name)
+                .is_some_and(|rest| clone_suffix(rest).is_some())
+        })
+        .into_iter()
+        .filter(|f| !own.contains(&f.address))
+        .collect()
+    }
+
     /// The function containing link-time address `address`: the symbol at or
     /// before it whose size covers it (a symbol without a size covers only its
     /// own address). Aliases resolve to the global name first.
@@ -201,9 +229,33 @@ fn better_go_function(a: &Function, b: &Function) -> bool {
     (a.size, std::cmp::Reverse(a.address)) > (b.size, std::cmp::Reverse(b.address))
 }
 
+/// What a compiler's copy of a function is called after the function's own
+/// name: one or more of GCC's `.constprop.N` (constant arguments folded in,
+/// and dropped), `.isra.N` (arguments passed in parts, or dropped),
+/// `.part.N` (the body split off from an inlined head), LTO's `.lto_priv.N`
+/// and clang's `.llvm.N`. Returns the kinds in order (`["constprop"]`), or
+/// `None` when `rest` is no such suffix, or ends in `.cold` (a fragment
+/// jumped to from inside the function, not an entry point).
+pub fn clone_suffix(rest: &str) -> Option<Vec<&str>> {
+    const KINDS: &[&str] = &["constprop", "isra", "part", "lto_priv", "llvm"];
+    let mut parts = rest.strip_prefix('.')?.split('.');
+    let mut kinds = Vec::new();
+    while let Some(kind) = parts.next() {
+        if !KINDS.contains(&kind) {
+            return None;
+        }
+        let number = parts.next()?;
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        kinds.push(kind);
+    }
+    (!kinds.is_empty()).then_some(kinds)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Binding, FunctionTable, LoadSegment};
+    use super::{clone_suffix, Binding, FunctionTable, LoadSegment};
 
     fn table() -> FunctionTable {
         FunctionTable::new(
@@ -345,5 +397,90 @@ mod tests {
                 ("runtime.argv", 0x441f00),
             ]
         );
+    }
+
+    #[test]
+    fn clone_suffixes_are_the_compilers_copies_and_cold_parts_are_not() {
+        assert_eq!(clone_suffix(".constprop.0"), Some(vec!["constprop"]));
+        assert_eq!(clone_suffix(".isra.0.part.12"), Some(vec!["isra", "part"]));
+        assert_eq!(clone_suffix(".lto_priv.0"), Some(vec!["lto_priv"]));
+        assert_eq!(clone_suffix(".llvm.1234567"), Some(vec!["llvm"]));
+        for not_a_copy in [
+            "",
+            ".cold",
+            ".part.0.cold",
+            ".constprop",
+            ".constprop.x",
+            "_main",
+            ".localalias",
+            "constprop.0",
+        ] {
+            assert_eq!(clone_suffix(not_a_copy), None, "{not_a_copy:?}");
+        }
+    }
+
+    #[test]
+    fn copies_of_a_function_are_found_beside_it_and_aliases_are_not_copies() {
+        let t = FunctionTable::new(
+            [
+                (
+                    "collect.constprop.1".to_string(),
+                    0x100,
+                    0x40,
+                    Binding::Local,
+                ),
+                (
+                    "collect.constprop.0".to_string(),
+                    0x200,
+                    0x40,
+                    Binding::Local,
+                ),
+                ("collect.cold".to_string(), 0x300, 0x10, Binding::Local),
+                (
+                    "collect_generations".to_string(),
+                    0x400,
+                    0x40,
+                    Binding::Local,
+                ),
+                ("take_gil".to_string(), 0x500, 0x40, Binding::Local),
+                (
+                    "take_gil.constprop.0".to_string(),
+                    0x600,
+                    0x40,
+                    Binding::Local,
+                ),
+                (
+                    "take_gil.localalias".to_string(),
+                    0x500,
+                    0x40,
+                    Binding::Local,
+                ),
+                ("traverse".to_string(), 0x700, 0x10, Binding::Local),
+                ("traverse".to_string(), 0x800, 0x10, Binding::Local),
+                ("traverse.isra.0".to_string(), 0x700, 0x10, Binding::Local),
+            ],
+            Vec::new(),
+        );
+        let names = |fs: Vec<&super::Function>| -> Vec<String> {
+            fs.iter()
+                .map(|f| format!("{}@{:#x}", f.name, f.address))
+                .collect()
+        };
+        assert!(t.named("collect").is_empty());
+        assert_eq!(
+            names(t.clones_of("collect")),
+            ["collect.constprop.1@0x100", "collect.constprop.0@0x200"]
+        );
+        assert_eq!(names(t.named("take_gil")), ["take_gil@0x500"]);
+        assert_eq!(
+            names(t.clones_of("take_gil")),
+            ["take_gil.constprop.0@0x600"]
+        );
+        // Two static functions of one name; a "copy" at one of their addresses is an alias.
+        assert_eq!(
+            names(t.named("traverse")),
+            ["traverse@0x700", "traverse@0x800"]
+        );
+        assert!(t.clones_of("traverse").is_empty());
     }
 }

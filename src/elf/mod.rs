@@ -16,7 +16,7 @@ mod offset;
 mod symbols;
 mod usdt;
 
-pub use functions::{Binding, Function, FunctionTable, LoadSegment};
+pub use functions::{clone_suffix, Binding, Function, FunctionTable, LoadSegment};
 pub use gopclntab::{GoFunction, Pclntab, PclntabError, PclntabVersion};
 pub use offset::OffsetError;
 pub use symbols::SymbolTable;
@@ -199,6 +199,10 @@ pub struct ElfInfo {
     pub kind: ElfKind,
     /// Results computed from this file, kept with it: see [`ElfInfo::derived`].
     pub derived: Derived,
+    /// Whether the file has a `.symtab`: without one (`strip --strip-all`,
+    /// a slim image's libraries) only the exported functions of `.dynsym`
+    /// are left, and no `static` function can be probed by name.
+    pub has_symtab: bool,
 }
 
 /// The most results [`ElfInfo::derived`] keeps for one file (a config names
@@ -420,6 +424,9 @@ fn parse_class<Elf: FileHeader<Endian = Endianness>>(
     let mut is_go = false;
     let mut base_addr = None;
     let mut note_sections = Vec::new();
+    let has_symtab = sections
+        .iter()
+        .any(|s| s.sh_type(endian) == elf::SHT_SYMTAB);
     for section in sections.iter() {
         // Sections with unreadable names are simply not the ones we want.
         let Ok(name) = sections.section_name(endian, section) else {
@@ -500,6 +507,7 @@ fn parse_class<Elf: FileHeader<Endian = Endianness>>(
         rpath,
         runpath,
         derived: Derived::default(),
+        has_symtab,
     })
 }
 

@@ -802,10 +802,22 @@ impl Python {
 
     /// Starts the driver under the given python3.11 binary.
     pub fn start_binary(python: &Path) -> Python {
+        Self::start_command(&mut Command::new(python))
+    }
+
+    /// Starts the driver with `command` (a CPython 3.8 to 3.13, with its
+    /// environment), the script added as its argument.
+    pub fn start_command(command: &mut Command) -> Python {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/python_gc.py");
         Python {
-            driver: Target::spawn(Command::new(python).arg(script)),
+            driver: Target::spawn(command.arg(script)),
         }
+    }
+
+    /// Sends a command whose reply is a JSON list of numbers.
+    pub fn numbers(&mut self, command: &str) -> Vec<f64> {
+        let reply = self.ask(command);
+        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{command}: {reply:?}: {e}"))
     }
 
     /// pid.
@@ -837,6 +849,29 @@ impl Python {
             .collect();
         [v[0], v[1], v[2]]
     }
+}
+
+/// examples/python.yaml (the default pack's python program) pointed at the
+/// built object and selecting only processes named `comm`, in place of every
+/// CPython of the machine.
+pub fn python_config(comm: &str) -> String {
+    python_config_with_object(
+        comm,
+        &fixtures().object("example:python").display().to_string(),
+    )
+}
+
+/// [`python_config`] with its `object:` set to `object`.
+pub fn python_config_with_object(comm: &str, object: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let attachment = text
+        .find("    attachment:\n")
+        .expect("examples/python.yaml has an attachment");
+    format!(
+        "{}    attachment: {{binary_name: {comm}}}\n",
+        text[..attachment].replace("object: python.bpf.o", &format!("object: {object}"))
+    )
 }
 
 /// One item of a `programs:` list: program `name` counting `fixture:hit` by

@@ -313,3 +313,57 @@ fn the_dashboard_queries_exactly_what_the_default_pack_exports() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// GC per generation of `python` over `work 6`, exported against gc.get_stats().
+fn gc_counted_exactly(exporter: &Exporter, python: &mut Python, what: &str) {
+    let pid = python.pid().to_string();
+    let s0 = exporter.samples();
+    let before = python.gc_collections();
+    assert_eq!(python.ask("work 6"), "ok");
+    let after = python.gc_collections();
+    let s1 = exporter.samples();
+    let reported: Vec<f64> = (0..3).map(|g| after[g] - before[g]).collect();
+    let (e0, e1) = (s0.python_collections(&pid), s1.python_collections(&pid));
+    let counted: Vec<f64> = (0..3).map(|g| e1[g] - e0[g]).collect();
+    assert!(reported.iter().all(|&n| n >= 2.0), "{what}: {reported:?}");
+    assert_eq!(counted, reported, "{what}:\n{}", exporter.logs());
+}
+
+#[test]
+fn the_default_pack_selects_any_cpython_by_its_name_or_the_libpython_it_maps() {
+    let _machine = common::exclusive();
+    if !require_bpf() {
+        return;
+    }
+    let (Some(named), Some(embedded)) = (
+        crate::python_builds::pyenv_build("3.12"),
+        crate::python_builds::pyenv_build("3.13"),
+    ) else {
+        return;
+    };
+    let exporter = Exporter::start_default(&["--discovery.interval", "100ms"]);
+    // Started after the exporter: pyenv's python3.12 under its own path (an
+    // executable named python3*), and pyenv's 3.13 launcher under another
+    // name, as an application embedding libpython would be.
+    let mut by_name = Python::start_command(&mut Command::new(&named.launcher));
+    let mut by_library = crate::python_builds::start(&embedded, "uexp-embed", None);
+    for (python, what) in [(&by_name, "python3.12"), (&by_library, "uexp-embed")] {
+        let pid = python.pid().to_string();
+        wait_for(Duration::from_secs(10), || {
+            exporter.samples().get(
+                "userspace_exporter_enabled_programs",
+                &[("name", "python"), ("pid", &pid)],
+            )
+        })
+        .unwrap_or_else(|| panic!("{what} not attached:\n{}", exporter.logs()));
+    }
+    gc_counted_exactly(&exporter, &mut by_name, "pyenv python3.12 by name");
+    gc_counted_exactly(&exporter, &mut by_library, "pyenv 3.13 by its libpython");
+    let page = exporter.page(&format!("/?pid={}", by_library.pid()));
+    assert!(
+        page.contains("exe_path does not match")
+            && page.contains("maps matches: it maps /root/.pyenv/versions/3.13")
+            && page.contains("source gc: from symtab_libpython"),
+        "{page}"
+    );
+}

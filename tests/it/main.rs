@@ -35,6 +35,7 @@ mod postgresql;
 mod privileges;
 mod probe_lister;
 mod probes;
+mod python_builds;
 mod python_gc;
 mod redis;
 mod reload;

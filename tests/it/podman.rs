@@ -421,12 +421,10 @@ fn node_wide_in_the_host_pid_namespace_labels_each_series_with_its_container_id(
     };
     let host_pid = host_python.pid().to_string();
 
-    let config = std::fs::read_to_string(repo().join("examples/python.yaml"))
-        .unwrap()
-        .replace(
-            "  - name: python\n",
-            "  - name: python\n    process_labels: [container_id, pod_uid]\n",
-        );
+    let config = common::python_config_with_object("python3.11", "python.bpf.o").replace(
+        "  - name: python\n",
+        "  - name: python\n    process_labels: [container_id, pod_uid]\n",
+    );
     let dir = config_dir(&config);
     std::fs::copy(
         common::fixtures().object("example:python"),
@@ -544,9 +542,7 @@ fn the_default_seccomp_profile_lets_bpf_through_only_with_cap_sys_admin() {
         return;
     };
     let pid = python.pid().to_string();
-    let config = std::fs::read_to_string(repo().join("examples/python.yaml"))
-        .unwrap()
-        .replace("binary_name: python3.11", "binary_name: uexp-seccomp");
+    let config = common::python_config_with_object("uexp-seccomp", "python.bpf.o");
     let dir = config_dir(&config);
     std::fs::copy(
         common::fixtures().object("example:python"),

@@ -26,6 +26,7 @@ fn every_selector_field_parses() {
       pid: 1234
       pid_file: /run/app.pid
       cgroup: "/kubepods/**/pod1234*/**"
+      maps: "**/libpython3.*.so*"
       exclude: {exe_path: /usr/bin/foo}
 "#,
     );
@@ -43,6 +44,7 @@ fn every_selector_field_parses() {
             pid: Some(1234),
             pid_file: Some(PathBuf::from("/run/app.pid")),
             cgroup: Some("/kubepods/**/pod1234*/**".into()),
+            maps: Some("**/libpython3.*.so*".into()),
             exclude: Some(Exclusions {
                 selectors: vec![AttachmentSelector {
                     exe_path: Some("/usr/bin/foo".into()),
@@ -65,6 +67,7 @@ fn each_selector_field_alone_is_enough() {
         "pid: 1",
         "pid_file: /run/a.pid",
         "cgroup: /system.slice/nginx.service",
+        "maps: \"**/libpython3.*.so*\"",
     ] {
         let config = parse(&with_attachment(&format!("    attachment: {{{field}}}\n")))
             .unwrap_or_else(|e| panic!("{field}: {e}"));

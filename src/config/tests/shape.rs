@@ -107,7 +107,7 @@ fn unknown_key_in_attachment() {
         16,
         &[
             "unknown field `binary`",
-            "expected one of `binary_name`, `exe_path`, `cmdline`, `parent_binary_name`, `any_ancestor`, `pid`, `pid_file`, `cgroup`, `exclude`",
+            "expected one of `binary_name`, `exe_path`, `cmdline`, `parent_binary_name`, `any_ancestor`, `pid`, `pid_file`, `cgroup`, `maps`, `exclude`",
         ],
     );
     assert_eq!(e.column, 7);

@@ -411,6 +411,30 @@ impl Criteria {
                 }
             }
         }
+        if let Some(glob) = &self.maps {
+            let pattern = glob.glob().glob();
+            let paths = p.mapped_paths();
+            match paths.iter().find(|path| glob.is_match(path)) {
+                Some(path) => verdict(
+                    "maps",
+                    true,
+                    format!("it maps {}, which matches glob {pattern:?}", path.display()),
+                ),
+                None if paths.is_empty() => verdict(
+                    "maps",
+                    false,
+                    format!("its mapped files cannot be read (/proc/PID/maps), so none can match glob {pattern:?}"),
+                ),
+                None => verdict(
+                    "maps",
+                    false,
+                    format!(
+                        "none of the {} files it maps matches glob {pattern:?}",
+                        paths.len()
+                    ),
+                ),
+            }
+        }
         out
     }
 }
@@ -508,6 +532,7 @@ impl ProcessFacts {
 mod tests {
     use super::super::tests::{process, selector, FAKE};
     use super::*;
+    use std::path::PathBuf;
 
     /// The verdicts of the single alternative of `yaml` on `p`, checked against
     /// [`Selector::matches`].
@@ -722,6 +747,27 @@ mod tests {
         assert_eq!(
             fields("{cgroup: \"/**\"}", &p.with_cgroup(None)),
             ["cgroup does not match: the process has no cgroup v2 path (a cgroup v1 host, or /proc/PID/cgroup unreadable), so it cannot match glob \"/**\""]
+        );
+    }
+
+    #[test]
+    fn maps_is_a_glob_on_the_paths_of_the_mapped_files() {
+        let p = python().with_mapped_paths(vec![
+            PathBuf::from("/opt/app/bin/uwsgi"),
+            PathBuf::from("/usr/local/lib/libpython3.12.so.1.0"),
+            PathBuf::from("/usr/lib/x86_64-linux-gnu/libc.so.6"),
+        ]);
+        assert_eq!(
+            fields("{maps: \"**/libpython3.*.so*\"}", &p),
+            ["maps matches: it maps /usr/local/lib/libpython3.12.so.1.0, which matches glob \"**/libpython3.*.so*\""]
+        );
+        assert_eq!(
+            fields("{maps: \"**/libruby*\"}", &p),
+            ["maps does not match: none of the 3 files it maps matches glob \"**/libruby*\""]
+        );
+        assert_eq!(
+            fields("{maps: \"**/libruby*\"}", &python().with_mapped_paths(vec![])),
+            ["maps does not match: its mapped files cannot be read (/proc/PID/maps), so none can match glob \"**/libruby*\""]
         );
     }
 
