@@ -756,7 +756,7 @@ impl Place<'_> {
                 symbol,
                 path: self.path,
                 origin: self.origin.describe(),
-                stripped: !info.has_symtab,
+                stripped: only_exports(info),
             });
         }
         let (offset, choice) = match info.functions.go_function(&symbol) {
@@ -818,7 +818,7 @@ impl Place<'_> {
                 path: self.path,
                 origin: self.origin.describe(),
                 similar,
-                stripped: !info.has_symtab,
+                stripped: only_exports(info),
             });
         }
         if named.len() > MAX_WILDCARD_SYMBOLS {
@@ -867,7 +867,7 @@ impl Place<'_> {
                 path: self.path,
                 origin: self.origin.describe(),
                 similar: suggestions(&cpp_functions::similar_cached(info, name.name(), 5)),
-                stripped: !info.has_symtab,
+                stripped: only_exports(info),
             });
         }
         if found.matches.len() > MAX_WILDCARD_SYMBOLS {
@@ -900,6 +900,13 @@ impl Place<'_> {
         target.note = note;
         Ok(target)
     }
+}
+
+/// Whether `info` names only the functions it exports: no `.symtab`, and
+/// not Go, whose function table names every function of a stripped build
+/// (so a name missing there is missing, not stripped).
+fn only_exports(info: &ElfInfo) -> bool {
+    !info.has_symtab && !info.is_go
 }
 
 /// Each function's name and file offset, from its address (a function

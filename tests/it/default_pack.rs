@@ -152,7 +152,7 @@ fn with_no_config_the_default_pack_follows_python_processes_started_later() {
             &[
                 ("name", "nodejs"),
                 ("source", "gc"),
-                ("reason", "no_symbol")
+                ("reason", "no_symtab")
             ]
         ) >= 1.0
     );
@@ -341,7 +341,8 @@ fn the_default_pack_selects_any_cpython_by_its_name_or_the_libpython_it_maps() {
     ) else {
         return;
     };
-    let exporter = Exporter::start_default(&["--discovery.interval", "100ms"]);
+    let exporter =
+        Exporter::start_default(&["--discovery.interval", "100ms", "--web.enable-explain"]);
     // Started after the exporter: pyenv's python3.12 under its own path (an
     // executable named python3*), and pyenv's 3.13 launcher under another
     // name, as an application embedding libpython would be.
