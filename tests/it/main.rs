@@ -27,6 +27,7 @@ mod libc_getaddrinfo;
 mod maps;
 mod native_histograms;
 mod per_binary;
+mod php;
 mod podman;
 mod postgresql;
 mod privileges;

@@ -1,0 +1,251 @@
+//! A real runtime: Debian's PHP-FPM 8.2, with the embedded default pack's
+//! `php` program (USDT php:request__startup/request__shutdown). A private
+//! pool on a unix socket in a temp dir serves a script through a FastCGI
+//! client written here; the exporter's request count, summed over the pool's
+//! workers, equals the status page's `accepted conn` delta exactly, and each
+//! request's duration lies between the script's own sleep and what the client
+//! measured.
+
+use crate::common::{self, require_bpf, wait_for, Exporter, Samples};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PHP_FPM: &str = "/usr/sbin/php-fpm8.2";
+
+/// What the test script sleeps per request (µs).
+const SCRIPT_SLEEP_US: u64 = 20_000;
+
+/// A private PHP-FPM pool: master and 2 static workers, in their own process
+/// group so that dropping it stops them all.
+struct Fpm {
+    master: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Fpm {
+    fn start() -> Option<Fpm> {
+        if !common::require_path(PHP_FPM, "scripts/setup.sh installs php8.2-fpm") {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("uexp-php")
+            .tempdir()
+            .unwrap();
+        let d = dir.path().display();
+        std::fs::write(
+            dir.path().join("fpm.conf"),
+            format!(
+                "[global]\npid = {d}/fpm.pid\nerror_log = {d}/fpm.log\ndaemonize = no\n\
+                 [uexp]\nlisten = {d}/fpm.sock\npm = static\npm.max_children = 2\n\
+                 pm.status_path = /status\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("work.php"),
+            format!(
+                "<?php usleep({SCRIPT_SLEEP_US}); echo 'done ', $_SERVER['REQUEST_METHOD'], \"\\n\";\n"
+            ),
+        )
+        .unwrap();
+        // -n: no php.ini (Debian's pools and extensions stay out); -R: as root.
+        let master = common::spawn(
+            Command::new(PHP_FPM)
+                .args(["-n", "-R", "-y"])
+                .arg(dir.path().join("fpm.conf"))
+                .process_group(0)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        let fpm = Fpm { master, dir };
+        wait_for(Duration::from_secs(20), || {
+            (fpm.workers().len() == 2 && fpm.socket().exists()).then_some(())
+        })
+        .unwrap_or_else(|| panic!("php-fpm did not start:\n{}", fpm.log()));
+        Some(fpm)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("fpm.sock")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("fpm.log")).unwrap_or_default()
+    }
+
+    /// The pool's worker pids (the master's children).
+    fn workers(&self) -> Vec<String> {
+        let pid = self.master.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `accepted conn` from the status page (the status request included).
+    fn accepted(&self) -> f64 {
+        let page = fastcgi(&self.socket(), "GET", "/status", "/status");
+        page.lines()
+            .find_map(|l| l.strip_prefix("accepted conn:"))
+            .unwrap_or_else(|| panic!("no accepted conn in the status page:\n{page}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Fpm {
+    fn drop(&mut self) {
+        let group = self.master.id() as i32;
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+        let _ = self.master.wait();
+    }
+}
+
+/// A FastCGI record: version 1, `kind`, request id 1.
+fn record(kind: u8, content: &[u8]) -> Vec<u8> {
+    let len = content.len() as u16;
+    let mut out = vec![1, kind, 0, 1, (len >> 8) as u8, len as u8, 0, 0];
+    out.extend_from_slice(content);
+    out
+}
+
+/// One FastCGI name-value pair (lengths below 128: one byte each).
+fn pair(name: &str, value: &str) -> Vec<u8> {
+    assert!(name.len() < 128 && value.len() < 128);
+    let mut out = vec![name.len() as u8, value.len() as u8];
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(value.as_bytes());
+    out
+}
+
+/// One FastCGI request (role responder, no body); returns what the
+/// application wrote to its stdout, read until FCGI_END_REQUEST.
+fn fastcgi(socket: &Path, method: &str, script: &str, uri: &str) -> String {
+    const BEGIN_REQUEST: u8 = 1;
+    const END_REQUEST: u8 = 3;
+    const PARAMS: u8 = 4;
+    const STDIN: u8 = 5;
+    const STDOUT: u8 = 6;
+    let mut stream = UnixStream::connect(socket).unwrap();
+    let mut request = record(BEGIN_REQUEST, &[0, 1, 0, 0, 0, 0, 0, 0]);
+    let params: Vec<u8> = [
+        pair("REQUEST_METHOD", method),
+        pair("SCRIPT_FILENAME", script),
+        pair("SCRIPT_NAME", uri),
+        pair("REQUEST_URI", uri),
+    ]
+    .concat();
+    request.extend(record(PARAMS, &params));
+    request.extend(record(PARAMS, &[]));
+    request.extend(record(STDIN, &[]));
+    stream.write_all(&request).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let mut header = [0u8; 8];
+        stream.read_exact(&mut header).unwrap();
+        let len = u16::from_be_bytes([header[4], header[5]]) as usize + header[6] as usize;
+        let mut content = vec![0u8; len];
+        stream.read_exact(&mut content).unwrap();
+        match header[1] {
+            STDOUT => out.extend_from_slice(&content[..len - header[6] as usize]),
+            END_REQUEST => break,
+            _ => {}
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `php` program's series of `name` summed over `pids` (with `labels`).
+fn over(s: &Samples, name: &str, pids: &[String], labels: &[(&str, &str)]) -> f64 {
+    pids.iter()
+        .map(|pid| {
+            let mut l = labels.to_vec();
+            l.push(("pid", pid));
+            s.sum(name, &l)
+        })
+        .sum()
+}
+
+#[test]
+fn the_default_packs_php_program_counts_what_php_fpm_accepted() {
+    // The default pack selects every php-fpm on the machine by path.
+    let _machine = common::exclusive();
+    if !require_bpf() {
+        return;
+    }
+    // Started before the pool: its workers are attached as they are forked.
+    let exporter = Exporter::start_default(&["--discovery.interval", "100ms"]);
+    let Some(fpm) = Fpm::start() else {
+        return;
+    };
+    let workers = fpm.workers();
+    for pid in &workers {
+        wait_for(Duration::from_secs(10), || {
+            exporter.samples().get(
+                "userspace_exporter_enabled_programs",
+                &[("name", "php"), ("pid", pid)],
+            )
+        })
+        .unwrap_or_else(|| panic!("php-fpm worker {pid} not attached:\n{}", exporter.logs()));
+    }
+    let requests = "userspace_exporter_php_requests_total";
+    let hist = "userspace_exporter_php_request_duration_seconds";
+    let script = fpm.dir.path().join("work.php");
+    let script = script.to_str().unwrap();
+
+    // The first status request is counted by both before the first scrape;
+    // the second, by both before the last one.
+    let accepted0 = fpm.accepted();
+    let s0 = exporter.samples();
+    let (gets, posts) = (30, 10);
+    let mut client_seconds = 0.0;
+    for i in 0..gets + posts {
+        let method = if i < gets { "GET" } else { "POST" };
+        let t0 = Instant::now();
+        let body = fastcgi(&fpm.socket(), method, script, "/work.php");
+        client_seconds += t0.elapsed().as_secs_f64();
+        assert!(body.contains(&format!("done {method}")), "{body}");
+    }
+    let t0 = Instant::now();
+    let accepted1 = fpm.accepted();
+    client_seconds += t0.elapsed().as_secs_f64();
+    let s1 = exporter.samples();
+
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        over(&s1, name, &workers, labels) - over(&s0, name, &workers, labels)
+    };
+    let accepted = accepted1 - accepted0;
+    let counted = delta(requests, &[]);
+    eprintln!(
+        "php-fpm: accepted conn delta {accepted}, exported requests delta {counted}, client time {client_seconds:.3} s, observed {:.3} s",
+        delta(&format!("{hist}_sum"), &[])
+    );
+    assert_eq!(accepted, (gets + posts + 1) as f64);
+    assert_eq!(counted, accepted, "exported requests vs accepted conn");
+    assert_eq!(delta(requests, &[("method", "GET")]), (gets + 1) as f64);
+    assert_eq!(delta(requests, &[("method", "POST")]), posts as f64);
+    // The master serves no request.
+    let master = fpm.master.id().to_string();
+    assert_eq!(s1.sum(requests, &[("pid", &master)]), 0.0);
+
+    // One duration per request, each between the script's sleep and the time
+    // the client waited for it (the second status request included).
+    assert_eq!(delta(&format!("{hist}_count"), &[]), accepted);
+    let observed = delta(&format!("{hist}_sum"), &[]);
+    let slept = (gets + posts) as f64 * SCRIPT_SLEEP_US as f64 / 1e6;
+    assert!(observed >= slept, "observed {observed} s < slept {slept} s");
+    assert!(
+        observed <= client_seconds,
+        "observed {observed} s > client {client_seconds} s"
+    );
+    // Every scripted request slept 20 ms, over the 2^24 ns (16.8 ms) bucket.
+    let short = delta(&format!("{hist}_bucket"), &[("le", "0.016777216")]);
+    assert!(short <= 1.0, "{short} requests took under 16.8 ms");
+}
