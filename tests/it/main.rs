@@ -26,6 +26,7 @@ mod late_libraries;
 mod libc_getaddrinfo;
 mod maps;
 mod native_histograms;
+mod nginx;
 mod per_binary;
 mod php;
 mod podman;
