@@ -25,6 +25,7 @@ mod jvm;
 mod late_libraries;
 mod libc_getaddrinfo;
 mod maps;
+mod mariadb;
 mod native_histograms;
 mod nginx;
 mod per_binary;
