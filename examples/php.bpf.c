@@ -4,6 +4,11 @@
 // php_request_startup() and php_request_shutdown() fire once per request.
 // Both are semaphore-guarded: they cost nothing until a probe is attached.
 //
+// A PHP built without --enable-dtrace (the official images' builds) has no
+// probes, but exports php_request_startup() and php_request_shutdown(), the
+// functions that fire them: uprobes on those count the same requests and
+// time nearly the same span, with the method unknown (it is not an argument).
+//
 // An FPM worker serves one request at a time on one thread, so the start
 // time is kept per thread. The status page (pm.status_path) and requests with
 // no REQUEST_METHOD go through both probes too, as FPM's `accepted conn`
@@ -31,6 +36,7 @@
 #define METHOD_DELETE 5
 #define METHOD_PATCH 6
 #define METHOD_OPTIONS 7
+#define METHOD_UNKNOWN 8 // counted from the functions: no method to read
 
 // The method's first 8 bytes as a little-endian u64, NUL-padded.
 #define WORD(a, b, c, d, e, f, g, h)                                            \
@@ -39,7 +45,7 @@
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 8);
+    __uint(max_entries, 9);
     __type(key, __u64);
     __type(value, __u64);
 } requests SEC(".maps");
@@ -100,6 +106,21 @@ int on_request_startup(struct pt_regs *ctx) {
 // request__shutdown(file, request_uri, request_method)
 SEC("usdt")
 int on_request_shutdown(struct pt_regs *ctx) {
+    finish(&request_started, &request_latency);
+    return 0;
+}
+
+// php_request_startup(void), for builds without the USDT probes
+SEC("uprobe")
+int on_request_startup_call(struct pt_regs *ctx) {
+    add_u64(&requests, METHOD_UNKNOWN, 1);
+    start(&request_started);
+    return 0;
+}
+
+// php_request_shutdown(void *dummy)
+SEC("uprobe")
+int on_request_shutdown_call(struct pt_regs *ctx) {
     finish(&request_started, &request_latency);
     return 0;
 }

@@ -31,6 +31,11 @@ impl Fpm {
         if !common::require_path(PHP_FPM, "scripts/setup.sh installs php8.2-fpm") {
             return None;
         }
+        Some(Fpm::start_binary(Path::new(PHP_FPM)))
+    }
+
+    /// A pool served by `binary` (Debian's php-fpm8.2 or a copy of it).
+    fn start_binary(binary: &Path) -> Fpm {
         let dir = tempfile::Builder::new()
             .prefix("uexp-php")
             .tempdir()
@@ -54,7 +59,7 @@ impl Fpm {
         .unwrap();
         // -n: no php.ini (Debian's pools and extensions stay out); -R: as root.
         let master = common::spawn(
-            Command::new(PHP_FPM)
+            Command::new(binary)
                 .args(["-n", "-R", "-y"])
                 .arg(dir.path().join("fpm.conf"))
                 .process_group(0)
@@ -67,7 +72,7 @@ impl Fpm {
             (fpm.workers().len() == 2 && fpm.socket().exists()).then_some(())
         })
         .unwrap_or_else(|| panic!("php-fpm did not start:\n{}", fpm.log()));
-        Some(fpm)
+        fpm
     }
 
     fn socket(&self) -> PathBuf {
@@ -185,6 +190,89 @@ fn the_default_packs_php_program_counts_what_php_fpm_accepted() {
     let Some(fpm) = Fpm::start() else {
         return;
     };
+    check_requests(&exporter, &fpm, true);
+}
+
+/// The default pack's `php` program alone, selecting processes named `comm`
+/// (written out with `defaults -o` to `dir`; its object by absolute path).
+fn php_program_selecting(comm: &str, dir: &Path) -> PathBuf {
+    let out = Command::new(common::EXPORTER)
+        .args(["defaults", "-o"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let pack = std::fs::read_to_string(dir.join("default.yaml")).unwrap();
+    let mut programs = pack.split("\n  - name: ");
+    let _header = programs.next();
+    let php = programs
+        .find(|p| p.starts_with("php\n"))
+        .expect("the default pack has a php program");
+    let selector = "exe_path: \"/usr/sbin/php-fpm*\"";
+    assert!(php.contains(selector), "{php}");
+    let config = dir.join("php.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "programs:\n  - name: {}\n",
+            php.trim_end()
+                .replace(selector, &format!("binary_name: {comm}"))
+                .replace(
+                    "object: php.bpf.o",
+                    &format!("object: {}", dir.join("php.bpf.o").display())
+                )
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn php_fpm_without_usdt_is_counted_through_its_exported_functions() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    if !common::require_path(PHP_FPM, "scripts/setup.sh installs php8.2-fpm") {
+        return;
+    }
+    // A build without --enable-dtrace: the same binary without its USDT notes.
+    let comm = "uexp-php-nodt";
+    let binary = common::fixtures().dir.join(comm);
+    if !binary.exists() {
+        let tmp = common::fixtures().dir.join(format!(".{comm}.tmp"));
+        let out = Command::new("objcopy")
+            .args(["-R", ".note.stapsdt", PHP_FPM])
+            .arg(&tmp)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "objcopy: {out:?}");
+        std::fs::rename(&tmp, &binary).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = php_program_selecting(comm, dir.path());
+    let exporter = Exporter::start_with(
+        &std::fs::read_to_string(&config).unwrap(),
+        &["--discovery.interval", "100ms"],
+    );
+    let fpm = Fpm::start_binary(&binary);
+    check_requests(&exporter, &fpm, false);
+    let s = exporter.samples();
+    assert_eq!(
+        s.value(
+            "userspace_exporter_source_processes",
+            &[("name", "php"), ("source", "requests"), ("set", "symbols")]
+        ),
+        3.0,
+        "the master and 2 workers fed from the functions"
+    );
+}
+
+/// Waits until the pool's workers are attached, drives requests through
+/// them and checks the `php` program's series against `accepted conn`.
+/// `methods_read`: whether the source reads the method (USDT) or counts
+/// every request as `unknown` (the functions).
+fn check_requests(exporter: &Exporter, fpm: &Fpm, methods_read: bool) {
     let workers = fpm.workers();
     for pid in &workers {
         wait_for(Duration::from_secs(10), || {
@@ -229,8 +317,12 @@ fn the_default_packs_php_program_counts_what_php_fpm_accepted() {
     );
     assert_eq!(accepted, (gets + posts + 1) as f64);
     assert_eq!(counted, accepted, "exported requests vs accepted conn");
-    assert_eq!(delta(requests, &[("method", "GET")]), (gets + 1) as f64);
-    assert_eq!(delta(requests, &[("method", "POST")]), posts as f64);
+    if methods_read {
+        assert_eq!(delta(requests, &[("method", "GET")]), (gets + 1) as f64);
+        assert_eq!(delta(requests, &[("method", "POST")]), posts as f64);
+    } else {
+        assert_eq!(delta(requests, &[("method", "unknown")]), accepted);
+    }
     // The master serves no request.
     let master = fpm.master.id().to_string();
     assert_eq!(s1.sum(requests, &[("pid", &master)]), 0.0);
