@@ -19,6 +19,14 @@ const PHP_FPM: &str = "/usr/sbin/php-fpm8.2";
 /// What the test script sleeps per request (µs).
 const SCRIPT_SLEEP_US: u64 = 20_000;
 
+/// Two workers, forked when the pool starts, serving until it stops.
+const STATIC_POOL: &str = "pm = static\npm.max_children = 2\n";
+
+/// Workers forked for requests as they come (at most 4), each exiting after
+/// 5 requests or 1 s idle.
+const ONDEMAND_POOL: &str =
+    "pm = ondemand\npm.max_children = 4\npm.max_requests = 5\npm.process_idle_timeout = 1s\n";
+
 /// A private PHP-FPM pool: master and 2 static workers, in their own process
 /// group so that dropping it stops them all.
 struct Fpm {
@@ -31,11 +39,12 @@ impl Fpm {
         if !common::require_path(PHP_FPM, "scripts/setup.sh installs php8.2-fpm") {
             return None;
         }
-        Some(Fpm::start_binary(Path::new(PHP_FPM)))
+        Some(Fpm::start_binary(Path::new(PHP_FPM), STATIC_POOL))
     }
 
-    /// A pool served by `binary` (Debian's php-fpm8.2 or a copy of it).
-    fn start_binary(binary: &Path) -> Fpm {
+    /// A pool served by `binary` (Debian's php-fpm8.2 or a copy of it), its
+    /// process manager set by `pm` ([`STATIC_POOL`] or [`ONDEMAND_POOL`]).
+    fn start_binary(binary: &Path, pm: &str) -> Fpm {
         let dir = tempfile::Builder::new()
             .prefix("uexp-php")
             .tempdir()
@@ -44,9 +53,8 @@ impl Fpm {
         std::fs::write(
             dir.path().join("fpm.conf"),
             format!(
-                "[global]\npid = {d}/fpm.pid\nerror_log = {d}/fpm.log\ndaemonize = no\n\
-                 [uexp]\nlisten = {d}/fpm.sock\npm = static\npm.max_children = 2\n\
-                 pm.status_path = /status\n"
+                "[global]\npid = {d}/fpm.pid\nerror_log = {d}/fpm.log\nlog_level = debug\ndaemonize = no\n\
+                 [uexp]\nlisten = {d}/fpm.sock\n{pm}pm.status_path = /status\n"
             ),
         )
         .unwrap();
@@ -68,8 +76,9 @@ impl Fpm {
                 .stderr(Stdio::null()),
         );
         let fpm = Fpm { master, dir };
+        let prespawned = if pm == STATIC_POOL { 2 } else { 0 };
         wait_for(Duration::from_secs(20), || {
-            (fpm.workers().len() == 2 && fpm.socket().exists()).then_some(())
+            (fpm.workers().len() == prespawned && fpm.socket().exists()).then_some(())
         })
         .unwrap_or_else(|| panic!("php-fpm did not start:\n{}", fpm.log()));
         fpm
@@ -255,7 +264,7 @@ fn php_fpm_without_usdt_is_counted_through_its_exported_functions() {
         &std::fs::read_to_string(&config).unwrap(),
         &["--discovery.interval", "100ms"],
     );
-    let fpm = Fpm::start_binary(&binary);
+    let fpm = Fpm::start_binary(&binary, STATIC_POOL);
     check_requests(&exporter, &fpm, false);
     let s = exporter.samples();
     assert_eq!(
@@ -340,4 +349,92 @@ fn check_requests(exporter: &Exporter, fpm: &Fpm, methods_read: bool) {
     // Every scripted request slept 20 ms, over the 2^24 ns (16.8 ms) bucket.
     let short = delta(&format!("{hist}_bucket"), &[("le", "0.016777216")]);
     assert!(short <= 1.0, "{short} requests took under 16.8 ms");
+}
+
+#[test]
+fn php_example_counts_every_worker_of_an_ondemand_pool() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    if !common::require_path(PHP_FPM, "scripts/setup.sh installs php8.2-fpm") {
+        return;
+    }
+    // per_binary: the executable is attached once the master is found, and
+    // every worker forked from it is counted from its first instruction.
+    let binary = common::named_copy(Path::new(PHP_FPM), "uexp-php-od");
+    let exe = binary.display().to_string();
+    let exporter = Exporter::start_with(
+        &common::fixtures().example_config("php", "php-fpm8.2", "uexp-php-od"),
+        &["--discovery.interval", "100ms"],
+    );
+    let fpm = Fpm::start_binary(&binary, ONDEMAND_POOL);
+    wait_for(Duration::from_secs(10), || {
+        let attached = exporter
+            .samples()
+            .get("userspace_exporter_attached_binaries", &[("name", "php")])?;
+        (attached == 1.0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("php-fpm's executable not attached:\n{}", exporter.logs()));
+    let requests = "userspace_exporter_php_requests_total";
+    let hist = "userspace_exporter_php_request_duration_seconds";
+    let script = fpm.dir.path().join("work.php");
+    let script = script.to_str().unwrap();
+
+    let accepted0 = fpm.accepted();
+    let s0 = exporter.samples();
+    // 4 clients at once, 10 requests each: workers are forked for them, and
+    // each exits after 5 requests, so 8 or more are forked in all.
+    let client_seconds: f64 = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..10)
+                        .map(|_| {
+                            let t0 = Instant::now();
+                            let body = fastcgi(&fpm.socket(), "GET", script, "/work.php");
+                            assert!(body.contains("done GET"), "{body}");
+                            t0.elapsed().as_secs_f64()
+                        })
+                        .sum::<f64>()
+                })
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).sum()
+    });
+    let t0 = Instant::now();
+    let accepted1 = fpm.accepted();
+    let client_seconds = client_seconds + t0.elapsed().as_secs_f64();
+    let s1 = exporter.samples();
+
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        let mut l = labels.to_vec();
+        l.push(("exe", &exe));
+        s1.sum(name, &l) - s0.sum(name, &l)
+    };
+    let accepted = accepted1 - accepted0;
+    let counted = delta(requests, &[]);
+    eprintln!(
+        "php-fpm ondemand: accepted conn delta {accepted}, exported requests delta {counted}, client time {client_seconds:.3} s, observed {:.3} s, workers forked {}",
+        delta(&format!("{hist}_sum"), &[]),
+        fpm.log().lines().filter(|l| l.ends_with(" started")).count()
+    );
+    // (log_level = debug: the master logs each fork.)
+    let started = fpm
+        .log()
+        .lines()
+        .filter(|l| l.contains("] child ") && l.ends_with(" started"))
+        .count();
+    assert!(started >= 8, "{started} workers forked:\n{}", fpm.log());
+    assert_eq!(accepted, 41.0);
+    assert_eq!(counted, accepted, "exported requests vs accepted conn");
+    assert_eq!(delta(requests, &[("method", "GET")]), accepted);
+    assert_eq!(delta(&format!("{hist}_count"), &[]), accepted);
+    let observed = delta(&format!("{hist}_sum"), &[]);
+    let slept = 40.0 * SCRIPT_SLEEP_US as f64 / 1e6;
+    assert!(observed >= slept, "observed {observed} s < slept {slept} s");
+    assert!(
+        observed <= client_seconds,
+        "observed {observed} s > client {client_seconds} s"
+    );
 }
