@@ -217,7 +217,8 @@ fn php_program_selecting(comm: &str, dir: &Path) -> PathBuf {
     let php = programs
         .find(|p| p.starts_with("php\n"))
         .expect("the default pack has a php program");
-    let selector = "exe_path: \"/usr/sbin/php-fpm*\"";
+    let selector =
+        "- exe_path: \"/usr/sbin/php-fpm*\"\n      - exe_path: \"/usr/local/sbin/php-fpm*\"";
     assert!(php.contains(selector), "{php}");
     let config = dir.join("php.yaml");
     std::fs::write(
@@ -225,7 +226,7 @@ fn php_program_selecting(comm: &str, dir: &Path) -> PathBuf {
         format!(
             "programs:\n  - name: {}\n",
             php.trim_end()
-                .replace(selector, &format!("binary_name: {comm}"))
+                .replace(selector, &format!("- binary_name: {comm}"))
                 .replace(
                     "object: php.bpf.o",
                     &format!("object: {}", dir.join("php.bpf.o").display())
