@@ -3,9 +3,10 @@
 //! mysql_execute_command). A private server (a copy of mariadbd named
 //! `uexp-mariadbd`, a datadir from mariadb-install-db, a unix socket, no TCP)
 //! runs a known workload through one `mariadb` client session; the exported
-//! command counts equal `Questions` and `Com_change_db` deltas exactly, the
-//! statement histogram counts exactly the statements the `Com_*` variables
-//! count, and the two `SLEEP(0.2)`s are where they belong.
+//! command counts equal `Questions` (which counts each statement of a
+//! multi-statement packet) and `Com_change_db` deltas exactly, the statement
+//! histogram counts exactly the statements the `Com_*` variables count, and
+//! the two `SLEEP(0.2)`s are where they belong.
 
 use crate::common::{self, fixtures, require_bpf, wait_for, Exporter, Samples};
 use std::collections::BTreeMap;
@@ -230,6 +231,9 @@ fn mariadb_example_counts_what_show_global_status_counts() {
         workload.push_str("use mysql\nuse uexp\n");
     }
     workload.push_str("SELECT SLEEP(0.2);\nSELECT SLEEP(0.2);\n");
+    // Three statements in one COM_QUERY packet (the client sends what lies
+    // between delimiters as one query).
+    workload.push_str("DELIMITER //\nSELECT 1; SELECT 2; SELECT 3//\nDELIMITER ;\n");
     session.send(&workload);
     let after = session.status();
     let waited = t0.elapsed().as_secs_f64();
@@ -240,7 +244,8 @@ fn mariadb_example_counts_what_show_global_status_counts() {
     let init_db = 1 + 2 * (uses - 1);
     // The client follows each `use` (COM_INIT_DB) with a `SELECT DATABASE()`
     // of its own; the last one is the status query.
-    let statements = 1 + 1 + inserts + selects + 2 + 2 + init_db + 1;
+    let packets = 1 + 1 + inserts + selects + 2 + 2 + init_db + 1 + 1;
+    let statements = packets + 2;
     eprintln!(
         "mariadb: Questions delta {}, exported COM_QUERY {} + COM_INIT_DB {}; statements timed {}, client waited {waited:.3} s, observed {:.3} s",
         status("questions"),
@@ -249,10 +254,11 @@ fn mariadb_example_counts_what_show_global_status_counts() {
         observed(&s1, "_count", &[]) - observed(&s0, "_count", &[]),
         observed(&s1, "_sum", &[]) - observed(&s0, "_sum", &[]),
     );
-    assert_eq!(exported("COM_QUERY"), statements as f64);
+    assert_eq!(exported("COM_QUERY"), packets as f64);
     assert_eq!(exported("COM_INIT_DB"), init_db as f64);
+    // Questions counts each statement of the multi-statement packet.
     assert_eq!(
-        exported("COM_QUERY") + exported("COM_INIT_DB"),
+        exported("COM_QUERY") + 2.0 + exported("COM_INIT_DB"),
         status("questions"),
         "exported commands vs Questions"
     );
@@ -267,8 +273,8 @@ fn mariadb_example_counts_what_show_global_status_counts() {
     }
 
     // One observation per statement, as the Com_ variables of the statement
-    // kinds sent count them (the SLEEPs, the client's SELECT DATABASE()s and
-    // the status query are selects).
+    // kinds sent count them (the SLEEPs, the client's SELECT DATABASE()s, the
+    // multi-statement packet's three and the status query are selects).
     let counted: f64 = [
         "com_create_db",
         "com_create_table",
@@ -280,11 +286,11 @@ fn mariadb_example_counts_what_show_global_status_counts() {
     .iter()
     .map(|name| status(name))
     .sum();
-    assert_eq!(status("com_select"), (selects + 2 + init_db + 1) as f64);
+    assert_eq!(status("com_select"), (selects + 2 + init_db + 3 + 1) as f64);
     assert_eq!(status("com_insert"), inserts as f64);
     let timed = observed(&s1, "_count", &[]) - observed(&s0, "_count", &[]);
     assert_eq!(timed, counted, "statements timed vs Com_* deltas");
-    assert_eq!(timed, exported("COM_QUERY"));
+    assert_eq!(timed, statements as f64);
     let sum = observed(&s1, "_sum", &[]) - observed(&s0, "_sum", &[]);
     assert!(sum >= 0.4, "two SLEEP(0.2) statements: observed {sum} s");
     assert!(sum <= waited, "observed {sum} s > client waited {waited} s");
