@@ -74,6 +74,13 @@ for kind in ("usdt", "uprobe", "uretprobe"):
         statistics.median(stats), min(stats), max(stats)))
 ')
 
+# The Node.js example's V8 probes (a uprobe and a uretprobe named by their C++
+# name) against bpftrace on the same two probes: bench/node_probe_cost.py.
+clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu -I"$fixture/include" \
+    -c examples/nodejs.bpf.c -o "$fixture/nodejs.bpf.o"
+node_cost=$(GCS=${GCS:-5000} REPS=$REPS python3 bench/node_probe_cost.py "$exporter" "$fixture/nodejs.bpf.o")
+node_rows=$(echo "$node_cost" | python3 bench/node_rows.py)
+
 discovery=$(TARGETS=${TARGETS:-200} REPS=${DISCOVERY_REPS:-5} python3 bench/discovery.py "$exporter" "$fixture/uexp-target" "$fixture/usdt_counts.bpf.o")
 discovery_rows=$(echo "$discovery" | python3 -c '
 import json, statistics, sys
@@ -224,6 +231,25 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo "Goal (issue 6): the exporter's cost at most 1.05 times bpftrace's. The kernel's trap"
     echo "dominates: a uprobe on a function's first instruction is trapped and single-stepped,"
     echo "while a USDT probe sits on a nop, which this kernel can turn into a cheaper call."
+    echo
+    echo "### Node.js: V8's garbage collection probes"
+    echo
+    echo "\`examples/nodejs.yaml\` puts a uprobe and a uretprobe on V8's"
+    echo "\`v8::internal::Heap::PerformGarbageCollection\` (named by its C++ name), hit once each per"
+    echo "collection. bench/node_gc_target.js runs ${GCS:-5000} young-generation collections"
+    echo "(\`gc({type: 'minor'})\`, \`--single-threaded-gc\`) in the machine's node ($(node --version)) and"
+    echo "reports the process's CPU time (user + system: a uprobe's trap is system time) per collection:"
+    echo "with no probe, with the exporter running the example (a counter and a pause histogram"
+    echo "per kind), and with bpftrace counting (\`@ = count()\`) on the same two probes. A collection"
+    echo "varies with the machine's load more than the probes cost, so each measurement is paired in"
+    echo "one node process, after a warm-up, each phase the median of three runs: collections before"
+    echo "the tracer attaches, with it,"
+    echo "and after it detached; the probes' cost is the middle run minus the mean of the other two."
+    echo "Tracers interleaved, $REPS times; each run's count is checked; the ratio is per repetition."
+    echo
+    echo "| probes | no probe (CPU ns per collection) | exporter | bpftrace $(bpftrace --version | awk '{print $2}') | probes' cost: exporter | probes' cost: bpftrace | exporter / bpftrace |"
+    echo "|---|---|---|---|---|---|---|"
+    echo "$node_rows"
     echo
     echo "## Discovery latency"
     echo

@@ -3,7 +3,8 @@
 // COM_QUERY, COM_INIT_DB, COM_PING, ...) and statement durations
 // (uprobe/uretprobe on mysql_execute_command, which runs every SQL
 // statement). Debian's server has no USDT and no .symtab, but exports both
-// functions in .dynsym under their C++ (Itanium-mangled) names:
+// functions in .dynsym under their C++ (Itanium-mangled) names; mariadb.yaml
+// names them demangled, with their parameter lists:
 //
 //   _Z16dispatch_command19enum_server_commandP3THDPcjb
 //     dispatch_command(enum_server_command, THD*, char*, unsigned int, bool)

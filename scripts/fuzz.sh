@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Long fuzzing run: each target of tests/fuzz/ (the config parser, the bcc
-# rewriter, the ELF readers on three real binaries, the label decoders, Accept
-# and Accept-Encoding negotiation, the Basic auth header, client certificates)
-# for SECONDS_PER_TARGET seconds, one after
+# rewriter, the ELF readers on four real binaries (one a stripped Go binary),
+# Go's function table reader, the label decoders, Accept and Accept-Encoding
+# negotiation, the Basic auth header, client certificates, the process
+# connector's datagrams) for SECONDS_PER_TARGET seconds, one after
 # another, niced, from a random seed (set FUZZ_SEED to repeat a run). Writes
 # the "## Fuzzing" section of RELIABILITY.md to target/reliability/fuzz.md;
 # shrunk failures go to target/reliability/fuzz-crashes/. Exits 1 when a

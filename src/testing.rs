@@ -79,6 +79,25 @@ extern "C" fn print_skipped() {
     unsafe { libc::write(1, text.as_ptr().cast(), text.len()) };
 }
 
+/// Debian 12's Go toolchain (Go 1.19, package golang-1.19-go, which
+/// golang-go depends on). The Go tests build their fixture with it, not with
+/// whatever `go` is first on `PATH`: what they assert (Go's function table
+/// layout, the ABI wrappers it lists, the functions' addresses) was measured
+/// on that version.
+pub const GO_TOOLCHAIN: &str = "/usr/lib/go-1.19/bin/go";
+
+/// [`GO_TOOLCHAIN`], or why it is missing (for [`require`]).
+pub fn go_toolchain() -> Result<&'static std::path::Path, String> {
+    let go = std::path::Path::new(GO_TOOLCHAIN);
+    if go.is_file() {
+        Ok(go)
+    } else {
+        Err(format!(
+            "no {GO_TOOLCHAIN}; scripts/setup.sh installs golang-1.19-go (Debian 12's golang-go)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

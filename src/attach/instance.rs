@@ -340,10 +340,21 @@ impl Instance {
                                     .map(|link| vec![(link, format!("{kind} {} ({} functions: {}) in {}{}", t.name, t.symbols.len(), matched_names(&t), t.path.display(), armed(&t)))])
                                     .map_err(|e| format!("attaching {kind} {} ({} functions) in {}{of_pid}: {}", t.name, t.symbols.len(), t.path.display(), crate::privileges::explain(&e, crate::privileges::USDT)));
                             }
-                            let opts = UprobeOpts { retprobe, func_name: Some(t.name.clone()), ..Default::default() };
+                            if !t.each.is_empty() {
+                                return attach_each(&bpf_prog, pid, &t, retprobe).map_err(|e| format!("attaching {kind} {} in {}{of_pid}: {}", t.name, t.path.display(), crate::privileges::explain(&e, crate::privileges::UPROBE)));
+                            }
+                            // By offset, not func_name: libbpf would map the file to find the
+                            // name, and a file truncated meanwhile faults a mapping (and it
+                            // looks in the symbol tables only, not in Go's function table).
+                            let Some(offset) = t.offset else {
+                                return Err(format!("{kind} {} in {}: no offset was resolved (a bug: please report it)", t.name, t.path.display()));
+                            };
+                            let opts = UprobeOpts { retprobe, ..Default::default() };
+                            let chosen = t.choice.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
+                            let note = t.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
                             bpf_prog
-                                .attach_uprobe_with_opts(pid, &t.host_path, 0, opts)
-                                .map(|link| vec![(link, format!("{kind} {} in {}{}", t.name, t.path.display(), armed(&t)))])
+                                .attach_uprobe_with_opts(pid, &t.host_path, offset as usize, opts)
+                                .map(|link| vec![(link, format!("{kind} {} in {}{}{chosen}{note}", t.name, t.path.display(), armed(&t)))])
                                 .map_err(|e| format!("attaching {kind} {} in {}{of_pid}: {}", t.name, t.path.display(), crate::privileges::explain(&e, crate::privileges::UPROBE)))
                         })
                 }
@@ -447,6 +458,43 @@ fn attach_multi(
         ..Default::default()
     };
     prog.attach_uprobe_multi_with_opts(pid, &target.host_path, "", opts)
+}
+
+/// One uprobe link per function a C++ name named, by file offset: all of
+/// them or none (links made before a failure are dropped, so detached).
+fn attach_each(
+    prog: &libbpf_rs::ProgramMut<'_>,
+    pid: i32,
+    target: &resolve::Target,
+    retprobe: bool,
+) -> libbpf_rs::Result<Vec<(Link, String)>> {
+    let kind = if retprobe { "uretprobe" } else { "uprobe" };
+    let note = target
+        .note
+        .as_ref()
+        .map(|n| format!("; {n}"))
+        .unwrap_or_default();
+    target
+        .each
+        .iter()
+        .map(|(demangled, offset)| {
+            let opts = UprobeOpts {
+                retprobe,
+                ..Default::default()
+            };
+            let link =
+                prog.attach_uprobe_with_opts(pid, &target.host_path, *offset as usize, opts)?;
+            Ok((
+                link,
+                format!(
+                    "{kind} {} ({demangled}) in {}{}{note}",
+                    target.name,
+                    target.path.display(),
+                    armed(target)
+                ),
+            ))
+        })
+        .collect()
 }
 
 /// The functions a wildcard matched, for the landing page (the first ten).

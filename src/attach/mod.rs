@@ -7,6 +7,7 @@
 //! resolves each probe among the files the target maps, and attaches.
 //! Dropping an [`Instance`] detaches its links and frees its maps.
 
+mod cpp_functions;
 mod instance;
 mod ld_so_cache;
 mod libbpf_log;

@@ -51,14 +51,26 @@ impl ProbeResolution {
                             format!("{}:{}", t.provider, t.name)
                         } else if !t.symbols.is_empty() {
                             format!("{} ({} functions)", t.name, t.symbols.len())
+                        } else if !t.each.is_empty() {
+                            let names: Vec<&str> = t.each.iter().map(|(n, _)| n.as_str()).collect();
+                            format!("{} ({})", t.name, names.join("; "))
                         } else {
                             t.name.clone()
                         };
+                        let what = match &t.choice {
+                            Some(choice) => format!("{what} ({choice})"),
+                            None => what,
+                        };
+                        let note = t
+                            .note
+                            .as_ref()
+                            .map(|n| format!("; {n}"))
+                            .unwrap_or_default();
                         let later = t
                             .not_mapped_yet
                             .map(|via| format!(" (not loaded yet, found through {via})"))
                             .unwrap_or_default();
-                        format!("{what} in {}{later}", t.path.display())
+                        format!("{what} in {}{later}{note}", t.path.display())
                     })
                     .collect();
                 format!("{probe}: found {}", places.join("; "))
@@ -140,6 +152,10 @@ mod tests {
             name: name.into(),
             not_mapped_yet: None,
             symbols: Vec::new(),
+            offset: None,
+            choice: None,
+            each: Vec::new(),
+            note: None,
         }
     }
 

@@ -1,10 +1,11 @@
 //! Finding where a probe lives in one process: its executable or one of the
 //! libraries it maps, opened through `/proc/PID/exe` or `/proc/PID/root`.
 
+use super::cpp_functions;
 use super::library_search;
-use crate::config::{UprobeSpec, UsdtSpec};
+use crate::config::{CppName, SymbolPattern, UprobeSpec, UsdtSpec};
 use crate::discovery::{MappedFile, ProcessInfo};
-use crate::elf::ElfCache;
+use crate::elf::{ElfCache, ElfInfo};
 use std::path::{Path, PathBuf};
 
 /// A file of the target process, as the process sees it and as we open it.
@@ -24,6 +25,23 @@ pub struct Target {
     /// For a wildcard uprobe: every matching function and its file offset
     /// (one per address; empty otherwise).
     pub symbols: Vec<(String, u64)>,
+    /// For a uprobe on one function: its file offset, where the probe is
+    /// attached. Found as libbpf would find it for the name (which it would
+    /// look up through a mapping of the file), or, for a function that only
+    /// Go's function table names (a stripped Go binary, whose symbol tables
+    /// libbpf would search in vain), from that table. None otherwise.
+    pub offset: Option<u64>,
+    /// How a name with several functions was resolved, and why (a Go
+    /// function and its ABI wrapper share a name in Go's function table).
+    pub choice: Option<String>,
+    /// For a C++ name without wildcards: each function it names (overloads,
+    /// or same-named functions of several source files) by its demangled
+    /// name and file offset, each attached by a uprobe of its own; empty
+    /// otherwise.
+    pub each: Vec<(String, u64)>,
+    /// Something the user should know about what was chosen (clones of the
+    /// function that the spec does not name).
+    pub note: Option<String>,
 }
 
 /// Why a probe could not be placed in a process.
@@ -82,6 +100,20 @@ pub enum ResolveError {
         /// ": similar symbols: ..." or empty.
         similar: String,
     },
+    /// A C++ name names only compiler clones, none of which it names itself.
+    #[error("{name:?} names no function in {} of {origin}, only compiler clones of it: {clones}; `.constprop` and `.isra` clones take other arguments than the function, `.part` and `.cold` are pieces of it (not its entry): to probe a clone, name it with its suffix ({example:?})", path.display())]
+    OnlyClones {
+        /// The name as written.
+        name: String,
+        /// File searched (process view).
+        path: PathBuf,
+        /// "process PID (comm)" or "binary PATH".
+        origin: String,
+        /// The clones, by demangled name.
+        clones: String,
+        /// The spec of the first clone.
+        example: String,
+    },
     /// A symbol glob matched no function.
     #[error("no function symbol in {} of {origin} matches {pattern:?}{similar}", path.display())]
     NoSymbolMatches {
@@ -113,12 +145,58 @@ pub enum ResolveError {
     /// The ELF file could not be read.
     #[error("{0}")]
     Elf(#[from] crate::elf::ElfError),
+    /// Go's function table places the function where no segment of the file
+    /// is loaded from.
+    #[error("Go function {symbol:?} of {} is at {address:#x} in Go's function table, which no loadable segment of the file holds: the table does not match the file", path.display())]
+    GoFunctionNotLoaded {
+        /// Symbol.
+        symbol: String,
+        /// Its link-time address.
+        address: u64,
+        /// File (process view).
+        path: PathBuf,
+    },
+    /// A file of the process could not be read as ELF (it may be truncated,
+    /// or changing), or has no function libbpf would attach to by the name.
+    #[error("{} of {origin}: {error}", path.display())]
+    InFile {
+        /// The file, as the process sees it.
+        path: PathBuf,
+        /// "process PID (comm)" or "binary PATH".
+        origin: String,
+        /// What is wrong (naming the path the exporter opened it by).
+        error: String,
+        /// The error's [`ResolveError::reason`].
+        reason: &'static str,
+    },
 }
 
 impl ResolveError {
+    /// `error` about `path` of `origin`, which could not be read.
+    fn unreadable(origin: Origin<'_>, path: &Path, error: &crate::elf::ElfError) -> ResolveError {
+        ResolveError::in_file(origin, path, error, "unreadable_file")
+    }
+
+    /// `error`, for `reason`, about `path` of `origin`.
+    fn in_file(
+        origin: Origin<'_>,
+        path: &Path,
+        error: impl std::fmt::Display,
+        reason: &'static str,
+    ) -> ResolveError {
+        ResolveError::InFile {
+            path: path.to_path_buf(),
+            origin: origin.describe(),
+            error: error.to_string(),
+            reason,
+        }
+    }
+
     /// A few words for the self-metrics, the same for every process that
     /// fails this way (`no_usdt`: the build has no such USDT probe;
-    /// `no_symbol`: no such function in the symbol tables).
+    /// `no_symbol`: no such function in the symbol tables, nor in Go's
+    /// function table; `only_clones`: a C++ name found only the compiler's
+    /// clones of its function).
     pub fn reason(&self) -> &'static str {
         match self {
             ResolveError::BadSpec(_) => "bad_spec",
@@ -129,9 +207,27 @@ impl ResolveError {
             ResolveError::SymbolNotFound { .. } | ResolveError::NoSymbolMatches { .. } => {
                 "no_symbol"
             }
+            ResolveError::OnlyClones { .. } => "only_clones",
             ResolveError::TooManySymbols { .. } => "too_many_symbols",
             ResolveError::Elf(_) => "unreadable_file",
+            ResolveError::GoFunctionNotLoaded { .. } => "go_table_mismatch",
+            ResolveError::InFile { reason, .. } => reason,
         }
+    }
+
+    /// Whether the file was read but lacks the symbol (another file may
+    /// have it).
+    fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            ResolveError::SymbolNotFound { .. }
+                | ResolveError::NoSymbolMatches { .. }
+                | ResolveError::OnlyClones { .. }
+                | ResolveError::InFile {
+                    reason: "no_symbol",
+                    ..
+                }
+        )
     }
 }
 
@@ -275,6 +371,17 @@ fn find_library(
     if let Some(found) = files.iter().find(|f| library_matches(&f.path, wanted)) {
         return Ok((found.clone(), None));
     }
+    find_unmapped_library(origin, files, wanted, cache)
+}
+
+/// The library `wanted` names among the files the origin does not map: an
+/// absolute path in its root, or the file its dynamic loader would load.
+fn find_unmapped_library(
+    origin: Origin<'_>,
+    files: &[MappedFile],
+    wanted: &str,
+    cache: &mut ElfCache,
+) -> Result<(MappedFile, Option<&'static str>), ResolveError> {
     // An absolute path that exists in the process's root can be probed before it is mapped.
     let under_root = origin.under_root(Path::new(wanted));
     if wanted.starts_with('/') && under_root.exists() {
@@ -357,7 +464,7 @@ pub fn resolve_usdt(
                 }
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(ResolveError::unreadable(origin, path, &e)),
         };
         searched += 1;
         let mut seen = std::collections::HashSet::new();
@@ -371,6 +478,10 @@ pub fn resolve_usdt(
                     name: note.name.clone(),
                     not_mapped_yet,
                     symbols: Vec::new(),
+                    offset: None,
+                    choice: None,
+                    each: Vec::new(),
+                    note: None,
                 });
             }
         }
@@ -417,12 +528,7 @@ pub fn resolve_usdt(
 
 /// `; similar symbols: a, b` for a name the file lacks, or nothing.
 fn similar_symbols(symbols: &crate::elf::SymbolTable, name: &str) -> String {
-    let similar = symbols.similar(name, 5);
-    if similar.is_empty() {
-        String::new()
-    } else {
-        format!("; similar symbols: {}", similar.join(", "))
-    }
+    suggestions(&symbols.similar(name, 5))
 }
 
 /// The file and symbol a uprobe/uretprobe attaches to in the process or binary.
@@ -436,90 +542,359 @@ pub fn resolve_uprobe(
     if let Some(e) = origin.unreadable() {
         return Err(e);
     }
-    let (file, not_mapped_yet) = match &spec.library {
-        None => (
-            MappedFile {
-                path: origin.exe().to_path_buf(),
-                map_file: origin.exe_host_path(),
-            },
-            None,
-        ),
-        Some(lib) => find_library(origin, &origin.files()?, lib, cache)?,
+    let pattern = spec
+        .pattern()
+        .map_err(|_| ResolveError::BadSpec(spec_text.to_string()))?;
+    let Some(lib) = &spec.library else {
+        let exe = MappedFile {
+            path: origin.exe().to_path_buf(),
+            map_file: origin.exe_host_path(),
+        };
+        return resolve_uprobe_in(origin, exe, None, &spec, pattern, cache);
     };
+    // Several mapped files may answer to the name (`node` is both the
+    // executable /usr/bin/node and libnode.so.108): the first that defines
+    // the symbol is the one, then the loader's file if none does (a process
+    // seen right after exec has not mapped its libraries yet).
+    let files = origin.files()?;
+    let mapped: Vec<&MappedFile> = files
+        .iter()
+        .filter(|f| library_matches(&f.path, lib))
+        .collect();
+    if mapped.is_empty() {
+        let (file, how) = find_unmapped_library(origin, &files, lib, cache)?;
+        return resolve_uprobe_in(origin, file, how, &spec, pattern, cache);
+    }
+    let mut first_error = None;
+    for file in &mapped {
+        match resolve_uprobe_in(origin, (*file).clone(), None, &spec, pattern.clone(), cache) {
+            Ok(found) => return Ok(found),
+            Err(e) if e.is_not_found() => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let unmapped: Vec<MappedFile> = files
+        .iter()
+        .filter(|f| !library_matches(&f.path, lib))
+        .cloned()
+        .collect();
+    if let Ok((file, how)) = find_unmapped_library(origin, &unmapped, lib, cache) {
+        if !mapped.iter().any(|m| m.path == file.path) {
+            if let Ok(found) = resolve_uprobe_in(origin, file, how, &spec, pattern, cache) {
+                return Ok(found);
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| ResolveError::BadSpec(spec_text.to_string())))
+}
+
+/// The uprobe target of `spec`'s symbol in one file.
+fn resolve_uprobe_in(
+    origin: Origin<'_>,
+    file: MappedFile,
+    not_mapped_yet: Option<&'static str>,
+    spec: &UprobeSpec,
+    pattern: SymbolPattern,
+    cache: &mut ElfCache,
+) -> Result<(Target, bool), ResolveError> {
     let host_path = origin.host_path_of(&file);
     let path = file.path;
-    let info = cache.get(&host_path)?;
-    if let Some(matcher) = spec.matcher() {
-        let functions = info.functions.matching(|name| matcher.is_match(name));
-        if functions.is_empty() {
-            let prefix: String = spec
-                .symbol
+    let info = cache
+        .get(&host_path)
+        .map_err(|e| ResolveError::unreadable(origin, &path, &e))?;
+    let place = Place {
+        path,
+        host_path,
+        origin,
+        not_mapped_yet,
+    };
+    let target = match pattern {
+        SymbolPattern::Symbol(symbol) => place.symbol(&info, cache, symbol)?,
+        SymbolPattern::Glob(matcher) => {
+            let functions = info.functions.matching(|name| matcher.is_match(name));
+            let named = functions
+                .into_iter()
+                .map(|f| (f.name.to_string(), f.address))
+                .collect();
+            place.glob(&info, &spec.symbol, named)?
+        }
+        SymbolPattern::Cpp(name) if name.is_glob() => {
+            let found = cpp_functions::search(&info, &name);
+            let named = found
+                .matches
+                .iter()
+                .map(|m| (m.demangled.clone(), m.address))
+                .collect();
+            place.glob(&info, &spec.symbol, named)?
+        }
+        SymbolPattern::Cpp(name) => place.cpp(&info, &name)?,
+    };
+    Ok((target, info.is_go))
+}
+
+/// The file a uprobe spec's symbol is looked up in.
+struct Place<'a> {
+    path: PathBuf,
+    host_path: PathBuf,
+    origin: Origin<'a>,
+    not_mapped_yet: Option<&'static str>,
+}
+
+impl Place<'_> {
+    fn target(self, name: String) -> Target {
+        Target {
+            path: self.path,
+            host_path: self.host_path,
+            provider: String::new(),
+            name,
+            not_mapped_yet: self.not_mapped_yet,
+            symbols: Vec::new(),
+            offset: None,
+            choice: None,
+            each: Vec::new(),
+            note: None,
+        }
+    }
+
+    /// A symbol by its name, attached at its file offset: found by libbpf's
+    /// rule for a name (given the name, libbpf would parse the file again,
+    /// through a mapping that a truncation of the file faults with SIGBUS),
+    /// or from Go's function table when only that names it.
+    fn symbol(
+        self,
+        info: &ElfInfo,
+        cache: &mut ElfCache,
+        symbol: String,
+    ) -> Result<Target, ResolveError> {
+        if !info.symbols.contains(&symbol) {
+            let mut similar = similar_symbols(&info.symbols, &symbol);
+            if let Some(reason) = &info.go_table_error {
+                similar.push_str(&format!("; {reason}"));
+            }
+            return Err(ResolveError::SymbolNotFound {
+                similar,
+                symbol,
+                path: self.path,
+                origin: self.origin.describe(),
+            });
+        }
+        let (offset, choice) = match info.functions.go_function(&symbol) {
+            None => (
+                cache
+                    .function_offset(&self.host_path, &symbol)
+                    .map_err(|e| ResolveError::in_file(self.origin, &self.path, &e, e.reason()))?,
+                None,
+            ),
+            Some((function, others)) => {
+                let offset = info
+                    .functions
+                    .file_offset(function.address)
+                    .ok_or_else(|| ResolveError::GoFunctionNotLoaded {
+                        symbol: symbol.clone(),
+                        address: function.address,
+                        path: self.path.clone(),
+                    })?;
+                (offset, go_choice(&symbol, function, &others))
+            }
+        };
+        // Compiler clones (`f.constprop.0`); in Go, `.` separates names
+        // (`main.work.func1` is a closure of `main.work`, not a clone).
+        let prefix = format!("{symbol}.");
+        let clones: Vec<&str> = if info.is_go {
+            Vec::new()
+        } else {
+            info.symbols.with_prefix(&prefix).collect()
+        };
+        let note = clones.first().map(|first| clone_note(&clones, first));
+        let mut target = self.target(symbol);
+        target.offset = Some(offset);
+        target.choice = choice;
+        target.note = note;
+        Ok(target)
+    }
+
+    /// Every function a glob matched (`named`: by the name shown for it),
+    /// through one multi-uprobe link.
+    fn glob(
+        self,
+        info: &ElfInfo,
+        pattern: &str,
+        named: Vec<(String, u64)>,
+    ) -> Result<Target, ResolveError> {
+        if named.is_empty() {
+            let prefix: String = pattern
                 .chars()
                 .take_while(|c| !"*?[".contains(*c))
                 .collect();
+            let similar = if crate::config::is_cpp_name(pattern) {
+                let prefix = prefix.trim_end_matches(':');
+                suggestions(&cpp_functions::similar_cached(info, prefix, 5))
+            } else {
+                similar_symbols(&info.symbols, &prefix)
+            };
             return Err(ResolveError::NoSymbolMatches {
-                pattern: spec.symbol.clone(),
-                path,
-                origin: origin.describe(),
-                similar: similar_symbols(&info.symbols, &prefix),
+                pattern: pattern.to_string(),
+                path: self.path,
+                origin: self.origin.describe(),
+                similar,
             });
         }
-        if functions.len() > MAX_WILDCARD_SYMBOLS {
+        if named.len() > MAX_WILDCARD_SYMBOLS {
             return Err(ResolveError::TooManySymbols {
-                pattern: spec.symbol.clone(),
-                count: functions.len(),
+                pattern: pattern.to_string(),
+                count: named.len(),
                 limit: MAX_WILDCARD_SYMBOLS,
-                path,
-                origin: origin.describe(),
-                first: functions
+                path: self.path,
+                origin: self.origin.describe(),
+                first: named
                     .iter()
                     .take(5)
-                    .map(|f| &*f.name)
+                    .map(|(n, _)| n.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
             });
         }
-        let symbols = functions
-            .iter()
-            .filter_map(|f| Some((f.name.to_string(), info.functions.file_offset(f.address)?)))
-            .collect();
-        return Ok((
-            Target {
-                path,
-                host_path,
-                provider: String::new(),
-                name: spec.symbol,
-                not_mapped_yet,
-                symbols,
-            },
-            info.is_go,
-        ));
+        let symbols = offsets(info, named);
+        let mut target = self.target(pattern.to_string());
+        target.symbols = symbols;
+        Ok(target)
     }
-    if !info.symbols.contains(&spec.symbol) {
-        return Err(ResolveError::SymbolNotFound {
-            symbol: spec.symbol.clone(),
-            path,
-            origin: origin.describe(),
-            similar: similar_symbols(&info.symbols, &spec.symbol),
+
+    /// The functions a C++ name without wildcards names, each attached by
+    /// its own uprobe at its file offset.
+    fn cpp(self, info: &ElfInfo, name: &CppName) -> Result<Target, ResolveError> {
+        let found = cpp_functions::search(info, name);
+        let clones: Vec<&str> = found.clones.iter().map(|c| c.demangled.as_str()).collect();
+        // How to name the first clone: the spec with its suffix.
+        let example = found.clones.first().map(|c| {
+            let suffix = crate::elf::demangle::split_clone_suffix(&c.symbol).1;
+            format!("{}{suffix}", name.text())
         });
+        if let (true, Some(example)) = (found.matches.is_empty(), &example) {
+            return Err(ResolveError::OnlyClones {
+                name: name.text().to_string(),
+                path: self.path,
+                origin: self.origin.describe(),
+                clones: clones.join(", "),
+                example: example.clone(),
+            });
+        }
+        if found.matches.is_empty() {
+            return Err(ResolveError::SymbolNotFound {
+                symbol: name.text().to_string(),
+                path: self.path,
+                origin: self.origin.describe(),
+                similar: suggestions(&cpp_functions::similar_cached(info, name.name(), 5)),
+            });
+        }
+        if found.matches.len() > MAX_WILDCARD_SYMBOLS {
+            return Err(ResolveError::TooManySymbols {
+                pattern: name.text().to_string(),
+                count: found.matches.len(),
+                limit: MAX_WILDCARD_SYMBOLS,
+                path: self.path,
+                origin: self.origin.describe(),
+                first: found
+                    .matches
+                    .iter()
+                    .take(5)
+                    .map(|m| m.demangled.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let note = example.map(|example| clone_note(&clones, &example));
+        let each = offsets(
+            info,
+            found
+                .matches
+                .iter()
+                .map(|m| (m.demangled.clone(), m.address))
+                .collect(),
+        );
+        let mut target = self.target(name.text().to_string());
+        target.each = each;
+        target.note = note;
+        Ok(target)
     }
-    Ok((
-        Target {
-            path,
-            host_path,
-            provider: String::new(),
-            name: spec.symbol,
-            not_mapped_yet,
-            symbols: Vec::new(),
-        },
-        info.is_go,
+}
+
+/// Each function's name and file offset, from its address (a function
+/// outside every loaded segment cannot be probed and is left out).
+fn offsets(info: &ElfInfo, named: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    named
+        .into_iter()
+        .filter_map(|(name, address)| Some((name, info.functions.file_offset(address)?)))
+        .collect()
+}
+
+/// What a spec chose when its function also exists as compiler clones,
+/// and how to name one (`example`).
+fn clone_note(clones: &[&str], example: &str) -> String {
+    format!(
+        "not attached to its compiler clones {} (`.constprop` and `.isra` clones take other arguments, `.part` and `.cold` are pieces of the function): calls the compiler sent to a clone are not counted; name a clone to probe it ({example:?})",
+        clones.join(", ")
+    )
+}
+
+/// `; similar symbols: a, b`, or nothing.
+fn suggestions(similar: &[String]) -> String {
+    if similar.is_empty() {
+        String::new()
+    } else {
+        format!("; similar symbols: {}", similar.join(", "))
+    }
+}
+
+/// Why `chosen` of the functions named `name` in Go's function table is the
+/// one probed (none when it is the only one).
+fn go_choice(
+    name: &str,
+    chosen: &crate::elf::Function,
+    others: &[&crate::elf::Function],
+) -> Option<String> {
+    if others.is_empty() {
+        return None;
+    }
+    let at = |f: &crate::elf::Function| format!("{:#x} ({} bytes)", f.address, f.size);
+    Some(format!(
+        "{name:?} is at {} addresses in Go's function table: {} and {}; attached at {:#x}, the largest: the others are the wrappers Go generates between its two calling conventions, which call it (a probe on them too would count those calls twice)",
+        others.len() + 1,
+        at(chosen),
+        others.iter().map(|f| at(f)).collect::<Vec<_>>().join(", "),
+        chosen.address
     ))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::library_matches;
+    use super::{library_matches, resolve_uprobe, Origin, ResolveError};
+    use crate::elf::ElfCache;
     use std::path::Path;
+
+    /// A file that cannot be read as ELF is named as the process or binary
+    /// sees it, and counted as an unreadable file.
+    #[test]
+    fn an_unreadable_file_is_named_and_counted_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app");
+        std::fs::write(&path, b"#!/bin/sh\n").unwrap();
+        let mut cache = ElfCache::new(4);
+        let Err(e) = resolve_uprobe(Origin::Binary(&path), "main", &mut cache) else {
+            panic!("a shell script resolved");
+        };
+        assert!(matches!(e, ResolveError::InFile { .. }), "{e:?}");
+        assert_eq!(e.reason(), "unreadable_file");
+        let shown = path.display();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "{shown} of binary {shown}: {shown} is not an ELF file"
+            )),
+            "{e}"
+        );
+    }
 
     #[test]
     fn library_names() {

@@ -9,6 +9,7 @@
 //! selector fields and their compiled form (`selector`), the decoder registry
 //! (`decoder`). Source positions are in `span`, error types in `error`.
 
+mod cpp_name;
 mod decoder;
 mod error;
 mod load;
@@ -18,9 +19,10 @@ mod selector;
 mod span;
 mod validate;
 
+pub use cpp_name::{is_cpp_name, normalize as normalize_cpp_name, CppName};
 pub use decoder::{compile_regexps, DecoderConfigError, DecoderKind};
 pub use error::{ConfigError, ConfigErrors};
-pub use probe_spec::{UprobeSpec, UsdtSpec};
+pub use probe_spec::{go_literal_glob, SymbolPattern, UprobeSpec, UsdtSpec};
 pub use selector::{comm_prefix, compile_glob, compile_regex, CompiledSelector};
 
 use serde::{Deserialize, Deserializer};

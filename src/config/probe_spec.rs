@@ -5,7 +5,10 @@
 //! or contains `.so`), or `module:provider:name`.
 //! uprobes: `symbol` (in the executable) or `lib:symbol`, where `lib` is an
 //! absolute path, a file name (`libjemalloc.so.2`) or a short name (`c` = libc).
+//! The symbol may be a glob, or a C++ name ([`CppName`]: `v8::internal::Heap::Scavenge`),
+//! whose `::` do not separate the library: only a lone `:` does.
 
+use super::cpp_name::{is_cpp_name, CppName};
 use super::ProbeKind;
 use std::fmt;
 
@@ -25,8 +28,19 @@ pub struct UsdtSpec {
 pub struct UprobeSpec {
     /// Library the symbol lives in; the executable when absent.
     pub library: Option<String>,
-    /// Function symbol.
+    /// Function symbol, symbol glob or C++ name.
     pub symbol: String,
+}
+
+/// What the symbol part of a uprobe spec names.
+#[derive(Debug, Clone)]
+pub enum SymbolPattern {
+    /// One symbol, by its name in the symbol table.
+    Symbol(String),
+    /// Every symbol whose name matches a glob.
+    Glob(globset::GlobMatcher),
+    /// Functions by their demangled C++ name (a glob if it has wildcards).
+    Cpp(CppName),
 }
 
 fn looks_like_module(s: &str) -> bool {
@@ -68,10 +82,12 @@ impl UsdtSpec {
 }
 
 impl UprobeSpec {
-    /// Parses a uprobe spec; `None` when a part is empty.
+    /// Parses a uprobe spec; `None` when a part is empty. The library is
+    /// what comes before the last lone `:` outside brackets (`::` is C++'s
+    /// scope operator, `[abi:cxx11]` a tag of a C++ name).
     pub fn parse(spec: &str) -> Option<UprobeSpec> {
-        let (library, symbol) = match spec.rsplit_once(':') {
-            Some((lib, sym)) => (Some(lib.to_string()), sym.to_string()),
+        let (library, symbol) = match library_separator(spec) {
+            Some(at) => (Some(spec[..at].to_string()), spec[at + 1..].to_string()),
             None => (None, spec.to_string()),
         };
         if symbol.is_empty() || library.as_deref() == Some("") {
@@ -80,19 +96,103 @@ impl UprobeSpec {
         Some(UprobeSpec { library, symbol })
     }
 
-    /// Whether the symbol is a glob (`foo_*`, `PyGC_?`, `op_[ab]*`): one BPF
-    /// function is then attached to every matching symbol at once.
+    /// Whether the symbol is a glob (`foo_*`, `PyGC_?`, `op_[ab]*`, or a C++
+    /// name with `*` or `?`: `v8::internal::Heap::*`): one BPF function is
+    /// then attached to every matching symbol at once. What Go names hold
+    /// literally is not glob syntax (see [`go_literal_glob`]):
+    /// `net/http.(*conn).serve` is one function, `net/http.(*conn).*` a glob.
     pub fn is_wildcard(&self) -> bool {
-        self.symbol.contains(['*', '?', '['])
+        match self.pattern() {
+            Ok(SymbolPattern::Symbol(_)) => false,
+            Ok(SymbolPattern::Glob(_)) => true,
+            Ok(SymbolPattern::Cpp(name)) => name.is_glob(),
+            // What a bad pattern would have been, had it parsed.
+            Err(_) if is_cpp_name(&self.symbol) => false,
+            Err(_) => has_glob_syntax(&self.symbol),
+        }
     }
 
-    /// The symbol's glob matcher (`None` for a plain symbol or a bad glob).
-    pub fn matcher(&self) -> Option<globset::GlobMatcher> {
-        if !self.is_wildcard() {
-            return None;
+    /// What the symbol names; the error says why it does not parse.
+    pub fn pattern(&self) -> Result<SymbolPattern, String> {
+        if is_cpp_name(&self.symbol) {
+            return CppName::parse(&self.symbol).map(SymbolPattern::Cpp);
         }
-        Some(globset::Glob::new(&self.symbol).ok()?.compile_matcher())
+        if !has_glob_syntax(&self.symbol) {
+            return Ok(SymbolPattern::Symbol(self.symbol.clone()));
+        }
+        self.glob()
+            .map(|g| SymbolPattern::Glob(g.compile_matcher()))
+            .map_err(|e| format!("has a symbol glob that does not parse: {}", e.kind()))
     }
+
+    /// The symbol's glob matcher (`None` for a plain symbol, a C++ name or a
+    /// bad glob).
+    pub fn matcher(&self) -> Option<globset::GlobMatcher> {
+        match self.pattern() {
+            Ok(SymbolPattern::Glob(matcher)) => Some(matcher),
+            _ => None,
+        }
+    }
+
+    /// The symbol as a glob, Go's literal sequences escaped.
+    fn glob(&self) -> Result<globset::Glob, globset::Error> {
+        globset::GlobBuilder::new(&go_literal_glob(&self.symbol))
+            .backslash_escape(true)
+            .build()
+    }
+}
+
+/// Glob characters that Go function names hold literally: the `(*` of a
+/// method with a pointer receiver (`net/http.(*conn).serve`) and the `[...]`
+/// of a generic function's instance (`main.Map[...]`). No C symbol, nor a
+/// mangled C++ one, holds either, and neither means anything useful as a
+/// glob.
+const GO_LITERALS: [&str; 2] = ["(*", "[...]"];
+
+/// Whether a symbol (not a C++ name) is a glob: `*`, `?` or `[` outside
+/// Go's literal sequences.
+fn has_glob_syntax(symbol: &str) -> bool {
+    let mut rest = symbol.to_string();
+    for literal in GO_LITERALS {
+        rest = rest.replace(literal, "");
+    }
+    rest.contains(['*', '?', '['])
+}
+
+/// `pattern` with what Go names hold literally (`(*`, `[...]`) escaped, for
+/// a glob builder that takes backslash escapes: `net/http.(*conn).*`
+/// matches the methods of `*conn` only.
+pub fn go_literal_glob(pattern: &str) -> String {
+    pattern.replace("(*", "(\\*").replace("[...]", "\\[...\\]")
+}
+
+/// Where a uprobe spec's library ends: its last lone `:` outside `()`,
+/// `[]` and `{}`. In a run of three colons (`lib:::f`, the global scope) the
+/// first one separates.
+fn library_separator(spec: &str) -> Option<usize> {
+    let bytes = spec.as_bytes();
+    let mut depth = 0i32;
+    let mut found = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            b':' => {
+                let start = i;
+                while i < bytes.len() && bytes[i] == b':' {
+                    i += 1;
+                }
+                if depth == 0 && (i - start) % 2 == 1 {
+                    found = Some(start);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    found
 }
 
 impl fmt::Display for UsdtSpec {
@@ -110,13 +210,8 @@ impl fmt::Display for UsdtSpec {
 /// Why a probe spec is invalid, or `None` when the attach stage can parse it.
 pub(super) fn spec_problem(kind: ProbeKind, spec: &str) -> Option<String> {
     if let Some(uprobe) = UprobeSpec::parse(spec).filter(|_| kind != ProbeKind::Usdt) {
-        if uprobe.is_wildcard() {
-            if let Err(e) = globset::Glob::new(&uprobe.symbol) {
-                return Some(format!(
-                    "has a symbol glob that does not parse: {}",
-                    e.kind()
-                ));
-            }
+        if let Err(problem) = uprobe.pattern() {
+            return Some(problem);
         }
     }
     let valid = match kind {
@@ -198,18 +293,89 @@ mod tests {
     fn wildcard_uprobe_specs() {
         let s = UprobeSpec::parse("libuexp_plugin.so:plugin_op_*").unwrap();
         assert!(s.is_wildcard());
-        let m = s.matcher().unwrap();
+        let Ok(SymbolPattern::Glob(m)) = s.pattern() else {
+            panic!("{s:?} is a glob")
+        };
         assert!(m.is_match("plugin_op_alpha") && !m.is_match("plugin_work"));
         assert!(UprobeSpec::parse("PyGC_?ollect").unwrap().is_wildcard());
         assert!(!UprobeSpec::parse("c:malloc").unwrap().is_wildcard());
-        assert!(UprobeSpec::parse("c:malloc").unwrap().matcher().is_none());
+        assert!(matches!(
+            UprobeSpec::parse("c:malloc").unwrap().pattern(),
+            Ok(SymbolPattern::Symbol(s)) if s == "malloc"
+        ));
         assert_eq!(spec_problem(ProbeKind::Uprobe, "lib.so:op_*"), None);
+
+        // Go names are written as Go spells them: not globs.
+        for name in [
+            "net/http.(*conn).serve",
+            "uexp.example/fixture/tally.(*Tally).Add",
+            "main.Map[...]",
+            "main.(*List[...]).Push",
+        ] {
+            let s = UprobeSpec::parse(name).unwrap();
+            assert!(!s.is_wildcard(), "{name}");
+            assert!(s.matcher().is_none(), "{name}");
+        }
+        let s = UprobeSpec::parse("net/http.(*conn).*").unwrap();
+        assert!(s.is_wildcard());
+        let m = s.matcher().unwrap();
+        assert!(m.is_match("net/http.(*conn).serve"));
+        assert!(m.is_match("net/http.(*conn).readRequest"));
+        assert!(!m.is_match("net/http.(*persistConn).readLoop"));
+        assert!(!m.is_match("net/http.(xconn).serve"));
+        let m = UprobeSpec::parse("main.Map[...]*")
+            .unwrap()
+            .matcher()
+            .unwrap();
+        assert!(
+            m.is_match("main.Map[...]") && !m.is_match("main.Map.") && !m.is_match("main.Mapx")
+        );
+        assert_eq!(go_literal_glob("a.(*T).[...]"), "a.(\\*T).\\[...\\]");
         assert_eq!(
             spec_problem(ProbeKind::Uprobe, "op_[ab"),
             Some(
                 "has a symbol glob that does not parse: unclosed character class; missing ']'"
                     .into()
             )
+        );
+    }
+
+    #[test]
+    fn cpp_names_keep_their_scopes_and_only_a_lone_colon_separates_the_library() {
+        let s = UprobeSpec::parse("v8::internal::Heap::Scavenge").unwrap();
+        assert_eq!(s.library, None);
+        assert_eq!(s.symbol, "v8::internal::Heap::Scavenge");
+        assert!(!s.is_wildcard());
+        assert!(matches!(s.pattern(), Ok(SymbolPattern::Cpp(_))));
+        let s = UprobeSpec::parse("/usr/lib/x86_64-linux-gnu/libnode.so.108:v8::internal::Heap::*")
+            .unwrap();
+        assert_eq!(
+            s.library.as_deref(),
+            Some("/usr/lib/x86_64-linux-gnu/libnode.so.108")
+        );
+        assert_eq!(s.symbol, "v8::internal::Heap::*");
+        assert!(s.is_wildcard());
+        let s = UprobeSpec::parse("node:v8::internal::Heap::CollectGarbage(v8::internal::AllocationSpace, v8::GCCallbackFlags)").unwrap();
+        assert_eq!(s.library.as_deref(), Some("node"));
+        let s = UprobeSpec::parse("libfoo.so:f[abi:cxx11]()").unwrap();
+        assert_eq!(
+            (s.library.as_deref(), s.symbol.as_str()),
+            (Some("libfoo.so"), "f[abi:cxx11]()")
+        );
+        let s = UprobeSpec::parse("libfoo.so:::f").unwrap();
+        assert_eq!(
+            (s.library.as_deref(), s.symbol.as_str()),
+            (Some("libfoo.so"), "::f")
+        );
+        // A `*` in a parameter list is a pointer, not a wildcard.
+        assert!(!UprobeSpec::parse("f(char const*)").unwrap().is_wildcard());
+        assert_eq!(
+            spec_problem(ProbeKind::Uprobe, "node:v8::internal::Heap::Scavenge"),
+            None
+        );
+        assert_eq!(
+            spec_problem(ProbeKind::Uretprobe, "node:A::f(int"),
+            Some("has an unclosed `(` in its C++ name".into())
         );
     }
 }

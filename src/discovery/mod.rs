@@ -17,7 +17,7 @@ pub use selector::{
     ProcessFacts, Selector,
 };
 pub use table::ProcessTable;
-pub use watcher::{spawn_watcher, ProcConnector, ProcEvent};
+pub use watcher::{parse_datagram, spawn_watcher, ProcConnector, ProcEvent};
 
 /// Whoever owns the state discovery feeds: process events as they come, and
 /// what each `/proc` rescan found.

@@ -292,66 +292,83 @@ impl ProcConnector {
         }
     }
 
-    /// Blocks for the next datagram and returns its process events.
+    /// Blocks for the next datagram and returns its process events. A
+    /// datagram that is not from the kernel (another netlink socket, which
+    /// needs CAP_NET_ADMIN to send to us) has none.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Vec<ProcEvent>> {
-        // SAFETY: buf is writable for its length.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let (sender, n) = self.receive(buf)?;
+        Ok(events_from(sender, &buf[..n]))
+    }
+
+    /// Blocks for the next datagram: its sender's port id and its length.
+    fn receive(&self, buf: &mut [u8]) -> io::Result<(u32, usize)> {
+        // SAFETY: zeroed sockaddr_nl is a valid value.
+        let mut from: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut from_len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: buf is writable for its length, from for from_len bytes.
+        let n = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                (&mut from as *mut libc::sockaddr_nl).cast(),
+                &mut from_len,
+            )
+        };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(parse(&buf[..n as usize]))
+        Ok((from.nl_pid, n as usize))
+    }
+
+    /// The socket's netlink port id (where a unicast to it goes).
+    #[cfg(test)]
+    fn port_id(&self) -> u32 {
+        // SAFETY: zeroed sockaddr_nl is a valid value.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: addr is writable for len bytes.
+        let rc = unsafe {
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                (&mut addr as *mut libc::sockaddr_nl).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "getsockname: {}", io::Error::last_os_error());
+        addr.nl_pid
     }
 }
 
-/// Parses the netlink messages of one datagram.
-fn parse(mut data: &[u8]) -> Vec<ProcEvent> {
+/// The events of a datagram from `sender`: none unless the kernel (port 0) sent it.
+fn events_from(sender: u32, data: &[u8]) -> Vec<ProcEvent> {
+    if sender != 0 {
+        return Vec::new();
+    }
+    parse_datagram(data)
+}
+
+/// The process events of one datagram from the process connector.
+///
+/// A datagram holds netlink messages (4-byte aligned); the kernel sends each
+/// event as one `NLMSG_DONE` message holding a `cn_msg` addressed to
+/// `CN_IDX_PROC`/`CN_VAL_PROC` whose payload is a `proc_event`. Only such
+/// messages count, and only with the event's fields inside both the message
+/// and the payload length the `cn_msg` declares; anything else (another
+/// type or address, a length past the datagram's end) is skipped, and a
+/// message header that cannot be right ends the datagram. Thread-level
+/// events are dropped: each event is one process's. At most one event per
+/// message, so at most one per 52 bytes.
+pub fn parse_datagram(mut data: &[u8]) -> Vec<ProcEvent> {
     let mut out = Vec::new();
     while data.len() >= NLMSG_HDRLEN {
         let len = u32_at(data, 0).unwrap_or(0) as usize;
         if len < NLMSG_HDRLEN || len > data.len() {
             break;
         }
-        let event = &data[NLMSG_HDRLEN + CN_MSG_LEN.min(len - NLMSG_HDRLEN)..len];
-        // proc_event: what u32, cpu u32, timestamp_ns u64, then the event data.
-        if let (Some(what), Some(at_ns)) = (u32_at(event, 0), u64_at(event, 8)) {
-            let d = 16;
-            let field = |i: usize| u32_at(event, d + 4 * i).map(|v| v as i32);
-            match what {
-                // fork: parent_pid, parent_tgid, child_pid, child_tgid
-                PROC_EVENT_FORK => {
-                    if let (Some(child), Some(tgid)) = (field(2), field(3)) {
-                        if child == tgid {
-                            out.push(ProcEvent::Fork {
-                                pid: tgid,
-                                parent: field(1).unwrap_or(0),
-                                at_ns,
-                            });
-                        }
-                    }
-                }
-                // exec: process_pid, process_tgid
-                PROC_EVENT_EXEC => {
-                    if let Some(tgid) = field(1) {
-                        out.push(ProcEvent::Exec { pid: tgid, at_ns });
-                    }
-                }
-                PROC_EVENT_COMM => {
-                    if let (Some(pid), Some(tgid)) = (field(0), field(1)) {
-                        if pid == tgid {
-                            out.push(ProcEvent::Comm { pid: tgid });
-                        }
-                    }
-                }
-                // exit: process_pid, process_tgid, ...: only the whole process
-                PROC_EVENT_EXIT => {
-                    if let (Some(pid), Some(tgid)) = (field(0), field(1)) {
-                        if pid == tgid {
-                            out.push(ProcEvent::Exit { pid: tgid });
-                        }
-                    }
-                }
-                _ => {}
-            }
+        if let Some(event) = proc_event(&data[..len]) {
+            out.extend(event);
         }
         // Messages are 4-byte aligned.
         let advance = len.div_ceil(4) * 4;
@@ -361,6 +378,61 @@ fn parse(mut data: &[u8]) -> Vec<ProcEvent> {
         data = &data[advance..];
     }
     out
+}
+
+/// The `proc_event` payload of one process connector message, if it is one.
+fn proc_payload(message: &[u8]) -> Option<&[u8]> {
+    // nlmsghdr: len u32, type u16, flags u16, seq u32, pid u32.
+    let kind = u16::from_ne_bytes(message.get(4..6)?.try_into().ok()?);
+    if i32::from(kind) != libc::NLMSG_DONE {
+        return None;
+    }
+    // cn_msg: id.idx u32, id.val u32, seq u32, ack u32, len u16, flags u16.
+    let cn = message.get(NLMSG_HDRLEN..NLMSG_HDRLEN + CN_MSG_LEN)?;
+    if u32_at(cn, 0)? != CN_IDX_PROC || u32_at(cn, 4)? != CN_VAL_PROC {
+        return None;
+    }
+    let payload_len = usize::from(u16::from_ne_bytes(cn.get(16..18)?.try_into().ok()?));
+    let start = NLMSG_HDRLEN + CN_MSG_LEN;
+    message.get(start..start + payload_len)
+}
+
+/// The process event of one message: `None` when it is no process
+/// connector event, `Some(None)` for one that is not about a whole process
+/// (a thread's, or a kind the exporter does not follow).
+fn proc_event(message: &[u8]) -> Option<Option<ProcEvent>> {
+    let event = proc_payload(message)?;
+    // proc_event: what u32, cpu u32, timestamp_ns u64, then the event data.
+    let what = u32_at(event, 0)?;
+    let at_ns = u64_at(event, 8)?;
+    let field = |i: usize| u32_at(event, 16 + 4 * i).map(|v| v as i32);
+    Some(match what {
+        // fork: parent_pid, parent_tgid, child_pid, child_tgid
+        PROC_EVENT_FORK => {
+            let (parent, child, tgid) = (field(1)?, field(2)?, field(3)?);
+            (child == tgid).then_some(ProcEvent::Fork {
+                pid: tgid,
+                parent,
+                at_ns,
+            })
+        }
+        // exec: process_pid, process_tgid
+        PROC_EVENT_EXEC => Some(ProcEvent::Exec {
+            pid: field(1)?,
+            at_ns,
+        }),
+        // comm: process_pid, process_tgid, comm[16]
+        PROC_EVENT_COMM => {
+            let (pid, tgid) = (field(0)?, field(1)?);
+            (pid == tgid).then_some(ProcEvent::Comm { pid: tgid })
+        }
+        // exit: process_pid, process_tgid, ...: only the whole process
+        PROC_EVENT_EXIT => {
+            let (pid, tgid) = (field(0)?, field(1)?);
+            (pid == tgid).then_some(ProcEvent::Exit { pid: tgid })
+        }
+        _ => None,
+    })
 }
 
 /// Whether this process is in the kernel's initial namespace of `kind`
@@ -494,10 +566,21 @@ mod tests {
             event.extend_from_slice(&f.to_ne_bytes());
         }
         let len = NLMSG_HDRLEN + CN_MSG_LEN + event.len();
-        let mut msg = vec![0u8; NLMSG_HDRLEN + CN_MSG_LEN];
-        msg[..4].copy_from_slice(&(len as u32).to_ne_bytes());
+        let mut msg = Vec::new();
+        msg.extend_from_slice(&(len as u32).to_ne_bytes());
+        msg.extend_from_slice(&(libc::NLMSG_DONE as u16).to_ne_bytes());
+        msg.extend_from_slice(&[0; 10]);
+        msg.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
+        msg.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
+        msg.extend_from_slice(&[0; 8]);
+        msg.extend_from_slice(&(event.len() as u16).to_ne_bytes());
+        msg.extend_from_slice(&[0; 2]);
         msg.extend_from_slice(&event);
         msg
+    }
+
+    fn parse(data: &[u8]) -> Vec<ProcEvent> {
+        parse_datagram(data)
     }
 
     #[test]
@@ -555,6 +638,7 @@ mod tests {
         msg.extend_from_slice(&0u32.to_ne_bytes());
         let len = msg.len() as u32;
         msg[..4].copy_from_slice(&len.to_ne_bytes());
+        msg[4..6].copy_from_slice(&(libc::NLMSG_DONE as u16).to_ne_bytes());
         msg
     }
 
@@ -589,6 +673,102 @@ mod tests {
             u32_at(&msg, NLMSG_HDRLEN + CN_MSG_LEN),
             Some(PROC_CN_MCAST_LISTEN)
         );
+    }
+
+    #[test]
+    fn only_process_connector_messages_count() {
+        let exec = || message(PROC_EVENT_EXEC, &[30, 30]);
+        let event = ProcEvent::Exec {
+            pid: 30,
+            at_ns: 1234,
+        };
+        assert_eq!(parse(&exec()), [event]);
+        let changed = |at: usize, bytes: &[u8]| {
+            let mut m = exec();
+            m[at..at + bytes.len()].copy_from_slice(bytes);
+            parse(&m)
+        };
+        // Another message type (NLMSG_NOOP), another connector address.
+        assert_eq!(changed(4, &1u16.to_ne_bytes()), []);
+        assert_eq!(changed(16, &2u32.to_ne_bytes()), []);
+        assert_eq!(changed(20, &0u32.to_ne_bytes()), []);
+        // A payload declared longer than the message, or too short for the
+        // event's fields.
+        assert_eq!(changed(32, &25u16.to_ne_bytes()), []);
+        assert_eq!(changed(32, &20u16.to_ne_bytes()), []);
+        assert_eq!(changed(32, &24u16.to_ne_bytes()), [event]);
+        // A skipped message does not hide the next one.
+        let mut two = exec();
+        two[16..20].copy_from_slice(&7u32.to_ne_bytes());
+        two.extend(exec());
+        assert_eq!(parse(&two), [event]);
+        // A length past the datagram's end ends it.
+        let mut cut = exec();
+        cut.truncate(cut.len() - 1);
+        assert_eq!(parse(&cut), []);
+    }
+
+    /// A well-formed event that another socket sent (root may send to any
+    /// netlink socket) is not taken for the kernel's.
+    #[test]
+    fn events_come_from_the_kernel_only() {
+        let connector = match ProcConnector::open() {
+            Ok(connector) => connector,
+            Err(e) => {
+                crate::testing::require("the process connector", Err(e.to_string()));
+                return;
+            }
+        };
+        // SAFETY: plain socket creation; the fd is owned right away.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                NETLINK_CONNECTOR,
+            )
+        };
+        assert!(raw >= 0, "socket: {}", io::Error::last_os_error());
+        let forger = unsafe { OwnedFd::from_raw_fd(raw) };
+        let forged_pid = 0x7fff_fff0;
+        let forged = message(PROC_EVENT_EXEC, &[forged_pid, forged_pid]);
+        let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        to.nl_family = libc::AF_NETLINK as u16;
+        to.nl_pid = connector.port_id();
+        // SAFETY: forged and to are valid for their lengths.
+        let sent = unsafe {
+            libc::sendto(
+                forger.as_raw_fd(),
+                forged.as_ptr().cast(),
+                forged.len(),
+                0,
+                (&to as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            )
+        };
+        assert!(sent >= 0, "sendto: {}", io::Error::last_os_error());
+        let mut buf = vec![0u8; 64 * 1024];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the forged datagram never arrived"
+            );
+            let (sender, n) = connector.receive(&mut buf).unwrap();
+            if sender == 0 {
+                continue;
+            }
+            let data = &buf[..n];
+            assert_eq!(data, forged.as_slice());
+            assert_eq!(
+                parse(data),
+                [ProcEvent::Exec {
+                    pid: forged_pid,
+                    at_ns: 1234
+                }]
+            );
+            assert_eq!(events_from(sender, data), []);
+            break;
+        }
     }
 
     #[test]

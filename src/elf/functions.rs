@@ -11,8 +11,18 @@ pub struct Function {
     pub address: u64,
     /// Size in bytes (0 when the symbol does not say).
     pub size: u64,
-    /// Binding rank: global 0, weak 1, local 2 (the lower names an address first).
+    /// Binding rank: global 0, weak 1, local 2, Go's function table 3 (the
+    /// lower names an address first).
     rank: u8,
+}
+
+impl Function {
+    /// Whether only Go's function table (`.gopclntab`) names it: the ELF
+    /// symbol tables lack the name (a stripped Go binary), so a uprobe on it
+    /// is attached at its file offset.
+    pub fn from_go_table(&self) -> bool {
+        self.rank == Binding::Go as u8
+    }
 }
 
 /// A `PT_LOAD` segment: where a range of the file lands in memory.
@@ -43,6 +53,8 @@ pub enum Binding {
     Weak,
     /// `STB_LOCAL`.
     Local,
+    /// Go's function table, for a name no ELF symbol has.
+    Go,
 }
 
 impl FunctionTable {
@@ -86,9 +98,18 @@ impl FunctionTable {
         self.functions.is_empty()
     }
 
+    /// Every (name, address) entry, by address; the aliases of one address
+    /// follow each other, the one [`containing`](Self::containing) names first.
+    pub fn iter(&self) -> impl Iterator<Item = &Function> + '_ {
+        self.functions.iter()
+    }
+
     /// The functions whose name `matches`, one per address (aliases of one
     /// address are one function: attaching both would count each call twice),
-    /// named by the alias that matched first in address order.
+    /// named by the alias that matched first in address order. Of the
+    /// functions of one name in Go's function table, only the one
+    /// [`FunctionTable::go_function`] picks: the others are wrappers that
+    /// call it.
     pub fn matching(&self, matches: impl Fn(&str) -> bool) -> Vec<&Function> {
         let mut out: Vec<&Function> = Vec::new();
         for function in &self.functions {
@@ -103,7 +124,38 @@ impl FunctionTable {
             }
             out.push(function);
         }
+        let mut best: std::collections::HashMap<&str, &Function> = std::collections::HashMap::new();
+        for function in out.iter().filter(|f| f.from_go_table()) {
+            let kept = best.entry(&function.name).or_insert(function);
+            if better_go_function(function, kept) {
+                *kept = function;
+            }
+        }
+        if best.len() < out.iter().filter(|f| f.from_go_table()).count() {
+            out.retain(|f| !f.from_go_table() || std::ptr::eq(best[&*f.name], *f));
+        }
         out
+    }
+
+    /// The function named `name` that only Go's function table knows, if
+    /// any, and the others of that name in it. Since Go 1.17 a function
+    /// called from assembly (or assembly called from Go) has a second entry of
+    /// the same name: a small wrapper converting between the two calling
+    /// conventions, which calls the function. The function is the largest
+    /// (the lowest address among equals); a probe on the wrappers too would
+    /// count the calls through them twice.
+    pub fn go_function(&self, name: &str) -> Option<(&Function, Vec<&Function>)> {
+        let mut named: Vec<&Function> = self
+            .functions
+            .iter()
+            .filter(|f| f.from_go_table() && &*f.name == name)
+            .collect();
+        let best = named
+            .iter()
+            .copied()
+            .reduce(|a, b| if better_go_function(b, a) { b } else { a })?;
+        named.retain(|f| !std::ptr::eq(*f, best));
+        Some((best, named))
     }
 
     /// The function containing link-time address `address`: the symbol at or
@@ -141,6 +193,12 @@ impl FunctionTable {
             .find(|s| offset >= s.offset && offset - s.offset < s.file_size)
             .and_then(|s| (offset - s.offset).checked_add(s.vaddr))
     }
+}
+
+/// Whether `a` rather than `b` is the function of their shared name: the
+/// larger, then the lower address.
+fn better_go_function(a: &Function, b: &Function) -> bool {
+    (a.size, std::cmp::Reverse(a.address)) > (b.size, std::cmp::Reverse(b.address))
 }
 
 #[cfg(test)]
@@ -238,5 +296,54 @@ mod tests {
         assert_eq!(t.file_offset(0x1020), None);
         assert_eq!(t.address_of_offset(0x2008), Some(u64::MAX - 8));
         assert_eq!(t.address_of_offset(0x2020), None);
+    }
+
+    /// A Go function and its ABI wrapper share a name in `.gopclntab`: the
+    /// function (the larger) is the one attached, by name or by glob.
+    #[test]
+    fn of_go_functions_of_one_name_the_largest_is_the_function() {
+        let t = FunctionTable::new(
+            [
+                ("runtime.args".to_string(), 0x441e20, 128, Binding::Go),
+                ("runtime.args".to_string(), 0x45fa20, 64, Binding::Go),
+                ("runtime.argv".to_string(), 0x441f00, 64, Binding::Go),
+                ("twin".to_string(), 0x500000, 32, Binding::Go),
+                ("twin".to_string(), 0x400000, 32, Binding::Go),
+                ("c_static".to_string(), 0x1000, 16, Binding::Local),
+                ("c_static".to_string(), 0x2000, 32, Binding::Local),
+            ],
+            Vec::new(),
+        );
+        let (chosen, others) = t.go_function("runtime.args").unwrap();
+        assert_eq!((chosen.address, chosen.size), (0x441e20, 128));
+        assert!(chosen.from_go_table());
+        assert_eq!(
+            others.iter().map(|f| f.address).collect::<Vec<_>>(),
+            [0x45fa20]
+        );
+        let (chosen, others) = t.go_function("runtime.argv").unwrap();
+        assert_eq!(chosen.address, 0x441f00);
+        assert!(others.is_empty());
+        // Equal sizes: the lower address.
+        assert_eq!(t.go_function("twin").unwrap().0.address, 0x400000);
+        // Symbol table names are not Go's to pick from.
+        assert!(t.go_function("c_static").is_none());
+        assert!(t.go_function("missing").is_none());
+
+        let matched: Vec<(&str, u64)> = t
+            .matching(|n| n.starts_with("runtime.") || n == "c_static" || n == "twin")
+            .iter()
+            .map(|f| (&*f.name, f.address))
+            .collect();
+        assert_eq!(
+            matched,
+            [
+                ("c_static", 0x1000),
+                ("c_static", 0x2000),
+                ("twin", 0x400000),
+                ("runtime.args", 0x441e20),
+                ("runtime.argv", 0x441f00),
+            ]
+        );
     }
 }

@@ -8,11 +8,17 @@
 //! [`read_functions`] lists function symbols with their addresses, for the
 //! `probes` subcommand (the cached [`SymbolTable`] keeps names only).
 
+pub mod demangle;
 mod functions;
+mod gopclntab;
+mod image;
+mod offset;
 mod symbols;
 mod usdt;
 
-pub use functions::{Function, FunctionTable, LoadSegment};
+pub use functions::{Binding, Function, FunctionTable, LoadSegment};
+pub use gopclntab::{GoFunction, Pclntab, PclntabError, PclntabVersion};
+pub use offset::OffsetError;
 pub use symbols::SymbolTable;
 pub use usdt::UsdtNote;
 
@@ -21,14 +27,12 @@ use object::read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader, Sym};
 use object::Endianness;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::sync::Arc;
 
-use functions::Binding;
+use image::Image;
 use symbols::SymbolTableBuilder;
 use usdt::NoteLayout;
 
@@ -74,6 +78,27 @@ pub enum ElfError {
         /// What is broken.
         reason: String,
     },
+    /// The file changed while it was read: truncated, or rewritten in place
+    /// (packages and deployments rename a new file into place instead, which
+    /// is safe). What was read is not one version of the file.
+    #[error("{} changed while it was read ({reason}); it is read again at the next attempt", path.display())]
+    Changed {
+        /// The path as given.
+        path: PathBuf,
+        /// What gave it away.
+        reason: String,
+    },
+    /// The tables the exporter reads (symbols, strings, notes) are larger
+    /// than it reads from one file.
+    #[error("{}: its symbol, string and note tables add up to {} MiB, more than the {} MiB the exporter reads from one file", path.display(), bytes >> 20, limit >> 20)]
+    TooLarge {
+        /// The path as given.
+        path: PathBuf,
+        /// The bytes the tables take (at least).
+        bytes: u64,
+        /// The most read from one file.
+        limit: u64,
+    },
     /// A note in `.note.stapsdt` is broken.
     #[error("malformed USDT note #{index} in {}: {reason}", path.display())]
     MalformedNote {
@@ -94,6 +119,8 @@ impl ElfError {
             | ElfError::Unreadable { path, .. }
             | ElfError::NotElf { path, .. }
             | ElfError::Malformed { path, .. }
+            | ElfError::Changed { path, .. }
+            | ElfError::TooLarge { path, .. }
             | ElfError::MalformedNote { path, .. } => path,
         }
     }
@@ -145,7 +172,7 @@ pub enum ElfKind {
 }
 
 /// What the exporter knows about one ELF file.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ElfInfo {
     /// Every USDT probe site, in note order.
     pub usdt: Vec<UsdtNote>,
@@ -156,7 +183,13 @@ pub struct ElfInfo {
     /// must not be used on Go code: its stack moves break them.
     pub is_go: bool,
     /// The function symbols with their addresses, and the load segments.
+    /// In a Go binary, also the functions of Go's function table
+    /// (`.gopclntab`) whose names the symbol tables lack: all of them when
+    /// the binary is stripped.
     pub functions: FunctionTable,
+    /// Why the Go function table of a Go binary could not be read (its
+    /// functions are then known only by the symbol tables, if any).
+    pub go_table_error: Option<String>,
     /// `DT_RPATH` directories, as written (`$ORIGIN` unexpanded).
     pub rpath: Vec<String>,
     /// `DT_RUNPATH` directories, as written.
@@ -164,9 +197,74 @@ pub struct ElfInfo {
     /// Executable or shared library: a starter config selects the processes
     /// running an executable, which a library alone cannot name.
     pub kind: ElfKind,
+    /// Results computed from this file, kept with it: see [`ElfInfo::derived`].
+    pub derived: Derived,
+}
+
+/// The most results [`ElfInfo::derived`] keeps for one file (a config names
+/// a few C++ functions, not hundreds).
+const MAX_DERIVED: usize = 256;
+
+/// Results computed from a file's contents and kept as long as the file is
+/// cached, by key. A clone starts empty.
+#[derive(Default)]
+pub struct Derived(std::sync::Mutex<HashMap<String, Arc<dyn std::any::Any + Send + Sync>>>);
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Derived::default()
+    }
+}
+
+/// A cache of what the contents give, not contents: two files' infos are
+/// equal whatever each has computed so far.
+impl PartialEq for Derived {
+    fn eq(&self, _: &Derived) -> bool {
+        true
+    }
+}
+
+impl Eq for Derived {}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "Derived({len} results)")
+    }
 }
 
 impl ElfInfo {
+    /// The result of `compute` on this file under `key`: computed once and
+    /// kept while the file is cached (so that the next process mapping a
+    /// library does not pay for, say, demangling its symbols again), up to
+    /// [`MAX_DERIVED`] results; a key used before with another type is
+    /// computed afresh.
+    pub fn derived<T: std::any::Any + Send + Sync>(
+        &self,
+        key: &str,
+        compute: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        fn lock(
+            d: &Derived,
+        ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<dyn std::any::Any + Send + Sync>>>
+        {
+            d.0.lock().unwrap_or_else(|p| p.into_inner())
+        }
+        let known = lock(&self.derived).get(key).cloned();
+        if let Some(found) = known {
+            if let Ok(found) = found.downcast::<T>() {
+                return found;
+            }
+        }
+        // Computed without the lock: two threads may both compute it once.
+        let value = Arc::new(compute());
+        let mut map = lock(&self.derived);
+        if map.len() < MAX_DERIVED {
+            map.insert(key.to_string(), value.clone());
+        }
+        value
+    }
+
     /// The probe sites named `name`, from `provider` if given (any provider
     /// otherwise), in note order. Several sites of one probe are all
     /// returned.
@@ -182,16 +280,20 @@ impl ElfInfo {
 /// (32- or 64-bit, either byte order).
 ///
 /// `path` may be a `/proc/PID/exe` or `/proc/PID/root/...` path; symbolic
-/// links are followed. The file is memory-mapped (read into memory where
-/// mapping is not possible) only for the duration of the call.
+/// links are followed. Only the parts of the file the parsers use are read
+/// (see `image`); the file is never mapped, so that another process
+/// truncating it cannot fault the exporter.
 ///
 /// # Errors
 ///
 /// [`ElfError::NotFound`] if the file does not exist,
 /// [`ElfError::Unreadable`] if it cannot be opened or read,
 /// [`ElfError::NotElf`] if it is not a regular ELF file,
-/// [`ElfError::Malformed`] if its headers or symbol tables are broken, and
-/// [`ElfError::MalformedNote`] if a `.note.stapsdt` note is.
+/// [`ElfError::Malformed`] if its headers or symbol tables are broken,
+/// [`ElfError::MalformedNote`] if a `.note.stapsdt` note is,
+/// [`ElfError::Changed`] if the file was truncated or rewritten while it was
+/// read, and [`ElfError::TooLarge`] if its tables exceed what is read from
+/// one file.
 pub fn read_elf(path: &Path) -> Result<ElfInfo, ElfError> {
     let (file, metadata) = open(path)?;
     read_open_elf(path, &file, &metadata)
@@ -221,8 +323,39 @@ fn read_open_elf(
     file: &File,
     metadata: &std::fs::Metadata,
 ) -> Result<ElfInfo, ElfError> {
-    let contents = Contents::load(file, metadata.len()).map_err(|e| ElfError::io(path, e))?;
-    parse(path, contents.bytes())
+    let image = Image::read(path, file, metadata.len())?;
+    let parsed = parse(path, image.bytes());
+    unchanged(path, file, metadata)?;
+    parsed
+}
+
+/// An error if the open file's size or modification time are no longer
+/// those of `before`: it was written while it was read, and a parse of it
+/// (even a successful one) may mix two versions.
+fn unchanged(path: &Path, file: &File, before: &std::fs::Metadata) -> Result<(), ElfError> {
+    let after = file.metadata().map_err(|e| ElfError::io(path, e))?;
+    if FileKey::of(&after) == FileKey::of(before) {
+        return Ok(());
+    }
+    let reason = if after.len() != before.len() {
+        format!("it was {} bytes long, now {}", before.len(), after.len())
+    } else {
+        "its modification time changed".to_string()
+    };
+    Err(ElfError::Changed {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+/// Parses an ELF file held in memory as [`read_elf`] parses one it reads;
+/// `path` is only named in errors.
+///
+/// # Errors
+///
+/// Those of [`read_elf`] about the contents.
+pub fn parse_bytes(path: &Path, data: &[u8]) -> Result<ElfInfo, ElfError> {
+    parse(path, data)
 }
 
 /// Parses an ELF image held in memory; `path` is only used in errors.
@@ -333,6 +466,16 @@ fn parse_class<Elf: FileHeader<Endian = Endianness>>(
         let unversioned = symbols::unversioned(symbol.name).to_string();
         functions.push((unversioned, symbol.address, symbol.size, symbol.binding));
     })?;
+    let go_table_error = match gopclntab::read(header, endian, data, &sections) {
+        Ok((go, _)) => {
+            for f in unnamed(go, functions.iter().map(|f| f.0.as_str())) {
+                builder.add(&f.name, None);
+                functions.push((f.name, f.entry, f.size, Binding::Go));
+            }
+            None
+        }
+        Err(reason) => Some(format!("Go function table (.gopclntab): {reason}")),
+    };
 
     // A file without program headers (an object file) has no segments.
     let segments = header
@@ -353,8 +496,10 @@ fn parse_class<Elf: FileHeader<Endian = Endianness>>(
         is_go,
         kind: kind(header, endian, data),
         functions: FunctionTable::new(functions, segments),
+        go_table_error,
         rpath,
         runpath,
+        derived: Derived::default(),
     })
 }
 
@@ -450,6 +595,35 @@ fn for_each_function<Elf: FileHeader<Endian = Endianness>>(
     Ok(())
 }
 
+/// The file offset of function `name` in the ELF file at `path`: where
+/// libbpf 1.7 would attach a uprobe given `name` as `func_name`, found by its
+/// rule (`.dynsym` before `.symtab`, `STT_FUNC` only, weak symbols yield to
+/// others; `name@VERSION` or `name@@VERSION` for a versioned symbol) from
+/// the section headers. Handing libbpf the offset instead of the name keeps
+/// it from mapping the file (a file truncated meanwhile faults a mapping).
+///
+/// # Errors
+///
+/// [`OffsetError::Elf`] for those of [`read_elf`] about reading the file,
+/// [`OffsetError::NotFound`] and [`OffsetError::Ambiguous`] where libbpf
+/// would fail too.
+pub fn function_offset(path: &Path, name: &str) -> Result<u64, OffsetError> {
+    let (file, metadata) = open(path)?;
+    offset_of_open(path, &file, &metadata, name)
+}
+
+fn offset_of_open(
+    path: &Path,
+    file: &File,
+    metadata: &std::fs::Metadata,
+    name: &str,
+) -> Result<u64, OffsetError> {
+    let image = Image::read(path, file, metadata.len())?;
+    let found = offset::function_offset(path, image.bytes(), name);
+    unchanged(path, file, metadata)?;
+    found
+}
+
 /// A function symbol and where it is.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FunctionSymbol {
@@ -473,12 +647,14 @@ pub fn read_functions(
     wanted: impl Fn(&str) -> bool,
 ) -> Result<Vec<FunctionSymbol>, ElfError> {
     let (file, metadata) = open(path)?;
-    let contents = Contents::load(&file, metadata.len()).map_err(|e| ElfError::io(path, e))?;
-    let data = contents.bytes();
-    match class(path, data)? {
+    let image = Image::read(path, &file, metadata.len())?;
+    let data = image.bytes();
+    let parsed = class(path, data).and_then(|class| match class {
         elf::ELFCLASS32 => functions_class::<elf::FileHeader32<Endianness>>(path, data, wanted),
         _ => functions_class::<elf::FileHeader64<Endianness>>(path, data, wanted),
-    }
+    });
+    unchanged(path, &file, &metadata)?;
+    parsed
 }
 
 fn functions_class<Elf: FileHeader<Endian = Endianness>>(
@@ -491,6 +667,7 @@ fn functions_class<Elf: FileHeader<Endian = Endianness>>(
     let endian = header.endian().map_err(bad)?;
     let sections = header.sections(endian, data).map_err(bad)?;
     let mut out = std::collections::BTreeSet::new();
+    let mut named = std::collections::HashSet::new();
     for_each_function(path, endian, data, &sections, |symbol| {
         let name = symbols::unversioned(symbol.name);
         if !name.is_empty() && wanted(name) {
@@ -499,8 +676,34 @@ fn functions_class<Elf: FileHeader<Endian = Endianness>>(
                 address: symbol.address,
             });
         }
+        named.insert(name.to_string());
     })?;
+    // As read_elf: a table it cannot read costs the Go names only.
+    if let Ok((go, _)) = gopclntab::read(header, endian, data, &sections) {
+        for f in unnamed(go, named.iter().map(String::as_str)) {
+            if wanted(&f.name) {
+                out.insert(FunctionSymbol {
+                    name: f.name,
+                    address: f.entry,
+                });
+            }
+        }
+    }
     Ok(out.into_iter().collect())
+}
+
+/// The Go functions whose names are not among `named` (the symbol tables'):
+/// where both name a function, the symbol tables are preferred. A name with
+/// an `@` (none of Go's; a broken table's) is left out: in a spec or symbol
+/// table lookup, `@` starts a symbol version.
+fn unnamed<'a>(go: Vec<GoFunction>, named: impl Iterator<Item = &'a str>) -> Vec<GoFunction> {
+    if go.is_empty() {
+        return go;
+    }
+    let named: std::collections::HashSet<&str> = named.collect();
+    go.into_iter()
+        .filter(|f| !f.name.contains('@') && !named.contains(f.name.as_str()))
+        .collect()
 }
 
 /// `DT_RPATH` and `DT_RUNPATH`, split at `:`. A broken dynamic section costs
@@ -538,71 +741,6 @@ fn search_paths<Elf: FileHeader<Endian = Endianness>>(
     (rpath, runpath)
 }
 
-/// The bytes of a file: mapped read-only, or read into memory when mapping
-/// fails (some file systems cannot map).
-///
-/// A mapping is only as stable as the file: if another process truncates the
-/// file while it is being parsed, the access faults (SIGBUS). Packages and
-/// deployments replace binaries by renaming new files into place, which is
-/// safe.
-enum Contents {
-    Mapped { ptr: NonNull<u8>, len: usize },
-    Read(Vec<u8>),
-}
-
-impl Contents {
-    fn load(file: &File, len: u64) -> io::Result<Self> {
-        if len == 0 {
-            return Ok(Contents::Read(Vec::new()));
-        }
-        if let Ok(size) = usize::try_from(len) {
-            // SAFETY: a fresh private read-only mapping of a file we have
-            // open; the result is checked before use and unmapped on drop.
-            let ptr = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    size,
-                    libc::PROT_READ,
-                    libc::MAP_PRIVATE,
-                    file.as_raw_fd(),
-                    0,
-                )
-            };
-            if ptr != libc::MAP_FAILED {
-                if let Some(ptr) = NonNull::new(ptr.cast::<u8>()) {
-                    return Ok(Contents::Mapped { ptr, len: size });
-                }
-            }
-        }
-        let mut bytes = Vec::new();
-        let mut reader = file;
-        reader.read_to_end(&mut bytes)?;
-        Ok(Contents::Read(bytes))
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match self {
-            // SAFETY: the mapping is `len` readable bytes and lives as long
-            // as `self`.
-            Contents::Mapped { ptr, len } => unsafe {
-                std::slice::from_raw_parts(ptr.as_ptr(), *len)
-            },
-            Contents::Read(bytes) => bytes,
-        }
-    }
-}
-
-impl Drop for Contents {
-    fn drop(&mut self) {
-        if let Contents::Mapped { ptr, len } = self {
-            // SAFETY: unmapping exactly the mapping made in `load`.
-            unsafe {
-                libc::munmap(ptr.as_ptr().cast(), *len);
-            }
-        }
-    }
-}
-
 /// The identity of a file's contents: device, inode, size and modification
 /// time in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -635,8 +773,19 @@ impl FileKey {
 #[derive(Debug)]
 pub struct ElfCache {
     capacity: usize,
-    entries: HashMap<FileKey, (Arc<ElfInfo>, u64)>,
+    entries: HashMap<FileKey, Entry>,
     clock: u64,
+}
+
+/// One parsed file of an [`ElfCache`].
+#[derive(Debug)]
+struct Entry {
+    info: Arc<ElfInfo>,
+    /// The clock when it was last used.
+    used: u64,
+    /// The function offsets found in it, by name as asked for (as many as
+    /// the config names functions in this file).
+    offsets: HashMap<Box<str>, u64>,
 }
 
 impl Default for ElfCache {
@@ -667,9 +816,9 @@ impl ElfCache {
         let (file, metadata) = open(path)?;
         let key = FileKey::of(&metadata);
         self.clock += 1;
-        if let Some((info, used)) = self.entries.get_mut(&key) {
-            *used = self.clock;
-            return Ok(Arc::clone(info));
+        if let Some(entry) = self.entries.get_mut(&key) {
+            entry.used = self.clock;
+            return Ok(Arc::clone(&entry.info));
         }
         let info = Arc::new(read_open_elf(path, &file, &metadata)?);
         if self.capacity > 0 {
@@ -677,15 +826,42 @@ impl ElfCache {
                 if let Some(oldest) = self
                     .entries
                     .iter()
-                    .min_by_key(|(_, (_, used))| *used)
+                    .min_by_key(|(_, entry)| entry.used)
                     .map(|(k, _)| *k)
                 {
                     self.entries.remove(&oldest);
                 }
             }
-            self.entries.insert(key, (Arc::clone(&info), self.clock));
+            self.entries.insert(
+                key,
+                Entry {
+                    info: Arc::clone(&info),
+                    used: self.clock,
+                    offsets: HashMap::new(),
+                },
+            );
         }
         Ok(info)
+    }
+
+    /// The file offset of function `name` in the file at `path`, found as
+    /// libbpf finds it for a uprobe's `func_name` (see [`function_offset`]),
+    /// remembered with the file when the cache holds it.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`function_offset`]; a failure is not remembered.
+    pub fn function_offset(&mut self, path: &Path, name: &str) -> Result<u64, OffsetError> {
+        let (file, metadata) = open(path)?;
+        let key = FileKey::of(&metadata);
+        if let Some(offset) = self.entries.get(&key).and_then(|e| e.offsets.get(name)) {
+            return Ok(*offset);
+        }
+        let offset = offset_of_open(path, &file, &metadata, name)?;
+        if let Some(entry) = self.entries.get_mut(&key) {
+            entry.offsets.insert(name.into(), offset);
+        }
+        Ok(offset)
     }
 
     /// The number of files remembered.
@@ -1217,6 +1393,140 @@ mod tests {
         let msg = shown(&err, &bad_note);
         assert!(msg.starts_with("malformed USDT note #0 in "), "{msg}");
         assert!(msg.contains("not NUL-terminated"), "{msg}");
+    }
+
+    /// Reading only the tables the parsers use gives what parsing the whole
+    /// file gives, on the system's binaries and on the test's own.
+    #[test]
+    fn reading_the_tables_equals_parsing_the_whole_file() {
+        let dir = TempDir::new().unwrap();
+        let mut files = vec![
+            build_prog(dir.path()),
+            build_lib(dir.path(), "libusdt.so", &[]),
+            build_lib(dir.path(), "libstripped.so", &["-s"]),
+        ];
+        files.extend(
+            [
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                "/usr/bin/python3.11",
+                "/usr/lib/jvm/java-17-openjdk-amd64/lib/server/libjvm.so",
+            ]
+            .map(PathBuf::from)
+            .into_iter()
+            .filter(|p| p.exists()),
+        );
+        for path in &files {
+            let whole = std::fs::read(path).unwrap();
+            let read = read_elf(path).unwrap();
+            assert_eq!(
+                read,
+                parse_bytes(path, &whole).unwrap(),
+                "{}",
+                path.display()
+            );
+            assert!(!read.symbols.is_empty(), "{}", path.display());
+            let functions = read_functions(path, |_| true).unwrap();
+            let class = class(path, &whole).unwrap();
+            let expected = if class == elf::ELFCLASS32 {
+                functions_class::<elf::FileHeader32<Endianness>>(path, &whole, |_| true)
+            } else {
+                functions_class::<elf::FileHeader64<Endianness>>(path, &whole, |_| true)
+            };
+            assert_eq!(functions, expected.unwrap(), "{}", path.display());
+        }
+    }
+
+    /// A table that claims more than is read from one file (a sparse file
+    /// of a few blocks may claim gigabytes) is refused before it is read.
+    #[test]
+    fn tables_beyond_the_read_limit_are_refused() {
+        let dir = TempDir::new().unwrap();
+        let lib = build_lib(dir.path(), "libusdt.so", &[]);
+        let mut bytes = std::fs::read(&lib).unwrap();
+        let header = elf::FileHeader64::<Endianness>::parse(&*bytes).unwrap();
+        let endian = header.endian().unwrap();
+        let shoff = header.e_shoff(endian) as usize;
+        let sections = header.sections(endian, &*bytes).unwrap();
+        let (index, _) = sections
+            .enumerate()
+            .find(|(_, s)| s.sh_type(endian) == elf::SHT_SYMTAB)
+            .unwrap();
+        // sh_size of .symtab: 8 bytes at 32 in its 64-byte header.
+        let at = shoff + index.0 * 64 + 32;
+        let claimed = image::MAX_READ_BYTES + (1 << 20);
+        bytes[at..at + 8].copy_from_slice(&claimed.to_le_bytes());
+        let sparse = dir.path().join("sparse");
+        std::fs::write(&sparse, &bytes).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&sparse)
+            .unwrap();
+        file.set_len(2 * claimed).unwrap();
+        let err = read_elf(&sparse).unwrap_err();
+        assert!(matches!(err, ElfError::TooLarge { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: its symbol, string and note tables add up to 257 MiB, more than the 256 MiB the exporter reads from one file",
+                sparse.display()
+            )
+        );
+    }
+
+    /// A file truncated or rewritten in place while it is read is an error
+    /// that says so (a mapped file faulted the exporter with SIGBUS here).
+    #[test]
+    fn a_file_changed_while_read_is_an_error() {
+        let dir = TempDir::new().unwrap();
+        let lib = build_lib(dir.path(), "libusdt.so", &[]);
+        let bytes = std::fs::read(&lib).unwrap();
+
+        // Truncated after it was opened: the section headers, at its end, are gone.
+        let (file, metadata) = open(&lib).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&lib)
+            .unwrap()
+            .set_len(bytes.len() as u64 / 2)
+            .unwrap();
+        let err = read_open_elf(&lib, &file, &metadata).unwrap_err();
+        assert!(matches!(err, ElfError::Changed { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.starts_with(&format!("{} changed while it was read (it was {} bytes long when opened, and reading at byte ", lib.display(), bytes.len())), "{msg}");
+        assert!(
+            msg.ends_with("found its end: it was truncated); it is read again at the next attempt"),
+            "{msg}"
+        );
+
+        // Rewritten to its old length: every read succeeds, the size and
+        // modification time tell.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let (file, metadata) = open(&lib).unwrap();
+        std::fs::write(&lib, &bytes).unwrap();
+        let err = read_open_elf(&lib, &file, &metadata).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} changed while it was read (it was {} bytes long, now {}); it is read again at the next attempt",
+                lib.display(),
+                bytes.len() / 2,
+                bytes.len()
+            )
+        );
+        let (file, metadata) = open(&lib).unwrap();
+        let mut later = bytes.clone();
+        later[0x200] ^= 1;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::fs::write(&lib, &later).unwrap();
+        let err = read_open_elf(&lib, &file, &metadata).unwrap_err();
+        assert!(
+            err.to_string().contains("(its modification time changed)"),
+            "{err}"
+        );
+        assert_eq!(err.path(), lib);
+
+        // Read again once it is still: as good as new.
+        assert_eq!(read_elf(&lib).unwrap().usdt.len(), 1);
     }
 
     /// A string table whose NULs are gone (found by fuzzing: every name ran

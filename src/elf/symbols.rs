@@ -53,6 +53,16 @@ impl SymbolTable {
         self.names.iter().map(AsRef::as_ref)
     }
 
+    /// The names that start with `prefix`, in byte order (`foo.` finds the
+    /// clones `foo.constprop.0` and `foo.part.0`).
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let start = self.names.partition_point(|n| n.as_ref() < prefix);
+        self.names[start..]
+            .iter()
+            .map(AsRef::as_ref)
+            .take_while(move |n: &&str| n.starts_with(prefix))
+    }
+
     /// Up to `max` defined names most like `name`, best first, for "symbol not
     /// found" errors. `name` itself is never returned.
     ///
@@ -300,6 +310,19 @@ mod tests {
             table.iter().collect::<Vec<_>>(),
             ["malloc", "memcpy", "plain"]
         );
+    }
+
+    #[test]
+    fn names_by_prefix() {
+        let table: SymbolTable = ["f", "f.constprop.0", "f.part.0", "fg", "e.cold", "g"]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            table.with_prefix("f.").collect::<Vec<_>>(),
+            ["f.constprop.0", "f.part.0"]
+        );
+        assert_eq!(table.with_prefix("h").count(), 0);
+        assert_eq!(table.with_prefix("").count(), 6);
     }
 
     #[test]

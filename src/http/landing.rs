@@ -1,7 +1,8 @@
 //! The landing page: a summary line, what is wrong (before anything else),
 //! then every program with the processes it is attached to and the probes
-//! attached in each; and a form that explains why a process is (not)
-//! selected (`/?pid=N`, [`crate::exporter::explain_pid`]). Server-rendered,
+//! attached in each; and, with `--web.enable-explain`, a form that explains
+//! why a process is (not) selected (`/?pid=N`,
+//! [`crate::exporter::explain_pid`]). Server-rendered,
 //! no JavaScript; every text from outside is escaped.
 
 use crate::attach::{AttachFailure, Instance};
@@ -37,6 +38,9 @@ pub fn escape(s: &str) -> String {
 /// What the explain form asked for, and what came of it.
 #[derive(Debug)]
 pub enum ExplainView {
+    /// The form is not served (no `--web.enable-explain`): a note says how
+    /// to ask instead.
+    Off,
     /// No `pid` asked for.
     None,
     /// The process, explained against the running programs.
@@ -185,6 +189,10 @@ fn lines_html(page: &mut String, lines: &[Line]) {
 /// The explain form, and what it explained.
 fn explain_form(page: &mut String, published: &Published, explain: &ExplainView) {
     let asked = match explain {
+        ExplainView::Off => {
+            page.push_str("<p id=\"explain-off\">Why is a process (not) selected? <code>ebpf-userspace-exporter check --pid N</code> on the host says; the exporter started with <code>--web.enable-explain</code> answers here too.</p>");
+            return;
+        }
         ExplainView::None => String::new(),
         ExplainView::Explained(e) => e.facts.pid.to_string(),
         ExplainView::Failed(text, _) => text.clone(),
@@ -195,7 +203,7 @@ fn explain_form(page: &mut String, published: &Published, explain: &ExplainView)
         escape(&asked)
     );
     match explain {
-        ExplainView::None => {}
+        ExplainView::Off | ExplainView::None => {}
         ExplainView::Failed(_, e) => {
             let _ = write!(
                 page,
@@ -665,6 +673,24 @@ mod tests {
             "{page}"
         );
         assert!(!page.contains("<script"), "{page}");
+    }
+
+    /// Without `--web.enable-explain` there is no form, only how to ask.
+    #[test]
+    fn the_explain_form_is_off_by_default() {
+        let page = render(
+            &Published::default(),
+            &[],
+            &ReloadStatus::default(),
+            "/metrics",
+            &ExplainView::Off,
+        );
+        assert!(!page.contains("<form"), "{page}");
+        assert!(!page.contains("name=\"pid\""), "{page}");
+        assert_eq!(
+            between(&page, "<p id=\"explain-off\">", "</p>"),
+            "<p id=\"explain-off\">Why is a process (not) selected? <code>ebpf-userspace-exporter check --pid N</code> on the host says; the exporter started with <code>--web.enable-explain</code> answers here too."
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The HTTP side: `/metrics` (text, OpenMetrics or protobuf, gzip when asked,
 //! streamed as it is rendered),
 //! a landing page at `/` that links to it, sums up, lists problems first, then
-//! programs and processes, and explains a process at `/?pid=N`; and
+//! programs and processes, and explains a process at `/?pid=N` (with
+//! `--web.enable-explain`); and
 //! the health endpoints `/-/healthy` and `/-/ready` (as Prometheus names them).
 //! The web config (`--web.config.file`, the exporter toolkit's format) adds
 //! TLS, basic authentication, response headers and a rate limit; the limits
@@ -41,6 +42,9 @@ pub struct ServerOptions {
     pub metrics_path: String,
     /// Serve `POST /-/reload` (`--web.enable-lifecycle`).
     pub enable_lifecycle: bool,
+    /// Serve the process explainer at `/?pid=N` (`--web.enable-explain`): it
+    /// describes any process of the host, so it is off unless asked for.
+    pub enable_explain: bool,
     /// The web config file (TLS, basic auth, headers), if any.
     pub web_config_file: Option<std::path::PathBuf>,
     /// What bounds a client.
@@ -68,6 +72,7 @@ struct AppState {
     exporter: Readiness,
     metrics_path: Arc<str>,
     enable_lifecycle: bool,
+    enable_explain: bool,
 }
 
 impl AppState {
@@ -122,6 +127,7 @@ pub async fn serve(
         exporter,
         metrics_path: options.metrics_path.clone().into(),
         enable_lifecycle: options.enable_lifecycle,
+        enable_explain: options.enable_explain,
     };
     let scrapes = limits::RequestLimit::new(options.limits.max_requests);
     let limited = |route: axum::routing::MethodRouter<AppState>| {
@@ -148,6 +154,19 @@ pub async fn serve(
             .map(|p| format!(" (from {}, reloaded when it changes)", p.display()))
             .unwrap_or_default()
     );
+    if options.enable_explain {
+        let current = web.current();
+        if current.auth.is_none() && current.tls.is_none() {
+            tracing::warn!(
+                "--web.enable-explain on plain HTTP without authentication: anyone who reaches {} can have any process of this host described at /?pid=N (executable, parent, cgroup, container, pod); set up basic auth or client certificates in --web.config.file, or use `check --pid N` on the host",
+                options.listen_address
+            );
+        } else {
+            tracing::info!(
+                "/?pid=N describes any process of this host to every client the web config admits"
+            );
+        }
+    }
     web.spawn_watcher();
     server::run(listener, app, web, options.limits.clone(), shutdown).await?;
     Ok(())
@@ -297,7 +316,8 @@ pub fn accepts_gzip(header: &str) -> bool {
 }
 
 /// `/`, and `/?pid=N` with process N explained against the running programs:
-/// 400 for a pid that is not one, 404 for no such process (the page either way).
+/// 400 for a pid that is not one, 404 for no such process (the page either
+/// way); 403 without `--web.enable-explain`.
 async fn landing_page(
     State(state): State<AppState>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
@@ -310,9 +330,14 @@ async fn landing_page(
         .as_deref()
         .and_then(|q| landing::query_param(q, "pid"))
         .filter(|pid| !pid.trim().is_empty());
+    if asked.is_some() && !state.enable_explain {
+        return (StatusCode::FORBIDDEN, EXPLAIN_OFF).into_response();
+    }
+    let enabled = state.enable_explain;
     let page = tokio::task::spawn_blocking(move || {
         let published = exporter.published();
         let explain = match asked {
+            None if !enabled => landing::ExplainView::Off,
             None => landing::ExplainView::None,
             Some(text) => {
                 let programs: Vec<crate::exporter::ExplainProgram<'_>> = published
@@ -362,6 +387,9 @@ async fn landing_page(
     });
     (page.0, Html(page.1)).into_response()
 }
+
+/// The answer to `/?pid=N` without `--web.enable-explain`.
+const EXPLAIN_OFF: &str = "Forbidden: process explanations are off. /?pid=N would describe any process of this host (its executable, parent, cgroup, container and pod) to whoever reaches this port: start the exporter with --web.enable-explain to serve it (behind the web config's authentication, if any), or run `ebpf-userspace-exporter check --pid N` on the host.\n";
 
 #[cfg(test)]
 mod tests {

@@ -22,6 +22,10 @@ struct Source<'a> {
     target: Option<String>,
     /// The process whose maps these are (for decoders such as `usym`).
     process: Option<i32>,
+    /// Metrics (by their config names) whose source this process's build does
+    /// not offer: their maps hold nothing it counted (an array's zeros), so
+    /// the process has no series of them rather than a false zero.
+    withheld: Vec<&'a str>,
 }
 
 impl<'a> Source<'a> {
@@ -34,6 +38,7 @@ impl<'a> Source<'a> {
                 labels: Vec::new(),
                 target: None,
                 process: None,
+                withheld: Vec::new(),
             }],
             None => program
                 .instances
@@ -48,6 +53,12 @@ impl<'a> Source<'a> {
                         .collect(),
                     target: Some(i.target.describe()),
                     process: i.target.pid(),
+                    withheld: i
+                        .sources
+                        .iter()
+                        .filter(|s| s.chosen.is_none())
+                        .flat_map(|s| s.metrics.iter().map(String::as_str))
+                        .collect(),
                 })
                 .collect(),
         }
@@ -181,6 +192,9 @@ impl Family<'_> {
                 .decoders
                 .is_injective(metric.layout.key_size as usize);
         for (position, source) in sources.iter().enumerate() {
+            if source.withheld.contains(&metric.short_name.as_str()) {
+                continue;
+            }
             if injective {
                 self.write_as_read(enc, source, &mut scratch.values, errors, fills);
             } else {

@@ -18,9 +18,9 @@ pub mod starter;
 pub mod text;
 
 use crate::attach::{Origin, ResolveError};
-use crate::config::Config;
+use crate::config::{is_cpp_name, normalize_cpp_name, Config, CppName};
 use crate::discovery::{ProcSnapshot, ProcessInfo, Selector};
-use crate::elf::{ElfCache, ElfError, ElfInfo, ElfKind, UsdtNote};
+use crate::elf::{demangle, ElfCache, ElfError, ElfInfo, ElfKind, UsdtNote};
 use globset::{GlobBuilder, GlobMatcher};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -127,6 +127,11 @@ pub struct Function {
     pub name: String,
     /// Its link-time virtual address.
     pub address: u64,
+    /// With `--demangle` (or a C++ `--functions` pattern): its demangled C++
+    /// name with parameter list and clone suffix, what a uprobe spec may
+    /// name instead (absent for a C function).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demangled: Option<String>,
 }
 
 /// A program of a config and the processes it selects now.
@@ -146,32 +151,69 @@ pub struct Filters {
     /// Only USDT probes whose `provider:name` matches.
     pub usdt: Option<GlobMatcher>,
     /// List function symbols whose name matches (none without it).
-    pub functions: Option<GlobMatcher>,
+    pub functions: Option<FunctionFilter>,
+    /// Show the demangled names of C++ functions.
+    pub demangle: bool,
+}
+
+/// How `--functions` picks functions: as a uprobe spec's symbol would.
+#[derive(Debug, Clone)]
+pub enum FunctionFilter {
+    /// A glob over symbol names.
+    Symbols(GlobMatcher),
+    /// A C++ name or glob over demangled names (it has `::` or `(`).
+    Cpp(CppName),
+}
+
+impl FunctionFilter {
+    /// Whether the symbol named `name` is listed.
+    fn keeps(&self, name: &str) -> bool {
+        match self {
+            FunctionFilter::Symbols(glob) => glob.is_match(name),
+            FunctionFilter::Cpp(cpp) => {
+                demangle::is_mangled(name)
+                    && cpp.mangled_hint().is_none_or(|hint| name.contains(hint))
+                    && demangle::demangle(name, cpp.has_params())
+                        .is_some_and(|d| cpp.matches(&normalize_cpp_name(&d)))
+            }
+        }
+    }
 }
 
 impl Filters {
     /// Compiles the `--usdt` and `--functions` globs. `*` matches any run of
-    /// characters, `:` included.
+    /// characters, `:` included; in `--functions`, what Go names hold
+    /// literally (`(*`, `[...]`) is literal, as in uprobe specs. A
+    /// `--functions` pattern that is a C++ name (`::`, or a `(` not after a
+    /// `.`) is matched against demangled names as in a uprobe spec.
     pub fn new(usdt: Option<&str>, functions: Option<&str>) -> Result<Filters, ListError> {
-        let compile = |flag: &'static str, glob: Option<&str>| {
-            glob.map(|glob| {
-                GlobBuilder::new(glob)
-                    .literal_separator(false)
-                    .backslash_escape(true)
-                    .build()
-                    .map(|g| g.compile_matcher())
-                    .map_err(|e| ListError::BadGlob {
-                        flag,
-                        glob: glob.to_string(),
-                        reason: e.kind().to_string(),
-                    })
-            })
-            .transpose()
+        let mut filters = Filters {
+            usdt: compile_glob("--usdt", usdt)?,
+            ..Filters::default()
         };
-        Ok(Filters {
-            usdt: compile("--usdt", usdt)?,
-            functions: compile("--functions", functions)?,
-        })
+        filters.functions = match functions {
+            Some(pattern) if is_cpp_name(pattern) => Some(FunctionFilter::Cpp(
+                CppName::parse(pattern).map_err(|reason| ListError::BadGlob {
+                    flag: "--functions",
+                    glob: pattern.to_string(),
+                    reason: reason.trim_start_matches("has ").to_string(),
+                })?,
+            )),
+            other => compile_glob("--functions", other)?.map(FunctionFilter::Symbols),
+        };
+        Ok(filters)
+    }
+
+    /// Also shows demangled names (`--demangle`).
+    pub fn with_demangled(mut self, demangle: bool) -> Filters {
+        self.demangle = demangle;
+        self
+    }
+
+    /// Whether functions get their demangled names: asked for, or implied by
+    /// a C++ `--functions` pattern.
+    fn demangles(&self) -> bool {
+        self.demangle || matches!(self.functions, Some(FunctionFilter::Cpp(_)))
     }
 
     fn keeps_usdt(&self, note: &UsdtNote) -> bool {
@@ -179,6 +221,28 @@ impl Filters {
             .as_ref()
             .is_none_or(|g| g.is_match(format!("{}:{}", note.provider, note.name)))
     }
+}
+
+/// Compiles the glob given to `flag`.
+fn compile_glob(flag: &'static str, glob: Option<&str>) -> Result<Option<GlobMatcher>, ListError> {
+    glob.map(|glob| {
+        let source = if flag == "--functions" {
+            crate::config::go_literal_glob(glob)
+        } else {
+            glob.to_string()
+        };
+        GlobBuilder::new(&source)
+            .literal_separator(false)
+            .backslash_escape(true)
+            .build()
+            .map(|g| g.compile_matcher())
+            .map_err(|e| ListError::BadGlob {
+                flag,
+                glob: glob.to_string(),
+                reason: e.kind().to_string(),
+            })
+    })
+    .transpose()
 }
 
 /// Why a listing could not be made. Every message names the pid or the file.
@@ -355,10 +419,14 @@ fn list_file(
 ) -> Result<FileListing, ElfError> {
     let info = cache.get(host_path)?;
     let functions = match &filters.functions {
-        Some(glob) => Some(
-            crate::elf::read_functions(host_path, |name| glob.is_match(name))?
+        Some(filter) => Some(
+            crate::elf::read_functions(host_path, |name| filter.keeps(name))?
                 .into_iter()
                 .map(|f| Function {
+                    demangled: filters
+                        .demangles()
+                        .then(|| demangle::demangle(&f.name, true))
+                        .flatten(),
                     name: f.name,
                     address: f.address,
                 })

@@ -196,6 +196,24 @@ fn render_functions(out: &mut String, file: &FileListing, shown: Shown<'_>) {
         );
         return;
     }
+    if functions.iter().any(|f| f.demangled.is_some()) {
+        // A C++ function by its demangled name, a valid spec and what a
+        // reader looks for, sorted by it; its symbol last.
+        let mut rows: Vec<[String; 3]> = functions
+            .iter()
+            .map(|f| match &f.demangled {
+                Some(demangled) => [
+                    demangled.clone(),
+                    format!("{:#x}", f.address),
+                    f.name.clone(),
+                ],
+                None => [f.name.clone(), format!("{:#x}", f.address), String::new()],
+            })
+            .collect();
+        rows.sort();
+        table(out, ["FUNCTION", "ADDRESS", "SYMBOL"], &rows, usize::MAX);
+        return;
+    }
     let rows: Vec<[String; 2]> = functions
         .iter()
         .map(|f| [f.name.clone(), format!("{:#x}", f.address)])
@@ -319,10 +337,12 @@ mod tests {
         let mut files = app_files();
         files[1].functions = Some(vec![
             Function {
+                demangled: None,
                 name: "malloc".into(),
                 address: 0xa5f00,
             },
             Function {
+                demangled: None,
                 name: "malloc_usable_size".into(),
                 address: 0xa6b40,
             },
@@ -438,6 +458,51 @@ process 9 (app) /usr/bin/app: process 9 exited
         assert_eq!(
             render(&listing, shown),
             "binary /bin/true\n  /bin/true\n    no USDT probes matching \"x:*\"\n"
+        );
+    }
+
+    #[test]
+    fn demangled_functions_come_first_sorted_by_their_names() {
+        let mut files = app_files();
+        files[0].usdt.clear();
+        files[0].functions = Some(vec![
+            Function {
+                name: "_ZN2v88internal4Heap8ScavengeEv".into(),
+                address: 0x10f49c0,
+                demangled: Some("v8::internal::Heap::Scavenge()".into()),
+            },
+            Function {
+                name: "_ZN2v88internal4Heap11MarkCompactEv".into(),
+                address: 0x110d240,
+                demangled: Some("v8::internal::Heap::MarkCompact()".into()),
+            },
+            Function {
+                name: "main".into(),
+                address: 0x1000,
+                demangled: None,
+            },
+        ]);
+        files.truncate(1);
+        let listing = Listing {
+            targets: vec![process(7, files)],
+            programs: None,
+        };
+        assert_eq!(
+            render(
+                &listing,
+                Shown {
+                    usdt: None,
+                    functions: Some("*"),
+                }
+            ),
+            "process 7 (app) /usr/bin/app
+  /usr/bin/app
+    no USDT probes
+    FUNCTION                           ADDRESS    SYMBOL
+    main                               0x1000
+    v8::internal::Heap::MarkCompact()  0x110d240  _ZN2v88internal4Heap11MarkCompactEv
+    v8::internal::Heap::Scavenge()     0x10f49c0  _ZN2v88internal4Heap8ScavengeEv
+"
         );
     }
 }

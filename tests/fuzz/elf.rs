@@ -1,11 +1,14 @@
 //! The ELF symbol and USDT-note readers on real binaries with bits flipped,
 //! bytes and words overwritten and the file truncated: `read_elf` and
 //! `read_functions` return a result or an error, never panic, hang or
-//! allocate without bound, and agree with each other; the lookups the
-//! exporter makes on the result (probe sites, the function holding an
-//! address, file offsets) do not panic either.
+//! allocate without bound, and agree with each other; `read_elf`, which
+//! reads only the tables the parsers use, gives what parsing the whole
+//! mutant in memory (`parse_bytes`) gives, so no mutation makes the parsers
+//! look where nothing was read; the lookups the exporter makes on the result
+//! (probe sites, the function holding an address, file offsets) do not
+//! panic either.
 //!
-//! The readers take paths and map the file, so each mutant is written to a
+//! The readers take paths and read the file, so each mutant is written to a
 //! copy of the binary in a temp dir: overwrites in place (undone after the
 //! run), truncations as a new file.
 
@@ -17,7 +20,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use userspace_exporter::elf::{read_elf, read_functions, ElfError};
+use userspace_exporter::elf::{parse_bytes, read_elf, read_functions, ElfError};
 
 /// One change to the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +73,8 @@ pub struct ElfTarget {
     work: PathBuf,
     truncated: PathBuf,
     work_file: std::fs::File,
+    /// The mutant's bytes, for `parse_bytes`.
+    scratch: std::cell::RefCell<Vec<u8>>,
     time_bound: Duration,
     allocation_bound: usize,
     ci_executions: u64,
@@ -97,7 +102,11 @@ fn hot_regions(data: &[u8]) -> Vec<Range<usize>> {
             elf::SHT_GNU_VERDEF,
             elf::SHT_GNU_VERNEED,
         ];
-        if wanted.contains(&s.sh_type(e)) {
+        // Go's function table and where the runtime's module data lives.
+        let go = sections
+            .section_name(e, s)
+            .is_ok_and(|n| n == b".gopclntab" || n == b".noptrdata");
+        if go || wanted.contains(&s.sh_type(e)) {
             let start = s.sh_offset(e) as usize;
             let end = (start + s.sh_size(e) as usize).min(data.len());
             if start < end {
@@ -123,7 +132,13 @@ impl ElfTarget {
             .unwrap();
         let work = dir.path().join("work");
         std::fs::write(&work, &original).unwrap();
-        let work_file = std::fs::OpenOptions::new().write(true).open(&work).unwrap();
+        // Read too: an op reads what earlier ops of the mutant wrote.
+        let work_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&work)
+            .unwrap();
+        let size = original.len();
         let mut target = ElfTarget {
             name,
             source,
@@ -134,17 +149,40 @@ impl ElfTarget {
             work,
             _dir: dir,
             work_file,
+            scratch: std::cell::RefCell::new(Vec::with_capacity(size)),
             time_bound: Duration::MAX,
             allocation_bound: usize::MAX,
             ci_executions,
         };
         // The bounds are relative to reading the intact file.
         let started = Instant::now();
-        target.check(&target.work).expect("the intact file reads");
+        target
+            .check(&target.work, &target.original)
+            .expect("the intact file reads");
         let baseline = started.elapsed();
         target.time_bound = (baseline * 50).max(Duration::from_secs(5));
         target.allocation_bound = 64 << 20;
         Some(target)
+    }
+
+    /// The mutant's bytes, as [`ElfTarget::apply`] writes them, in the
+    /// buffer kept for them (allocated once: not a cost of the run).
+    fn bytes(&self, ops: &[Op]) -> std::cell::RefMut<'_, Vec<u8>> {
+        let len = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Truncate { len } => Some(*len),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(self.original.len());
+        let mut bytes = self.scratch.borrow_mut();
+        bytes.clear();
+        bytes.extend_from_slice(&self.original[..len.min(self.original.len())]);
+        for op in ops {
+            patch(&mut bytes, op);
+        }
+        bytes
     }
 
     /// Writes `ops` into the work file (or a truncated copy) and returns the
@@ -176,7 +214,9 @@ impl ElfTarget {
             let range = op_range(op, self.original.len());
             let mut bytes = self.original[range.clone()].to_vec();
             // Earlier ops on the same bytes stay applied.
-            let _ = self.work_file.read_exact_at(&mut bytes, range.start as u64);
+            self.work_file
+                .read_exact_at(&mut bytes, range.start as u64)
+                .unwrap();
             let mut shifted = *op;
             match &mut shifted {
                 Op::Flip { at, .. } | Op::Set { at, .. } | Op::Fill { at, .. } => {
@@ -199,10 +239,32 @@ impl ElfTarget {
         )
     }
 
-    /// Reads `path` the ways the exporter does and checks what comes back.
-    fn check(&self, path: &Path) -> Result<Behaviour, String> {
+    /// Reads `path` (holding `bytes`) the ways the exporter does and checks
+    /// what comes back.
+    fn check(&self, path: &Path, bytes: &[u8]) -> Result<Behaviour, String> {
         let info = read_elf(path);
         let functions = read_functions(path, |_| true);
+        let whole = parse_bytes(path, bytes);
+        let same = match (&info, &whole) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(a), Err(b)) => a.to_string() == b.to_string(),
+            _ => false,
+        };
+        if !same {
+            let show = |r: &Result<userspace_exporter::elf::ElfInfo, ElfError>| match r {
+                Ok(info) => format!(
+                    "ok ({} probes, {} functions)",
+                    info.usdt.len(),
+                    info.functions.len()
+                ),
+                Err(e) => format!("{e}"),
+            };
+            return Err(format!(
+                "reading the tables differs from parsing the whole file: {} against {}",
+                show(&info),
+                show(&whole)
+            ));
+        }
         match (&info, &functions) {
             (Ok(_), Err(e)) => {
                 return Err(format!("read_elf succeeds but read_functions fails: {e}"))
@@ -221,6 +283,11 @@ impl ElfTarget {
                 ElfError::MalformedNote { .. } => "malformed note",
                 ElfError::NotFound { .. } | ElfError::Unreadable { .. } => {
                     return Err(format!("an I/O error on a readable file: {shown}"));
+                }
+                // Nothing writes the file while it is read, and the tables of
+                // a file this size fit what is read.
+                ElfError::Changed { .. } | ElfError::TooLarge { .. } => {
+                    return Err(format!("an error of a file changing or too large: {shown}"));
                 }
             };
             let reason: String = shown
@@ -427,7 +494,7 @@ fn op_range(op: &Op, len: usize) -> Range<usize> {
 }
 
 /// Applies `op` to `bytes` (ops past the end are dropped).
-fn patch(bytes: &mut [u8], op: &Op) {
+pub fn patch(bytes: &mut [u8], op: &Op) {
     match *op {
         Op::Flip { at, bit } => {
             if let Some(b) = bytes.get_mut(at) {
@@ -580,7 +647,7 @@ impl Target for ElfTarget {
 
     fn run(&self, mutant: &Mutant) -> Result<Behaviour, String> {
         let (path, _restore) = self.apply(mutant);
-        self.check(&path)
+        self.check(&path, &self.bytes(mutant))
     }
 
     fn shrink(&self, mutant: &Mutant) -> Box<dyn Iterator<Item = Mutant>> {
@@ -598,14 +665,7 @@ impl Target for ElfTarget {
             self.source.display(),
             self.original.len()
         );
-        for op in mutant {
-            out.push_str(&match op {
-                Op::Flip { at, bit } => format!("flip {at:#x} {bit}\n"),
-                Op::Set { at, width, value } => format!("set {at:#x} {width} {value:#x}\n"),
-                Op::Fill { at, len, value } => format!("fill {at:#x} {len:#x} {value:#x}\n"),
-                Op::Truncate { len } => format!("truncate {len:#x}\n"),
-            });
-        }
+        out.push_str(&format_ops(mutant));
         out.into_bytes()
     }
 
@@ -618,8 +678,20 @@ impl Target for ElfTarget {
     }
 }
 
+/// `ops` one per line, as [`parse_mutant`] reads them.
+pub fn format_ops(ops: &[Op]) -> String {
+    ops.iter()
+        .map(|op| match op {
+            Op::Flip { at, bit } => format!("flip {at:#x} {bit}\n"),
+            Op::Set { at, width, value } => format!("set {at:#x} {width} {value:#x}\n"),
+            Op::Fill { at, len, value } => format!("fill {at:#x} {len:#x} {value:#x}\n"),
+            Op::Truncate { len } => format!("truncate {len:#x}\n"),
+        })
+        .collect()
+}
+
 /// The ops written by `save`.
-fn parse_mutant(text: &str) -> Option<Mutant> {
+pub fn parse_mutant(text: &str) -> Option<Mutant> {
     let num = |s: &str| -> Option<u64> {
         match s.strip_prefix("0x") {
             Some(hex) => u64::from_str_radix(hex, 16).ok(),
@@ -656,7 +728,8 @@ fn parse_mutant(text: &str) -> Option<Mutant> {
     Some(ops)
 }
 
-/// The binaries of the brief: CPython 3.11, the JVM's libjvm.so, postgres.
+/// The binaries of the brief: CPython 3.11, the JVM's libjvm.so, postgres;
+/// and Go 1.19's gofmt, stripped.
 pub fn targets() -> Vec<(&'static str, &'static [&'static str], u64)> {
     vec![
         ("elf_python", &["/usr/bin/python3.11"], 200),
@@ -669,6 +742,9 @@ pub fn targets() -> Vec<(&'static str, &'static [&'static str], u64)> {
             4,
         ),
         ("elf_postgres", &["/usr/lib/postgresql/*/bin/postgres"], 40),
+        // A stripped Go binary: its functions come from .gopclntab. Go 1.19's
+        // (Debian 12), whose bytes the committed regressions patch.
+        ("elf_go", &["/usr/lib/go-1.19/bin/gofmt"], 300),
     ]
 }
 

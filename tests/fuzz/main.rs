@@ -1,7 +1,8 @@
 //! Fuzzing of every parser of untrusted or semi-trusted bytes: the config
-//! parser, the bcc rewriter, the ELF symbol and USDT-note readers, the label
-//! decoders, HTTP content negotiation, and what a client sends to be let in
-//! (the Basic auth header, the client certificate).
+//! parser, the bcc rewriter, the ELF symbol and USDT-note readers, Go's
+//! function table reader, the label decoders, HTTP content negotiation, what
+//! a client sends to be let in (the Basic auth header, the client
+//! certificate) and the process connector's netlink datagrams.
 //!
 //! Each `#[test]` replays its seeds and the committed regressions of
 //! `tests/fuzz_corpus/<target>/`, then runs a fixed number of generated
@@ -27,7 +28,9 @@ mod config;
 mod decoders;
 mod elf;
 mod engine;
+mod gopclntab;
 mod http;
+mod netlink;
 mod seeds;
 
 #[global_allocator]
@@ -59,6 +62,16 @@ fn elf_postgres() {
 }
 
 #[test]
+fn elf_go() {
+    elf::fuzz("elf_go");
+}
+
+#[test]
+fn gopclntab() {
+    gopclntab::fuzz();
+}
+
+#[test]
 fn decoders() {
     engine::fuzz(decoders::DecodersTarget::new());
 }
@@ -81,4 +94,9 @@ fn basic_auth() {
 #[test]
 fn client_cert() {
     engine::fuzz(client_auth::ClientCertTarget::new());
+}
+
+#[test]
+fn proc_connector() {
+    engine::fuzz(netlink::NetlinkTarget::new());
 }

@@ -12,8 +12,11 @@
 //! takes the exclusive guard instead: no other test runs while it holds it.
 //! That is a test that
 //!
-//! - counts something kernel-wide: BPF programs, maps and links
-//!   (`churn_leaks`, `faults`, `faults_stop`, `soak`);
+//! - took it to count BPF objects kernel-wide (`churn_leaks`, `faults`,
+//!   `faults_stop`, `reload`, `soak`): they now count only what their
+//!   exporter holds (`kernel_objects`), and keep the guard for their load
+//!   and timings (`faults_stop` times the exit, `soak` every scrape);
+//!   whether the others could share the machine was not tried;
 //! - selects processes machine-wide, so that it would attach to other tests'
 //!   processes: the embedded default pack (every python3.11, java, ruby and
 //!   postgres by path; `default_pack`), an exporter in the host PID namespace
@@ -39,6 +42,7 @@
 //! once (scripts run one suite at a time). A test that panics holding the
 //! write lock poisons it; the others go on (its failure is reported on its own).
 
+use crate::kernel_objects::Watch;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -160,6 +164,9 @@ pub struct Fixtures {
     /// Asks the kernel which steps the caller's credentials allow
     /// (tests/fixtures/kernel_features.c; see [`kernel_allows`]).
     pub kernel_features: PathBuf,
+    /// A process holding BPF objects of its own, unrelated to any exporter
+    /// (tests/fixtures/bpf_holder.c; see `kernel_objects::Holder`).
+    pub bpf_holder: PathBuf,
     /// BPF sources and their objects by stem (`usdt_counts`, or `example:python`
     /// for examples/python.bpf.c); see [`Fixtures::object`].
     objects: BTreeMap<String, (PathBuf, PathBuf)>,
@@ -227,6 +234,11 @@ pub fn fixtures() -> &'static Fixtures {
             .args(["-O1", "-g", "-o"])
             .arg(&kernel_features)
             .arg(src.join("kernel_features.c")));
+        let bpf_holder = dir.join("uexp-bpf-holder");
+        run(Command::new("cc")
+            .args(["-O1", "-g", "-o"])
+            .arg(&bpf_holder)
+            .arg(src.join("bpf_holder.c")));
         // Headers from the exporter itself: the ones matching its libbpf.
         let include = dir.join("include");
         run(Command::new(EXPORTER).args(["headers", "-o"]).arg(&include));
@@ -255,6 +267,7 @@ pub fn fixtures() -> &'static Fixtures {
             loader,
             plugins,
             kernel_features,
+            bpf_holder,
             objects,
             compiled: Mutex::new(BTreeSet::new()),
             include,
@@ -504,6 +517,22 @@ impl Exporter {
     /// Starts the exporter through `wrapper` (a command that execs its
     /// arguments, such as `setpriv ...`), with extra arguments.
     pub fn start_with_command(config: &str, args: &[&str], wrapper: &[&str]) -> Exporter {
+        let mut exporter = Self::spawn(config, args, wrapper);
+        exporter.wait_ready();
+        exporter
+    }
+
+    /// Like [`Exporter::start_with`], with a watch of the BPF objects it
+    /// holds started as soon as it runs, before its startup attaches.
+    pub fn start_watched_with(config: &str, args: &[&str]) -> (Exporter, Watch) {
+        let mut exporter = Self::spawn(config, args, &[]);
+        let watch = Watch::start(exporter.pid());
+        exporter.wait_ready();
+        (exporter, watch)
+    }
+
+    /// Starts the exporter without waiting for it to serve.
+    fn spawn(config: &str, args: &[&str], wrapper: &[&str]) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config).unwrap();
@@ -537,9 +566,7 @@ impl Exporter {
             .stderr(log)
             .spawn()
             .expect("start exporter");
-        let mut exporter = Exporter { child, port, dir };
-        exporter.wait_ready();
-        exporter
+        Exporter { child, port, dir }
     }
 
     fn wait_ready(&mut self) {

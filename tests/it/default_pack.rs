@@ -3,6 +3,7 @@
 //! runtimes' processes on the machine as they come and go.
 
 use crate::common::{self, require_bpf, wait_for, Exporter, Python};
+use crate::nodejs::Node;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -85,6 +86,86 @@ fn with_no_config_the_default_pack_follows_python_processes_started_later() {
         let _ = ruby.wait();
         attached.unwrap_or_else(|| panic!("ruby not attached:\n{}", exporter.logs()));
     }
+    // A Node.js process started later, wherever its build put `bin/node`
+    // (/usr/bin/node on the project's machines): exact collections by kind.
+    let node = Path::new("/usr/bin/node");
+    if common::require_path(node, "the machine image has node") {
+        let mut node = Node::start(node, None, "uexp-default-pack");
+        let node_pid = node.pid().to_string();
+        wait_for(Duration::from_secs(10), || {
+            exporter.samples().get(
+                "userspace_exporter_enabled_programs",
+                &[("name", "nodejs"), ("pid", &node_pid)],
+            )
+        })
+        .unwrap_or_else(|| panic!("node not attached:\n{}", exporter.logs()));
+        let collections = |s: &common::Samples, kind: &str| {
+            s.get(
+                "userspace_exporter_nodejs_gc_collections_total",
+                &[("kind", kind), ("pid", &node_pid)],
+            )
+            .unwrap_or(0.0)
+        };
+        let (o0, s0) = node.snapshot(&exporter);
+        node.run("minor 6");
+        node.run("major 3");
+        let (o1, s1) = node.snapshot(&exporter);
+        assert!(o1.minor - o0.minor >= 6.0 && o1.major - o0.major >= 3.0);
+        assert_eq!(
+            collections(&s1, "scavenge") - collections(&s0, "scavenge"),
+            o1.minor - o0.minor
+        );
+        assert_eq!(
+            collections(&s1, "mark_compact") - collections(&s0, "mark_compact"),
+            o1.major - o0.major
+        );
+    }
+    // A `bin/node` without V8 (a copy of sleep): the program's one source
+    // is unavailable there, which the landing page says, and no error.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("bin/node");
+    std::fs::create_dir_all(fake.parent().unwrap()).unwrap();
+    std::fs::copy("/usr/bin/sleep", &fake).unwrap();
+    let fake = KillOnDrop(common::spawn(Command::new(&fake).arg("600")));
+    let line = format!(
+        "pid {} (node)</td><td>nothing</td><td class=\"msg\">source gc unavailable, so no nodejs_gc_collections_total, nodejs_gc_pause_seconds: symbols: symbol &quot;v8::internal::Heap::PerformGarbageCollection&quot; not found in {}",
+        fake.0.id(),
+        dir.path().join("bin/node").display()
+    );
+    wait_for(Duration::from_secs(10), || {
+        exporter.page("/").contains(&line).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no {line:?} on the page:\n{}", exporter.page("/")));
+    let s = exporter.samples();
+    assert_eq!(
+        s.sum(
+            "userspace_exporter_attach_errors_total",
+            &[("name", "nodejs")]
+        ),
+        0.0,
+        "{}",
+        exporter.logs()
+    );
+    assert!(
+        s.value(
+            "userspace_exporter_source_unavailable_processes",
+            &[
+                ("name", "nodejs"),
+                ("source", "gc"),
+                ("reason", "no_symbol")
+            ]
+        ) >= 1.0
+    );
+}
+
+/// A child killed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
@@ -102,7 +183,7 @@ fn the_default_pack_can_be_written_out_and_checked() {
     assert!(out.status.success(), "{out:?}");
     let config = dir.path().join("default.yaml");
     assert!(config.exists());
-    for program in ["python", "jvm", "ruby", "postgresql", "php"] {
+    for program in ["python", "jvm", "ruby", "postgresql", "nodejs", "php"] {
         assert!(dir.path().join(format!("{program}.bpf.o")).exists());
     }
     let out = Command::new(common::EXPORTER)
@@ -112,7 +193,7 @@ fn the_default_pack_can_be_written_out_and_checked() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    for program in ["python", "jvm", "ruby", "postgresql", "php"] {
+    for program in ["python", "jvm", "ruby", "postgresql", "nodejs", "php"] {
         assert!(
             text.contains(&format!("ok: program \"{program}\"")),
             "{text}"
@@ -182,7 +263,7 @@ fn the_dashboard_queries_exactly_what_the_default_pack_exports() {
     }
     // Every runtime metric of the pack has a panel.
     for family in exported.keys() {
-        let runtime = ["python_", "jvm_", "ruby_", "postgresql_", "php_"]
+        let runtime = ["python_", "jvm_", "ruby_", "postgresql_", "nodejs_", "php_"]
             .iter()
             .any(|p| family.starts_with(&format!("userspace_exporter_{p}")));
         if runtime {

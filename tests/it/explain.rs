@@ -1,7 +1,9 @@
 //! "Why is my process (not) selected?": `check --pid` and the landing page's
 //! explain view on a running fixture target, against a program that selects
-//! it and one that does not; and the landing page's summary and its problems
-//! listed before the healthy programs.
+//! it and one that does not; the explain view served only when asked for
+//! (`--web.enable-explain`), and then behind the web config's basic auth;
+//! and the landing page's summary and its problems listed before the
+//! healthy programs.
 
 use crate::common::{self, fixtures, require_bpf, Exporter, Target};
 use std::process::Command;
@@ -224,7 +226,12 @@ fn landing_page_sums_up_and_explains_a_pid_as_check_does() {
     let target = Target::start(comm);
     let pid = target.pid().to_string();
     let config = config(comm, "");
-    let exporter = Exporter::start_with(&config, &[]);
+    let exporter = Exporter::start_with(&config, &["--web.enable-explain"]);
+    assert!(
+        exporter.logs().contains("--web.enable-explain on plain HTTP without authentication: anyone who reaches 127.0.0.1:"),
+        "{}",
+        exporter.logs()
+    );
     let page = exporter.page("/");
     assert!(
         page.contains("<p id=\"summary\">programs: 2 loaded, 0 broken; processes attached: 1; attach failures: 0; last reload: successful, "),
@@ -296,6 +303,107 @@ fn landing_page_sums_up_and_explains_a_pid_as_check_does() {
     assert!(
         body.contains(&format!(
             "<p class=\"err\">no process with pid {NO_SUCH_PID} (in the exporter&#39;s PID namespace)</p>"
+        )),
+        "{body}"
+    );
+}
+
+/// GET `url` with curl (with `user:password` if given): the status and body.
+fn curl(url: &str, user: Option<&str>) -> (u16, String) {
+    let mut command = Command::new("curl");
+    command.args(["-s", "-w", "\n%{http_code}"]);
+    if let Some(user) = user {
+        command.args(["-u", user]);
+    }
+    let out = command
+        .arg(url)
+        .output()
+        .expect("curl (scripts/setup.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.trim().parse().unwrap(), body.to_string())
+}
+
+/// By default the landing page has no explain form and `/?pid=N` is
+/// refused without a word about the process; with `--web.enable-explain`
+/// and basic auth in the web config, only a client with the password gets
+/// the explanation.
+#[test]
+fn the_explainer_is_off_by_default_and_behind_basic_auth_when_enabled() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let comm = "uexp-expl-off";
+    let target = Target::start(comm);
+    let pid = target.pid().to_string();
+    let config = config(comm, "");
+
+    let exporter = Exporter::start(&config);
+    let page = exporter.page("/");
+    assert!(!page.contains("<form"), "{page}");
+    assert!(page.contains("<p id=\"explain-off\">"), "{page}");
+    // The page still lists the attached process, as it always did.
+    assert!(
+        page.contains(&format!("<tr><td>pid {pid} ({comm})</td>")),
+        "{page}"
+    );
+    let (status, body) = curl(&exporter.url(&format!("/?pid={pid}")), None);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.starts_with("Forbidden: process explanations are off."),
+        "{body}"
+    );
+    assert!(body.contains("--web.enable-explain"), "{body}");
+    assert!(!body.contains(comm) && !body.contains(&pid), "{body}");
+    // Not a pid the host has either: the same answer, nothing to tell them apart.
+    let (status, other) = curl(&exporter.url(&format!("/?pid={NO_SUCH_PID}")), None);
+    assert_eq!((status, &other), (403, &body));
+    // An empty pid is the page.
+    assert_eq!(curl(&exporter.url("/?pid="), None).0, 200);
+    drop(exporter);
+
+    let password = "expl-pass";
+    let web = tempfile::tempdir().unwrap();
+    let web_config = web.path().join("web.yml");
+    std::fs::write(
+        &web_config,
+        format!(
+            "basic_auth_users:\n  prometheus: {}\n",
+            bcrypt::hash(password, 4).unwrap()
+        ),
+    )
+    .unwrap();
+    let exporter = Exporter::start_with(
+        &config,
+        &[
+            "--web.enable-explain",
+            "--web.config.file",
+            web_config.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        exporter.logs().contains(
+            "/?pid=N describes any process of this host to every client the web config admits"
+        ),
+        "{}",
+        exporter.logs()
+    );
+    let url = exporter.url(&format!("/?pid={pid}"));
+    let (status, body) = curl(&url, None);
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains(comm), "{body}");
+    let (status, _) = curl(&url, Some("prometheus:wrong"));
+    assert_eq!(status, 401);
+    let (status, body) = curl(&url, Some(&format!("prometheus:{password}")));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!("<input name=\"pid\" value=\"{pid}\"")),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "<div class=\"d1 ok\">attached now (pid {pid} ({comm})): usdt fixture:hit in "
         )),
         "{body}"
     );

@@ -8,6 +8,7 @@
 //! debug level, not counted, leaving nothing behind.
 
 use crate::common::{self, fixtures, require_bpf, wait_for, Exporter, Target};
+use crate::kernel_objects::{host, Watch};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -372,8 +373,9 @@ fn warnings(exporter: &Exporter) -> Vec<String> {
 /// every 10 ms: entries vanish between being listed, read and attached.
 /// Expected: no panic, nothing logged above debug, no attach error counted; a
 /// long-lived target hitting its probe meanwhile is counted exactly; after,
-/// only it is attached, nothing failed, and the exporter's fds and the
-/// kernel's programs, maps and links are back to their baseline.
+/// only it is attached, nothing failed, the exporter's fds are back to their
+/// baseline and the BPF objects it holds are the same as before (by id); after
+/// it exits, the kernel has freed every object it was seen holding.
 #[test]
 fn a_rescan_storm_of_exiting_processes_logs_nothing_and_leaks_nothing() {
     let _machine = common::exclusive();
@@ -395,7 +397,8 @@ fn a_rescan_storm_of_exiting_processes_logs_nothing_and_leaks_nothing() {
     );
     assert!(attached(&exporter, steady.pid()), "{}", exporter.logs());
     let baseline_fds = crate::churn_leaks::fds(exporter.pid());
-    let baseline = crate::churn_leaks::steady_kernel_objects();
+    let mut watch = Watch::start(exporter.pid());
+    let baseline = watch.steady();
     for _wave in 0..10 {
         let children: Vec<std::process::Child> = (0..50)
             .map(|_| {
@@ -424,14 +427,16 @@ fn a_rescan_storm_of_exiting_processes_logs_nothing_and_leaks_nothing() {
             ) == 0.0
             && s.series("userspace_exporter_churn_hits_total").len() == 1
             && crate::churn_leaks::fds(exporter.pid()) <= baseline_fds
-            && crate::churn_leaks::kernel_objects() == baseline;
+            && watch.now() == baseline;
         done.then_some(())
     });
     assert!(
         settled.is_some(),
-        "not back to baseline: fds {} vs {baseline_fds}, kernel {:?} vs {baseline:?}\n{}",
+        "not back to baseline: fds {} vs {baseline_fds}, BPF objects {} vs {baseline}; \
+         host-wide {}\n{}",
         crate::churn_leaks::fds(exporter.pid()),
-        crate::churn_leaks::kernel_objects(),
+        watch.now(),
+        host().counts(),
         exporter.scrape()
     );
     let logs = exporter.logs();
@@ -447,6 +452,8 @@ fn a_rescan_storm_of_exiting_processes_logs_nothing_and_leaks_nothing() {
         .samples()
         .series("userspace_exporter_attach_errors_total")
         .is_empty());
+    drop(exporter);
+    watch.all_freed().unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Fault: 100 running targets are killed one after the other while the
@@ -454,7 +461,8 @@ fn a_rescan_storm_of_exiting_processes_logs_nothing_and_leaks_nothing() {
 /// attach. Expected: each such one is reported (at debug level) as having
 /// exited while being attached, none as an error or warning, no attach error
 /// is counted, no panic; once all are gone nothing is attached or failed and
-/// the kernel's programs, maps and links are back to their baseline.
+/// the exporter holds no BPF object; after it exits, the kernel has freed
+/// every object it was seen holding.
 #[test]
 fn targets_exiting_mid_attach_are_reported_as_exited_and_leave_nothing() {
     let _machine = common::exclusive();
@@ -465,7 +473,6 @@ fn targets_exiting_mid_attach_are_reported_as_exited_and_leave_nothing() {
     fixtures().target_named(comm);
     let mut targets: Vec<Target> = (0..100).map(|_| Target::start(comm)).collect();
     let pids: Vec<u32> = targets.iter().map(Target::pid).collect();
-    let baseline = crate::churn_leaks::steady_kernel_objects();
     // Killed from the last one backwards while the startup attaches go forwards.
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
@@ -474,7 +481,7 @@ fn targets_exiting_mid_attach_are_reported_as_exited_and_leave_nothing() {
             std::thread::sleep(Duration::from_millis(3));
         }
     });
-    let exporter = Exporter::start_with(
+    let (exporter, mut watch) = Exporter::start_watched_with(
         &common::hits_config(comm),
         &["--log-level", "info,userspace_exporter=debug"],
     );
@@ -489,13 +496,14 @@ fn targets_exiting_mid_attach_are_reported_as_exited_and_leave_nothing() {
                 "userspace_exporter_processes",
                 &[("name", "churn"), ("state", "failed")],
             ) == 0.0
-            && crate::churn_leaks::kernel_objects() == baseline;
+            && watch.now().is_empty();
         done.then_some(())
     });
     assert!(
         settled.is_some(),
-        "not back to baseline: kernel {:?} vs {baseline:?}\n{}",
-        crate::churn_leaks::kernel_objects(),
+        "the exporter still holds BPF objects: {}; host-wide {}\n{}",
+        watch.now(),
+        host().counts(),
         exporter.scrape()
     );
     let logs = exporter.logs();
@@ -518,9 +526,13 @@ fn targets_exiting_mid_attach_are_reported_as_exited_and_leave_nothing() {
         .iter()
         .filter(|pid| logs.contains(&format!("target=pid {pid} ")))
         .collect();
+    drop(exporter);
+    let freed = watch.all_freed().unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
-        "of 100 targets: {} attached before they exited, {} exited mid-attach",
+        "of 100 targets: {} attached before they exited, {} exited mid-attach; \
+         BPF objects seen held and freed: {}",
         attached.len(),
-        exited.len()
+        exited.len(),
+        freed.counts()
     );
 }

@@ -3,11 +3,12 @@
 //! SIGTERM it cancels the attaches not begun and detaches everything from many
 //! threads at once: it exits within a second (perf-event uprobes add the
 //! kernel's own serial cost, about 88 ms each). Either way the kernel frees
-//! every program, map and link it held (counted by id, as in `churn_leaks`).
-//! These take the exclusive guard: they count kernel-wide objects.
+//! every program, map, link and BTF object it was seen holding (by id, from
+//! its own fd table: `kernel_objects`). These take the exclusive guard: they
+//! time the exit.
 
-use crate::churn_leaks::{kernel_objects, steady_kernel_objects};
 use crate::common::{self, fixtures, require_bpf, wait_for, Target, EXPORTER};
+use crate::kernel_objects::{Kind, Watch};
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -37,11 +38,13 @@ fn uprobe_program(comm: &str) -> String {
     )
 }
 
-/// An exporter started without waiting for it to be ready.
+/// An exporter started without waiting for it to be ready, and a watch of
+/// the BPF objects it holds from its start on.
 struct Started {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    watch: Watch,
 }
 
 impl Started {
@@ -60,7 +63,13 @@ impl Started {
             .stderr(log)
             .spawn()
             .unwrap();
-        Started { child, port, dir }
+        let watch = Watch::start(child.id());
+        Started {
+            child,
+            port,
+            dir,
+            watch,
+        }
     }
 
     fn logs(&self) -> String {
@@ -122,7 +131,6 @@ fn sigterm_during_startup_attaches_exits_within_a_second_and_leaves_nothing() {
     let comm = "uexp-term";
     fixtures().target_named(comm);
     let targets: Vec<Target> = (0..100).map(|_| Target::start(comm)).collect();
-    let baseline = steady_kernel_objects();
     let mut exporter = Started::new(&format!("programs:{}", usdt_program(comm)));
     // Mid-startup: some instances attached, not all.
     let midway = wait_for(Duration::from_secs(60), || {
@@ -134,6 +142,9 @@ fn sigterm_during_startup_attaches_exits_within_a_second_and_leaves_nothing() {
         !exporter.ready(),
         "startup was over before the signal; make it longer"
     );
+    // Every attached instance holds its program (and this look records them).
+    let held = exporter.watch.now().counts();
+    assert!(held.of(Kind::Prog) >= 10, "{held}");
     let (took, status) = exporter.stop(libc::SIGTERM);
     let attached = attaches(&exporter.log_path());
     eprintln!("{attached} instances attached: exit took {took:?}");
@@ -144,7 +155,10 @@ fn sigterm_during_startup_attaches_exits_within_a_second_and_leaves_nothing() {
     );
     assert!(status.success(), "{status}:\n{}", exporter.logs());
     assert!(attached < 100, "{attached}");
-    assert_eq!(steady_kernel_objects(), baseline, "{}", exporter.logs());
+    exporter
+        .watch
+        .all_freed()
+        .unwrap_or_else(|e| panic!("{e}\n{}", exporter.logs()));
     drop(targets);
 }
 
@@ -159,7 +173,6 @@ fn sigterm_while_a_burst_of_new_processes_is_attached_exits_within_a_second() {
     }
     let comm = "uexp-term2";
     fixtures().target_named(comm);
-    let baseline = steady_kernel_objects();
     let mut exporter = Started::new(&format!("programs:{}", usdt_program(comm)));
     assert!(
         wait_for(Duration::from_secs(30), || exporter.ready().then_some(())).is_some(),
@@ -170,6 +183,8 @@ fn sigterm_while_a_burst_of_new_processes_is_attached_exits_within_a_second() {
     wait_for(Duration::from_secs(30), || {
         (attaches(&exporter.log_path()) >= 20).then_some(())
     });
+    let held = exporter.watch.now().counts();
+    assert!(held.of(Kind::Prog) >= 20, "{held}");
     let (took, status) = exporter.stop(libc::SIGTERM);
     let attached = attaches(&exporter.log_path());
     eprintln!("{attached} instances attached: exit took {took:?}");
@@ -180,13 +195,16 @@ fn sigterm_while_a_burst_of_new_processes_is_attached_exits_within_a_second() {
     );
     assert!(status.success(), "{status}");
     assert!(attached > 0, "{}", exporter.logs());
-    assert_eq!(steady_kernel_objects(), baseline, "{}", exporter.logs());
+    exporter
+        .watch
+        .all_freed()
+        .unwrap_or_else(|e| panic!("{e}\n{}", exporter.logs()));
     drop(targets);
 }
 
 /// Fault: SIGKILL of an exporter with 20 targets attached (40 instances).
-/// Expected: the kernel frees every program, map and link it held: the counts
-/// by id go back to those before it started.
+/// Expected: the kernel frees every program, map, link and BTF object it was
+/// seen holding (by id).
 #[test]
 fn sigkill_leaves_no_programs_maps_or_links_in_the_kernel() {
     let _machine = common::exclusive();
@@ -195,7 +213,6 @@ fn sigkill_leaves_no_programs_maps_or_links_in_the_kernel() {
     }
     let comm = "uexp-kill";
     let mut targets: Vec<Target> = (0..20).map(|_| Target::start(comm)).collect();
-    let baseline = steady_kernel_objects();
     let mut exporter = Started::new(&format!(
         "programs:{}{}",
         usdt_program(comm),
@@ -219,20 +236,18 @@ fn sigkill_leaves_no_programs_maps_or_links_in_the_kernel() {
     for t in &mut targets {
         t.fire("usdt 1 1");
     }
-    let during = kernel_objects();
-    // Each instance holds at least its program, one map and one link.
-    for kind in 0..3 {
-        assert!(
-            during[kind] >= baseline[kind] + 40,
-            "{during:?} vs {baseline:?}"
-        );
+    let during = exporter.watch.now().counts();
+    // Each instance holds its program, its link, its BTF and at least one map.
+    for kind in [Kind::Prog, Kind::Link, Kind::Btf] {
+        assert_eq!(during.of(kind), 40, "{kind:?}: {during}");
     }
+    assert!(during.of(Kind::Map) >= 40, "{during}");
     let (_, status) = exporter.stop(libc::SIGKILL);
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(libc::SIGKILL)
     );
-    assert_eq!(steady_kernel_objects(), baseline);
+    exporter.watch.all_freed().unwrap_or_else(|e| panic!("{e}"));
     drop(targets);
 }
 
@@ -250,7 +265,6 @@ fn sigterm_with_perf_event_uprobes_attached_detaches_them_all() {
     }
     let comm = "uexp-term3";
     let targets: Vec<Target> = (0..20).map(|_| Target::start(comm)).collect();
-    let baseline = steady_kernel_objects();
     let mut exporter = Started::new(&format!("programs:{}", uprobe_program(comm)));
     assert!(
         wait_for(Duration::from_secs(30), || exporter.ready().then_some(())).is_some(),
@@ -258,6 +272,12 @@ fn sigterm_with_perf_event_uprobes_attached_detaches_them_all() {
         exporter.logs()
     );
     assert_eq!(attaches(&exporter.log_path()), 20);
+    let held = exporter.watch.now().counts();
+    assert_eq!(
+        (held.of(Kind::Prog), held.of(Kind::Link)),
+        (20, 20),
+        "{held}"
+    );
     let (took, status) = exporter.stop(libc::SIGTERM);
     eprintln!("20 perf-event uprobes: exit took {took:?}");
     assert!(
@@ -266,6 +286,9 @@ fn sigterm_with_perf_event_uprobes_attached_detaches_them_all() {
         exporter.logs()
     );
     assert!(status.success(), "{status}");
-    assert_eq!(steady_kernel_objects(), baseline, "{}", exporter.logs());
+    exporter
+        .watch
+        .all_freed()
+        .unwrap_or_else(|e| panic!("{e}\n{}", exporter.logs()));
     drop(targets);
 }

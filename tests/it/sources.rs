@@ -45,7 +45,16 @@ fn config(comms: &[&str]) -> String {
           help: fixture:hit or target_add calls, by first argument
           table: events
           labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+        - name: sourced_tags_total
+          help: fixture:tagged hits, by first argument modulo 4 (an array)
+          table: tags
+          labels: [{{name: slot, size: 4, decoders: [{{name: uint}}]}}]
     sources:
+      tags:
+        metrics: [sourced_tags_total]
+        from:
+          - name: usdt
+            usdt: {{fixture:tagged: on_tagged}}
       events:
         metrics: [sourced_events_total]
         from:
@@ -91,6 +100,7 @@ fn each_process_is_fed_by_the_best_probe_set_its_build_offers() {
     for t in [&mut full, &mut no_usdt] {
         t.fire("usdt 5 7");
         t.fire("call 3 9");
+        t.fire("comm 2 6");
     }
     let s = exporter.samples();
     let logs = exporter.logs();
@@ -100,6 +110,26 @@ fn each_process_is_fed_by_the_best_probe_set_its_build_offers() {
     // The function where the USDT note is gone.
     assert_eq!(events(&s, &no_usdt, "7"), None, "{logs}");
     assert_eq!(events(&s, &no_usdt, "9"), Some(3.0), "{logs}");
+    // A source the build lacks gives the process no series, not its array's
+    // zeros; the one that has it, every slot.
+    let tags = |t: &Target, slot: &str| {
+        s.get(
+            "userspace_exporter_sourced_tags_total",
+            &[("pid", &t.pid().to_string()), ("slot", slot)],
+        )
+    };
+    for (slot, hits) in [("0", 0.0), ("1", 0.0), ("2", 2.0), ("3", 0.0)] {
+        assert_eq!(tags(&full, slot), Some(hits), "slot {slot}: {logs}");
+    }
+    let pid = format!("pid=\"{}\"", no_usdt.pid());
+    assert_eq!(
+        s.series("userspace_exporter_sourced_tags_total")
+            .iter()
+            .filter(|(key, _)| key.contains(&pid))
+            .count(),
+        0,
+        "{logs}"
+    );
     // Neither: nothing loaded, no error, counted by reason.
     for (set, count) in [("usdt", 1.0), ("symbols", 1.0)] {
         assert_eq!(

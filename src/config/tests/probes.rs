@@ -74,3 +74,33 @@ fn bpf_function_not_a_c_identifier() {
     );
     assert_eq!(e.column, 18);
 }
+
+#[test]
+fn cpp_names_in_uprobe_specs() {
+    let uprobes = |spec: &str| {
+        gunicorn_with(
+            "    usdt:\n      gc__start: trace_gc__start\n",
+            &format!("    uprobes:\n      {spec}: trace_gc__start\n"),
+        )
+    };
+    parse(&uprobes("node:v8::internal::Heap::Scavenge")).unwrap();
+    parse(&uprobes(
+        "node:v8::internal::Heap::CollectGarbage(v8::internal::AllocationSpace, v8::internal::GarbageCollectionReason, v8::GCCallbackFlags)",
+    ))
+    .unwrap();
+    parse(&uprobes("v8::internal::Heap::*")).unwrap();
+    let e = expect_only_error(
+        &uprobes("node:v8::internal::Heap::CollectGarbage(int"),
+        14,
+        &[
+            "uprobes probe \"node:v8::internal::Heap::CollectGarbage(int\"",
+            "has an unclosed `(` in its C++ name",
+        ],
+    );
+    assert_eq!(e.column, 7);
+    expect_only_error(
+        &uprobes("node:v8::internal::Heap::"),
+        14,
+        &["ends with `::`: name the function after it"],
+    );
+}
