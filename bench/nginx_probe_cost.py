@@ -17,6 +17,7 @@ JSON line per condition with every sample (ns per request, and the cost per
 hit: per request / 2).
 Usage: python3 bench/nginx_probe_cost.py EXPORTER NGINX_OBJECT
 """
+import atexit
 import json
 import os
 import random
@@ -35,6 +36,7 @@ N = int(os.environ.get("REQUESTS", "20000"))
 REPS = int(os.environ.get("REPS", "5"))
 BATCH = 100
 work = tempfile.mkdtemp()
+atexit.register(shutil.rmtree, work, True)
 comm = "uexp-ngxcost"
 binary = os.path.join(work, comm)
 shutil.copy("/usr/sbin/nginx", binary)
