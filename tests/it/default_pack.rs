@@ -183,7 +183,7 @@ fn the_default_pack_can_be_written_out_and_checked() {
     assert!(out.status.success(), "{out:?}");
     let config = dir.path().join("default.yaml");
     assert!(config.exists());
-    for program in ["python", "jvm", "ruby", "postgresql", "nodejs"] {
+    for program in ["python", "jvm", "ruby", "postgresql", "nodejs", "php"] {
         assert!(dir.path().join(format!("{program}.bpf.o")).exists());
     }
     let out = Command::new(common::EXPORTER)
@@ -193,7 +193,7 @@ fn the_default_pack_can_be_written_out_and_checked() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    for program in ["python", "jvm", "ruby", "postgresql", "nodejs"] {
+    for program in ["python", "jvm", "ruby", "postgresql", "nodejs", "php"] {
         assert!(
             text.contains(&format!("ok: program \"{program}\"")),
             "{text}"
@@ -263,7 +263,7 @@ fn the_dashboard_queries_exactly_what_the_default_pack_exports() {
     }
     // Every runtime metric of the pack has a panel.
     for family in exported.keys() {
-        let runtime = ["python_", "jvm_", "ruby_", "postgresql_", "nodejs_"]
+        let runtime = ["python_", "jvm_", "ruby_", "postgresql_", "nodejs_", "php_"]
             .iter()
             .any(|p| family.starts_with(&format!("userspace_exporter_{p}")));
         if runtime {
