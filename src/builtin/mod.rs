@@ -69,6 +69,9 @@ mod tests {
             .iter()
             .map(|p| p.value.name.as_str())
             .collect();
-        assert_eq!(names, ["python", "jvm", "ruby", "postgresql", "nodejs"]);
+        assert_eq!(
+            names,
+            ["python", "jvm", "ruby", "postgresql", "nodejs", "php"]
+        );
     }
 }
