@@ -2,7 +2,7 @@
 //! the programs compiled into it (no clang needed) and attaches to the
 //! runtimes' processes on the machine as they come and go.
 
-use crate::common::{self, require_bpf, wait_for, Exporter, Python};
+use crate::common::{self, fixtures, require_bpf, wait_for, Exporter, Python};
 use crate::nodejs::Node;
 use std::path::Path;
 use std::process::Command;
@@ -218,8 +218,35 @@ fn families(exposition: &str) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// The examples the dashboard shows beyond the default pack: each example's
+/// name (examples/NAME.yaml) and the `binary_name` it selects.
+const DASHBOARD_EXAMPLES: [(&str, &str); 2] = [("nginx", "nginx"), ("mariadb", "mariadbd")];
+
+/// The `userspace_exporter_*` metric names of a query, each with its family
+/// (a histogram's `_bucket`, `_sum` or `_count` series named by its family's
+/// name, per `exported`, the families known and their kinds).
+fn query_metrics<'a>(
+    expr: &'a str,
+    exported: &std::collections::BTreeMap<String, String>,
+) -> Vec<(&'a str, &'a str)> {
+    let name = regex::Regex::new(r"userspace_exporter_[a-zA-Z0-9_]+").unwrap();
+    name.find_iter(expr)
+        .map(|m| {
+            let metric = m.as_str();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    let base = metric.strip_suffix(suffix)?;
+                    (exported.get(base).map(String::as_str) == Some("histogram")).then_some(base)
+                })
+                .unwrap_or(metric);
+            (metric, family)
+        })
+        .collect()
+}
+
 #[test]
-fn the_dashboard_queries_exactly_what_the_default_pack_exports() {
+fn the_dashboard_queries_exactly_what_the_default_pack_and_its_examples_export() {
     let _machine = common::exclusive();
     if !require_bpf() {
         return;
@@ -229,44 +256,73 @@ fn the_dashboard_queries_exactly_what_the_default_pack_exports() {
         &std::fs::read_to_string(root.join("deploy/grafana-dashboard.json")).unwrap(),
     )
     .unwrap();
-    let exprs: Vec<String> = dashboard["panels"]
-        .as_array()
-        .unwrap()
+    let panels = dashboard["panels"].as_array().unwrap();
+    let exprs: Vec<String> = panels
         .iter()
         .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
         .map(|t| t["expr"].as_str().unwrap().to_string())
         .collect();
     assert!(exprs.len() >= 20, "{} queries", exprs.len());
 
+    // Panels have distinct ids and do not overlap on Grafana's 24-column grid.
+    let mut ids = std::collections::BTreeSet::new();
+    let mut cells = std::collections::BTreeMap::new();
+    for p in panels {
+        let title = p["title"].as_str().unwrap();
+        assert!(
+            ids.insert(p["id"].as_u64().unwrap()),
+            "id of {title} reused"
+        );
+        let g = |k: &str| p["gridPos"][k].as_u64().unwrap();
+        assert!(g("x") + g("w") <= 24, "{title} is wider than the grid");
+        for x in g("x")..g("x") + g("w") {
+            for y in g("y")..g("y") + g("h") {
+                if let Some(other) = cells.insert((x, y), title) {
+                    panic!("{title} overlaps {other} at x={x} y={y}");
+                }
+            }
+        }
+    }
+
     // What the exporter running the default pack really exports (every family
     // is declared even before a process of it is attached).
     let exporter = Exporter::start_default(&["--discovery.interval", "0"]);
-    let exported = families(&exporter.scrape());
-    let name = regex::Regex::new(r"userspace_exporter_[a-zA-Z0-9_]+").unwrap();
+    let mut exported = families(&exporter.scrape());
+    drop(exporter);
+    // And what each example the dashboard shows exports, run by the exporter
+    // (selecting a name no process has): its families beyond the pack's.
+    let mut from_examples = std::collections::BTreeSet::new();
+    for (example, binary) in DASHBOARD_EXAMPLES {
+        let config = fixtures().example_config(example, binary, "uexp-dashboard");
+        let exporter = Exporter::start_with(&config, &["--discovery.interval", "0"]);
+        for (family, kind) in families(&exporter.scrape()) {
+            if let std::collections::btree_map::Entry::Vacant(entry) = exported.entry(family) {
+                from_examples.insert(entry.key().clone());
+                entry.insert(kind);
+            }
+        }
+    }
+    assert!(
+        from_examples.len() >= 2 * DASHBOARD_EXAMPLES.len(),
+        "{from_examples:?}"
+    );
     let mut used = std::collections::BTreeSet::new();
     for expr in &exprs {
-        for m in name.find_iter(expr) {
-            let metric = m.as_str();
-            let family = ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|suffix| {
-                    let base = metric.strip_suffix(suffix)?;
-                    (exported.get(base).map(String::as_str) == Some("histogram")).then_some(base)
-                })
-                .unwrap_or(metric);
+        for (metric, family) in query_metrics(expr, &exported) {
             assert!(
                 exported.contains_key(family),
-                "dashboard query uses {metric}, which the default pack does not export: {expr}"
+                "dashboard query uses {metric}, which neither the default pack nor the examples \
+                 {DASHBOARD_EXAMPLES:?} export: {expr}"
             );
             used.insert(family.to_string());
         }
     }
-    // Every runtime metric of the pack has a panel.
+    // Every runtime metric of the pack, and every metric of the examples, has a panel.
     for family in exported.keys() {
         let runtime = ["python_", "jvm_", "ruby_", "postgresql_", "nodejs_", "php_"]
             .iter()
             .any(|p| family.starts_with(&format!("userspace_exporter_{p}")));
-        if runtime {
+        if runtime || from_examples.contains(family) {
             assert!(used.contains(family), "no dashboard panel shows {family}");
         }
     }
