@@ -88,6 +88,13 @@ clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu -I"
 nginx_cost=$(REQUESTS=${REQUESTS:-20000} REPS=$REPS python3 bench/nginx_probe_cost.py "$exporter" "$fixture/nginx.bpf.o")
 nginx_rows=$(echo "$nginx_cost" | python3 bench/nginx_rows.py)
 
+# The default pack's CPython probes on pyenv's 3.11 (a build from source:
+# shared libpython, .symtab kept) against bpftrace doing the same work on the
+# same probes: bench/python_probe_cost.py. It prints the BENCHMARKS.md section.
+python_section=$(REPS=$REPS bash bench/python_section.sh "$exporter" "$fixture/include")
+# PHP-FPM's request probes: measured once by hand (bench/php_probe_cost.py),
+# their cost lost in a request's variation; bench/php_note.md says so.
+
 discovery=$(TARGETS=${TARGETS:-200} REPS=${DISCOVERY_REPS:-5} python3 bench/discovery.py "$exporter" "$fixture/uexp-target" "$fixture/usdt_counts.bpf.o")
 discovery_rows=$(echo "$discovery" | python3 -c '
 import json, statistics, sys
@@ -275,6 +282,10 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo "| probes | no probe (worker CPU ns per request) | exporter | bpftrace $(bpftrace --version | awk '{print $2}') | cost per hit: exporter | cost per hit: bpftrace | exporter / bpftrace |"
     echo "|---|---|---|---|---|---|---|"
     echo "$nginx_rows"
+    echo
+    echo "$python_section"
+    echo
+    cat bench/php_note.md
     echo
     echo "## Discovery latency"
     echo
