@@ -28,8 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from procinfo import free_port
+import procinfo
+from procinfo import cpu_ns, free_port, scrape
 
 exporter, obj = sys.argv[1:3]
 N = int(os.environ.get("REQUESTS", "20000"))
@@ -82,10 +82,6 @@ http {{
         time.sleep(0.05)
 
 
-def cpu_ns(pid):
-    return int(open(f"/proc/{pid}/schedstat").read().split()[0])
-
-
 def requests(port, n):
     """n keep-alive GETs on one connection, pipelined BATCH at a time."""
     s = socket.create_connection(("127.0.0.1", port))
@@ -110,24 +106,14 @@ def measure(worker, port):
     return sorted(runs)[1]
 
 
-def scrape(port):
-    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-
-
 def start_bpftrace(worker):
     program = (f"uprobe:{binary}:ngx_http_create_request /pid == {worker}/ {{ @created = count(); }} "
                f"uprobe:{binary}:ngx_http_free_request /pid == {worker}/ {{ @freed = count(); }}")
-    bt = subprocess.Popen(["bpftrace", "-e", program], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True)
-    while "Attaching" not in bt.stdout.readline():
-        pass
-    time.sleep(0.5)
-    return bt
+    return procinfo.start_bpftrace(program)
 
 
 def stop_bpftrace(bt):
-    bt.send_signal(signal.SIGINT)
-    out = bt.communicate()[0]
+    out = procinfo.stop_bpftrace(bt)
     return min(int(out.split(f"@{k}:")[1].split()[0]) for k in ("created", "freed"))
 
 
@@ -139,18 +125,7 @@ def start_exporter():
     path = os.path.join(work, "config.yaml")
     with open(path, "w") as f:
         f.write(text)
-    port = free_port()
-    e = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{port}", "-c", path,
-                          "--log-level", "warn"])
-    deadline = time.time() + 30
-    while True:
-        try:
-            if 'userspace_exporter_attached_binaries{name="nginx"} 1' in scrape(port):
-                return e, port
-        except OSError:
-            pass
-        assert time.time() < deadline, "exporter never attached"
-        time.sleep(0.05)
+    return procinfo.start_exporter(exporter, path, 'userspace_exporter_attached_binaries{name="nginx"} 1')
 
 
 def counted(text):

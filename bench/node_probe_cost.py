@@ -24,9 +24,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from procinfo import free_port
+import procinfo
+from procinfo import scrape
 
 exporter, obj = sys.argv[1:3]
 N = int(os.environ.get("GCS", "5000"))
@@ -64,24 +63,14 @@ def end(p):
     p.wait()
 
 
-def scrape(port):
-    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-
-
 def start_bpftrace(pid):
     program = (f'uprobe:{node}:"{FUNCTION}" /pid == {pid}/ {{ @calls = count(); }} '
                f'uretprobe:{node}:"{FUNCTION}" /pid == {pid}/ {{ @returns = count(); }}')
-    bt = subprocess.Popen(["bpftrace", "-e", program], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True)
-    while "Attaching" not in bt.stdout.readline():
-        pass
-    time.sleep(0.5)
-    return bt
+    return procinfo.start_bpftrace(program)
 
 
 def stop_bpftrace(bt):
-    bt.send_signal(signal.SIGINT)
-    out = bt.communicate()[0]
+    out = procinfo.stop_bpftrace(bt)
     return min(int(out.split(f"@{k}:")[1].split()[0]) for k in ("calls", "returns"))
 
 
@@ -93,18 +82,7 @@ def start_exporter():
     path = os.path.join(work, "config.yaml")
     with open(path, "w") as f:
         f.write(text)
-    port = free_port()
-    e = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{port}", "-c", path,
-                          "--log-level", "warn"])
-    deadline = time.time() + 30
-    while True:
-        try:
-            if 'userspace_exporter_attached_processes{name="nodejs"} 1' in scrape(port):
-                return e, port
-        except OSError:
-            pass
-        assert time.time() < deadline, "exporter never attached"
-        time.sleep(0.05)
+    return procinfo.start_exporter(exporter, path, 'userspace_exporter_attached_processes{name="nodejs"} 1')
 
 
 def run(tracer):

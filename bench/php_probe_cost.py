@@ -31,8 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from procinfo import free_port
+import procinfo
+from procinfo import cpu_ns, scrape
 
 exporter, obj = sys.argv[1:3]
 N = int(os.environ.get("PHP_REQUESTS", "5000"))
@@ -98,10 +98,6 @@ def request():
     assert b"ok\n" in got, got
 
 
-def cpu_ns(pid):
-    return int(open(f"/proc/{pid}/schedstat").read().split()[0])
-
-
 def measure(worker):
     """Worker CPU ns per request: the median of three runs."""
     runs = []
@@ -113,25 +109,15 @@ def measure(worker):
     return sorted(runs)[1]
 
 
-def scrape(port):
-    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-
-
 def start_bpftrace(worker):
     # -p: bpftrace enables the probes' semaphore in that process.
     program = (f"usdt:{binary}:php:request__startup {{ $m = str(arg2, 8); @requests[$m] = count(); @start[tid] = nsecs; }} "
                f"usdt:{binary}:php:request__shutdown /@start[tid]/ {{ @duration = hist(nsecs - @start[tid]); delete(@start[tid]); }}")
-    bt = subprocess.Popen(["bpftrace", "-p", str(worker), "-e", program], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True)
-    while "Attaching" not in bt.stdout.readline():
-        assert bt.poll() is None, "bpftrace exited"
-    time.sleep(0.5)
-    return bt
+    return procinfo.start_bpftrace(program, ["-p", str(worker)])
 
 
 def stop_bpftrace(bt):
-    bt.send_signal(signal.SIGINT)
-    out = bt.communicate()[0]
+    out = procinfo.stop_bpftrace(bt)
     return int(out.split("@requests[GET]:")[1].split()[0]) if "@requests[GET]:" in out else 0
 
 
@@ -144,18 +130,7 @@ def start_exporter():
     path = os.path.join(work, "config.yaml")
     with open(path, "w") as f:
         f.write(configured)
-    port = free_port()
-    e = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{port}", "-c", path,
-                          "--log-level", "warn"])
-    deadline = time.time() + 30
-    while True:
-        try:
-            if 'userspace_exporter_attached_binaries{name="php"} 1' in scrape(port):
-                return e, port
-        except OSError:
-            pass
-        assert time.time() < deadline, "exporter never attached"
-        time.sleep(0.05)
+    return procinfo.start_exporter(exporter, path, 'userspace_exporter_attached_binaries{name="php"} 1')
 
 
 def counted(text):

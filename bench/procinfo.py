@@ -1,8 +1,11 @@
 """Helpers the bench scripts share: a free loopback port, a timed GET of
-/metrics, waiting for the bench targets to be attached, and a process's CPU
-time and memory from /proc."""
+/metrics, waiting for the bench targets to be attached, a process's CPU
+time and memory from /proc, and the exporter and bpftrace started and
+stopped the same way for every probe-cost comparison."""
 import os
+import signal
 import socket
+import subprocess
 import time
 import urllib.request
 
@@ -58,3 +61,49 @@ def attach_then_fire(port, targets):
         t.stdin.write("go\n")
         t.stdin.flush()
         t.stdout.readline()
+
+
+def scrape(port):
+    """The text of GET /metrics on 127.0.0.1:port."""
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+
+
+def cpu_ns(pid):
+    """Nanoseconds a thread (or a single-threaded process) has run, from
+    schedstat: finer than the clock ticks of cpu_seconds."""
+    return int(open(f"/proc/{pid}/schedstat").read().split()[0])
+
+
+def start_bpftrace(program, options=()):
+    """bpftrace running `program` (with its `options`), once it has attached
+    (it prints "Attaching ..." first) and half a second more for its probes
+    to settle."""
+    bt = subprocess.Popen(["bpftrace", *options, "-e", program], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True)
+    while "Attaching" not in bt.stdout.readline():
+        assert bt.poll() is None, "bpftrace exited"
+    time.sleep(0.5)
+    return bt
+
+
+def stop_bpftrace(bt):
+    """Interrupts bpftrace; what it printed (its maps)."""
+    bt.send_signal(signal.SIGINT)
+    return bt.communicate()[0]
+
+
+def start_exporter(exporter, config_path, ready, timeout=30):
+    """The exporter on a free port with the config at `config_path`, once a
+    scrape contains `ready` (an attached-count line): (process, port)."""
+    port = free_port()
+    e = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{port}", "-c", config_path,
+                          "--log-level", "warn"])
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if ready in scrape(port):
+                return e, port
+        except OSError:
+            pass
+        assert time.time() < deadline, "exporter never attached"
+        time.sleep(0.05)

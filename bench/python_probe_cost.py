@@ -35,8 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from procinfo import free_port
+import procinfo
+from procinfo import scrape
 
 exporter, obj = sys.argv[1:3]
 N = int(os.environ.get("PY_OPS", "50000"))
@@ -103,10 +103,6 @@ def phase(p):
     return result
 
 
-def scrape(port):
-    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-
-
 def start_bpftrace(pid, lib, gc):
     # The same work as python.bpf.c: invoke_gc_callback's phase string (its
     # second argument in 3.11's .isra.0 copy), a count per generation and a
@@ -127,12 +123,7 @@ uretprobe:{lib}:PyEval_RestoreThread /pid == {pid} && @gil_start[tid]/ {{
   @gil = hist(nsecs - @gil_start[tid]); delete(@gil_start[tid]);
 }}
 """
-    bt = subprocess.Popen(["bpftrace", "-e", program], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True)
-    while "Attaching" not in bt.stdout.readline():
-        assert bt.poll() is None, "bpftrace exited"
-    time.sleep(0.5)
-    return bt
+    return procinfo.start_bpftrace(program)
 
 
 def hist_total(out, name):
@@ -142,8 +133,7 @@ def hist_total(out, name):
 
 
 def stop_bpftrace(bt):
-    bt.send_signal(signal.SIGINT)
-    out = bt.communicate()[0]
+    out = procinfo.stop_bpftrace(bt)
     collections = re.search(r"^@collections\[0\]: (\d+)", out, re.M)
     return {"gil": hist_total(out, "gil"), "import": hist_total(out, "import"),
             "gc": int(collections.group(1)) if collections else 0}
@@ -159,18 +149,7 @@ def start_exporter():
     path = os.path.join(work, "config.yaml")
     with open(path, "w") as f:
         f.write(configured)
-    port = free_port()
-    e = subprocess.Popen([exporter, "--listen-address", f"127.0.0.1:{port}", "-c", path,
-                          "--log-level", "warn"])
-    deadline = time.time() + 30
-    while True:
-        try:
-            if 'userspace_exporter_attached_processes{name="python"} 1' in scrape(port):
-                return e, port
-        except OSError:
-            pass
-        assert time.time() < deadline, "exporter never attached"
-        time.sleep(0.05)
+    return procinfo.start_exporter(exporter, path, 'userspace_exporter_attached_processes{name="python"} 1')
 
 
 def series(text, name, pid, extra=""):
