@@ -219,6 +219,7 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo
     echo "Written by \`sudo bash bench/run.sh\` on $(date -u +%Y-%m-%d), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB,"
     echo "Linux $(uname -r), $(clang --version | head -1). Median of $REPS runs, (min..max)."
+    [ -z "${BACKGROUND:-}" ] || echo "Also running on the machine throughout: $BACKGROUND."
     echo
     echo "## Compiling inline code"
     echo
