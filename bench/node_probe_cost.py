@@ -18,7 +18,6 @@ Usage: python3 bench/node_probe_cost.py EXPORTER NODEJS_OBJECT
 """
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -75,14 +74,10 @@ def stop_bpftrace(bt):
 
 
 def start_exporter():
-    with open(example) as f:
-        text = f.read()
-    text = text.replace("object: nodejs.bpf.o", f"object: {obj}")
-    text = text.replace('exe_path: "**/bin/node"', f'cmdline: "{marker}"')
-    path = os.path.join(work, "config.yaml")
-    with open(path, "w") as f:
-        f.write(text)
-    return procinfo.start_exporter(exporter, path, 'userspace_exporter_attached_processes{name="nodejs"} 1')
+    return procinfo.start_example(
+        exporter, example, work,
+        [("object: nodejs.bpf.o", f"object: {obj}"), ('exe_path: "**/bin/node"', f'cmdline: "{marker}"')],
+        'userspace_exporter_attached_processes{name="nodejs"} 1')
 
 
 def run(tracer):
@@ -114,19 +109,12 @@ def scavenges(text, pid):
     return int(float(next((l.split()[-1] for l in text.splitlines() if l.startswith(prefix)), "0")))
 
 
-tracers = ["exporter", "bpftrace"]
-samples = {c: [] for c in ["none"] + tracers}
-costs = {c: [] for c in tracers}
-for rep in range(REPS):
-    order = tracers[:]
-    random.shuffle(order)
-    for tracer in order:
-        before, probed, after, counted = run(tracer)
-        # The tracer sees every scavenge of the run: ours, and any V8 adds.
-        assert counted >= N, f"{tracer}: counted {counted} of {N}"
-        samples["none"] += [before, after]
-        samples[tracer].append(probed)
-        costs[tracer].append(probed - (before + after) / 2)
+def check(tracer, counted):
+    # The tracer sees every scavenge of the run: ours, and any V8 adds.
+    assert counted >= N, f"{tracer}: counted {counted} of {N}"
+
+
+samples, costs = procinfo.compare_tracers(run, REPS, check)
 for condition, values in samples.items():
     print(json.dumps({"condition": condition, "collections": N, "ns_per_collection": values,
                       "cost_ns": costs.get(condition)}), flush=True)

@@ -22,7 +22,6 @@ Usage: python3 bench/php_probe_cost.py EXPORTER PHP_OBJECT
 import atexit
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -122,15 +121,10 @@ def stop_bpftrace(bt):
 
 
 def start_exporter():
-    with open(example) as f:
-        text = f.read()
-    configured = text.replace("object: php.bpf.o", f"object: {obj}").replace(
-        "binary_name: php-fpm8.2", f"binary_name: {comm}")
-    assert obj in configured and comm in configured, f"{example} changed: update this script"
-    path = os.path.join(work, "config.yaml")
-    with open(path, "w") as f:
-        f.write(configured)
-    return procinfo.start_exporter(exporter, path, 'userspace_exporter_attached_binaries{name="php"} 1')
+    return procinfo.start_example(
+        exporter, example, work,
+        [("object: php.bpf.o", f"object: {obj}"), ("binary_name: php-fpm8.2", f"binary_name: {comm}")],
+        'userspace_exporter_attached_binaries{name="php"} 1')
 
 
 def counted(text):
@@ -162,18 +156,13 @@ def run(tracer):
         master.wait()
 
 
-tracers = ["exporter", "bpftrace"]
-samples = {c: [] for c in ["none"] + tracers}
-costs = {c: [] for c in tracers}
-for rep in range(REPS):
-    order = tracers[:]
-    random.shuffle(order)
-    for tracer in order:
-        before, probed, after, count = run(tracer)
-        assert count == 3 * N, f"{tracer}: counted {count} of {3 * N}"
-        samples["none"] += [before, after]
-        samples[tracer].append(probed)
-        costs[tracer].append((probed - (before + after) / 2) / 2)
+def check(tracer, count):
+    assert count == 3 * N, f"{tracer}: counted {count} of {3 * N}"
+
+
+samples, costs = procinfo.compare_tracers(run, REPS, check)
 for condition, values in samples.items():
+    # Two hits a request.
+    per_hit = [cost / 2 for cost in costs[condition]] if condition in costs else None
     print(json.dumps({"condition": condition, "requests": N, "ns_per_request": values,
-                      "cost_ns_per_hit": costs.get(condition)}), flush=True)
+                      "cost_ns_per_hit": per_hit}), flush=True)

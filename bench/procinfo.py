@@ -3,6 +3,7 @@
 time and memory from /proc, and the exporter and bpftrace started and
 stopped the same way for every probe-cost comparison."""
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -107,3 +108,42 @@ def start_exporter(exporter, config_path, ready, timeout=30):
             pass
         assert time.time() < deadline, "exporter never attached"
         time.sleep(0.05)
+
+
+def start_example(exporter, example, work, replacements, ready):
+    """The exporter running a copy of the example config `example` with each
+    (old, new) of `replacements` made (each `old` must be there exactly once:
+    an example that changed under a bench fails it, instead of measuring
+    something else), written to WORK/config.yaml: (process, port), as
+    start_exporter."""
+    with open(example) as f:
+        text = f.read()
+    for old, new in replacements:
+        assert text.count(old) == 1, f"{example} changed ({old!r}): update the bench"
+        text = text.replace(old, new)
+    path = os.path.join(work, "config.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return start_exporter(exporter, path, ready)
+
+
+def compare_tracers(run, reps, check):
+    """Runs `run(tracer)` for the exporter and bpftrace, in a shuffled order,
+    `reps` times. `run` returns the no-probe figure before, the figure with
+    the tracer, the no-probe figure after and the hits the tracer counted;
+    `check(tracer, counted)` asserts on the count. Returns the samples by
+    condition (none, exporter, bpftrace) and each tracer's costs: the
+    figure with it minus the mean of those before and after, per repetition."""
+    tracers = ["exporter", "bpftrace"]
+    samples = {c: [] for c in ["none"] + tracers}
+    costs = {c: [] for c in tracers}
+    for _ in range(reps):
+        order = tracers[:]
+        random.shuffle(order)
+        for tracer in order:
+            before, probed, after, counted = run(tracer)
+            check(tracer, counted)
+            samples["none"] += [before, after]
+            samples[tracer].append(probed)
+            costs[tracer].append(probed - (before + after) / 2)
+    return samples, costs

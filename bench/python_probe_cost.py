@@ -140,16 +140,12 @@ def stop_bpftrace(bt):
 
 
 def start_exporter():
-    with open(example) as f:
-        text = f.read()
-    configured = text.replace("object: python.bpf.o", f"object: {obj}").replace(
-        '    attachment:\n      - exe_path: "**/python3*"\n      - maps: "**/libpython3.*.so*"\n',
-        f'    attachment:\n      - cmdline: "{marker}"\n')
-    assert configured.count(obj) == 1 and marker in configured, f"{example} changed: update this script"
-    path = os.path.join(work, "config.yaml")
-    with open(path, "w") as f:
-        f.write(configured)
-    return procinfo.start_exporter(exporter, path, 'userspace_exporter_attached_processes{name="python"} 1')
+    return procinfo.start_example(
+        exporter, example, work,
+        [("object: python.bpf.o", f"object: {obj}"),
+         ('    attachment:\n      - exe_path: "**/python3*"\n      - maps: "**/libpython3.*.so*"\n',
+          f'    attachment:\n      - cmdline: "{marker}"\n')],
+        'userspace_exporter_attached_processes{name="python"} 1')
 
 
 def series(text, name, pid, extra=""):
