@@ -146,24 +146,39 @@ pub fn similar(functions: &FunctionTable, name: &str, max: usize) -> Vec<String>
             }
             None => all.insert(demangled(None)),
         };
-        let prefix = format!("{scope}::");
-        let in_scope: SymbolTable = candidates.with_prefix(&prefix).collect();
-        if !in_scope.is_empty() {
-            let own_names: SymbolTable = in_scope.iter().map(|n| &n[prefix.len()..]).collect();
-            let mut out: Vec<String> = own_names
-                .similar(own, max)
-                .into_iter()
-                .map(|n| format!("{prefix}{n}"))
-                .collect();
-            for other in in_scope.similar(name, max) {
-                if out.len() < max && !out.contains(&other) {
-                    out.push(other);
-                }
-            }
+        if let Some(out) = similar_in_scope(candidates, scope, own, name, max) {
             return out;
         }
     }
     all.unwrap_or_else(|| demangled(None)).similar(name, max)
+}
+
+/// Of `names`, those in `scope` most like `name` (`scope::own`): first by
+/// their own names, then by whole names; `None` when the scope has none.
+fn similar_in_scope(
+    names: &SymbolTable,
+    scope: &str,
+    own: &str,
+    name: &str,
+    max: usize,
+) -> Option<Vec<String>> {
+    let prefix = format!("{scope}::");
+    let in_scope: SymbolTable = names.with_prefix(&prefix).collect();
+    if in_scope.is_empty() {
+        return None;
+    }
+    let own_names: SymbolTable = in_scope.iter().map(|n| &n[prefix.len()..]).collect();
+    let mut out: Vec<String> = own_names
+        .similar(own, max)
+        .into_iter()
+        .map(|n| format!("{prefix}{n}"))
+        .collect();
+    for other in in_scope.similar(name, max) {
+        if out.len() < max && !out.contains(&other) {
+            out.push(other);
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -290,7 +305,8 @@ mod tests {
     }
 
     /// [`similar`]'s rule applied to every C++ function demangled: what it
-    /// must give while demangling only those that contain the scope's hint.
+    /// must give while demangling only those that contain the scope's hint
+    /// (the shortcut under test is which names are demangled).
     fn similar_by_full_scan(functions: &FunctionTable, name: &str, max: usize) -> Vec<String> {
         let names: SymbolTable = functions
             .iter()
@@ -299,25 +315,9 @@ mod tests {
             })
             .filter_map(|f| demangle::demangle(&f.name, false))
             .collect();
-        if let Some((scope, own)) = name.rsplit_once("::") {
-            let prefix = format!("{scope}::");
-            let in_scope: SymbolTable = names.with_prefix(&prefix).collect();
-            if !in_scope.is_empty() {
-                let own_names: SymbolTable = in_scope.iter().map(|n| &n[prefix.len()..]).collect();
-                let mut out: Vec<String> = own_names
-                    .similar(own, max)
-                    .into_iter()
-                    .map(|n| format!("{prefix}{n}"))
-                    .collect();
-                for other in in_scope.similar(name, max) {
-                    if out.len() < max && !out.contains(&other) {
-                        out.push(other);
-                    }
-                }
-                return out;
-            }
-        }
-        names.similar(name, max)
+        name.rsplit_once("::")
+            .and_then(|(scope, own)| super::similar_in_scope(&names, scope, own, name, max))
+            .unwrap_or_else(|| names.similar(name, max))
     }
 
     #[test]
