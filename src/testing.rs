@@ -98,6 +98,40 @@ pub fn go_toolchain() -> Result<&'static std::path::Path, String> {
     }
 }
 
+/// The Go fixture (tests/fixtures/go) built by [`GO_TOOLCHAIN`] with `args`
+/// (to `go build`) into `dir/out`, offline, with its caches under `dir`;
+/// `None` (the test recorded as skipped, outside CI) without that Go.
+pub fn go_build(dir: &std::path::Path, out: &str, args: &[&str]) -> Option<std::path::PathBuf> {
+    let go = go_toolchain();
+    let Ok(go) = go else {
+        require("Go 1.19", go.map(|_| ()));
+        return None;
+    };
+    let binary = dir.join(out);
+    let built = std::process::Command::new(go)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/go"))
+        .arg("build")
+        .args(args)
+        .arg("-o")
+        .arg(&binary)
+        .arg(".")
+        .env("GOCACHE", dir.join("go-cache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GO111MODULE", "on")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .output();
+    match built {
+        Ok(out) if out.status.success() => Some(binary),
+        Ok(out) => panic!(
+            "go build {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => panic!("{}: {e}", go.display()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

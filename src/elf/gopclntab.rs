@@ -940,43 +940,7 @@ pub(super) mod tests {
         assert!(search(&section[..64], 0).is_none());
     }
 
-    /// The Go fixture (tests/fixtures/go) built by Debian 12's Go 1.19 with
-    /// `args`, into `dir/out`; `None` (the test skipped, outside CI) without it.
-    pub(crate) fn go_build(
-        dir: &std::path::Path,
-        out: &str,
-        args: &[&str],
-    ) -> Option<std::path::PathBuf> {
-        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/go");
-        let binary = dir.join(out);
-        let go = crate::testing::go_toolchain();
-        let Ok(go) = go else {
-            crate::testing::require("Go 1.19", go.map(|_| ()));
-            return None;
-        };
-        let built = std::process::Command::new(go)
-            .current_dir(source)
-            .arg("build")
-            .args(args)
-            .arg("-o")
-            .arg(&binary)
-            .arg(".")
-            .env("GOCACHE", dir.join("go-cache"))
-            .env("GOPATH", dir.join("gopath"))
-            .env("GO111MODULE", "on")
-            .env("GOFLAGS", "-mod=mod")
-            .env("GOPROXY", "off")
-            .env("GOTOOLCHAIN", "local")
-            .output();
-        match built {
-            Ok(out) if out.status.success() => Some(binary),
-            Ok(out) => panic!(
-                "go build {args:?} failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(e) => panic!("{}: {e}", go.display()),
-        }
-    }
+    use crate::testing::go_build;
 
     /// What [`read`] finds in the 64-bit ELF file `bytes`.
     fn read_bytes(bytes: &[u8]) -> Result<(Vec<GoFunction>, Option<TextSource>), String> {

@@ -30,36 +30,9 @@ const ADD: &str = "uexp.example/fixture/tally.(*Tally).Add";
 /// `fixtures().dir/go/NAME` with `args` (to `go build`); `None` when that Go
 /// is missing outside CI.
 fn build(name: &str, args: &[&str]) -> Option<PathBuf> {
-    let go = userspace_exporter::testing::go_toolchain();
-    let Ok(go) = go else {
-        common::require("Go 1.19", go.map(|_| ()));
-        return None;
-    };
     let dir = fixtures().dir.join("go");
     std::fs::create_dir_all(&dir).unwrap();
-    let binary = dir.join(name);
-    let built = Command::new(go)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/go"))
-        .arg("build")
-        .args(args)
-        .arg("-o")
-        .arg(&binary)
-        .arg(".")
-        .env("GOCACHE", dir.join("cache"))
-        .env("GOPATH", dir.join("gopath"))
-        .env("GO111MODULE", "on")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOTOOLCHAIN", "local")
-        .output();
-    match built {
-        Ok(out) if out.status.success() => Some(binary),
-        Ok(out) => panic!(
-            "go build {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => panic!("{}: {e}", go.display()),
-    }
+    userspace_exporter::testing::go_build(&dir, name, args)
 }
 
 /// The fixture built plainly, named `uexp-go`.
