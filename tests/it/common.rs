@@ -1092,3 +1092,13 @@ pub fn curl_gzipped(url: &str, headers: &[&str]) -> (String, Vec<u8>) {
     let head = std::fs::read_to_string(head).unwrap().to_ascii_lowercase();
     (head, std::fs::read(body).unwrap())
 }
+
+/// The pids of a single-threaded process's children (a server's workers), as
+/// strings for `pid` labels; none once it has exited.
+pub fn children(pid: u32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}

@@ -107,12 +107,7 @@ impl Nginx {
     }
 
     fn workers(&self) -> Vec<String> {
-        let pid = self.master.id();
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_string)
-            .collect()
+        common::children(self.master.id())
     }
 
     /// Sends `requests` (paths) on one connection, pipelined, the last with

@@ -94,12 +94,7 @@ impl Fpm {
 
     /// The pool's worker pids (the master's children).
     fn workers(&self) -> Vec<String> {
-        let pid = self.master.id();
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_string)
-            .collect()
+        common::children(self.master.id())
     }
 
     /// `accepted conn` from the status page (the status request included).
