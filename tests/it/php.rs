@@ -309,7 +309,7 @@ fn check_requests(exporter: &Exporter, fpm: &Fpm, methods_read: bool) {
     let t0 = Instant::now();
     let accepted1 = fpm.accepted();
     client_seconds += t0.elapsed().as_secs_f64();
-    let s1 = exporter.samples();
+    let s1 = settled(exporter, requests, hist);
 
     let delta = |name: &str, labels: &[(&str, &str)]| {
         over(&s1, name, &workers, labels) - over(&s0, name, &workers, labels)
@@ -405,7 +405,7 @@ fn php_example_counts_every_worker_of_an_ondemand_pool() {
     let t0 = Instant::now();
     let accepted1 = fpm.accepted();
     let client_seconds = client_seconds + t0.elapsed().as_secs_f64();
-    let s1 = exporter.samples();
+    let s1 = settled(&exporter, requests, hist);
 
     let delta = |name: &str, labels: &[(&str, &str)]| {
         let mut l = labels.to_vec();
@@ -441,4 +441,21 @@ fn php_example_counts_every_worker_of_an_ondemand_pool() {
         observed <= client_seconds + slack,
         "observed {observed} s > client {client_seconds} s + {slack} s"
     );
+}
+
+/// The exporter's samples once every request counted at its start has its
+/// duration observed too: `request__shutdown` can fire just after the client
+/// has read the response (and so after the scrape that follows it). Waits up
+/// to 5 s; the exact assertions then judge whatever it saw last.
+fn settled(exporter: &Exporter, requests: &str, hist: &str) -> Samples {
+    let count = format!("{hist}_count");
+    let mut last = exporter.samples();
+    wait_for(Duration::from_secs(5), || {
+        if last.sum(requests, &[]) == last.sum(&count, &[]) {
+            return Some(());
+        }
+        last = exporter.samples();
+        None
+    });
+    last
 }
