@@ -4,6 +4,7 @@ time and memory from /proc, and the exporter and bpftrace started and
 stopped the same way for every probe-cost comparison."""
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -91,6 +92,15 @@ def stop_bpftrace(bt):
     """Interrupts bpftrace; what it printed (its maps)."""
     bt.send_signal(signal.SIGINT)
     return bt.communicate()[0]
+
+
+def hist_total(out, name):
+    """The observations in the histogram `@name` that bpftrace printed (its
+    output at exit, `out`); 0 when it printed none (nothing observed)."""
+    if f"@{name}:" not in out:
+        return 0
+    section = out.split(f"@{name}:", 1)[1].split("\n\n", 1)[0]
+    return sum(int(m) for m in re.findall(r"^\[[^\]\)\n]*[\])]\s+(\d+)", section, re.M))
 
 
 def start_exporter(exporter, config_path, ready, timeout=30):

@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import procinfo
-from procinfo import scrape
+from procinfo import hist_total, scrape
 
 exporter, obj = sys.argv[1:3]
 N = int(os.environ.get("PY_OPS", "50000"))
@@ -124,12 +124,6 @@ uretprobe:{lib}:PyEval_RestoreThread /pid == {pid} && @gil_start[tid]/ {{
 }}
 """
     return procinfo.start_bpftrace(program)
-
-
-def hist_total(out, name):
-    """The observations in one of bpftrace's printed histograms."""
-    section = out.split(f"@{name}:", 1)[1].split("\n\n", 1)[0]
-    return sum(int(m) for m in re.findall(r"^\[[^\]\)\n]*[\])]\s+(\d+)", section, re.M))
 
 
 def stop_bpftrace(bt):

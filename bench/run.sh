@@ -88,6 +88,11 @@ clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu -I"
 nginx_cost=$(REQUESTS=${REQUESTS:-20000} REPS=$REPS python3 bench/nginx_probe_cost.py "$exporter" "$fixture/nginx.bpf.o")
 nginx_rows=$(echo "$nginx_cost" | python3 bench/nginx_rows.py)
 
+# The MariaDB example's uprobes (exported C++ functions, three hits per
+# statement) against bpftrace doing the same work on the same probes:
+# bench/mariadb_probe_cost.py. It prints the BENCHMARKS.md section.
+mariadb_section=$(REPS=$REPS bash bench/mariadb_section.sh "$exporter" "$fixture/include")
+
 # The default pack's CPython probes on pyenv's 3.11 (a build from source:
 # shared libpython, .symtab kept) against bpftrace doing the same work on the
 # same probes: bench/python_probe_cost.py. It prints the BENCHMARKS.md section.
@@ -283,6 +288,8 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo "| probes | no probe (worker CPU ns per request) | exporter | bpftrace $(bpftrace --version | awk '{print $2}') | cost per hit: exporter | cost per hit: bpftrace | exporter / bpftrace |"
     echo "|---|---|---|---|---|---|---|"
     echo "$nginx_rows"
+    echo
+    echo "$mariadb_section"
     echo
     echo "$python_section"
     echo
