@@ -375,3 +375,77 @@ fn the_features_found_match_the_kernel() {
         exporter.logs()
     );
 }
+
+/// `code` indented under a config's `code: |`.
+fn indent(code: &str) -> String {
+    code.lines()
+        .map(|l| format!("      {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A program whose object has CO-RE relocations (a kernel struct read
+/// through BPF_CORE_READ) cannot run without the kernel's BTF, and says so;
+/// a USDT program needs none (libbpf's usdt.bpf.h has no relocations).
+#[test]
+fn without_kernel_btf_only_programs_with_core_relocations_are_refused() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let code = r#"#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/usdt.bpf.h>
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, u64);
+    __type(value, u64);
+} hits SEC(".maps");
+
+SEC("usdt")
+int BPF_USDT(on_hit, long arg, long i) {
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    u64 key = BPF_CORE_READ(task, tgid), one = 1;
+    u64 *v = bpf_map_lookup_elem(&hits, &key);
+    if (v)
+        __sync_fetch_and_add(v, 1);
+    else
+        bpf_map_update_elem(&hits, &key, &one, BPF_NOEXIST);
+    return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";"#;
+    let config = format!(
+        "programs:\n  - name: core\n    metrics:\n      counters:\n        - name: hits_total\n          help: h\n          table: hits\n          labels: [{{name: tgid, size: 8, decoders: [{{name: uint}}]}}]\n    usdt:\n      fixture:hit: on_hit\n    attachment: {{binary_name: uexp-kf-core}}\n    code: |\n{}\n",
+        indent(code)
+    );
+    let (ok, out) = check(&config, &[], &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains(": 1 program(s) would run in full"), "{out}");
+    let (ok, refused) = check(&config, &["--kernel.assume-missing", "kernel_btf"], &[]);
+    assert!(!ok, "{refused}");
+    assert!(
+        refused.contains("program \"core\": kernel BTF (CONFIG_DEBUG_INFO_BTF) needs Linux 5.4+; this kernel is ")
+            && refused.contains(", assumed missing by --kernel.assume-missing: the object has CO-RE relocations (BPF_CORE_READ, or kernel structs from a generated vmlinux.h), which libbpf resolves against the kernel's BTF; run on a kernel built with CONFIG_DEBUG_INFO_BTF"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("): 0 program(s) would run in full, 0 degraded, 1 not at all"),
+        "{refused}"
+    );
+    // The same probe from an object without relocations runs.
+    let (ok, usdt) = check(
+        &common::hits_config("uexp-kf-core"),
+        &["--kernel.assume-missing", "kernel_btf"],
+        &[],
+    );
+    assert!(ok, "{usdt}");
+    assert!(
+        usdt.contains("): 1 program(s) would run in full, 0 degraded, 0 not at all"),
+        "{usdt}"
+    );
+}
