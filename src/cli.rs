@@ -145,6 +145,22 @@ pub struct Cli {
     #[arg(long = "cache-dir", value_name = "DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
 
+    /// For testing and diagnostics: behave as if the kernel lacked these
+    /// features (comma-separated: uprobe_multi, bpf_get_func_ip_uprobe,
+    /// batch_lookup, bpf_stats, kernel_btf, bpf_cookie, usdt_semaphores),
+    /// taking the fallback each has or refusing what cannot run without it,
+    /// as on a kernel without them (README, "Kernel features"). The kernel
+    /// is not asked about these.
+    #[arg(
+        long = "kernel.assume-missing",
+        value_name = "FEATURE,...",
+        value_delimiter = ',',
+        value_parser = parse_feature,
+        env = "EXPORTER_KERNEL_ASSUME_MISSING",
+        global = true
+    )]
+    pub assume_missing: Vec<String>,
+
     /// What to do instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -257,6 +273,10 @@ pub enum ProbesOutput {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
+    if let Err(e) = crate::kernel::assume_missing(&cli.assume_missing) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     // Before any thread starts: capabilities are per thread.
     let capabilities = crate::privileges::raise_permitted();
     if cli.command.is_none() {
@@ -470,6 +490,17 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// A `--kernel.assume-missing` feature: one of the names the README lists.
+fn parse_feature(text: &str) -> Result<String, String> {
+    match crate::kernel::Feature::from_name(text.trim()) {
+        Some(feature) => Ok(feature.name().to_string()),
+        None => Err(format!(
+            "unknown kernel feature {text:?}; known: {}",
+            crate::kernel::Feature::ALL.map(|f| f.name()).join(", ")
+        )),
+    }
+}
+
 /// A `--pid`: a positive integer.
 fn parse_pid(text: &str) -> Result<i32, String> {
     crate::exporter::parse_pid(text).map_err(|e| e.to_string())
@@ -498,10 +529,32 @@ fn check(path: Option<&std::path::Path>, pid: Option<i32>, compiler: &Compiler) 
     for warning in config.warnings() {
         println!("warning: {warning}");
     }
+    let kernel = crate::kernel::features();
+    for (feature, detection) in &kernel.detected {
+        if *detection != crate::kernel::Detection::Present {
+            println!(
+                "warning: kernel feature {feature}: {}; without it {}",
+                detection.describe(),
+                feature.without()
+            );
+        }
+    }
     let mut failures = 0;
+    // Programs that would run in full, degraded, or not at all on this kernel.
+    let mut tally = [0usize; 3];
     for program in &config.programs {
         let name = &program.value.name;
-        let prepared = crate::exporter::set_up(&config, program, compiler, 0).map(|p| p.prepared);
+        let prepared = crate::exporter::object_and_fingerprint(&config, program, compiler)
+            .and_then(|(object, fingerprint)| {
+                let prepared = crate::attach::PreparedProgram::prepare(&config, program, object)
+                    .map_err(|es| es.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+                if !prepared.support.refusals.is_empty() {
+                    tally[2] += 1;
+                }
+                let support = prepared.support.clone();
+                crate::exporter::finish_set_up(&config, program, prepared, fingerprint, 0)
+                    .map(|p| (p.prepared, support))
+            });
         match prepared {
             Err(errors) => {
                 failures += errors.len();
@@ -509,7 +562,7 @@ fn check(path: Option<&std::path::Path>, pid: Option<i32>, compiler: &Compiler) 
                     println!("error: {e}");
                 }
             }
-            Ok(prepared) => match prepared.verify() {
+            Ok((prepared, support)) => match prepared.verify() {
                 Ok(()) => {
                     let metrics = &prepared.config.metrics;
                     // Gauges are named only where a program has some.
@@ -522,7 +575,13 @@ fn check(path: Option<&std::path::Path>, pid: Option<i32>, compiler: &Compiler) 
                         prepared.probes.len(),
                         metrics.counters.len(),
                         metrics.histograms.len()
-                    )
+                    );
+                    if support.fallbacks.is_empty() {
+                        tally[0] += 1;
+                    } else {
+                        tally[1] += 1;
+                        println!("  on this kernel: {}", support.summary(kernel));
+                    }
                 }
                 Err(e) => {
                     failures += 1;
@@ -536,6 +595,10 @@ fn check(path: Option<&std::path::Path>, pid: Option<i32>, compiler: &Compiler) 
             },
         }
     }
+    println!(
+        "kernel {} ({}): {} program(s) would run in full, {} degraded, {} not at all",
+        kernel.release, kernel.machine, tally[0], tally[1], tally[2]
+    );
     if let Some(pid) = pid {
         if let Err(e) = explain(&config, pid) {
             println!("error: {e}");
@@ -699,6 +762,8 @@ fn start_exporter(
             config.programs.len()
         );
     }
+    // Before any program is set up: what the kernel lacks decides fallbacks.
+    crate::kernel::log_summary(crate::kernel::features());
     if cli.bpf_stats {
         match crate::metrics::bpf_stats::enable() {
             Ok(()) => tracing::info!("BPF run statistics on while the exporter runs (--bpf.stats)"),

@@ -4,7 +4,9 @@
 //! The data flows through one module per stage:
 //! [`config`] -> [`compile`] -> [`discovery`] -> [`attach`] -> [`metrics`] -> [`http`],
 //! with [`exporter`] holding the live state that ties them together, and
-//! [`builtin`] the default pack used when no config is given. [`probes`] lists
+//! [`builtin`] the default pack used when no config is given. [`kernel`] says
+//! which BPF features the running kernel has, and what runs without them
+//! ([`privileges`], which capabilities). [`probes`] lists
 //! what a process or binary offers to probe (the `probes` subcommand), from
 //! [`elf`] and [`discovery`].
 
@@ -17,6 +19,7 @@ pub mod discovery;
 pub mod elf;
 pub mod exporter;
 pub mod http;
+pub mod kernel;
 pub mod metrics;
 pub mod privileges;
 pub mod probes;

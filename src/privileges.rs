@@ -6,8 +6,9 @@
 //! first and expect the exporter to do what it allows; the README's table
 //! lists what each kernel measured needs. On the 6.18 builds measured so far:
 //! - loading a tracing program: CAP_BPF and CAP_PERFMON;
-//! - USDT probes and wildcard uprobes: nothing more (libbpf attaches them
-//!   through uprobe_multi links);
+//! - USDT probes and wildcard uprobes: nothing more (they attach through
+//!   uprobe_multi links; on kernels without those links, see crate::kernel,
+//!   they are perf-event uprobes and need what the next line says);
 //! - single-function uprobes and uretprobes: CAP_SYS_ADMIN (libbpf creates
 //!   them through perf_event_open, refused with CAP_PERFMON alone);
 //! - another user's processes: CAP_SYS_PTRACE (`/proc/PID/root`, `exe`, `maps`);
@@ -24,7 +25,8 @@ pub const LOAD: &str = "the kernel refused to load the BPF program (EPERM): \
 /// Why creating a uprobe or uretprobe was refused.
 pub const UPROBE: &str = "the kernel refused to create the uprobe through perf_event_open: \
      grant CAP_SYS_ADMIN, which kernels such as 6.18 require for it (USDT probes and \
-     wildcard uprobes, attached through uprobe_multi links, need only CAP_BPF and CAP_PERFMON)";
+     wildcard uprobes need only CAP_BPF and CAP_PERFMON on kernels with uprobe_multi links, \
+     which attach them without perf_event_open)";
 
 /// Why attaching a USDT probe was refused.
 pub const USDT: &str = "the kernel refused to attach the USDT probe: it needs CAP_BPF and \

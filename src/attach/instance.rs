@@ -307,11 +307,12 @@ impl Instance {
                                     })
                                     .map_err(|e| {
                                         format!(
-                                            "attaching usdt {}:{} in {}{of_pid}: {}{}",
+                                            "attaching usdt {}:{} in {}{of_pid}: {}{}{}",
                                             t.provider,
                                             t.name,
                                             t.path.display(),
                                             crate::privileges::explain(&e, crate::privileges::USDT),
+                                            unsupported_hint(&e),
                                             if shared.is_some() {
                                                 SHARED_USDT_HINT
                                             } else {
@@ -335,13 +336,18 @@ impl Instance {
                                 ));
                             }
                             let kind = if retprobe { "uretprobe" } else { "uprobe" };
-                            if !t.symbols.is_empty() {
+                            if !t.symbols.is_empty() && program.uprobe_multi {
                                 return attach_multi(&bpf_prog, pid, &t, retprobe)
                                     .map(|link| vec![(link, format!("{kind} {} ({} functions: {}) in {}{}", t.name, t.symbols.len(), matched_names(&t), t.path.display(), armed(&t)))])
                                     .map_err(|e| format!("attaching {kind} {} ({} functions) in {}{of_pid}: {}", t.name, t.symbols.len(), t.path.display(), crate::privileges::explain(&e, crate::privileges::USDT)));
                             }
+                            if !t.symbols.is_empty() {
+                                // No uprobe_multi links here (crate::kernel): the same
+                                // program on each function, by a uprobe of its own.
+                                return attach_each(&bpf_prog, pid, &t, &t.symbols, retprobe, Some(ONE_PER_FUNCTION)).map_err(|e| format!("attaching {kind} {} ({} functions, one uprobe each: no uprobe_multi links on this kernel) in {}{of_pid}: {}", t.name, t.symbols.len(), t.path.display(), crate::privileges::explain(&e, crate::privileges::UPROBE)));
+                            }
                             if !t.each.is_empty() {
-                                return attach_each(&bpf_prog, pid, &t, retprobe).map_err(|e| format!("attaching {kind} {} in {}{of_pid}: {}", t.name, t.path.display(), crate::privileges::explain(&e, crate::privileges::UPROBE)));
+                                return attach_each(&bpf_prog, pid, &t, &t.each, retprobe, None).map_err(|e| format!("attaching {kind} {} in {}{of_pid}: {}", t.name, t.path.display(), crate::privileges::explain(&e, crate::privileges::UPROBE)));
                             }
                             // By offset, not func_name: libbpf would map the file to find the
                             // name, and a file truncated meanwhile faults a mapping (and it
@@ -482,22 +488,31 @@ fn attach_multi(
     prog.attach_uprobe_multi_with_opts(pid, &target.host_path, "", opts)
 }
 
-/// One uprobe link per function a C++ name named, by file offset: all of
-/// them or none (links made before a failure are dropped, so detached).
+/// How a wildcard's functions are attached where the kernel has no
+/// uprobe_multi links, for the landing page.
+const ONE_PER_FUNCTION: &str = "one uprobe per function: no uprobe_multi links on this kernel";
+
+/// One uprobe link per function (by name as shown, and file offset): the
+/// functions a C++ name named, or a wildcard's where the kernel has no
+/// uprobe_multi links. All of them or none (links made before a failure
+/// are dropped, so detached). `why` is said of each.
 fn attach_each(
     prog: &libbpf_rs::ProgramMut<'_>,
     pid: i32,
     target: &resolve::Target,
+    functions: &[(String, u64)],
     retprobe: bool,
+    why: Option<&str>,
 ) -> libbpf_rs::Result<Vec<(Link, String)>> {
     let kind = if retprobe { "uretprobe" } else { "uprobe" };
-    let note = target
+    let note: String = target
         .note
-        .as_ref()
+        .iter()
+        .map(String::as_str)
+        .chain(why)
         .map(|n| format!("; {n}"))
-        .unwrap_or_default();
-    target
-        .each
+        .collect();
+    functions
         .iter()
         .map(|(demangled, offset)| {
             let opts = UprobeOpts {
@@ -516,6 +531,23 @@ fn attach_each(
                 ),
             ))
         })
+        .collect()
+}
+
+/// For a USDT attach libbpf refused as unsupported (ENOTSUP): the kernel
+/// feature it lacks, where one is known missing (libbpf refuses a
+/// semaphore-guarded probe without `ref_ctr_offset`, and a per-binary probe
+/// in a position-independent file without BPF cookies).
+fn unsupported_hint(e: &libbpf_rs::Error) -> String {
+    use crate::kernel::Feature;
+    if e.kind() != libbpf_rs::ErrorKind::Unsupported {
+        return String::new();
+    }
+    let kernel = crate::kernel::features();
+    [Feature::UsdtSemaphores, Feature::BpfCookie]
+        .into_iter()
+        .filter(|f| !kernel.usable(*f))
+        .map(|f| format!(" ({}: without it {})", kernel.needs(f), f.without()))
         .collect()
 }
 

@@ -6,6 +6,8 @@ use super::libbpf_log;
 use crate::config::{Config, ConfigError, Label, ProbeConfig, ProbeKind, Program};
 use crate::discovery::Selector;
 use crate::elf::ElfCache;
+use crate::kernel::needs::{ProgramNeeds, Support};
+use crate::kernel::Feature;
 use libbpf_rs::{MapType, ObjectBuilder, OpenObject};
 use serde_saphyr::Spanned;
 use std::collections::{BTreeMap, HashSet};
@@ -38,6 +40,52 @@ pub(crate) fn is_wildcard_uprobe(probe: &ProbeConfig) -> bool {
         && crate::config::UprobeSpec::parse(&probe.spec).is_some_and(|s| s.is_wildcard())
 }
 
+/// What `program` (its `probes`, its opened object and the object's bytes)
+/// asks of the kernel.
+fn program_needs(
+    program: &Program,
+    probes: &[ProbeConfig],
+    open: &OpenObject,
+    object: &[u8],
+) -> ProgramNeeds {
+    let named = |p: &ProbeConfig| {
+        let kind = match p.kind {
+            ProbeKind::Usdt => "usdt",
+            ProbeKind::Uprobe => "uprobe",
+            ProbeKind::Uretprobe => "uretprobe",
+        };
+        format!("{kind} {:?}", p.spec)
+    };
+    let used: HashSet<&str> = probes.iter().map(|p| p.function.as_str()).collect();
+    let mut func_ip: Vec<String> = open
+        .progs()
+        .filter(|prog| used.contains(prog.name().to_string_lossy().as_ref()))
+        .filter(|prog| {
+            crate::kernel::needs::calls_helper(prog.insns(), libbpf_sys::BPF_FUNC_get_func_ip)
+        })
+        .map(|prog| prog.name().to_string_lossy().into_owned())
+        .collect();
+    func_ip.sort();
+    ProgramNeeds {
+        wildcards: probes
+            .iter()
+            .filter(|p| is_wildcard_uprobe(p))
+            .map(named)
+            .collect(),
+        usdt: probes
+            .iter()
+            .filter(|p| p.kind == ProbeKind::Usdt)
+            .map(named)
+            .collect(),
+        per_binary: program
+            .instances
+            .as_ref()
+            .is_some_and(|m| m.value == crate::config::InstanceMode::PerBinary),
+        func_ip,
+        core_relocations: crate::kernel::needs::has_core_relocations(object),
+    }
+}
+
 /// Map types whose entries we can read as metrics.
 fn readable(map_type: MapType) -> bool {
     matches!(
@@ -66,6 +114,12 @@ pub struct PreparedProgram {
     pub tables: BTreeMap<String, TableLayout>,
     /// Where each counter's and gauge's value lies in its map value, by metric name.
     pub values: BTreeMap<String, super::ValueLayout>,
+    /// How it runs on this kernel: its fallbacks, and the features it
+    /// cannot run without ([`PreparedProgram::refusals`]).
+    pub support: Support,
+    /// Whether its wildcard uprobes attach through uprobe_multi links (the
+    /// kernel has them): otherwise one uprobe per matched function.
+    pub uprobe_multi: bool,
 }
 
 impl PreparedProgram {
@@ -289,6 +343,9 @@ impl PreparedProgram {
             return Err(errors);
         }
         let attachment = p.attachment().map(|a| a.value.clone()).unwrap_or_default();
+        let needs = program_needs(p, &probes, &open, &object);
+        let kernel = crate::kernel::features();
+        let support = crate::kernel::needs::judge(&needs, kernel);
         Ok(PreparedProgram {
             config: p.clone(),
             selector: Selector::new(&attachment),
@@ -296,7 +353,28 @@ impl PreparedProgram {
             probes,
             tables,
             values,
+            support,
+            uprobe_multi: kernel.usable(Feature::UprobeMulti),
         })
+    }
+
+    /// The features this kernel lacks that the program cannot run without,
+    /// each a message naming the feature, the kernel it needs and what to do,
+    /// located at the program in `config`.
+    pub fn refusals(&self, config: &Config, program: &Spanned<Program>) -> Vec<ConfigError> {
+        let kernel = crate::kernel::features();
+        self.support
+            .refusals
+            .iter()
+            .map(|refusal| {
+                ConfigError::new(
+                    &config.path,
+                    program.referenced.line(),
+                    program.referenced.column(),
+                    format!("program {:?}: {}", self.name(), refusal.message(kernel)),
+                )
+            })
+            .collect()
     }
 
     /// Program name.
@@ -305,8 +383,12 @@ impl PreparedProgram {
     }
 
     /// The BPF functions attached through wildcard uprobe specs (one multi-uprobe
-    /// link to every matching symbol).
+    /// link to every matching symbol); none where the kernel has no
+    /// uprobe_multi links (each function gets a uprobe of its own instead).
     pub fn multi_uprobe_functions(&self) -> HashSet<&str> {
+        if !self.uprobe_multi {
+            return HashSet::new();
+        }
         self.probes
             .iter()
             .filter(|p| is_wildcard_uprobe(p))

@@ -102,7 +102,8 @@ impl CppName {
     }
 
     /// Whether the name has wildcards (`*`, `?`): it then names a set of
-    /// functions, attached through one multi-uprobe link.
+    /// functions, attached through one multi-uprobe link (one uprobe each on
+    /// kernels without those links).
     pub fn is_glob(&self) -> bool {
         self.glob.is_some()
     }

@@ -23,7 +23,8 @@ pub use rules::{
     RuledProgram, ATTACH_ATTEMPTS,
 };
 pub use setup::{
-    object_and_fingerprint, set_up, set_up_all, set_up_object, BrokenProgram, SetUpProgram,
+    finish_set_up, object_and_fingerprint, set_up, set_up_all, set_up_object, BrokenProgram,
+    SetUpProgram,
 };
 pub use watch::{watch_config, ConfigWatch};
 
@@ -441,6 +442,7 @@ impl Exporter {
                         fingerprint,
                         self.options.label_cache_keys,
                     )?;
+                    setup::log_fallbacks(&set_up.prepared);
                     if set_up.shared.is_none() {
                         set_up.prepared.verify().map_err(|e| {
                             vec![format!(

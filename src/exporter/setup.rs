@@ -79,9 +79,27 @@ pub fn set_up_object(
     fingerprint: String,
     cache_keys: usize,
 ) -> Result<SetUpProgram, Vec<String>> {
-    let p = &program.value;
     let prepared = PreparedProgram::prepare(config, program, object)
         .map_err(|es| es.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    finish_set_up(config, program, prepared, fingerprint, cache_keys)
+}
+
+/// The rest of [`set_up_object`] once the object is checked against the
+/// config: the program is refused if this kernel lacks a feature it cannot
+/// run without, its metric readers are built, and the one object of a
+/// shared program loaded.
+pub fn finish_set_up(
+    config: &Config,
+    program: &Spanned<Program>,
+    prepared: PreparedProgram,
+    fingerprint: String,
+    cache_keys: usize,
+) -> Result<SetUpProgram, Vec<String>> {
+    let p = &program.value;
+    let refusals = prepared.refusals(config, program);
+    if !refusals.is_empty() {
+        return Err(refusals.iter().map(ToString::to_string).collect());
+    }
     let metrics = ProgramMetrics::new(&prepared, cache_keys).map_err(|e| vec![e])?;
     let shared = if prepared.is_shared() {
         let object = prepared.load().map_err(|e| {
@@ -116,7 +134,10 @@ pub fn set_up_all(
     for program in &config.programs {
         let name = program.value.name.clone();
         match set_up(config, program, compiler, cache_keys) {
-            Ok(set_up) => programs.push(set_up),
+            Ok(set_up) => {
+                log_fallbacks(&set_up.prepared);
+                programs.push(set_up)
+            }
             Err(errors) => {
                 for e in &errors {
                     tracing::error!(program = %name, "{e}");
@@ -126,4 +147,16 @@ pub fn set_up_all(
         }
     }
     (programs, broken)
+}
+
+/// Says, once per program set up to run, which fallbacks it runs with on
+/// this kernel.
+pub fn log_fallbacks(prepared: &PreparedProgram) {
+    if !prepared.support.fallbacks.is_empty() {
+        tracing::warn!(
+            program = %prepared.name(),
+            "degraded on this kernel: {}",
+            prepared.support.fallbacks_text(crate::kernel::features())
+        );
+    }
 }

@@ -26,14 +26,25 @@ pub fn enable() -> Result<(), String> {
     if HELD.get().is_some() {
         return Ok(());
     }
+    let kernel = crate::kernel::features();
+    let feature = crate::kernel::Feature::BpfStats;
+    if *kernel.detection(feature) == crate::kernel::Detection::AssumedMissing {
+        return Err(kernel.needs(feature));
+    }
     // SAFETY: a plain bpf() command with no pointers.
     let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
     if fd < 0 {
         let e = std::io::Error::from_raw_os_error(-fd);
-        return Err(if e.raw_os_error() == Some(libc::EPERM) {
-            "the kernel refused to turn BPF statistics on (EPERM): grant CAP_SYS_ADMIN".to_string()
-        } else {
-            e.to_string()
+        return Err(match e.raw_os_error() {
+            Some(libc::EPERM) => {
+                "the kernel refused to turn BPF statistics on (EPERM): grant CAP_SYS_ADMIN"
+                    .to_string()
+            }
+            // Kernels before 5.8 do not know the command.
+            Some(libc::EINVAL) if !kernel.usable(feature) => {
+                format!("{e}: {}", kernel.needs(feature))
+            }
+            _ => e.to_string(),
         });
     }
     // SAFETY: the kernel just returned this descriptor to us alone.

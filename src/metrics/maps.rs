@@ -5,7 +5,8 @@
 //! return a short batch that is not the last), so we call
 //! `bpf_map_lookup_batch` ourselves until it reports ENOENT, keeping the
 //! entries that come with that last call. Map types or kernels without batch
-//! support fall back to `get_next_key` + lookup.
+//! support (before 5.6, or `--kernel.assume-missing=batch_lookup`) fall back
+//! to `get_next_key` + lookup.
 //!
 //! A scrape takes the entries batch by batch ([`read_map_batches`]): a map of a
 //! million keys is never held whole (16 MB of keys and values, more with
@@ -164,7 +165,14 @@ pub fn read_map_via(
         batch.values.clear();
         flow
     };
+    // Where the kernel is known to lack batch lookups, every read would
+    // start with a call bound to fail.
+    let no_batches = crate::kernel::detected()
+        .is_some_and(|kernel| !kernel.usable(crate::kernel::Feature::BatchLookup));
     let batched = match path {
+        ReadPath::Batched if no_batches => {
+            Err((std::io::Error::from_raw_os_error(libc::ENOTSUP), 0))
+        }
         ReadPath::Batched => read_batched(fd, key_size, field, cpus, &mut batch, &mut deliver),
         ReadPath::KeyByKey => Err((std::io::Error::from_raw_os_error(libc::ENOTSUP), 0)),
     };

@@ -331,6 +331,34 @@ pub fn write(enc: &mut Encoder, programs: &[ScrapeProgram], stats: &SelfStats, s
         ),
     );
 
+    // Written once the kernel was probed (at startup), so always in a
+    // running exporter.
+    if let Some(kernel) = crate::kernel::detected() {
+        enc.family(
+            &name("kernel_feature"),
+            "Whether the running kernel has a BPF feature the exporter uses (1), or the exporter runs with the fallback the README lists for it (0; also under --kernel.assume-missing). Absent: it could not be probed (the log says why), and it is used as if present",
+            MetricKind::Gauge,
+        );
+        for (feature, detection) in &kernel.detected {
+            let value = match detection {
+                crate::kernel::Detection::Present => 1,
+                crate::kernel::Detection::Missing(_) | crate::kernel::Detection::AssumedMissing => {
+                    0
+                }
+                crate::kernel::Detection::Unknown(_) => continue,
+            };
+            let values = [feature.name().to_string(), feature.min_kernel().to_string()];
+            enc.sample_u64(&labels(&["feature", "min_kernel"], &values), value);
+        }
+        enc.family(
+            &name("kernel_info"),
+            "The running kernel: its release (uname -r) and machine (uname -m)",
+            MetricKind::Gauge,
+        );
+        let values = [kernel.release.clone(), kernel.machine.clone()];
+        enc.sample_u64(&labels(&["release", "machine"], &values), 1);
+    }
+
     enc.family(
         &name("detaching_instances"),
         "Instances detached (their process exited, or a reload replaced their program) that the kernel has not released yet",

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// Counts plugin_work calls (uprobe) and plugin:work firings (guarded USDT)
 /// in libuexp_plugin.so, named by file name only, in processes named `comm`.
-fn plugin_config(comm: &str) -> String {
+pub(crate) fn plugin_config(comm: &str) -> String {
     format!(
         r#"
 programs:
@@ -171,7 +171,7 @@ fn a_library_no_search_path_finds_is_reported_with_where_it_was_looked_for() {
 
 /// Calls and returns of every `plugin_op_*` function, by function name: one
 /// wildcard uprobe and one wildcard uretprobe, named by the `usym` decoder.
-fn wildcard_config(comm: &str, glob: &str) -> String {
+pub(crate) fn wildcard_config(comm: &str, glob: &str) -> String {
     format!(
         r#"
 programs:

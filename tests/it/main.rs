@@ -23,6 +23,7 @@ mod go;
 mod gunicorn;
 mod inline_code;
 mod jvm;
+mod kernel_features;
 mod kernel_objects;
 mod late_libraries;
 mod libc_getaddrinfo;

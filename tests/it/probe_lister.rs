@@ -526,9 +526,14 @@ fn starter_config_passes_check_and_counts_every_probe_exactly() {
         "{report}{}",
         String::from_utf8_lossy(&check.stderr)
     );
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert_eq!(
         report,
-        "ok: program \"uexp-starter\": 4 probe(s), 4 counter(s), 0 histogram(s); loads through the verifier\n"
+        format!(
+            "ok: program \"uexp-starter\": 4 probe(s), 4 counter(s), 0 histogram(s); loads through the verifier\nkernel {} ({}): 1 program(s) would run in full, 0 degraded, 0 not at all\n",
+            kernel.trim(),
+            std::env::consts::ARCH
+        )
     );
 
     let exporter = Exporter::start(&config);

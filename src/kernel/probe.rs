@@ -1,0 +1,536 @@
+//! The system calls that probe the kernel, one trial per feature, each
+//! undone (programs and maps closed at once, the trials' uprobes by a
+//! thread of their own). What the answers mean is [`super::classify`]'s
+//! business.
+//!
+//! Two trials need a function to probe: [`probe_target`], a function of the
+//! exporter's own executable, attached for the exporter's own pid only.
+
+use super::classify::{self, FuncIpTrial, UprobeMultiTrial};
+use super::{Detection, Feature, KernelFeatures};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// Probes every feature not in `assumed` (those are reported missing
+/// without asking the kernel).
+pub(super) fn detect(assumed: &BTreeSet<Feature>) -> KernelFeatures {
+    let (release, machine) = uname();
+    let started = std::time::Instant::now();
+    let btf = VmlinuxBtf::load();
+    let mut closer = Closer::default();
+    let mut detected = BTreeMap::new();
+    let mut uprobe_multi_usable = false;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "read the kernel's BTF"
+    );
+    for feature in super::Feature::ALL {
+        let began = std::time::Instant::now();
+        let detection = if assumed.contains(&feature) {
+            Detection::AssumedMissing
+        } else {
+            match feature {
+                Feature::UprobeMulti => classify::uprobe_multi(try_uprobe_multi(&mut closer)),
+                Feature::FuncIpInUprobes => {
+                    classify::func_ip_in_uprobes(&try_func_ip(uprobe_multi_usable, &mut closer))
+                }
+                Feature::BatchLookup => try_batch_lookup(),
+                Feature::BpfStats => classify::bpf_stats(
+                    btf.as_ref()
+                        .ok()
+                        .map(|btf| btf.enum_has("bpf_cmd", "BPF_ENABLE_STATS")),
+                ),
+                Feature::KernelBtf => {
+                    classify::kernel_btf(btf.as_ref().map(|_| ()).map_err(|e| *e))
+                }
+                Feature::BpfCookie => classify::helper(
+                    "bpf_get_attach_cookie",
+                    // SAFETY: a plain libbpf probe without options.
+                    unsafe {
+                        libbpf_sys::libbpf_probe_bpf_helper(
+                            libbpf_sys::BPF_PROG_TYPE_KPROBE,
+                            libbpf_sys::BPF_FUNC_get_attach_cookie,
+                            std::ptr::null(),
+                        )
+                    },
+                    "5.15",
+                ),
+                Feature::UsdtSemaphores => classify::usdt_semaphores(
+                    std::fs::metadata("/sys/bus/event_source/devices/uprobe/format/ref_ctr_offset")
+                        .map(drop)
+                        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)),
+                ),
+            }
+        };
+        if feature == Feature::UprobeMulti {
+            uprobe_multi_usable = detection == Detection::Present;
+        }
+        tracing::debug!(
+            feature = feature.name(),
+            elapsed_ms = began.elapsed().as_secs_f64() * 1e3,
+            "probed"
+        );
+        detected.insert(feature, detection);
+    }
+    closer.close_in_background();
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "probed the kernel's features"
+    );
+    KernelFeatures {
+        release,
+        machine,
+        detected,
+    }
+}
+
+/// Descriptors of the trials' uprobes, closed on a thread of their own:
+/// closing a uprobe waits for RCU grace periods (28 to 170 ms measured here
+/// for the two trials), which startup and `check` need not wait for. The
+/// uprobes are on [`probe_target`], which nothing calls after the trials.
+#[derive(Default)]
+struct Closer(Vec<OwnedFd>);
+
+impl Closer {
+    fn later(&mut self, fd: OwnedFd) {
+        self.0.push(fd);
+    }
+
+    fn close_in_background(self) {
+        if !self.0.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("feature-probes".into())
+                .spawn(move || drop(self));
+        }
+    }
+}
+
+/// `uname -r` and `uname -m`.
+fn uname() -> (String, String) {
+    // SAFETY: utsname is plain data; uname fills it.
+    let mut names: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid utsname to fill.
+    if unsafe { libc::uname(&mut names) } != 0 {
+        return ("unknown".to_string(), std::env::consts::ARCH.to_string());
+    }
+    let text = |field: &[libc::c_char]| {
+        let bytes: Vec<u8> = field
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    (text(&names.release), text(&names.machine))
+}
+
+/// The function the uprobe trials attach to. Never inlined, so that it has
+/// an address of its own; `black_box` keeps its body.
+#[inline(never)]
+pub extern "C" fn probe_target(x: u64) -> u64 {
+    std::hint::black_box(x).wrapping_mul(3).wrapping_add(1)
+}
+
+/// Where [`probe_target`] lies: its address in this process, and the file
+/// and file offset a uprobe on it names.
+struct Target {
+    address: u64,
+    path: CString,
+    offset: u64,
+}
+
+impl Target {
+    /// Finds the mapping of this process that holds [`probe_target`].
+    fn find() -> Option<Target> {
+        let address = probe_target as *const () as usize as u64;
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let range = fields.next()?;
+            let _perms = fields.next()?;
+            let file_offset = u64::from_str_radix(fields.next()?, 16).ok()?;
+            let (start, end) = range.split_once('-')?;
+            let start = u64::from_str_radix(start, 16).ok()?;
+            let end = u64::from_str_radix(end, 16).ok()?;
+            if (start..end).contains(&address) {
+                return Some(Target {
+                    address,
+                    // The kernel resolves the executable through this link
+                    // even if the file was replaced since.
+                    path: CString::new("/proc/self/exe").ok()?,
+                    offset: address - start + file_offset,
+                });
+            }
+        }
+        None
+    }
+}
+
+/// `BPF_JMP | BPF_CALL` and friends, as the trials' programs use them.
+mod insn {
+    use libbpf_sys::bpf_insn;
+
+    pub fn raw(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> bpf_insn {
+        let mut insn = bpf_insn {
+            code,
+            off,
+            imm,
+            ..Default::default()
+        };
+        insn.set_dst_reg(dst);
+        insn.set_src_reg(src);
+        insn
+    }
+    /// `r0 = 0; exit`
+    pub fn return_zero() -> [bpf_insn; 2] {
+        [raw(0xb7, 0, 0, 0, 0), raw(0x95, 0, 0, 0, 0)]
+    }
+}
+
+/// Loads a kprobe-type program; its fd, or the errno and the verifier's log.
+fn load(
+    insns: &[libbpf_sys::bpf_insn],
+    attach_type: Option<libbpf_sys::bpf_attach_type>,
+) -> Result<OwnedFd, (i32, String)> {
+    let mut log = vec![0u8; 64 * 1024];
+    let mut opts = libbpf_sys::bpf_prog_load_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
+        expected_attach_type: attach_type.unwrap_or(0),
+        // 0 with a buffer: libbpf loads without a log and, on failure,
+        // again with one, so the log is there when it matters.
+        log_level: 0,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr().cast(),
+        ..Default::default()
+    };
+    // SAFETY: valid instructions, a NUL-terminated license, and a log
+    // buffer of the size given, all alive for the call.
+    let fd = unsafe {
+        libbpf_sys::bpf_prog_load(
+            libbpf_sys::BPF_PROG_TYPE_KPROBE,
+            c"uexp_probe".as_ptr(),
+            c"GPL".as_ptr(),
+            insns.as_ptr(),
+            insns.len() as _,
+            &mut opts,
+        )
+    };
+    if fd < 0 {
+        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+        return Err((-fd, String::from_utf8_lossy(&log[..end]).into_owned()));
+    }
+    // SAFETY: the kernel just returned this descriptor to us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A uprobe_multi link of `prog` to [`probe_target`] for `pid`.
+fn link_uprobe_multi(prog: &OwnedFd, target: &Target, pid: i32) -> Result<OwnedFd, i32> {
+    let offsets = [target.offset as libc::c_ulong];
+    let mut opts = libbpf_sys::bpf_link_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _,
+        ..Default::default()
+    };
+    opts.__bindgen_anon_1.uprobe_multi =
+        libbpf_sys::bpf_link_create_opts__bindgen_ty_1__bindgen_ty_3 {
+            cnt: 1,
+            path: target.path.as_ptr(),
+            offsets: offsets.as_ptr(),
+            pid: pid as u32,
+            ..Default::default()
+        };
+    // SAFETY: the path and offsets outlive the call; opts says its size.
+    let fd = unsafe {
+        libbpf_sys::bpf_link_create(
+            prog.as_raw_fd(),
+            0,
+            libbpf_sys::BPF_TRACE_UPROBE_MULTI,
+            &opts,
+        )
+    };
+    if fd < 0 {
+        return Err(-fd);
+    }
+    // SAFETY: the kernel just returned this descriptor to us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Loads a trivial program plainly and for uprobe_multi links, links it to
+/// [`probe_target`] for this process, then tries pid -1.
+fn try_uprobe_multi(closer: &mut Closer) -> UprobeMultiTrial {
+    let Some(target) = Target::find() else {
+        // Without a target the link step cannot be tried: say the load's answer.
+        return UprobeMultiTrial::LinkFailed(libc::ENOENT);
+    };
+    if let Err((errno, _)) = load(&insn::return_zero(), None) {
+        return UprobeMultiTrial::PlainLoadFailed(errno);
+    }
+    let prog = match load(
+        &insn::return_zero(),
+        Some(libbpf_sys::BPF_TRACE_UPROBE_MULTI),
+    ) {
+        Ok(prog) => prog,
+        Err((errno, _)) => return UprobeMultiTrial::MultiLoadFailed(errno),
+    };
+    // SAFETY: getpid cannot fail.
+    let pid = unsafe { libc::getpid() };
+    match link_uprobe_multi(&prog, &target, pid) {
+        Err(errno) => UprobeMultiTrial::LinkFailed(errno),
+        Ok(link) => {
+            closer.later(link);
+            let negative_pid = match link_uprobe_multi(&prog, &target, -1) {
+                Ok(link) => {
+                    closer.later(link);
+                    None
+                }
+                Err(errno) => Some(errno),
+            };
+            UprobeMultiTrial::Linked { negative_pid }
+        }
+    }
+}
+
+/// A one-entry hash map of u64 values: empty until the program stores its
+/// value, so that "did not fire" and "returned 0" differ.
+fn result_map() -> Result<OwnedFd, i32> {
+    // SAFETY: a plain map creation without options.
+    let fd = unsafe {
+        libbpf_sys::bpf_map_create(
+            libbpf_sys::BPF_MAP_TYPE_HASH,
+            c"uexp_probe".as_ptr(),
+            4,
+            8,
+            1,
+            std::ptr::null(),
+        )
+    };
+    if fd < 0 {
+        return Err(-fd);
+    }
+    // SAFETY: the kernel just returned this descriptor to us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A program storing `bpf_get_func_ip(ctx)` at key 0 of `map`.
+fn func_ip_program(map: &OwnedFd) -> Vec<libbpf_sys::bpf_insn> {
+    use insn::raw;
+    vec![
+        raw(0x85, 0, 0, 0, libbpf_sys::BPF_FUNC_get_func_ip as i32), // r0 = get_func_ip(ctx)
+        raw(0x7b, 10, 0, -8, 0),                                     // *(u64 *)(r10 - 8) = r0
+        raw(0x62, 10, 0, -12, 0),                                    // *(u32 *)(r10 - 12) = 0
+        raw(0x18, 1, 1, 0, map.as_raw_fd()), // r1 = map (ld_imm64, pseudo map fd)
+        raw(0, 0, 0, 0, 0),
+        raw(0xbf, 2, 10, 0, 0),  // r2 = r10
+        raw(0x07, 2, 0, 0, -12), // r2 += -12
+        raw(0xbf, 3, 10, 0, 0),  // r3 = r10
+        raw(0x07, 3, 0, 0, -8),  // r3 += -8
+        raw(0xb7, 4, 0, 0, 0),   // r4 = 0
+        raw(0x85, 0, 0, 0, libbpf_sys::BPF_FUNC_map_update_elem as i32),
+        raw(0xb7, 0, 0, 0, 0), // r0 = 0
+        raw(0x95, 0, 0, 0, 0), // exit
+    ]
+}
+
+/// perf_event_open's flag for a close-on-exec descriptor.
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+
+/// A perf-event uprobe on [`probe_target`] for this process, running `prog`.
+fn perf_uprobe(prog: &OwnedFd, target: &Target) -> Result<OwnedFd, i32> {
+    let pmu: u32 = std::fs::read_to_string("/sys/bus/event_source/devices/uprobe/type")
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?
+        .trim()
+        .parse()
+        .map_err(|_| libc::EINVAL)?;
+    // SAFETY: perf_event_attr is plain data; zero is its default.
+    let mut attr: libbpf_sys::perf_event_attr = unsafe { std::mem::zeroed() };
+    attr.type_ = pmu;
+    attr.size = std::mem::size_of::<libbpf_sys::perf_event_attr>() as u32;
+    attr.__bindgen_anon_3.config1 = target.path.as_ptr() as u64;
+    attr.__bindgen_anon_4.config2 = target.offset;
+    // SAFETY: attr is valid and its path outlives the call; pid 0 is this
+    // process, cpu -1 any.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const libbpf_sys::perf_event_attr,
+            0,
+            -1,
+            -1,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    // SAFETY: the kernel just returned this descriptor to us alone.
+    let event = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
+    const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
+    for (request, arg) in [
+        (PERF_EVENT_IOC_SET_BPF, prog.as_raw_fd() as libc::c_ulong),
+        (PERF_EVENT_IOC_ENABLE, 0),
+    ] {
+        // SAFETY: both ioctls take an integer argument.
+        if unsafe { libc::ioctl(event.as_raw_fd(), request as _, arg) } != 0 {
+            return Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO));
+        }
+    }
+    Ok(event)
+}
+
+/// Loads a program calling bpf_get_func_ip, attaches it to
+/// [`probe_target`] as a perf-event uprobe (or, where perf_event_open is
+/// refused, through a uprobe_multi link if those work), calls the target
+/// once and reads what the helper returned.
+fn try_func_ip(uprobe_multi: bool, closer: &mut Closer) -> FuncIpTrial {
+    let Some(target) = Target::find() else {
+        return FuncIpTrial::AttachFailed(libc::ENOENT);
+    };
+    let map = match result_map() {
+        Ok(map) => map,
+        Err(errno) => return FuncIpTrial::MapFailed(errno),
+    };
+    let program = func_ip_program(&map);
+    let prog = match load(&program, None) {
+        Ok(prog) => prog,
+        Err((errno, log)) => return FuncIpTrial::LoadFailed(errno, log),
+    };
+    let attached: Result<OwnedFd, i32> = match perf_uprobe(&prog, &target) {
+        Ok(event) => Ok(event),
+        Err(errno) if uprobe_multi => {
+            match load(&program, Some(libbpf_sys::BPF_TRACE_UPROBE_MULTI)) {
+                // SAFETY: getpid cannot fail.
+                Ok(multi) => {
+                    link_uprobe_multi(&multi, &target, unsafe { libc::getpid() }).map_err(|_| errno)
+                }
+                Err(_) => Err(errno),
+            }
+        }
+        Err(errno) => Err(errno),
+    };
+    let attachment = match attached {
+        Ok(fd) => fd,
+        Err(errno) => return FuncIpTrial::AttachFailed(errno),
+    };
+    std::hint::black_box(std::hint::black_box(
+        probe_target as extern "C" fn(u64) -> u64,
+    )(1));
+    closer.later(attachment);
+    let key = 0u32;
+    let mut value = 0u64;
+    // SAFETY: key and value are the map's key and value sizes.
+    let rc = unsafe {
+        libbpf_sys::bpf_map_lookup_elem(
+            map.as_raw_fd(),
+            (&key as *const u32).cast(),
+            (&mut value as *mut u64).cast(),
+        )
+    };
+    if rc != 0 {
+        return FuncIpTrial::NotFired;
+    }
+    FuncIpTrial::Ran {
+        got: value,
+        expected: target.address,
+    }
+}
+
+/// A batch lookup on an empty one-entry hash map.
+fn try_batch_lookup() -> Detection {
+    // SAFETY: a plain map creation without options.
+    let fd = unsafe {
+        libbpf_sys::bpf_map_create(
+            libbpf_sys::BPF_MAP_TYPE_HASH,
+            c"uexp_probe".as_ptr(),
+            4,
+            8,
+            1,
+            std::ptr::null(),
+        )
+    };
+    if fd < 0 {
+        return classify::batch_lookup(Err(-fd), Err(libc::EINVAL));
+    }
+    // SAFETY: the kernel just returned this descriptor to us alone.
+    let map = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut keys = [0u32; 1];
+    let mut values = [0u64; 1];
+    let mut out_batch = [0u64; 1];
+    let mut count = 1u32;
+    let opts = libbpf_sys::bpf_map_batch_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+        ..Default::default()
+    };
+    // SAFETY: buffers for one key, one value and an 8-byte batch token.
+    let rc = unsafe {
+        libbpf_sys::bpf_map_lookup_batch(
+            map.as_raw_fd(),
+            std::ptr::null_mut(),
+            out_batch.as_mut_ptr().cast(),
+            keys.as_mut_ptr().cast(),
+            values.as_mut_ptr().cast(),
+            &mut count,
+            &opts,
+        )
+    };
+    classify::batch_lookup(Ok(()), if rc < 0 { Err(-rc) } else { Ok(()) })
+}
+
+/// The kernel's BTF, as libbpf finds it.
+struct VmlinuxBtf(*mut libbpf_sys::btf);
+
+impl VmlinuxBtf {
+    /// Loads it; the errno when libbpf finds none.
+    fn load() -> Result<VmlinuxBtf, i32> {
+        // SAFETY: no arguments; a null result sets errno.
+        let btf = unsafe { libbpf_sys::btf__load_vmlinux_btf() };
+        if btf.is_null() {
+            return Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::ENOENT));
+        }
+        Ok(VmlinuxBtf(btf))
+    }
+
+    /// Whether enum `name` has a value named `value`.
+    fn enum_has(&self, name: &str, value: &str) -> bool {
+        let Ok(c_name) = CString::new(name) else {
+            return false;
+        };
+        // SAFETY: a valid BTF and a NUL-terminated name.
+        let id = unsafe {
+            libbpf_sys::btf__find_by_name_kind(self.0, c_name.as_ptr(), libbpf_sys::BTF_KIND_ENUM)
+        };
+        if id <= 0 {
+            return false;
+        }
+        // SAFETY: id is a type of this BTF.
+        let ty = unsafe { libbpf_sys::btf__type_by_id(self.0, id as u32) };
+        if ty.is_null() {
+            return false;
+        }
+        // SAFETY: ty points at a BTF type record; an enum's values follow it.
+        let (info, first) = unsafe { ((*ty).info, ty.add(1).cast::<libbpf_sys::btf_enum>()) };
+        let count = (info & 0xffff) as usize;
+        (0..count).any(|i| {
+            // SAFETY: an enum record is followed by `count` btf_enum entries.
+            let entry = unsafe { *first.add(i) };
+            // SAFETY: name offsets of this BTF's records are valid.
+            let text = unsafe { libbpf_sys::btf__name_by_offset(self.0, entry.name_off) };
+            // SAFETY: a NUL-terminated string of the BTF's string section.
+            !text.is_null()
+                && unsafe { std::ffi::CStr::from_ptr(text) }.to_bytes() == value.as_bytes()
+        })
+    }
+}
+
+impl Drop for VmlinuxBtf {
+    fn drop(&mut self) {
+        // SAFETY: loaded by btf__load_vmlinux_btf, freed once.
+        unsafe { libbpf_sys::btf__free(self.0) }
+    }
+}
