@@ -10,7 +10,8 @@
 # scripts/setup-cross.sh ARCH is run first (root) unless --no-setup.
 #
 # Output (printed as the last line): target/arch/ARCH/, holding
-#   ebpf-userspace-exporter   the release binary (built in target/ARCH-unknown-linux-gnu/release)
+#   ebpf-userspace-exporter   the release binary (built in target/ARCH-unknown-linux-gnu/release,
+#                             or target/release for the host's own ARCH)
 #   fixtures/                 tests/fixtures' C programs, built as tests/it/common.rs builds them:
 #                             uexp-target (+ libfixture.so beside it, found through $ORIGIN),
 #                             uexp-resolver, uexp-loader (+ plugins/libuexp_plugin.so),
@@ -79,10 +80,17 @@ else
 fi
 
 start=$(now)
-cargo build --release --quiet --target "$rust_target" --bin ebpf-userspace-exporter
+if [ "$arch" = "$host" ]; then
+    # The usual target/release: no second build of the same thing.
+    cargo build --release --quiet --bin ebpf-userspace-exporter
+    built=target/release/ebpf-userspace-exporter
+else
+    cargo build --release --quiet --target "$rust_target" --bin ebpf-userspace-exporter
+    built=target/$rust_target/release/ebpf-userspace-exporter
+fi
 times+=("exporter $(took "$start")")
 mkdir -p "$out/fixtures/plugins" "$out/bpf"
-cp "target/$rust_target/release/ebpf-userspace-exporter" "$out/"
+cp "$built" "$out/"
 exporter=$out/ebpf-userspace-exporter
 
 # The fixtures, with the flags tests/it/common.rs builds them with.
