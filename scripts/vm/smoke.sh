@@ -44,7 +44,7 @@ t=$(now)
 status=0
 bash scripts/vm/boot.sh "$arch" "$kernel" "$root" "$job" 900 || status=$?
 times+=("boot+run $(took "$t") s")
-tr -d '\r' <"$job/console.log" | grep -E '^(smoke|exporter-ready|drive|scrape|exporter-exit) ' || true
+tr -d '\r' <"$job/console.log" | grep -E '^(smoke|check|exporter-ready|drive|scrape|exporter-exit) ' || true
 printf 'smoke.sh: %s\n' "${times[@]}"
 [ "$status" -eq 0 ] || { echo "smoke.sh: the guest's run failed ($status); see $job/console.log and $job/out/" >&2; exit 1; }
 python3 scripts/vm/smoke/check.py "$job/out"

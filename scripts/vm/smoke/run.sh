@@ -2,11 +2,12 @@
 # The guest side of scripts/vm/smoke.sh, run by scripts/vm/init as /job/run.sh
 # in the Debian root (POSIX sh; busybox for wget).
 #
-# Starts two fixture targets named uexp-smoke (a and b), starts the exporter
-# on config.yaml, waits until it is ready and the guarded probe's semaphore is
-# raised, drives the targets as tests/it/probes.rs does, and scrapes once.
-# Writes out/metrics.txt, out/pids ("a PID", "b PID"), out/exporter.log and
-# out/times; scripts/vm/smoke/check.py compares the counts on the host.
+# Runs `check` on config.yaml, starts two fixture targets named uexp-smoke
+# (a and b), starts the exporter on config.yaml, waits until it is ready and
+# the guarded probe's semaphore is raised, drives the targets as
+# tests/it/probes.rs does, and scrapes once. Writes out/metrics.txt, out/pids
+# ("a PID", "b PID"), out/check.log, out/exporter.log and out/times;
+# scripts/vm/smoke/check.py compares the counts on the host.
 set -u
 job=$(pwd)
 work=/tmp/smoke
@@ -42,6 +43,12 @@ cmd() {
     eval "echo \"\$3\" >&$1"
     eval "read -r reply <&$2" || fail "no answer to '$3'"
 }
+
+# check loads every program through this kernel's verifier.
+t=$(now)
+"$work/ebpf-userspace-exporter" check -c "$work/config.yaml" >"$out/check.log" 2>&1 ||
+    { cat "$out/check.log"; fail "check failed"; }
+echo "check $(elapsed "$t")" >>"$out/times"
 
 start_target a 3 4
 start_target b 5 6
