@@ -51,7 +51,7 @@ if [ "$arch" != "$host" ]; then
         dpkg --add-architecture "$deb_arch"
     fi
     packages+=(
-        "gcc-$triplet"                # cross C compiler: libbpf, aws-lc, the fixtures
+        "gcc-${triplet//_/-}"         # cross C compiler (Debian writes x86_64 as x86-64 here)
         "libelf-dev:$deb_arch" "zlib1g-dev:$deb_arch"  # libbpf links them
         "systemtap-sdt-dev:$deb_arch" # <sys/sdt.h> in /usr/include/TRIPLET for the cross compiler
         "linux-libc-dev:$deb_arch"    # asm/ headers for BPF objects (-I/usr/include/TRIPLET)
