@@ -5,7 +5,7 @@
 #
 #   scripts/cross-build.sh [--no-setup] ARCH
 #
-# ARCH is Rust's name: aarch64 (cross, with Debian's gcc-aarch64-linux-gnu and
+# ARCH is Rust's name (Debian's arm64 and amd64 are taken too): aarch64 (cross, with Debian's gcc-aarch64-linux-gnu and
 # libelf/zlib for arm64 through multiarch) or x86_64 (the host's own build).
 # scripts/setup-cross.sh ARCH is run first (root) unless --no-setup.
 #
@@ -31,6 +31,7 @@ if [ "${1:-}" = --no-setup ]; then
 fi
 [ $# -eq 1 ] || { echo "usage: $0 [--no-setup] ARCH   (aarch64 or x86_64)" >&2; exit 2; }
 arch=$1
+case "$arch" in arm64) arch=aarch64 ;; amd64) arch=x86_64 ;; esac
 host=$(uname -m)
 # libbpf's __TARGET_ARCH_* and Debian's triplet, as src/compile/bpf_flags.rs
 # names them (the exporter's own build.rs and its runtime compiler use that).

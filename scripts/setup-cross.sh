@@ -4,7 +4,7 @@
 #
 #   scripts/setup-cross.sh ARCH [--vm]
 #
-# ARCH is Rust's name: aarch64 (the only foreign one so far) or x86_64 (the
+# ARCH is Rust's name (Debian's arm64 and amd64 are taken too): aarch64 (the only foreign one so far) or x86_64 (the
 # host's own: only --vm does anything).
 #   always: Debian's cross C compiler, the target's libelf/zlib/<sys/sdt.h>
 #           through multiarch (dpkg --add-architecture), the Rust target,
@@ -25,6 +25,7 @@ set -euo pipefail
 usage() { echo "usage: $0 ARCH [--vm]   (ARCH: aarch64 or x86_64)" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 arch=$1
+case "$arch" in arm64) arch=aarch64 ;; amd64) arch=x86_64 ;; esac
 shift
 vm=false
 for a in "$@"; do

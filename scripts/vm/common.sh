@@ -1,7 +1,19 @@
 # Sourced by scripts/vm/*.sh: what differs between the architectures the VMs
 # run, and where downloads and builds are cached.
 #
-# vm_arch ARCH sets, for Rust's name of an architecture (aarch64, x86_64):
+# The pieces, each a script whose last line of output is what it made:
+#   kernel.sh ARCH [PACKAGE]            -> KERNEL_DIR (Debian's kernel, unpacked)
+#   rootfs.sh ARCH [PACKAGES]           -> ROOT_DIR (mmdebstrap root)
+#   initramfs.sh ARCH KERNEL_DIR        -> the initramfs (boot.sh calls it)
+#   boot.sh ARCH KERNEL_DIR ROOT_DIR|- JOB_DIR [TIMEOUT_S]
+#                                       -> runs JOB_DIR/run.sh in the guest,
+#                                          exits with its status
+#   smoke.sh ARCH [PACKAGE]             -> all of the above with
+#                                          scripts/cross-build.sh and smoke/
+#
+# vm_arch ARCH sets, for Rust's name of an architecture (aarch64, x86_64) or
+# Debian's (arm64, amd64):
+#   ARCH          Rust's name
 #   DEB_ARCH      Debian's name (arm64, amd64)
 #   QEMU          the qemu-system binary
 #   QEMU_MACHINE  its machine and CPU arguments (TCG: a nested KVM guest hangs
@@ -18,7 +30,8 @@ VM_CACHE=${VM_CACHE:-$VM_REPO/target/vm}
 
 vm_arch() {
     case "$1" in
-        aarch64)
+        aarch64 | arm64)
+            ARCH=aarch64
             DEB_ARCH=arm64
             QEMU=qemu-system-aarch64
             # virt with a CPU that has every feature TCG emulates; gic v3 for
@@ -26,7 +39,8 @@ vm_arch() {
             QEMU_MACHINE=(-M virt -cpu max -accel tcg)
             CONSOLE=ttyAMA0
             ;;
-        x86_64)
+        x86_64 | amd64)
+            ARCH=x86_64
             DEB_ARCH=amd64
             QEMU=qemu-system-x86_64
             QEMU_MACHINE=(-M q35 -cpu max -accel tcg)

@@ -4,9 +4,9 @@
 #
 #   scripts/vm/rootfs.sh ARCH [PACKAGES]
 #
-# ARCH: aarch64 or x86_64. PACKAGES: comma-separated, added to minbase
-# (default: libelf1,zlib1g,busybox: the exporter's libraries, and wget, sh
-# and the like for the guest's scripts).
+# ARCH: aarch64 or x86_64 (or Debian's arm64, amd64). PACKAGES:
+# comma-separated, added to minbase (default: libelf1,zlib1g,busybox: the
+# exporter's libraries, and wget and the like for the guest's scripts).
 #
 # Output (printed as the last line): target/vm/roots/ARCH-HASH/, HASH naming
 # the package list: a second run with the same list prints the same directory
@@ -23,7 +23,7 @@ set -euo pipefail
 vm_arch "$1"
 packages=${2:-libelf1,zlib1g,busybox}
 hash=$(printf '%s %s' "$DEB_ARCH" "$packages" | sha256sum | cut -c1-12)
-dir=$VM_CACHE/roots/$1-$hash
+dir=$VM_CACHE/roots/$ARCH-$hash
 if [ ! -e "$dir/.complete" ]; then
     rm -rf "$dir"
     mkdir -p "$(dirname "$dir")"

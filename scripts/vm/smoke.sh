@@ -20,6 +20,7 @@ if [ "${1:-}" = --no-setup ]; then
 fi
 [ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: $0 [--no-setup] ARCH [KERNEL_PACKAGE]" >&2; exit 2; }
 arch=$1
+case "$arch" in arm64) arch=aarch64 ;; amd64) arch=x86_64 ;; esac
 now() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
 times=()
