@@ -49,6 +49,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
+use userspace_exporter::compile::bpf_flags;
 
 /// The machine, shared by tests or held by one (see the module documentation).
 static MACHINE: RwLock<()> = RwLock::new(());
@@ -328,15 +329,16 @@ impl Fixtures {
             .unwrap_or_else(|| panic!("no fixture object {name}"));
         let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
         if !compiled.contains(name) {
+            // The flags the exporter builds its own objects with, for this
+            // machine's architecture (its registers, its asm/ headers).
+            let arch = bpf_flags::BpfArch::of(std::env::consts::ARCH)
+                .unwrap_or_else(|e| panic!("compiling fixture object {name}: {e}"));
             run(Command::new("clang")
-                .args([
-                    "-target",
-                    "bpf",
-                    "-O2",
-                    "-g",
-                    "-D__TARGET_ARCH_x86",
-                    "-I/usr/include/x86_64-linux-gnu",
-                ])
+                .args(bpf_flags::cflags(arch))
+                .arg(format!(
+                    "-I{}",
+                    arch.multiarch_include_dir(cfg!(target_endian = "big"))
+                ))
                 .arg(format!("-I{}", self.include.display()))
                 .arg("-c")
                 .arg(source)

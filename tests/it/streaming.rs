@@ -10,6 +10,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use userspace_exporter::compile::bpf_flags;
 
 /// Keys the target puts in its map: key i counted once, for i in 0..KEYS.
 const KEYS: u64 = 70_000;
@@ -36,16 +37,14 @@ fn built() -> &'static (PathBuf, PathBuf) {
             .arg(&target)
             .arg(root.join("bench/probe_target.c")));
         let object = dir.join("scrape_keys.bpf.o");
+        let arch = bpf_flags::BpfArch::of(std::env::consts::ARCH).unwrap();
         run(Command::new("clang")
-            .args([
-                "-target",
-                "bpf",
-                "-O2",
-                "-g",
-                "-D__TARGET_ARCH_x86",
-                "-DMAX_KEYS=100000",
-                "-I/usr/include/x86_64-linux-gnu",
-            ])
+            .args(bpf_flags::cflags(arch))
+            .arg("-DMAX_KEYS=100000")
+            .arg(format!(
+                "-I{}",
+                arch.multiarch_include_dir(cfg!(target_endian = "big"))
+            ))
             .arg(format!("-I{}", dir.join("include").display()))
             .arg("-c")
             .arg(root.join("bench/bpf/scrape_keys.bpf.c"))
