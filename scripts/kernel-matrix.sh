@@ -21,13 +21,24 @@
 # never skips.
 #
 # Everything downloaded is kept under $KERNEL_MATRIX_CACHE (target/kernel-matrix):
-# the kernels' boot/ directories, the root's packages and its cpio, the private
+# the kernels' boot/ directories, the root's cpio, the private
 # apt lists; a rerun downloads nothing.
 #
 # Environment: ARCH (x86_64; see "Architectures" below for arm64), EXPORTER (a
 # prebuilt exporter for ARCH instead of `cargo build --release`), QEMU_MEMORY
 # (1G), QEMU_SMP (2), KERNEL_MATRIX_TIMEOUT (seconds per guest, 1800),
-# BPF_LOCK (/tmp/eue-bpf.lock), BACKGROUND (what else ran, said in KERNELS.md).
+# BPF_LOCK (/tmp/eue-bpf.lock), BACKGROUND (what else ran, said in KERNELS.md),
+# SMOKE_FEATURES (a,b: only these features of the suite).
+#
+# To add a kernel: a case in kernel_fetch (the apt suites holding its
+# linux-image metapackage) and in the argument list below. To add an
+# architecture: a case under "Architectures" (Debian's arch name, the QEMU
+# binary, machine and console, the Rust target, the C cross compiler, libbpf's
+# __TARGET_ARCH_ name, the multiarch include directory); nothing else in the
+# script, the guest's init or the suite depends on the architecture. Outputs
+# per run: the table on stdout, each guest's console in
+# $KERNEL_MATRIX_CACHE/logs/KERNEL.console (with the exporter's warnings for
+# every cell not ok, as LOG lines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -316,7 +327,7 @@ run_guest() {
     timeout "$timeout_s" "$QEMU" -accel tcg "${QEMU_MACHINE[@]}" -smp "$QEMU_SMP" -m "$QEMU_MEMORY" \
         -kernel "$kernel_image" -initrd "$work/initrd" \
         -append "console=$CONSOLE panic=-1 quiet ${SMOKE_FEATURES:+smoke=$SMOKE_FEATURES}" \
-        -nographic -no-reboot </dev/null 2>&1 | stamp "$kernel" >"$log"
+        -nic none -nographic -no-reboot </dev/null 2>&1 | stamp "$kernel" >"$log"
     facts[$kernel,wall]=$(since "$start")
     booted=$(awk -F'\t' '$2 == "BOOTED" { print $1; exit }' "$log")
     finished=$(awk -F'\t' '$2 == "DONE" { print $1; exit }' "$log")
