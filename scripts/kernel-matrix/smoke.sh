@@ -115,7 +115,7 @@ start_exporter() {
     while [ "$SECONDS" -lt "$deadline" ]; do
         if ! kill -0 "$exporter_pid" 2>/dev/null; then
             wait "$exporter_pid"
-            mismatches+=("the exporter exited with status $? at startup")
+            mismatches+=("the exporter exited with status $? at startup; its last line: $(tail -1 "$exporter_log")")
             exporter_pid=
             return 1
         fi
