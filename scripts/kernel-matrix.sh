@@ -26,7 +26,7 @@
 #
 # Environment: ARCH (x86_64; see "Architectures" below for arm64), EXPORTER (a
 # prebuilt exporter for ARCH instead of `cargo build --release`), QEMU_MEMORY
-# (1G), QEMU_SMP (2), KERNEL_MATRIX_TIMEOUT (seconds per guest, 1800),
+# (1G), QEMU_SMP (2), KERNEL_MATRIX_TIMEOUT (seconds per guest, 900),
 # BPF_LOCK (/tmp/eue-bpf.lock), BACKGROUND (what else ran, said in KERNELS.md),
 # SMOKE_FEATURES (a,b: only these features of the suite).
 #
@@ -62,7 +62,7 @@ ARCH=${ARCH:-x86_64}
 cache=${KERNEL_MATRIX_CACHE:-$repo/target/kernel-matrix}
 QEMU_MEMORY=${QEMU_MEMORY:-1G}
 QEMU_SMP=${QEMU_SMP:-2}
-timeout_s=${KERNEL_MATRIX_TIMEOUT:-1800}
+timeout_s=${KERNEL_MATRIX_TIMEOUT:-900}
 BPF_LOCK=${BPF_LOCK:-/tmp/eue-bpf.lock}
 SMOKE_FEATURES=${SMOKE_FEATURES:-}
 
