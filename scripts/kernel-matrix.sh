@@ -394,7 +394,7 @@ for kernel in "${kernels[@]}"; do
         kernel_fetch "$kernel"
         facts[$kernel,package]=$kernel_package
         facts[$kernel,download]=$kernel_download
-        facts[$kernel,how]="$QEMU -accel tcg ${QEMU_MACHINE[*]} -smp $QEMU_SMP -m $QEMU_MEMORY"
+        facts[$kernel,how]="$QEMU -accel tcg ${QEMU_MACHINE[*]} -smp $QEMU_SMP -m $QEMU_MEMORY -nic none"
         facts[$kernel,config]=$kernel_config
         run_guest "$kernel"
     fi
