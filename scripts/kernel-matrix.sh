@@ -501,11 +501,14 @@ if $write; then
     kernels_md=KERNELS.md
     [ "$ARCH" = x86_64 ] || kernels_md=KERNELS-$ARCH.md
     qemu_version=$("$QEMU" --version | sed -n 1p)
+    # Changes to anything but the file being written (its redirection truncates it first).
+    commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    git diff --quiet HEAD -- . ":(exclude)$kernels_md" 2>/dev/null || commit+=" (with local changes)"
     {
         echo "# Kernels"
         echo
         echo "Written whole by \`sudo bash scripts/kernel-matrix.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'),"
-        echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (with local changes)'), $ARCH. Do not edit: rerun the script."
+        echo "commit $commit, $ARCH. Do not edit: rerun the script."
         echo "Machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end${BACKGROUND:+; beside it: $BACKGROUND}."
         echo "Guests: $qemu_version, TCG (software emulation: a nested KVM guest hangs on these machines), $QEMU_SMP vCPUs, $QEMU_MEMORY."
         echo
