@@ -9,13 +9,15 @@
 #
 # state is one of
 #   ok           every count exact, no fallback reported
-#   degraded     every count exact through a fallback the exporter named
-#                (`check` or its log says "degraded" or "fall(ing) back"): the
-#                detail is that line
-#   unsupported  counts missing or wrong, and the exporter said why: the detail
-#                is the first error line the user sees
-#   wrong        counts missing or wrong and no error said so (a silent wrong
-#                number: the worst outcome), or a target misbehaved
+#   degraded     every count exact through a fallback the exporter named for
+#                the feature's program (`check` or its log says "degraded" or
+#                "fall(ing) back" about it): the detail is that line
+#   unsupported  counts missing or wrong, and the exporter warned or failed
+#                about that program: the detail is the first such line a user
+#                sees, then the first check that failed
+#   wrong        counts missing or wrong and nothing said so about the program
+#                (a silent wrong number: the worst outcome; a warning about
+#                something else does not count), or a target misbehaved
 #
 # Usage: smoke.sh DIR [FEATURE...], DIR holding bin/ebpf-userspace-exporter,
 # fixtures/ (uexp-target, libfixture.so, uexp-loader, plugins/) and bpf/
@@ -55,12 +57,15 @@ trap cleanup EXIT
 
 # --- targets: the fixture protocol (a command line in, a reply line out) ---
 
-# start_target NAME BINARY: runs a copy of BINARY named NAME (its comm) beside
-# the original, so that $ORIGIN finds the same libraries; waits for "ready".
+# start_target NAME BINARY [COMM]: runs a copy of BINARY named COMM (its comm;
+# NAME by default) beside the original, so that $ORIGIN finds the same
+# libraries; waits for "ready". Targets given one COMM run one file (one
+# inode: the same probes).
 start_target() {
     local name=$1 binary=$2 copy ready
-    copy=$(dirname "$binary")/$name
-    cp "$binary" "$copy"
+    copy=$(dirname "$binary")/${3:-$1}
+    # A running copy cannot be written again (ETXTBSY), nor need it be.
+    [ -e "$copy" ] || cp "$binary" "$copy"
     mkfifo "$work/$name.in" "$work/$name.out"
     "$copy" <"$work/$name.in" >"$work/$name.out" 2>"$work/$name.err" &
     target_pid[$name]=$!
@@ -208,18 +213,23 @@ wait_value() {
 
 # --- verdicts ---
 
-# judge FEATURE PROGRAM: prints the feature's RESULT line from the mismatches
-# collected since the last verdict and from what the exporter and `check` said.
+# judge FEATURE PROGRAM...: prints the feature's RESULT line from the
+# mismatches collected since the last verdict and from what the exporter and
+# `check` said about its PROGRAMs. Only lines naming one count (the log's program=NAME,
+# check's lines under its `program "NAME"`): a warning about something else
+# (a kernel feature the program does not use, process events) neither makes
+# a cell degraded nor explains wrong counts.
 judge() {
-    local feature=$1 program=$2 line
-    # What `check` says about this program on this kernel (it loads it through
-    # the verifier: the word a fallback would be named with shows there).
+    local feature=$1 program line
+    shift
+    # What `check` says about the programs on this kernel (it loads them
+    # through the verifier: the word a fallback would be named with shows there).
     "$exporter" --cache-dir "$work/cache" check -c "$work/$feature.yaml" >"$work/$feature.check" 2>&1
+    for program in "$@"; do
+        about "$program" "$work/$feature.check" "$exporter_log"
+    done >"$work/$feature.about"
     if [ "${#mismatches[@]}" -eq 0 ]; then
-        # Only a line about this program: a fallback elsewhere (discovery's
-        # rescans without process events, say) is not this feature's.
-        line=$(grep -h -i -E 'degraded|fall(ing|s)? ?back' "$work/$feature.check" "$exporter_log" 2>/dev/null |
-            grep -F -w -m1 "$program")
+        line=$(grep -m1 -E "$FALLBACK" "$work/$feature.about")
         if [ -n "$line" ]; then
             verdict "$feature" degraded "$(clean "$line")"
         else
@@ -227,16 +237,32 @@ judge() {
         fi
         return
     fi
-    # The exporter's and check's warnings and errors, kept in the console log.
-    grep -h -E '(WARN|ERROR)|^error|^[^ ]+:[0-9]+:[0-9]+: ' "$exporter_log" "$work/$feature.check" 2>/dev/null |
+    # Every warning and error of the exporter and check, kept in the console log.
+    grep -h -E "$ALARM" "$exporter_log" "$work/$feature.check" 2>/dev/null |
         sed -n '1,20p' | while IFS= read -r line; do printf 'LOG\t%s\t%s\n' "$feature" "$(clean "$line")"; done
-    # The first of them: what a user sees.
-    line=$(grep -h -m1 -E '(WARN|ERROR)|^error|^[^ ]+:[0-9]+:[0-9]+: ' "$exporter_log" "$work/$feature.check" 2>/dev/null | head -1)
+    # The first naming a program: what a user sees about it.
+    line=$(grep -m1 -E "$ALARM|$FALLBACK" "$work/$feature.about")
     if [ -n "$line" ]; then
         verdict "$feature" unsupported "$(clean "$line") [${mismatches[0]}]"
     else
-        verdict "$feature" wrong "${mismatches[*]}"
+        verdict "$feature" wrong "$(printf '%s; ' "${mismatches[@]}" | sed 's/; $//')"
     fi
+}
+
+# A warning or an error: the log's levels, check's prefixes, file:line:col.
+ALARM='(WARN|ERROR)|^(error|warning)|^[^ ]+:[0-9]+:[0-9]+: '
+# A fallback named: the exporter's "degraded on this kernel: ...", check's
+# "on this kernel: degraded: ...", or "fall(s/ing) back", "fallback".
+FALLBACK='[Dd]egraded|[Ff]all(ing|s)? ?back'
+
+# about PROGRAM CHECK_OUTPUT LOG: the lines of both that are about PROGRAM:
+# the log's saying program=PROGRAM or `program "PROGRAM"`, then check's naming
+# it and the indented lines under such a one (prefixed with that name).
+about() {
+    grep -E "program(=\"?$1\"?( |$)| \"$1\")" "$3" 2>/dev/null
+    awk -v p="program \"$1\"" '
+        /^[^ ]/ { mine = index($0, p) > 0; if (mine) print; next }
+        mine { sub(/^ */, ""); print p ": " $0 }' "$2" 2>/dev/null
 }
 
 # A log line without its timestamp and colours, on one line, at most 400 bytes.
@@ -362,6 +388,35 @@ feature_uretprobe() {
     judge uretprobe returns
 }
 
+# feature: uretprobe_two_processes: the uretprobe's program on two processes of one binary (one instance each): each histogram holds its own process's returns only, 7 (sum 43) and 3 (sum 303)
+feature_uretprobe_two_processes() {
+    local a=uexp-km-two-a b=uexp-km-two-b comm=uexp-km-two
+    start_target "$a" "$dir/fixtures/uexp-target" "$comm" &&
+        start_target "$b" "$dir/fixtures/uexp-target" "$comm" &&
+        start_exporter uretprobe_two_processes "programs:
+$(returns_config "$comm")" &&
+        wait_value userspace_exporter_attached_processes 2 name=returns &&
+        {
+            # a: returns 1..4 and 10..12 (7, sum 43); b: 100, 101, 102 (3, sum 303).
+            run "$a" "call 4 1" "ok 10"
+            run "$a" "call 3 10" "ok 43"
+            run "$b" "call 3 100" "ok 303"
+            scrape
+            local pa=${target_pid[$a]} pb=${target_pid[$b]}
+            expect userspace_exporter_add_returns_count 7 pid="$pa"
+            expect userspace_exporter_add_returns_sum 43 pid="$pa"
+            expect userspace_exporter_add_returns_count 3 pid="$pb"
+            expect userspace_exporter_add_returns_sum 303 pid="$pb"
+            # The way it goes wrong on kernels that run every process's
+            # uretprobe on each return of the file: say so first.
+            if [ "$(value userspace_exporter_add_returns_sum pid="$pa")" = 346 ] &&
+                [ "$(value userspace_exporter_add_returns_sum pid="$pb")" = 346 ]; then
+                mismatches=("each process's histogram holds both processes' returns (count 10 = 7 + 3, sum 346 = 43 + 303): the kernel ran each per-process uretprobe on the other process's returns" "${mismatches[@]}")
+            fi
+        }
+    judge uretprobe_two_processes returns
+}
+
 # feature: histogram: the same returns as an exp2 histogram: all 17 cumulative buckets exact
 feature_histogram() {
     run_returns histogram uexp-km-hist && {
@@ -426,6 +481,27 @@ $(program op_returns "$bpf/plugin_counts.bpf.o" uexp-km-wret "$metrics" "    ure
             [ "$series" = 2 ] || mismatches+=("$series op_returns series, not 2")
         }
     judge wildcard_return op_returns
+}
+
+# feature: library: a library the target links (libfixture.so, mapped at exec): a USDT probe found among the process's files by its provider (fixturelib:event) and a uprobe by the library's short name (fixture:lib_event), 6 firings and calls
+feature_library() {
+    local metrics calls
+    metrics="      counters:
+$(counter lib_events_total lib_hits "fixturelib:event firings by argument (USDT in libfixture.so)" arg)"
+    calls="      counters:
+$(counter lib_calls_total lib_calls "lib_event calls by argument (uprobe in libfixture.so)" arg)"
+    start_target uexp-km-lib "$dir/fixtures/uexp-target" &&
+        start_exporter library "programs:
+$(program lib_usdt "$bpf/usdt_counts.bpf.o" uexp-km-lib "$metrics" "    usdt: {fixturelib:event: on_lib_event}")
+$(program lib_uprobe "$bpf/uprobe_counts.bpf.o" uexp-km-lib "$calls" "    uprobes: {fixture:lib_event: on_lib_entry}")" &&
+        {
+            run uexp-km-lib "lib 6 11" "ok 0"
+            scrape
+            local pid=${target_pid[uexp-km-lib]}
+            expect userspace_exporter_lib_events_total 6 arg=11 pid="$pid"
+            expect userspace_exporter_lib_calls_total 6 arg=11 pid="$pid"
+        }
+    judge library lib_usdt lib_uprobe
 }
 
 # feature: dlopen: a library dlopened after the exporter attached: a uprobe and a semaphore-guarded USDT probe in it, armed by the kernel when it is mapped (the target reads the semaphore as 1); 7 calls each
@@ -496,7 +572,7 @@ $first" --web.enable-lifecycle &&
             expect userspace_exporter_reload_calls_total 2 arg=9 pid="$pid"
             expect userspace_exporter_config_last_reload_successful 1
         }
-    judge reload kept
+    judge reload kept added
 }
 
 # feature: scrape: one scrape's every user series, exactly: a hash, a per-CPU hash, an array and a per-CPU array fed by one probe (14 series)
