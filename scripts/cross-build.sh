@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the exporter, the C test fixtures and the BPF objects for one
-# architecture, into one directory that a VM (scripts/vm/) or an image can take
-# whole.
+# architecture, into one directory that the kernel matrix's guests
+# (scripts/kernel-matrix.sh, which runs this for every architecture) or an
+# image can take whole.
 #
 #   scripts/cross-build.sh [--no-setup] ARCH
 #
@@ -98,12 +99,14 @@ exporter=$out/ebpf-userspace-exporter
 start=$(now)
 src=tests/fixtures
 f=$out/fixtures
+# $ORIGIN is the dynamic loader's, not the shell's.
+origin=\$ORIGIN
 "$cc" -O1 -g -shared -fPIC -o "$f/libfixture.so" "$src/libfixture.c"
 "$cc" -O1 -g -o "$f/uexp-target" "$src/target.c" "$src/guarded.c" \
-    -L"$f" -lfixture '-Wl,-rpath,$ORIGIN'
+    -L"$f" -lfixture "-Wl,-rpath,$origin"
 "$cc" -O1 -g -o "$f/uexp-resolver" "$src/resolver.c"
 "$cc" -O1 -g -shared -fPIC -o "$f/plugins/libuexp_plugin.so" "$src/plugin.c"
-"$cc" -O1 -g -o "$f/uexp-loader" "$src/loader.c" '-Wl,-rpath,$ORIGIN/plugins'
+"$cc" -O1 -g -o "$f/uexp-loader" "$src/loader.c" "-Wl,-rpath,$origin/plugins"
 "$cc" -O1 -g -o "$f/uexp-kernel-features" "$src/kernel_features.c"
 "$cc" -O1 -g -o "$f/uexp-bpf-holder" "$src/bpf_holder.c"
 times+=("fixtures $(took "$start")")

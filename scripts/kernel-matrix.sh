@@ -13,7 +13,9 @@
 #   host   this machine's own kernel, natively (the suite runs on the host,
 #          under flock $BPF_LOCK): it is measured even where it cannot be booted
 #   FILE.deb  any linux-image package
-# Default: 6.1 6.12 5.10 host.
+# Default: 6.1 6.12 5.10 host; for another architecture than the machine's,
+# 6.1 (emulating another instruction set is slower, and x86_64 covers the
+# kernel versions: that column is about the architecture).
 #
 # Exits 1 if any cell is worse than scripts/kernel-matrix/expected allows (ok
 # is expected unless that file says otherwise), or if any part is missing: a
@@ -24,18 +26,20 @@
 # the kernels' boot/ directories, the root's cpio, the private
 # apt lists; a rerun downloads nothing.
 #
-# Environment: ARCH (x86_64; see "Architectures" below for arm64), EXPORTER (a
-# prebuilt exporter for ARCH instead of `cargo build --release`), QEMU_MEMORY
-# (1G), QEMU_SMP (2), KERNEL_MATRIX_TIMEOUT (seconds per guest, 900),
+# Environment: ARCH (the machine's; aarch64 for arm64, see "Architectures"
+# below), QEMU_MEMORY (1G), QEMU_SMP (2), KERNEL_MATRIX_TIMEOUT (seconds per
+# guest, 900),
 # BPF_LOCK (/tmp/eue-bpf.lock), BACKGROUND (what else ran, said in KERNELS.md),
 # SMOKE_FEATURES (a,b: only these features of the suite).
 #
 # To add a kernel: a case in kernel_fetch (the apt suites holding its
 # linux-image metapackage) and in the argument list below. To add an
 # architecture: a case under "Architectures" (Debian's arch name, the QEMU
-# binary, machine and console, the Rust target, the C cross compiler, libbpf's
-# __TARGET_ARCH_ name, the multiarch include directory); nothing else in the
-# script, the guest's init or the suite depends on the architecture. Outputs
+# binary, machine and console) and one in scripts/cross-build.sh and
+# scripts/setup-cross.sh (the cross compiler, the Rust target, libbpf's
+# __TARGET_ARCH_ name); nothing else in the script, the guest's init or the
+# suite depends on the architecture. The exporter, the fixtures and the BPF
+# objects are scripts/cross-build.sh's, for every architecture. Outputs
 # per run: the table on stdout, each guest's console in
 # $KERNEL_MATRIX_CACHE/logs/KERNEL.console (with the exporter's warnings for
 # every cell not ok, as LOG lines).
@@ -53,12 +57,14 @@ for arg in "$@"; do
         *) echo "kernel-matrix.sh: unknown kernel $arg (6.1, 6.12, 5.10, host or a linux-image .deb)" >&2; exit 2 ;;
     esac
 done
+ARCH=${ARCH:-$(uname -m)}
+[ "$ARCH" = arm64 ] && ARCH=aarch64
+[ "$ARCH" = amd64 ] && ARCH=x86_64
 if [ "${#kernels[@]}" -eq 0 ]; then
-    kernels=(6.1 6.12 5.10 host)
+    if [ "$ARCH" = "$(uname -m)" ]; then kernels=(6.1 6.12 5.10 host); else kernels=(6.1); fi
     write=true
 fi
 
-ARCH=${ARCH:-x86_64}
 cache=${KERNEL_MATRIX_CACHE:-$repo/target/kernel-matrix}
 QEMU_MEMORY=${QEMU_MEMORY:-1G}
 QEMU_SMP=${QEMU_SMP:-2}
@@ -73,14 +79,11 @@ fail() {
 
 # --- Architectures --------------------------------------------------------
 # Everything that depends on the guest's architecture is set here; the rest of
-# the script reads only these variables. x86_64 is the one measured. An arm64
-# run needs, on an x86_64 Debian 12 host: `dpkg --add-architecture arm64`
-# (apt-get download of the kernel and the root's :arm64 packages through the
-# machine's apt), qemu-system-arm, gcc-aarch64-linux-gnu, linux-libc-dev:arm64
-# (asm/ headers for the BPF objects), and a cross-built exporter (EXPORTER=...,
-# or cargo's aarch64 linker set up for the RUST_TARGET build below). Checked
-# so far without one: Debian 12's arm64 6.1 boots this way under TCG (23 s
-# here) and its cross-built fixtures run; the suite then needs the exporter.
+# the script reads only these variables. Another architecture than the
+# machine's (aarch64 on x86_64) runs scripts/setup-cross.sh ARCH --vm first:
+# multiarch for apt (the kernel and the root's packages), the cross
+# toolchain, qemu-user for cross-build.sh's `headers` run, and the guest's
+# qemu-system.
 case $ARCH in
     x86_64)
         DEB_ARCH=amd64           # Debian's name: packages, linux-image-$KERNEL_FLAVOUR
@@ -88,21 +91,14 @@ case $ARCH in
         QEMU=qemu-system-x86_64
         QEMU_MACHINE=(-M pc)     # qemu64 CPU: -cpu max made TCG no faster here
         CONSOLE=ttyS0
-        RUST_TARGET=             # empty: the host's (cargo build --release)
-        CC=${CC:-cc}             # the fixtures' C compiler
-        BPF_ARCH=x86             # libbpf's __TARGET_ARCH_ name
         MULTIARCH=x86_64-linux-gnu
         ;;
-    aarch64 | arm64)
-        ARCH=aarch64
+    aarch64)
         DEB_ARCH=arm64
         KERNEL_FLAVOUR=arm64
         QEMU=qemu-system-aarch64
         QEMU_MACHINE=(-M virt -cpu max)
         CONSOLE=ttyAMA0
-        RUST_TARGET=aarch64-unknown-linux-gnu
-        CC=${CC:-aarch64-linux-gnu-gcc}
-        BPF_ARCH=arm64
         MULTIARCH=aarch64-linux-gnu
         ;;
     *) fail "ARCH=$ARCH: x86_64 or aarch64" ;;
@@ -112,9 +108,10 @@ native=false
 
 # --- Tools: a missing one is a failure, never a skip ------------------------
 [ "$(id -u)" -eq 0 ] || fail "run as root (BPF, and the host kernel's column): sudo bash $0"
-for tool in "$QEMU" cpio dpkg-deb apt-get apt-cache clang "$CC" flock timeout; do
+$native || bash scripts/setup-cross.sh "$ARCH" --vm >&2 || fail "scripts/setup-cross.sh $ARCH --vm failed"
+for tool in "$QEMU" cpio dpkg-deb apt-get apt-cache flock timeout; do
     command -v "$tool" >/dev/null ||
-        fail "$tool is missing: run scripts/setup.sh (apt-get install qemu-system-x86 cpio clang flock)"
+        fail "$tool is missing: run scripts/setup.sh (apt-get install qemu-system-x86 cpio flock)"
 done
 # shellcheck disable=SC1091 # rustup's, where setup.sh installed it
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
@@ -240,43 +237,21 @@ root_build() {
 }
 
 # --- The payload: the exporter, the fixtures, the BPF objects, the suite ----
+# All of them scripts/cross-build.sh's, for ARCH (the machine's own too).
 payload_build() {
-    local t0 exporter host_exporter include
+    local t0 built
     t0=$(now)
     payload=$work/payload/smoke
     mkdir -p "$payload/bin" "$payload/fixtures/plugins" "$payload/bpf"
-    if [ -n "${EXPORTER:-}" ]; then
-        exporter=$EXPORTER
-    elif [ -n "$RUST_TARGET" ]; then
-        cargo build --release --quiet --target "$RUST_TARGET"
-        exporter=target/$RUST_TARGET/release/ebpf-userspace-exporter
-    else
-        cargo build --release --quiet
-        exporter=target/release/ebpf-userspace-exporter
-    fi
-    [ -x "$exporter" ] || fail "no exporter at $exporter"
-    cp "$exporter" "$payload/bin/ebpf-userspace-exporter"
-    # The libbpf headers the exporter embeds (the same for every architecture):
-    # from a host build when the exporter is a foreign one.
-    host_exporter=$exporter
-    if ! $native; then
-        cargo build --release --quiet
-        host_exporter=target/release/ebpf-userspace-exporter
-    fi
-    include=$work/include
-    "$host_exporter" headers -o "$include" >/dev/null
-    # Built as tests/it/common.rs builds them.
-    local fx=tests/fixtures out=$payload/fixtures
-    # $ORIGIN is the dynamic loader's, not the shell's.
-    local origin=\$ORIGIN
-    "$CC" -O1 -g -shared -fPIC -o "$out/libfixture.so" "$fx/libfixture.c"
-    "$CC" -O1 -g -o "$out/uexp-target" "$fx/target.c" "$fx/guarded.c" -L"$out" -lfixture "-Wl,-rpath,$origin"
-    "$CC" -O1 -g -shared -fPIC -o "$out/plugins/libuexp_plugin.so" "$fx/plugin.c"
-    "$CC" -O1 -g -o "$out/uexp-loader" "$fx/loader.c" "-Wl,-rpath,$origin/plugins"
+    built=$(bash scripts/cross-build.sh --no-setup "$ARCH" | tail -1)
+    [ -x "$built/ebpf-userspace-exporter" ] || fail "scripts/cross-build.sh $ARCH made no $built/ebpf-userspace-exporter"
+    cp "$built/ebpf-userspace-exporter" "$payload/bin/"
+    cp "$built/fixtures/libfixture.so" "$built/fixtures/uexp-target" "$built/fixtures/uexp-loader" "$payload/fixtures/"
+    cp "$built/fixtures/plugins/libuexp_plugin.so" "$payload/fixtures/plugins/"
     for object in usdt_counts uprobe_counts plugin_counts; do
-        clang -target bpf -O2 -g "-D__TARGET_ARCH_$BPF_ARCH" "-I/usr/include/$MULTIARCH" -I"$include" \
-            -c "$fx/bpf/$object.bpf.c" -o "$payload/bpf/$object.bpf.o"
+        cp "$built/bpf/$object.bpf.o" "$payload/bpf/"
     done
+    build_times=$(tr '\n' ' ' <"$built/build-times")
     cp scripts/kernel-matrix/smoke.sh "$payload/smoke.sh"
     cp scripts/kernel-matrix/guest-init.sh "$work/payload/init"
     chmod 755 "$work/payload/init"
@@ -403,8 +378,9 @@ done
 # --- Verdicts ---------------------------------------------------------------
 # Worse states rank lower; a cell passes when it ranks at least as high as
 # its expected state (scripts/kernel-matrix/expected; ok when not listed).
+# A cell never measured (missing) fails even where wrong is expected.
 rank() {
-    case $1 in ok) echo 3 ;; degraded) echo 2 ;; unsupported) echo 1 ;; *) echo 0 ;; esac
+    case $1 in ok) echo 3 ;; degraded) echo 2 ;; unsupported) echo 1 ;; wrong) echo 0 ;; *) echo -1 ;; esac
 }
 # A kernel written ARCH/KERNEL (aarch64/6.1) is that architecture's only.
 declare -A expected
@@ -494,7 +470,7 @@ for kernel in "${kernels[@]}"; do
         "${facts[$kernel,uname]:-?}" "$(secs "${facts[$kernel,download]:-?}")" "$(secs "${facts[$kernel,boot]:-?}")" \
         "$(secs "${facts[$kernel,suite]:-?}")" "$(secs "${facts[$kernel,wall]:-?}")"
 done
-printf 'root: %ss (0: cached), payload (build, fixtures, objects): %ss\n' "$root_time" "$payload_time"
+printf 'root: %ss (0: cached), payload: %ss (cross-build.sh %s: %s)\n' "$root_time" "$payload_time" "$ARCH" "$build_times"
 
 if $write; then
     # KERNELS.md for x86_64, KERNELS-aarch64.md for arm64.
@@ -515,10 +491,11 @@ if $write; then
         echo "Each cell is the smoke suite ([scripts/kernel-matrix/smoke.sh](scripts/kernel-matrix/smoke.sh))"
         echo "run against the exporter's release build on that kernel; every check asserts exact"
         echo "counts against what the fixture target did. **ok**: exact, no fallback; **degraded**:"
-        echo "exact through a fallback the exporter named; **unsupported**: the exporter said"
-        echo "why it could not (the note quotes the first error line a user sees, then the first"
-        echo "check that failed); **wrong**: counts off with no error (the worst), or a target"
-        echo "misbehaved; **missing**: the suite never got to it."
+        echo "exact through a fallback the exporter named for the feature's program; **unsupported**:"
+        echo "counts off or absent, and the exporter warned or failed about that program (the note"
+        echo "quotes the first such line a user sees, then the first check that failed); **wrong**:"
+        echo "counts off with nothing said about the program (the worst: a warning about something"
+        echo "else does not count), or a target misbehaved; **missing**: the suite never got to it."
         echo
         table true
         echo
@@ -534,8 +511,9 @@ if $write; then
         echo "start to the guest's init (firmware, decompression, kernel, initramfs). Suite: every"
         echo "feature, one exporter each, in the guest. The guests' root is an initramfs of"
         echo "Debian 12 packages (${ROOT_PACKAGES[*]}) unpacked with dpkg-deb, with the exporter,"
-        echo "the fixtures and the BPF objects built on the host; no clang runs in a guest."
-        echo "Building it took ${root_time}s (0: cached), the payload ${payload_time}s."
+        echo "the fixtures and the BPF objects built on the host by \`scripts/cross-build.sh $ARCH\`;"
+        echo "no clang runs in a guest. Building the root took ${root_time}s (0: cached), the payload"
+        echo "${payload_time}s (cross-build.sh's steps, seconds: ${build_times}; 0.0 or so when cargo had it built)."
         echo
         echo "## Features"
         echo

@@ -8,10 +8,11 @@
 # host's own: only --vm does anything).
 #   always: Debian's cross C compiler, the target's libelf/zlib/<sys/sdt.h>
 #           through multiarch (dpkg --add-architecture), the Rust target,
-#           qemu-user-static (runs the binary's --version/check here), and
-#           binfmt_misc registered for ARCH when it is not the host's.
-#   --vm:   what scripts/vm/*.sh need: qemu-system for ARCH, mmdebstrap,
-#           cpio.
+#           qemu-user-static (runs the binary's --version/check here),
+#           arch-test (mmdebstrap's check of it, for build-image.sh --arch),
+#           and binfmt_misc registered for ARCH when it is not the host's.
+#   --vm:   what scripts/kernel-matrix.sh needs to boot ARCH's kernels:
+#           qemu-system for ARCH, cpio (it runs this itself for a foreign ARCH).
 #
 # binfmt_misc: Debian registers qemu's handlers through systemd-binfmt or
 # binfmt-support at boot; a machine without systemd (these VMs) has neither
@@ -57,15 +58,14 @@ if [ "$arch" != "$host" ]; then
         "systemtap-sdt-dev:$deb_arch" # <sys/sdt.h> in /usr/include/TRIPLET for the cross compiler
         "linux-libc-dev:$deb_arch"    # asm/ headers for BPF objects (-I/usr/include/TRIPLET)
         qemu-user-static              # runs the binary here
+        # mmdebstrap's second stage (build-image.sh --arch) runs the foreign
+        # root's maintainer scripts under qemu-user, checking first with arch-test.
+        arch-test
         clang make pkg-config
     )
 fi
 if $vm; then
-    # kmod: depmod and modprobe --show-depends for the guest kernel's modules.
-    packages+=("$qemu_system" mmdebstrap cpio kmod)
-    # mmdebstrap's second stage runs the foreign root's maintainer scripts
-    # under qemu-user, and checks first with arch-test that it can.
-    [ "$arch" != "$host" ] && packages+=(qemu-user-static arch-test)
+    packages+=("$qemu_system" cpio)
 fi
 missing=()
 for p in "${packages[@]}"; do
