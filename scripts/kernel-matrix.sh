@@ -528,9 +528,17 @@ if $write; then
         echo "## Expected states"
         echo
         echo "A cell fails the run when it is worse than expected (ok > degraded >"
-        echo "unsupported > wrong). Expected here (ok when not listed):"
+        echo "unsupported > wrong; one never measured always fails). Expected here (ok"
+        echo "when not listed), each group with the reason"
+        echo "[scripts/kernel-matrix/expected](scripts/kernel-matrix/expected) gives:"
         echo
-        grep -v -E '^(#|$)' scripts/kernel-matrix/expected | sed 's/^/- /'
+        # A comment block followed by entries is their reason.
+        awk '/^# not-measured: / { next }
+            /^#/ { if (n) flush(); sub(/^# ?/, ""); why = why (why == "" ? "" : " ") $0; next }
+            /^$/ { if (n) flush(); why = ""; next }
+            { cells = cells (n++ ? ", " : "") "`" $0 "`" }
+            function flush() { print "- " cells ": " why; cells = ""; n = 0; why = "" }
+            END { if (n) flush() }' scripts/kernel-matrix/expected
     } >"$kernels_md"
     echo "kernel-matrix.sh: wrote $kernels_md" >&2
 fi

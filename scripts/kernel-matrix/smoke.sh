@@ -240,8 +240,11 @@ judge() {
     # Every warning and error of the exporter and check, kept in the console log.
     grep -h -E "$ALARM" "$exporter_log" "$work/$feature.check" 2>/dev/null |
         sed -n '1,20p' | while IFS= read -r line; do printf 'LOG\t%s\t%s\n' "$feature" "$(clean "$line")"; done
-    # The first naming a program: what a user sees about it.
-    line=$(grep -m1 -E "$ALARM|$FALLBACK" "$work/$feature.about")
+    # The first warning or error naming a program: what a user sees about it.
+    # A fallback's notice only when nothing else was said: it names what
+    # runs instead, seldom why counts are off.
+    line=$(grep -v -E "$FALLBACK" "$work/$feature.about" | grep -m1 -E "$ALARM")
+    [ -n "$line" ] || line=$(grep -m1 -E "$FALLBACK" "$work/$feature.about")
     if [ -n "$line" ]; then
         verdict "$feature" unsupported "$(clean "$line") [${mismatches[0]}]"
     else
