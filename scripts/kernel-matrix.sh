@@ -251,7 +251,7 @@ payload_build() {
     for object in usdt_counts uprobe_counts plugin_counts; do
         cp "$built/bpf/$object.bpf.o" "$payload/bpf/"
     done
-    build_times=$(tr '\n' ' ' <"$built/build-times")
+    build_times=$(paste -s -d, "$built/build-times" | sed 's/,/, /g')
     cp scripts/kernel-matrix/smoke.sh "$payload/smoke.sh"
     cp scripts/kernel-matrix/guest-init.sh "$work/payload/init"
     chmod 755 "$work/payload/init"
@@ -513,7 +513,8 @@ if $write; then
         echo "Debian 12 packages (${ROOT_PACKAGES[*]}) unpacked with dpkg-deb, with the exporter,"
         echo "the fixtures and the BPF objects built on the host by \`scripts/cross-build.sh $ARCH\`;"
         echo "no clang runs in a guest. Building the root took ${root_time}s (0: cached), the payload"
-        echo "${payload_time}s (cross-build.sh's steps, seconds: ${build_times}; 0.0 or so when cargo had it built)."
+        echo "${payload_time}s (cross-build.sh's steps in seconds: ${build_times}; the exporter's near 0 when"
+        echo "cargo had it built already)."
         echo
         echo "## Features"
         echo

@@ -268,9 +268,13 @@ about() {
         mine { sub(/^ */, ""); print p ": " $0 }' "$2" 2>/dev/null
 }
 
-# A log line without its timestamp and colours, on one line, at most 400 bytes.
+# A log line without its timestamp and colours, on one line, at most 400
+# characters (then "...").
 clean() {
-    printf '%s' "$1" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^[0-9T:.Z-]* *//' | tr '\t\n' '  ' | cut -c1-400
+    local line
+    line=$(printf '%s' "$1" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^[0-9T:.Z-]* *//' | tr '\t\n' '  ')
+    # Cut where it was cut.
+    if [ "${#line}" -gt 400 ]; then printf '%s...' "${line:0:400}"; else printf '%s' "$line"; fi
 }
 
 verdict() {
