@@ -525,21 +525,33 @@ if $write; then
         echo "## Kernels not in the matrix"
         echo
         sed -n '/^# not-measured: /s/^# not-measured: /- /p' scripts/kernel-matrix/expected
+        for kernel in 6.1 6.12 5.10; do
+            [[ " ${kernels[*]} " == *" $kernel "* ]] ||
+                echo "- $kernel for $ARCH: not in this run (\`ARCH=$ARCH sudo bash scripts/kernel-matrix.sh --write 6.1 6.12 5.10\` measures it)."
+        done
         echo
         echo "## Expected states"
         echo
         echo "A cell fails the run when it is worse than expected (ok > degraded >"
         echo "unsupported > wrong; one never measured always fails). Expected here (ok"
-        echo "when not listed), each group with the reason"
+        echo "when not listed) for this run's kernels, each group with the reason"
         echo "[scripts/kernel-matrix/expected](scripts/kernel-matrix/expected) gives:"
         echo
-        # A comment block followed by entries is their reason.
-        awk '/^# not-measured: / { next }
-            /^#/ { if (n) flush(); sub(/^# ?/, ""); why = why (why == "" ? "" : " ") $0; next }
-            /^$/ { if (n) flush(); why = ""; next }
-            { cells = cells (n++ ? ", " : "") "`" $0 "`" }
-            function flush() { print "- " cells ": " why; cells = ""; n = 0; why = "" }
-            END { if (n) flush() }' scripts/kernel-matrix/expected
+        # A comment block followed by entries is their reason; only entries
+        # for this run's kernels (and for this architecture's, ARCH/KERNEL).
+        awk -v run=" ${kernels[*]} " -v arch="$ARCH" '
+            /^# not-measured: / { next }
+            /^#/ { if (entries) flush(); sub(/^# ?/, ""); why = why (why == "" ? "" : " ") $0; next }
+            /^$/ { flush(); next }
+            {
+                entries = 1
+                k = $1
+                if (k ~ /\//) { if (substr(k, 1, length(arch) + 1) != arch "/") next; k = substr(k, length(arch) + 2) }
+                if (index(run, " " k " ") == 0) next
+                cells = cells (n++ ? ", " : "") "`" $0 "`"
+            }
+            function flush() { if (n) print "- " cells ": " why; cells = ""; n = 0; why = ""; entries = 0 }
+            END { flush() }' scripts/kernel-matrix/expected
     } >"$kernels_md"
     echo "kernel-matrix.sh: wrote $kernels_md" >&2
 fi
