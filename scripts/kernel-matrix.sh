@@ -477,9 +477,10 @@ if $write; then
     kernels_md=KERNELS.md
     [ "$ARCH" = x86_64 ] || kernels_md=KERNELS-$ARCH.md
     qemu_version=$("$QEMU" --version | sed -n 1p)
-    # Changes to anything but the file being written (its redirection truncates it first).
+    # Changes to anything but the matrix's own outputs (this one's redirection
+    # truncates it first; another architecture's may be waiting for its commit).
     commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    git diff --quiet HEAD -- . ":(exclude)$kernels_md" 2>/dev/null || commit+=" (with local changes)"
+    git diff --quiet HEAD -- . ":(exclude)KERNELS*.md" 2>/dev/null || commit+=" (with local changes)"
     {
         echo "# Kernels"
         echo
