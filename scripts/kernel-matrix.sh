@@ -2,9 +2,10 @@
 # The kernel matrix: boots Debian's kernels under QEMU (TCG: software
 # emulation, no KVM), runs the smoke suite (scripts/kernel-matrix/smoke.sh) in
 # each against the exporter built here, and prints one table, feature x
-# kernel: ok, degraded (a named fallback, counts exact) or unsupported (the
-# error the user sees). With no KERNEL argument (the whole matrix) or with
-# --write it also writes KERNELS.md (KERNELS-aarch64.md for arm64), whole.
+# kernel: ok, degraded (a named fallback, counts exact), unsupported (the
+# error the user sees) or wrong (counts off and nothing said). With no KERNEL
+# argument (the whole matrix) or with --write it also writes KERNELS.md
+# (KERNELS-aarch64.md for arm64), whole.
 #
 # Usage: sudo bash scripts/kernel-matrix.sh [--write] [KERNEL...]
 #   6.1    Debian 12's kernel (bookworm, its security updates: the machine's apt)
@@ -28,9 +29,8 @@
 #
 # Environment: ARCH (the machine's; aarch64 for arm64, see "Architectures"
 # below), QEMU_MEMORY (1G), QEMU_SMP (2), KERNEL_MATRIX_TIMEOUT (seconds per
-# guest, 900),
-# BPF_LOCK (/tmp/eue-bpf.lock), BACKGROUND (what else ran, said in KERNELS.md),
-# SMOKE_FEATURES (a,b: only these features of the suite).
+# guest, 900), BPF_LOCK (/tmp/eue-bpf.lock), BACKGROUND (what else ran, said
+# in KERNELS.md), SMOKE_FEATURES (a,b: only these features of the suite).
 #
 # To add a kernel: a case in kernel_fetch (the apt suites holding its
 # linux-image metapackage) and in the argument list below. To add an
