@@ -17,6 +17,7 @@
 pub mod classify;
 pub mod needs;
 mod probe;
+pub mod return_probes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;

@@ -23,6 +23,35 @@ pub struct ProgramNeeds {
     /// the kernel's BTF. (libbpf's usdt.bpf.h needs none: it learns whether
     /// the kernel has BPF cookies from libbpf itself.)
     pub core_relocations: bool,
+    /// Its uretprobes whose BPF functions may fill metric tables when they
+    /// run for a process they were not attached to (no check of state saved
+    /// by an entry probe comes first: [`super::return_probes`]).
+    pub unguarded_returns: Vec<ReturnProbe>,
+}
+
+/// A uretprobe that would count other processes' returns on a kernel that
+/// runs it for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnProbe {
+    /// As the config names it (`uretprobe "target_add"`).
+    pub probe: String,
+    /// Whether its spec is a wildcard, attached through uprobe_multi links
+    /// (which filter by process) where the kernel has them.
+    pub wildcard: bool,
+    /// The metric tables it may fill for another process.
+    pub tables: Vec<String>,
+}
+
+impl ReturnProbe {
+    /// `uretprobe "target_add" (table return_values)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (table{} {})",
+            self.probe,
+            if self.tables.len() == 1 { "" } else { "s" },
+            self.tables.join(", ")
+        )
+    }
 }
 
 /// A fallback a program runs with here.
@@ -162,6 +191,24 @@ pub fn judge(needs: &ProgramNeeds, kernel: &KernelFeatures) -> Support {
             note: Some("`instances: per_binary` cannot attach USDT probes in position-independent files (shared libraries, PIE executables) this way".to_string()),
         });
     }
+    // Per binary, a probe runs for every process of the file by design.
+    if missing(Feature::UretprobePidFilter) && !needs.per_binary {
+        let multi = kernel.usable(Feature::UprobeMulti);
+        let probes: Vec<String> = needs
+            .unguarded_returns
+            .iter()
+            .filter(|r| !(r.wildcard && multi))
+            .map(ReturnProbe::describe)
+            .collect();
+        if !probes.is_empty() {
+            support.fallbacks.push(Fallback {
+                feature: Feature::UretprobePidFilter,
+                instead: "other attached processes' returns of the same function also counted",
+                probes,
+                note: Some("a return probe that counts only after finding state its entry probe saved stays exact".to_string()),
+            });
+        }
+    }
     if missing(Feature::FuncIpInUprobes) && !needs.func_ip.is_empty() {
         let functions: Vec<String> = needs.func_ip.iter().map(|f| format!("{f:?}")).collect();
         support.refusals.push(Refusal {
@@ -237,6 +284,7 @@ mod tests {
             per_binary: false,
             func_ip: vec!["on_op_return".into()],
             core_relocations: true,
+            unguarded_returns: Vec::new(),
         }
     }
 
@@ -344,6 +392,68 @@ mod tests {
                 "`instances: per_binary` cannot attach USDT probes in position-independent files"
             ),
             "{summary}"
+        );
+    }
+
+    #[test]
+    fn without_uretprobe_filtering_return_probes_that_count_unguarded_are_named() {
+        let missing = Detection::Missing("a uretprobe attached for the exporter's pid also ran when a child process returned from the function".into());
+        let kernel = KernelFeatures::with(
+            "6.1.0-57-amd64",
+            &[(Feature::UretprobePidFilter, missing.clone())],
+        );
+        let ret = |probe: &str, wildcard: bool, tables: &[&str]| ReturnProbe {
+            probe: probe.into(),
+            wildcard,
+            tables: tables.iter().map(|t| t.to_string()).collect(),
+        };
+        let needs = ProgramNeeds {
+            unguarded_returns: vec![
+                ret("uretprobe \"target_add\"", false, &["return_values"]),
+                ret("uretprobe \"lib.so:op_*\"", true, &["a", "b"]),
+            ],
+            ..ProgramNeeds::default()
+        };
+        // The wildcard goes through a uprobe_multi link, which filters.
+        assert_eq!(
+            judge(&needs, &kernel).summary(&kernel),
+            "degraded: other attached processes' returns of the same function also counted for uretprobe \"target_add\" (table return_values) (uretprobes filtered by process needs Linux 6.13+; this kernel is 6.1.0-57-amd64: a uretprobe attached for the exporter's pid also ran when a child process returned from the function; a return probe that counts only after finding state its entry probe saved stays exact)"
+        );
+        // Without uprobe_multi links it is a perf-event uretprobe too.
+        let old = KernelFeatures::with(
+            "6.1.0-57-amd64",
+            &[
+                (Feature::UretprobePidFilter, missing),
+                (Feature::UprobeMulti, Detection::Missing("no".into())),
+            ],
+        );
+        let support = judge(&needs, &old);
+        let of_feature: Vec<&Fallback> = support
+            .fallbacks
+            .iter()
+            .filter(|f| f.feature == Feature::UretprobePidFilter)
+            .collect();
+        assert_eq!(of_feature.len(), 1);
+        assert_eq!(
+            of_feature[0].probes,
+            vec![
+                "uretprobe \"target_add\" (table return_values)".to_string(),
+                "uretprobe \"lib.so:op_*\" (tables a, b)".to_string()
+            ]
+        );
+        // Per binary a probe counts every process of the file by design;
+        // a kernel that filters loses nothing; a program whose returns are
+        // all guarded neither.
+        let per_binary = ProgramNeeds {
+            per_binary: true,
+            ..needs.clone()
+        };
+        assert_eq!(judge(&per_binary, &kernel).summary(&kernel), "full");
+        let fixed = KernelFeatures::with("6.18.44", &[]);
+        assert_eq!(judge(&needs, &fixed).summary(&fixed), "full");
+        assert_eq!(
+            judge(&ProgramNeeds::default(), &kernel).summary(&kernel),
+            "full"
         );
     }
 
