@@ -131,7 +131,7 @@ fn unguarded_returns(
                 .unwrap_or_else(|| tables.clone());
             (!unguarded.is_empty()).then(|| ReturnProbe {
                 probe: named(ret),
-                wildcard: is_wildcard_uprobe(ret),
+                function: ret.function.clone(),
                 tables: unguarded.into_iter().collect(),
             })
         })
@@ -172,6 +172,11 @@ pub struct PreparedProgram {
     /// Whether its wildcard uprobes attach through uprobe_multi links (the
     /// kernel has them): otherwise one uprobe per matched function.
     pub uprobe_multi: bool,
+    /// BPF functions attached through uprobe_multi links although their
+    /// specs are no wildcards: uretprobes that would count other processes'
+    /// returns through perf-event links on this kernel
+    /// ([`crate::kernel::needs::filtered_returns`]).
+    pub filtered_returns: HashSet<String>,
 }
 
 impl PreparedProgram {
@@ -398,6 +403,15 @@ impl PreparedProgram {
         let needs = program_needs(p, &probes, &open, &object);
         let kernel = crate::kernel::features();
         let support = crate::kernel::needs::judge(&needs, kernel);
+        let usdt_functions: Vec<&str> = probes
+            .iter()
+            .filter(|p| p.kind == ProbeKind::Usdt)
+            .map(|p| p.function.as_str())
+            .collect();
+        let filtered_returns =
+            crate::kernel::needs::filtered_returns(&needs, &usdt_functions, kernel)
+                .into_iter()
+                .collect();
         Ok(PreparedProgram {
             config: p.clone(),
             selector: Selector::new(&attachment),
@@ -407,6 +421,7 @@ impl PreparedProgram {
             values,
             support,
             uprobe_multi: kernel.usable(Feature::UprobeMulti),
+            filtered_returns,
         })
     }
 
@@ -434,8 +449,9 @@ impl PreparedProgram {
         &self.config.name
     }
 
-    /// The BPF functions attached through wildcard uprobe specs (one multi-uprobe
-    /// link to every matching symbol); none where the kernel has no
+    /// The BPF functions attached through uprobe_multi links: those of
+    /// wildcard uprobe specs (one link to every matching symbol), and the
+    /// [`PreparedProgram::filtered_returns`]; none where the kernel has no
     /// uprobe_multi links (each function gets a uprobe of its own instead).
     pub fn multi_uprobe_functions(&self) -> HashSet<&str> {
         if !self.uprobe_multi {
@@ -445,6 +461,7 @@ impl PreparedProgram {
             .iter()
             .filter(|p| is_wildcard_uprobe(p))
             .map(|p| p.function.as_str())
+            .chain(self.filtered_returns.iter().map(String::as_str))
             .collect()
     }
 
