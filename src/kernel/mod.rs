@@ -256,8 +256,8 @@ pub fn assume_missing(names: &[String]) -> Result<(), String> {
 }
 
 /// The running kernel's features, probed on the first call (a few
-/// milliseconds: small programs loaded, one uprobe on the exporter's own
-/// code fired once).
+/// milliseconds: small programs loaded, uprobes on the exporter's own code
+/// fired once, in the exporter and in a child it forks).
 pub fn features() -> &'static KernelFeatures {
     DETECTED.get_or_init(|| {
         let assumed = ASSUMED.get_or_init(BTreeSet::new);

@@ -93,7 +93,8 @@ pub(super) fn detect(assumed: &BTreeSet<Feature>) -> KernelFeatures {
 /// Descriptors of the trials' uprobes, closed on a thread of their own:
 /// closing a uprobe waits for RCU grace periods (28 to 170 ms measured here
 /// for the two trials), which startup and `check` need not wait for. The
-/// uprobes are on [`probe_target`], which nothing calls after the trials.
+/// uprobes are on [`probe_target`] and [`uretprobe_target`], which nothing
+/// calls after the trials.
 #[derive(Default)]
 struct Closer(Vec<OwnedFd>);
 
