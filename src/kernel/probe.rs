@@ -574,18 +574,24 @@ fn try_uretprobe_filter(closer: &mut Closer) -> UretprobeFilterTrial {
     // Closing our end also releases a child that got no go-ahead.
     drop(writer);
     let mut status = 0;
-    // SAFETY: our own child, waited for once.
-    let waited = unsafe { libc::waitpid(child, &mut status, 0) };
+    let waited = loop {
+        // SAFETY: our own child, waited for once.
+        let waited = unsafe { libc::waitpid(child, &mut status, 0) };
+        if waited == child || last_errno() != libc::EINTR {
+            break waited;
+        }
+    };
     if let Err(errno) = attached {
         return UretprobeFilterTrial::AttachFailed(errno);
     }
-    if waited != child {
+    // ECHILD: reaped already (SIGCHLD ignored); the marks still tell.
+    if waited != child && last_errno() != libc::ECHILD {
         return UretprobeFilterTrial::ChildFailed(format!(
             "could not be waited for ({})",
             classify::errno_name(last_errno())
         ));
     }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+    if waited == child && (!libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0) {
         return UretprobeFilterTrial::ChildFailed(if libc::WIFSIGNALED(status) {
             format!("was killed by signal {}", libc::WTERMSIG(status))
         } else {
