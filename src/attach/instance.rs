@@ -336,6 +336,20 @@ impl Instance {
                                 ));
                             }
                             let kind = if retprobe { "uretprobe" } else { "uprobe" };
+                            if program.uprobe_multi && program.filtered_returns.contains(&probe.function) {
+                                // This kernel runs perf-event uretprobes for other
+                                // processes too; uprobe_multi links do not.
+                                let offsets: Vec<u64> = if !t.symbols.is_empty() {
+                                    t.symbols.iter().map(|(_, o)| *o).collect()
+                                } else if !t.each.is_empty() {
+                                    t.each.iter().map(|(_, o)| *o).collect()
+                                } else {
+                                    t.offset.into_iter().collect()
+                                };
+                                return attach_multi_at(&bpf_prog, pid, &t, &offsets, retprobe)
+                                    .map(|link| vec![(link, format!("{kind} {} in {}{} ({FILTERED_RETURN})", t.name, t.path.display(), armed(&t)))])
+                                    .map_err(|e| format!("attaching {kind} {} in {}{of_pid} through a uprobe_multi link: {}", t.name, t.path.display(), crate::privileges::explain(&e, crate::privileges::USDT)));
+                            }
                             if !t.symbols.is_empty() && program.uprobe_multi {
                                 return attach_multi(&bpf_prog, pid, &t, retprobe)
                                     .map(|link| vec![(link, format!("{kind} {} ({} functions: {}) in {}{}", t.name, t.symbols.len(), matched_names(&t), t.path.display(), armed(&t)))])
@@ -476,17 +490,29 @@ fn attach_multi(
     target: &resolve::Target,
     retprobe: bool,
 ) -> libbpf_rs::Result<Link> {
+    let offsets: Vec<u64> = target.symbols.iter().map(|(_, offset)| *offset).collect();
+    attach_multi_at(prog, pid, target, &offsets, retprobe)
+}
+
+/// One multi-uprobe link to the given file offsets of `target`.
+fn attach_multi_at(
+    prog: &libbpf_rs::ProgramMut<'_>,
+    pid: i32,
+    target: &resolve::Target,
+    offsets: &[u64],
+    retprobe: bool,
+) -> libbpf_rs::Result<Link> {
     let opts = libbpf_rs::UprobeMultiOpts {
-        offsets: target
-            .symbols
-            .iter()
-            .map(|(_, offset)| *offset as usize)
-            .collect(),
+        offsets: offsets.iter().map(|&offset| offset as usize).collect(),
         retprobe,
         ..Default::default()
     };
     prog.attach_uprobe_multi_with_opts(pid, &target.host_path, "", opts)
 }
+
+/// Why a probe that is no wildcard is attached through a uprobe_multi link,
+/// for the landing page.
+const FILTERED_RETURN: &str = "a uprobe_multi link: perf-event uretprobes on this kernel also run for other processes' returns";
 
 /// How a wildcard's functions are attached where the kernel has no
 /// uprobe_multi links, for the landing page.

@@ -6,11 +6,12 @@ use super::libbpf_log;
 use crate::config::{Config, ConfigError, Label, ProbeConfig, ProbeKind, Program};
 use crate::discovery::Selector;
 use crate::elf::ElfCache;
-use crate::kernel::needs::{ProgramNeeds, Support};
+use crate::kernel::needs::{ProgramNeeds, ReturnProbe, Support};
+use crate::kernel::return_probes::ObjectCode;
 use crate::kernel::Feature;
 use libbpf_rs::{MapType, ObjectBuilder, OpenObject};
 use serde_saphyr::Spanned;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// Shape of a map as the object declares it.
@@ -66,6 +67,7 @@ fn program_needs(
         .map(|prog| prog.name().to_string_lossy().into_owned())
         .collect();
     func_ip.sort();
+    let unguarded_returns = unguarded_returns(program, probes, object, &named);
     ProgramNeeds {
         wildcards: probes
             .iter()
@@ -83,7 +85,57 @@ fn program_needs(
             .is_some_and(|m| m.value == crate::config::InstanceMode::PerBinary),
         func_ip,
         core_relocations: crate::kernel::needs::has_core_relocations(object),
+        unguarded_returns,
     }
+}
+
+/// The program's uretprobes whose BPF functions may fill metric tables
+/// for a process they were not attached to: those that reach a table
+/// before finding state saved by an entry probe on the same function (in
+/// the same probe set, or in none). An object that cannot be read counts
+/// as filling every table.
+fn unguarded_returns(
+    program: &Program,
+    probes: &[ProbeConfig],
+    object: &[u8],
+    named: &dyn Fn(&ProbeConfig) -> String,
+) -> Vec<ReturnProbe> {
+    let metrics = &program.metrics;
+    let tables: BTreeSet<String> = metrics
+        .scalars()
+        .map(|(_, m)| m.value.table.clone())
+        .chain(metrics.histograms.iter().map(|h| h.value.table.clone()))
+        .collect();
+    let code = ObjectCode::parse(object);
+    probes
+        .iter()
+        .filter(|p| p.kind == ProbeKind::Uretprobe)
+        .filter_map(|ret| {
+            // Maps the function's entry probes use that are no metric's
+            // table: where a start time or the like is kept.
+            let state: BTreeSet<String> = probes
+                .iter()
+                .filter(|e| {
+                    e.kind == ProbeKind::Uprobe
+                        && e.spec == ret.spec
+                        && e.function != ret.function
+                        && (e.source.is_none() || e.source == ret.source)
+                })
+                .filter_map(|e| code.as_ref()?.referenced_maps(&e.function))
+                .flatten()
+                .filter(|m| !tables.contains(m))
+                .collect();
+            let unguarded = code
+                .as_ref()
+                .and_then(|c| c.unguarded_tables(&ret.function, &state, &tables))
+                .unwrap_or_else(|| tables.clone());
+            (!unguarded.is_empty()).then(|| ReturnProbe {
+                probe: named(ret),
+                function: ret.function.clone(),
+                tables: unguarded.into_iter().collect(),
+            })
+        })
+        .collect()
 }
 
 /// Map types whose entries we can read as metrics.
@@ -120,6 +172,11 @@ pub struct PreparedProgram {
     /// Whether its wildcard uprobes attach through uprobe_multi links (the
     /// kernel has them): otherwise one uprobe per matched function.
     pub uprobe_multi: bool,
+    /// BPF functions attached through uprobe_multi links although their
+    /// specs are no wildcards: uretprobes that would count other processes'
+    /// returns through perf-event links on this kernel
+    /// ([`crate::kernel::needs::filtered_returns`]).
+    pub filtered_returns: HashSet<String>,
 }
 
 impl PreparedProgram {
@@ -346,6 +403,15 @@ impl PreparedProgram {
         let needs = program_needs(p, &probes, &open, &object);
         let kernel = crate::kernel::features();
         let support = crate::kernel::needs::judge(&needs, kernel);
+        let usdt_functions: Vec<&str> = probes
+            .iter()
+            .filter(|p| p.kind == ProbeKind::Usdt)
+            .map(|p| p.function.as_str())
+            .collect();
+        let filtered_returns =
+            crate::kernel::needs::filtered_returns(&needs, &usdt_functions, kernel)
+                .into_iter()
+                .collect();
         Ok(PreparedProgram {
             config: p.clone(),
             selector: Selector::new(&attachment),
@@ -355,6 +421,7 @@ impl PreparedProgram {
             values,
             support,
             uprobe_multi: kernel.usable(Feature::UprobeMulti),
+            filtered_returns,
         })
     }
 
@@ -382,8 +449,9 @@ impl PreparedProgram {
         &self.config.name
     }
 
-    /// The BPF functions attached through wildcard uprobe specs (one multi-uprobe
-    /// link to every matching symbol); none where the kernel has no
+    /// The BPF functions attached through uprobe_multi links: those of
+    /// wildcard uprobe specs (one link to every matching symbol), and the
+    /// [`PreparedProgram::filtered_returns`]; none where the kernel has no
     /// uprobe_multi links (each function gets a uprobe of its own instead).
     pub fn multi_uprobe_functions(&self) -> HashSet<&str> {
         if !self.uprobe_multi {
@@ -393,6 +461,7 @@ impl PreparedProgram {
             .iter()
             .filter(|p| is_wildcard_uprobe(p))
             .map(|p| p.function.as_str())
+            .chain(self.filtered_returns.iter().map(String::as_str))
             .collect()
     }
 

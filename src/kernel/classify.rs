@@ -188,6 +188,73 @@ pub fn func_ip_in_uprobes(trial: &FuncIpTrial) -> Detection {
     }
 }
 
+/// How far the uretprobe filter probe got: two perf-event uretprobes on one
+/// function of the exporter's own executable, one for the exporter's pid
+/// and one for a child it forked, each running a program that marks its own
+/// key of a map; then the child alone calls the function once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UretprobeFilterTrial {
+    /// Its map could not be made (errno).
+    MapFailed(i32),
+    /// A marking program did not load (errno, end of the verifier's log).
+    LoadFailed(i32, String),
+    /// The child could not be forked (errno).
+    ForkFailed(i32),
+    /// A uretprobe could not be attached (errno).
+    AttachFailed(i32),
+    /// The child did not exit normally (how it ended).
+    ChildFailed(String),
+    /// The child returned from the function: whether its own uretprobe ran,
+    /// and whether the one attached for the exporter ran too.
+    Ran {
+        /// The uretprobe attached for the child ran.
+        child: bool,
+        /// The uretprobe attached for the exporter's pid ran (in the child:
+        /// the exporter never calls the function).
+        exporter: bool,
+    },
+}
+
+/// What the uretprobe filter trial says.
+///
+/// A perf-event uprobe checks its process filter in its entry handler; its
+/// return handler ran for every process that hit the breakpoint until the
+/// uprobe session rework in 6.13 ("uprobe: Add support for session
+/// consumer"), which runs it only where the entry handler accepted the
+/// process. So on older kernels the exporter's uretprobe runs in the child,
+/// whose breakpoint the child's own uretprobe put there.
+pub fn uretprobe_pid_filter(trial: &UretprobeFilterTrial) -> Detection {
+    match trial {
+        UretprobeFilterTrial::MapFailed(errno) => unknown("creating a BPF map", *errno),
+        UretprobeFilterTrial::LoadFailed(errno, log) => {
+            let mut detection = unknown("loading a uretprobe program", *errno);
+            if let (Detection::Unknown(why), Some(last)) = (&mut detection, log.lines().last()) {
+                why.push_str(&format!("; verifier: {}", last.trim()));
+            }
+            detection
+        }
+        UretprobeFilterTrial::ForkFailed(errno) => unknown("forking a child process", *errno),
+        UretprobeFilterTrial::AttachFailed(errno) => unknown("attaching a perf-event uretprobe", *errno),
+        UretprobeFilterTrial::ChildFailed(how) => {
+            Detection::Unknown(format!("the probe's child process {how}"))
+        }
+        UretprobeFilterTrial::Ran {
+            child: true,
+            exporter: false,
+        } => Detection::Present,
+        UretprobeFilterTrial::Ran {
+            child: true,
+            exporter: true,
+        } => Detection::Missing(
+            "a uretprobe attached for the exporter's pid also ran when a child process returned from the function (before 6.13 every perf-event uretprobe of a function runs in each process that has it probed)"
+                .to_string(),
+        ),
+        UretprobeFilterTrial::Ran { child: false, .. } => Detection::Unknown(
+            "the child's own uretprobe did not fire when it returned from the function".to_string(),
+        ),
+    }
+}
+
 /// What a batch lookup on an empty hash map answered: `Ok(())` for
 /// success (no kernel returns it for an empty map), else its errno.
 ///
@@ -360,6 +427,55 @@ mod tests {
         assert!(
             unknown(&other) && other.describe().contains("R0 !read_ok"),
             "{other:?}"
+        );
+    }
+
+    #[test]
+    fn uretprobe_filter_answers_of_each_kernel_generation() {
+        use UretprobeFilterTrial::*;
+        // 6.13+: only the child's own uretprobe runs in the child.
+        assert_eq!(
+            uretprobe_pid_filter(&Ran {
+                child: true,
+                exporter: false
+            }),
+            Detection::Present
+        );
+        // Before: the exporter's ran there too.
+        let old = uretprobe_pid_filter(&Ran {
+            child: true,
+            exporter: true,
+        });
+        assert!(missing(&old) && old.describe().contains("6.13"), "{old:?}");
+        // Nothing fired: no conclusion either way.
+        for trial in [
+            Ran {
+                child: false,
+                exporter: false,
+            },
+            Ran {
+                child: false,
+                exporter: true,
+            },
+        ] {
+            let d = uretprobe_pid_filter(&trial);
+            assert!(unknown(&d) && d.usable(), "{trial:?}: {d:?}");
+        }
+        // Privileges and broken steps say nothing about the kernel.
+        let refused = uretprobe_pid_filter(&AttachFailed(libc::EACCES));
+        assert!(
+            unknown(&refused) && refused.describe().contains("capabilities"),
+            "{refused:?}"
+        );
+        assert!(unknown(&uretprobe_pid_filter(&ForkFailed(libc::EAGAIN))));
+        assert!(unknown(&uretprobe_pid_filter(&MapFailed(libc::EPERM))));
+        assert!(unknown(&uretprobe_pid_filter(&ChildFailed(
+            "was killed by signal 5".into()
+        ))));
+        let log = uretprobe_pid_filter(&LoadFailed(libc::EINVAL, "R1 !read_ok\n".into()));
+        assert!(
+            unknown(&log) && log.describe().contains("R1 !read_ok"),
+            "{log:?}"
         );
     }
 

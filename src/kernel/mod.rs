@@ -17,6 +17,7 @@
 pub mod classify;
 pub mod needs;
 mod probe;
+pub mod return_probes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
@@ -40,11 +41,16 @@ pub enum Feature {
     BpfCookie,
     /// Uprobes that raise a USDT semaphore (`ref_ctr_offset`).
     UsdtSemaphores,
+    /// Perf-event uretprobes that run only for the processes they were
+    /// attached to: before 6.13 a uretprobe attached for one process also
+    /// runs when another process returns from the same function, if that
+    /// process has the function probed by anyone else.
+    UretprobePidFilter,
 }
 
 impl Feature {
     /// Every feature, in the order they are reported.
-    pub const ALL: [Feature; 7] = [
+    pub const ALL: [Feature; 8] = [
         Feature::UprobeMulti,
         Feature::FuncIpInUprobes,
         Feature::BatchLookup,
@@ -52,6 +58,7 @@ impl Feature {
         Feature::KernelBtf,
         Feature::BpfCookie,
         Feature::UsdtSemaphores,
+        Feature::UretprobePidFilter,
     ];
 
     /// The name used by `--kernel.assume-missing` and the `feature` label.
@@ -64,6 +71,7 @@ impl Feature {
             Feature::KernelBtf => "kernel_btf",
             Feature::BpfCookie => "bpf_cookie",
             Feature::UsdtSemaphores => "usdt_semaphores",
+            Feature::UretprobePidFilter => "uretprobe_pid_filter",
         }
     }
 
@@ -82,6 +90,7 @@ impl Feature {
             Feature::KernelBtf => "kernel BTF (CONFIG_DEBUG_INFO_BTF)",
             Feature::BpfCookie => "BPF cookies (bpf_get_attach_cookie)",
             Feature::UsdtSemaphores => "USDT semaphores (uprobe ref_ctr_offset)",
+            Feature::UretprobePidFilter => "uretprobes filtered by process",
         }
     }
 
@@ -99,6 +108,11 @@ impl Feature {
             Feature::KernelBtf => "5.4",
             Feature::BpfCookie => "5.15",
             Feature::UsdtSemaphores => "4.20",
+            // The uprobe session rework ("uprobe: Add support for session
+            // consumer") runs a perf-event uretprobe only where its entry
+            // handler accepted the process; before it, every consumer's
+            // return handler ran.
+            Feature::UretprobePidFilter => "6.13",
         }
     }
 
@@ -112,6 +126,7 @@ impl Feature {
             Feature::KernelBtf => "programs with CO-RE relocations (BPF_CORE_READ, kernel structs from a generated vmlinux.h) are refused",
             Feature::BpfCookie => "libbpf finds a USDT site's arguments by its address: `instances: per_binary` cannot attach USDT probes in position-independent files (shared libraries, PIE executables)",
             Feature::UsdtSemaphores => "semaphore-guarded USDT probes cannot be attached",
+            Feature::UretprobePidFilter => "a uretprobe attached for one process also runs when another process returns from the same function while something else (another instance, program or tool) probes it there: programs that count returns without state saved at entry (`check` names them) count those returns too; programs that pair each return with their entry stay exact",
         }
     }
 }
@@ -241,8 +256,8 @@ pub fn assume_missing(names: &[String]) -> Result<(), String> {
 }
 
 /// The running kernel's features, probed on the first call (a few
-/// milliseconds: small programs loaded, one uprobe on the exporter's own
-/// code fired once).
+/// milliseconds: small programs loaded, uprobes on the exporter's own code
+/// fired once, in the exporter and in a child it forks).
 pub fn features() -> &'static KernelFeatures {
     DETECTED.get_or_init(|| {
         let assumed = ASSUMED.get_or_init(BTreeSet::new);

@@ -23,6 +23,34 @@ pub struct ProgramNeeds {
     /// the kernel's BTF. (libbpf's usdt.bpf.h needs none: it learns whether
     /// the kernel has BPF cookies from libbpf itself.)
     pub core_relocations: bool,
+    /// Its uretprobes whose BPF functions may fill metric tables when they
+    /// run for a process they were not attached to (no check of state saved
+    /// by an entry probe comes first: [`super::return_probes`]).
+    pub unguarded_returns: Vec<ReturnProbe>,
+}
+
+/// A uretprobe that would count other processes' returns on a kernel that
+/// runs it for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnProbe {
+    /// As the config names it (`uretprobe "target_add"`).
+    pub probe: String,
+    /// Its BPF function.
+    pub function: String,
+    /// The metric tables it may fill for another process.
+    pub tables: Vec<String>,
+}
+
+impl ReturnProbe {
+    /// `uretprobe "target_add" (table return_values)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (table{} {})",
+            self.probe,
+            if self.tables.len() == 1 { "" } else { "s" },
+            self.tables.join(", ")
+        )
+    }
 }
 
 /// A fallback a program runs with here.
@@ -162,6 +190,25 @@ pub fn judge(needs: &ProgramNeeds, kernel: &KernelFeatures) -> Support {
             note: Some("`instances: per_binary` cannot attach USDT probes in position-independent files (shared libraries, PIE executables) this way".to_string()),
         });
     }
+    // Per binary, a probe runs for every process of the file by design;
+    // uprobe_multi links filter their return probes by process, so where
+    // the kernel has them the attach stage takes them for these probes
+    // ([`filtered_returns`]).
+    if missing(Feature::UretprobePidFilter) && !needs.per_binary && missing(Feature::UprobeMulti) {
+        let probes: Vec<String> = needs
+            .unguarded_returns
+            .iter()
+            .map(ReturnProbe::describe)
+            .collect();
+        if !probes.is_empty() {
+            support.fallbacks.push(Fallback {
+                feature: Feature::UretprobePidFilter,
+                instead: "other attached processes' returns of the same function also counted",
+                probes,
+                note: Some("a return probe that counts only after finding state its entry probe saved stays exact".to_string()),
+            });
+        }
+    }
     if missing(Feature::FuncIpInUprobes) && !needs.func_ip.is_empty() {
         let functions: Vec<String> = needs.func_ip.iter().map(|f| format!("{f:?}")).collect();
         support.refusals.push(Refusal {
@@ -183,6 +230,35 @@ pub fn judge(needs: &ProgramNeeds, kernel: &KernelFeatures) -> Support {
         });
     }
     support
+}
+
+/// The BPF functions to attach through uprobe_multi links although their
+/// probes are no wildcards: on a kernel that runs perf-event uretprobes for
+/// processes they were not attached to but has uprobe_multi links (6.10 to
+/// 6.12), whose return probes run only for the process linked, the
+/// functions of [`ProgramNeeds::unguarded_returns`], except any that a USDT
+/// probe also runs (libbpf attaches those its own way). Empty per binary
+/// and wherever uretprobes are filtered.
+pub fn filtered_returns(
+    needs: &ProgramNeeds,
+    usdt_functions: &[&str],
+    kernel: &KernelFeatures,
+) -> Vec<String> {
+    if kernel.usable(Feature::UretprobePidFilter)
+        || !kernel.usable(Feature::UprobeMulti)
+        || needs.per_binary
+    {
+        return Vec::new();
+    }
+    let mut functions: Vec<String> = needs
+        .unguarded_returns
+        .iter()
+        .map(|r| r.function.clone())
+        .filter(|f| !usdt_functions.contains(&f.as_str()))
+        .collect();
+    functions.sort();
+    functions.dedup();
+    functions
 }
 
 /// Whether `insns` call BPF helper `id` (a call with source register 0; 1
@@ -237,6 +313,7 @@ mod tests {
             per_binary: false,
             func_ip: vec!["on_op_return".into()],
             core_relocations: true,
+            unguarded_returns: Vec::new(),
         }
     }
 
@@ -345,6 +422,94 @@ mod tests {
             ),
             "{summary}"
         );
+    }
+
+    #[test]
+    fn without_uretprobe_filtering_return_probes_that_count_unguarded_are_named() {
+        let missing = Detection::Missing("a uretprobe attached for the exporter's pid also ran when a child process returned from the function".into());
+        let kernel = KernelFeatures::with(
+            "6.1.0-57-amd64",
+            &[(Feature::UretprobePidFilter, missing.clone())],
+        );
+        let ret = |probe: &str, function: &str, tables: &[&str]| ReturnProbe {
+            probe: probe.into(),
+            function: function.into(),
+            tables: tables.iter().map(|t| t.to_string()).collect(),
+        };
+        let needs = ProgramNeeds {
+            unguarded_returns: vec![
+                ret(
+                    "uretprobe \"target_add\"",
+                    "on_add_return",
+                    &["return_values"],
+                ),
+                ret("uretprobe \"lib.so:op_*\"", "on_op_return", &["a", "b"]),
+            ],
+            usdt: vec!["usdt \"fixture:hit\"".into()],
+            ..ProgramNeeds::default()
+        };
+        // 6.1: no uprobe_multi links either.
+        let old = KernelFeatures::with(
+            "6.1.0-57-amd64",
+            &[
+                (Feature::UretprobePidFilter, missing.clone()),
+                (
+                    Feature::UprobeMulti,
+                    Detection::Missing("the kernel has no uprobe_multi links".into()),
+                ),
+            ],
+        );
+        let support = judge(&needs, &old);
+        let of_feature: Vec<&Fallback> = support
+            .fallbacks
+            .iter()
+            .filter(|f| f.feature == Feature::UretprobePidFilter)
+            .collect();
+        assert_eq!(of_feature.len(), 1);
+        assert_eq!(
+            of_feature[0].probes,
+            vec![
+                "uretprobe \"target_add\" (table return_values)".to_string(),
+                "uretprobe \"lib.so:op_*\" (tables a, b)".to_string()
+            ]
+        );
+        assert_eq!(
+            of_feature[0].describe(),
+            "other attached processes' returns of the same function also counted for uretprobe \"target_add\" (table return_values), uretprobe \"lib.so:op_*\" (tables a, b)"
+        );
+        assert!(
+            support.summary(&old).contains("(uretprobes filtered by process needs Linux 6.13+; this kernel is 6.1.0-57-amd64: a uretprobe attached for the exporter's pid also ran when a child process returned from the function; a return probe that counts only after finding state its entry probe saved stays exact)"),
+            "{}",
+            support.summary(&old)
+        );
+        assert!(filtered_returns(&needs, &[], &old).is_empty());
+        // 6.10 to 6.12: uprobe_multi links, which filter their return
+        // probes, take them: nothing is lost.
+        assert_eq!(judge(&needs, &kernel).summary(&kernel), "full");
+        assert_eq!(
+            filtered_returns(&needs, &[], &kernel),
+            vec!["on_add_return".to_string(), "on_op_return".to_string()]
+        );
+        assert_eq!(
+            filtered_returns(&needs, &["on_op_return"], &kernel),
+            vec!["on_add_return".to_string()]
+        );
+        // Per binary a probe counts every process of the file by design;
+        // a kernel that filters loses nothing; a program whose returns are
+        // all guarded neither.
+        let per_binary = ProgramNeeds {
+            per_binary: true,
+            ..needs.clone()
+        };
+        assert!(judge(&per_binary, &old)
+            .fallbacks
+            .iter()
+            .all(|f| f.feature != Feature::UretprobePidFilter));
+        assert!(filtered_returns(&per_binary, &[], &kernel).is_empty());
+        let fixed = KernelFeatures::with("6.18.44", &[]);
+        assert_eq!(judge(&needs, &fixed).summary(&fixed), "full");
+        assert!(filtered_returns(&needs, &[], &fixed).is_empty());
+        assert_eq!(judge(&ProgramNeeds::default(), &old).summary(&old), "full");
     }
 
     #[test]

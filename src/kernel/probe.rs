@@ -4,9 +4,11 @@
 //! business.
 //!
 //! Two trials need a function to probe: [`probe_target`], a function of the
-//! exporter's own executable, attached for the exporter's own pid only.
+//! exporter's own executable, attached for the exporter's own pid only. The
+//! uretprobe filter trial probes another one, [`uretprobe_target`], in the
+//! exporter and in a child it forks, which calls it once.
 
-use super::classify::{self, FuncIpTrial, UprobeMultiTrial};
+use super::classify::{self, FuncIpTrial, UprobeMultiTrial, UretprobeFilterTrial};
 use super::{Detection, Feature, KernelFeatures};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
@@ -56,6 +58,9 @@ pub(super) fn detect(assumed: &BTreeSet<Feature>) -> KernelFeatures {
                     },
                     "5.15",
                 ),
+                Feature::UretprobePidFilter => {
+                    classify::uretprobe_pid_filter(&try_uretprobe_filter(&mut closer))
+                }
                 Feature::UsdtSemaphores => classify::usdt_semaphores(
                     std::fs::metadata("/sys/bus/event_source/devices/uprobe/format/ref_ctr_offset")
                         .map(drop)
@@ -88,7 +93,8 @@ pub(super) fn detect(assumed: &BTreeSet<Feature>) -> KernelFeatures {
 /// Descriptors of the trials' uprobes, closed on a thread of their own:
 /// closing a uprobe waits for RCU grace periods (28 to 170 ms measured here
 /// for the two trials), which startup and `check` need not wait for. The
-/// uprobes are on [`probe_target`], which nothing calls after the trials.
+/// uprobes are on [`probe_target`] and [`uretprobe_target`], which nothing
+/// calls after the trials.
 #[derive(Default)]
 struct Closer(Vec<OwnedFd>);
 
@@ -132,6 +138,14 @@ pub extern "C" fn probe_target(x: u64) -> u64 {
     std::hint::black_box(x).wrapping_mul(3).wrapping_add(1)
 }
 
+/// The function the uretprobe filter trial attaches to: apart from
+/// [`probe_target`], whose trial uprobes may still be installed when the
+/// child is forked (they are closed in the background).
+#[inline(never)]
+pub extern "C" fn uretprobe_target(x: u64) -> u64 {
+    std::hint::black_box(x).wrapping_mul(5).wrapping_add(3)
+}
+
 /// Where [`probe_target`] lies: its address in this process, and the file
 /// and file offset a uprobe on it names.
 struct Target {
@@ -143,7 +157,11 @@ struct Target {
 impl Target {
     /// Finds the mapping of this process that holds [`probe_target`].
     fn find() -> Option<Target> {
-        let address = probe_target as *const () as usize as u64;
+        Target::of(probe_target as *const () as usize as u64)
+    }
+
+    /// Finds the mapping of this process that holds the code at `address`.
+    fn of(address: u64) -> Option<Target> {
         let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
         for line in maps.lines() {
             let mut fields = line.split_whitespace();
@@ -290,9 +308,9 @@ fn try_uprobe_multi(closer: &mut Closer) -> UprobeMultiTrial {
     }
 }
 
-/// A one-entry hash map of u64 values: empty until the program stores its
-/// value, so that "did not fire" and "returned 0" differ.
-fn result_map() -> Result<OwnedFd, i32> {
+/// A hash map of u64 values with `entries` u32 keys: empty until a program
+/// stores its value, so that "did not fire" and "returned 0" differ.
+fn result_map(entries: u32) -> Result<OwnedFd, i32> {
     // SAFETY: a plain map creation without options.
     let fd = unsafe {
         libbpf_sys::bpf_map_create(
@@ -300,7 +318,7 @@ fn result_map() -> Result<OwnedFd, i32> {
             c"uexp_probe".as_ptr(),
             4,
             8,
-            1,
+            entries,
             std::ptr::null(),
         )
     };
@@ -334,26 +352,48 @@ fn func_ip_program(map: &OwnedFd) -> Vec<libbpf_sys::bpf_insn> {
 /// perf_event_open's flag for a close-on-exec descriptor.
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
 
-/// A perf-event uprobe on [`probe_target`] for this process, running `prog`.
-fn perf_uprobe(prog: &OwnedFd, target: &Target) -> Result<OwnedFd, i32> {
-    let pmu: u32 = std::fs::read_to_string("/sys/bus/event_source/devices/uprobe/type")
-        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?
+/// The uprobe PMU's number and, for a uretprobe, the `config` bit that
+/// asks for one (its `format/retprobe`, `config:0` on every kernel so far).
+fn uprobe_pmu(retprobe: bool) -> Result<(u32, u64), i32> {
+    let read = |file: &str| {
+        std::fs::read_to_string(format!("/sys/bus/event_source/devices/uprobe/{file}"))
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+    };
+    let pmu = read("type")?.trim().parse().map_err(|_| libc::EINVAL)?;
+    if !retprobe {
+        return Ok((pmu, 0));
+    }
+    let bit: u32 = read("format/retprobe")?
         .trim()
-        .parse()
-        .map_err(|_| libc::EINVAL)?;
+        .strip_prefix("config:")
+        .and_then(|b| b.parse().ok())
+        .filter(|&b| b < 64)
+        .ok_or(libc::EINVAL)?;
+    Ok((pmu, 1 << bit))
+}
+
+/// A perf-event uprobe (or uretprobe) on `target` for process `pid` (0:
+/// this one), running `prog`.
+fn perf_uprobe(
+    prog: &OwnedFd,
+    target: &Target,
+    retprobe: bool,
+    pid: libc::pid_t,
+) -> Result<OwnedFd, i32> {
+    let (pmu, config) = uprobe_pmu(retprobe)?;
     // SAFETY: perf_event_attr is plain data; zero is its default.
     let mut attr: libbpf_sys::perf_event_attr = unsafe { std::mem::zeroed() };
     attr.type_ = pmu;
     attr.size = std::mem::size_of::<libbpf_sys::perf_event_attr>() as u32;
+    attr.config = config;
     attr.__bindgen_anon_3.config1 = target.path.as_ptr() as u64;
     attr.__bindgen_anon_4.config2 = target.offset;
-    // SAFETY: attr is valid and its path outlives the call; pid 0 is this
-    // process, cpu -1 any.
+    // SAFETY: attr is valid and its path outlives the call; cpu -1 is any.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_perf_event_open,
             &attr as *const libbpf_sys::perf_event_attr,
-            0,
+            pid,
             -1,
             -1,
             PERF_FLAG_FD_CLOEXEC,
@@ -390,7 +430,7 @@ fn try_func_ip(uprobe_multi: bool, closer: &mut Closer) -> FuncIpTrial {
     let Some(target) = Target::find() else {
         return FuncIpTrial::AttachFailed(libc::ENOENT);
     };
-    let map = match result_map() {
+    let map = match result_map(1) {
         Ok(map) => map,
         Err(errno) => return FuncIpTrial::MapFailed(errno),
     };
@@ -399,7 +439,7 @@ fn try_func_ip(uprobe_multi: bool, closer: &mut Closer) -> FuncIpTrial {
         Ok(prog) => prog,
         Err((errno, log)) => return FuncIpTrial::LoadFailed(errno, log),
     };
-    let attached: Result<OwnedFd, i32> = match perf_uprobe(&prog, &target) {
+    let attached: Result<OwnedFd, i32> = match perf_uprobe(&prog, &target, false, 0) {
         Ok(event) => Ok(event),
         Err(errno) if uprobe_multi => {
             match load(&program, Some(libbpf_sys::BPF_TRACE_UPROBE_MULTI)) {
@@ -437,6 +477,138 @@ fn try_func_ip(uprobe_multi: bool, closer: &mut Closer) -> FuncIpTrial {
         got: value,
         expected: target.address,
     }
+}
+
+/// A program storing 1 at key `key` of `map`: it ran.
+fn mark_program(map: &OwnedFd, key: i32) -> Vec<libbpf_sys::bpf_insn> {
+    use insn::raw;
+    vec![
+        raw(0x7a, 10, 0, -8, 1),             // *(u64 *)(r10 - 8) = 1
+        raw(0x62, 10, 0, -12, key),          // *(u32 *)(r10 - 12) = key
+        raw(0x18, 1, 1, 0, map.as_raw_fd()), // r1 = map (ld_imm64, pseudo map fd)
+        raw(0, 0, 0, 0, 0),
+        raw(0xbf, 2, 10, 0, 0),  // r2 = r10
+        raw(0x07, 2, 0, 0, -12), // r2 += -12
+        raw(0xbf, 3, 10, 0, 0),  // r3 = r10
+        raw(0x07, 3, 0, 0, -8),  // r3 += -8
+        raw(0xb7, 4, 0, 0, 0),   // r4 = 0
+        raw(0x85, 0, 0, 0, libbpf_sys::BPF_FUNC_map_update_elem as i32),
+        raw(0xb7, 0, 0, 0, 0), // r0 = 0
+        raw(0x95, 0, 0, 0, 0), // exit
+    ]
+}
+
+/// Whether key `key` of `map` holds a value.
+fn marked(map: &OwnedFd, key: u32) -> bool {
+    let mut value = 0u64;
+    // SAFETY: key and value are the map's key and value sizes.
+    unsafe {
+        libbpf_sys::bpf_map_lookup_elem(
+            map.as_raw_fd(),
+            (&key as *const u32).cast(),
+            (&mut value as *mut u64).cast(),
+        ) == 0
+    }
+}
+
+/// Forks a child that waits on a pipe, attaches a perf-event uretprobe on
+/// [`uretprobe_target`] for the child (marking key 1) and one for this
+/// process (marking key 0), lets the child call the function once and
+/// exit, and reads which uretprobes ran. The exporter never calls the
+/// function itself, so a mark at key 0 was made in the child.
+fn try_uretprobe_filter(closer: &mut Closer) -> UretprobeFilterTrial {
+    let Some(target) = Target::of(uretprobe_target as *const () as usize as u64) else {
+        return UretprobeFilterTrial::AttachFailed(libc::ENOENT);
+    };
+    let map = match result_map(2) {
+        Ok(map) => map,
+        Err(errno) => return UretprobeFilterTrial::MapFailed(errno),
+    };
+    let mut programs = Vec::new();
+    for key in [0, 1] {
+        match load(&mark_program(&map, key), None) {
+            Ok(prog) => programs.push(prog),
+            Err((errno, log)) => return UretprobeFilterTrial::LoadFailed(errno, log),
+        }
+    }
+    let mut pipe = [0; 2];
+    // SAFETY: a two-int array for the pipe's ends.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return UretprobeFilterTrial::ForkFailed(last_errno());
+    }
+    // SAFETY: both ends were just made, for us alone.
+    let (reader, writer) =
+        unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+    // SAFETY: the child only makes async-signal-safe calls (close, read,
+    // _exit) and runs uretprobe_target, which touches no lock or allocator:
+    // the exporter may have threads, whose locks the child must not touch.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return UretprobeFilterTrial::ForkFailed(last_errno());
+    }
+    if child == 0 {
+        // SAFETY: see above; _exit skips Rust's and libc's exit handlers.
+        unsafe {
+            libc::close(writer.as_raw_fd());
+            let mut go = 0u8;
+            if libc::read(reader.as_raw_fd(), (&mut go as *mut u8).cast(), 1) == 1 {
+                std::hint::black_box(std::hint::black_box(
+                    uretprobe_target as extern "C" fn(u64) -> u64,
+                )(2));
+            }
+            libc::_exit(0);
+        }
+    }
+    drop(reader);
+    // SAFETY: getpid cannot fail.
+    let own_pid = unsafe { libc::getpid() };
+    let attached = perf_uprobe(&programs[1], &target, true, child).and_then(|theirs| {
+        closer.later(theirs);
+        perf_uprobe(&programs[0], &target, true, own_pid).map(|ours| closer.later(ours))
+    });
+    if attached.is_ok() {
+        // SAFETY: one byte from a live buffer; a failed write only leaves
+        // the child without the go-ahead, which the marks then show.
+        unsafe { libc::write(writer.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+    }
+    // Closing our end also releases a child that got no go-ahead.
+    drop(writer);
+    let mut status = 0;
+    let waited = loop {
+        // SAFETY: our own child, waited for once.
+        let waited = unsafe { libc::waitpid(child, &mut status, 0) };
+        if waited == child || last_errno() != libc::EINTR {
+            break waited;
+        }
+    };
+    if let Err(errno) = attached {
+        return UretprobeFilterTrial::AttachFailed(errno);
+    }
+    // ECHILD: reaped already (SIGCHLD ignored); the marks still tell.
+    if waited != child && last_errno() != libc::ECHILD {
+        return UretprobeFilterTrial::ChildFailed(format!(
+            "could not be waited for ({})",
+            classify::errno_name(last_errno())
+        ));
+    }
+    if waited == child && (!libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0) {
+        return UretprobeFilterTrial::ChildFailed(if libc::WIFSIGNALED(status) {
+            format!("was killed by signal {}", libc::WTERMSIG(status))
+        } else {
+            format!("exited with status {}", libc::WEXITSTATUS(status))
+        });
+    }
+    UretprobeFilterTrial::Ran {
+        child: marked(&map, 1),
+        exporter: marked(&map, 0),
+    }
+}
+
+/// The calling thread's errno.
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// A batch lookup on an empty one-entry hash map.

@@ -303,7 +303,7 @@ fn check_says_which_programs_run_degraded_or_not_at_all_on_this_kernel() {
     let (ok, unknown) = check(&config, &["--kernel.assume-missing", "uprobe-multi"], &[]);
     assert!(!ok);
     assert!(
-        unknown.contains("unknown kernel feature \"uprobe-multi\"; known: uprobe_multi, bpf_get_func_ip_uprobe, batch_lookup, bpf_stats, kernel_btf, bpf_cookie, usdt_semaphores"),
+        unknown.contains("unknown kernel feature \"uprobe-multi\"; known: uprobe_multi, bpf_get_func_ip_uprobe, batch_lookup, bpf_stats, kernel_btf, bpf_cookie, usdt_semaphores, uretprobe_pid_filter"),
         "{unknown}"
     );
 }
@@ -355,7 +355,7 @@ fn the_features_found_match_the_kernel() {
         .map(|n| n.parse().unwrap())
         .collect();
     if version >= vec![6, 10] {
-        let all: BTreeMap<String, f64> = [
+        let mut all: BTreeMap<String, f64> = [
             "uprobe_multi",
             "bpf_get_func_ip_uprobe",
             "batch_lookup",
@@ -365,8 +365,13 @@ fn the_features_found_match_the_kernel() {
             "usdt_semaphores",
         ]
         .into_iter()
+        .chain((version >= vec![6, 13]).then_some("uretprobe_pid_filter"))
         .map(|f| (f.to_string(), 1.0))
         .collect();
+        // 6.10 to 6.12 run uretprobes for other processes too.
+        if version < vec![6, 13] {
+            all.insert("uretprobe_pid_filter".to_string(), 0.0);
+        }
         assert_eq!(features, all, "{}", exporter.logs());
     }
     assert!(
@@ -448,4 +453,246 @@ char LICENSE[] SEC("license") = "GPL";"#;
         usdt.contains("): 1 program(s) would run in full, 0 degraded, 0 not at all"),
         "{usdt}"
     );
+}
+
+/// Two programs on target_add's returns (tests/fixtures/bpf/return_pairs.bpf.c),
+/// per process: `return_only` counts returns by value from the return
+/// alone; `paired` counts them by the call's first argument, saved at entry.
+fn return_pairs_config(comm: &str) -> String {
+    format!(
+        r#"programs:
+  - name: return_only
+    object: {object}
+    metrics:
+      counters:
+        - name: fixture_returns_total
+          help: target_add returns by value, from the return alone
+          table: returns
+          labels: [{{name: value, size: 8, decoders: [{{name: uint}}]}}]
+    uretprobes:
+      target_add: on_add_return_only
+    attachment: {{binary_name: {comm}}}
+  - name: paired
+    object: {object}
+    metrics:
+      counters:
+        - name: fixture_paired_returns_total
+          help: target_add returns by the call's first argument, paired with their entry
+          table: paired_returns
+          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+    uprobes:
+      target_add: on_add_enter
+    uretprobes:
+      target_add: on_add_return_paired
+    attachment: {{binary_name: {comm}}}
+"#,
+        object = fixtures().object("return_pairs").display()
+    )
+}
+
+/// Starts two targets named `comm` and an exporter on
+/// [`return_pairs_config`] with `args`; `a` calls target_add(0, i) 10 times
+/// (returning 0..9), `b` target_add(100, i) 3 times (100..102). Returns
+/// the exporter and the targets (still running: the exporter keeps their
+/// instances while they live), the samples, and the pids.
+fn drive_return_pairs(
+    comm: &str,
+    args: &[&str],
+) -> (Exporter, [Target; 2], common::Samples, [String; 2]) {
+    let mut a = Target::start(comm);
+    let mut b = Target::start(comm);
+    let exporter = Exporter::start_with(&return_pairs_config(comm), args);
+    a.fire("call 10 0");
+    b.fire("call 3 100");
+    let s = exporter.samples();
+    let pids = [a.pid().to_string(), b.pid().to_string()];
+    (exporter, [a, b], s, pids)
+}
+
+/// Each pid's returns as counted from the return alone: (value, count).
+fn returns_of(s: &common::Samples, pid: &str) -> Vec<(u64, f64)> {
+    let mut found: Vec<(u64, f64)> = s
+        .series("userspace_exporter_fixture_returns_total")
+        .into_iter()
+        .filter(|(k, _)| k.contains(&format!("pid=\"{pid}\"")))
+        .map(|(k, v)| {
+            let value = k
+                .split("value=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            (value.parse().unwrap(), v)
+        })
+        .collect();
+    found.sort_by_key(|(value, _)| *value);
+    found
+}
+
+/// The exact counts [`drive_return_pairs`] makes: `a` returned 0..9 after
+/// calls with 0, `b` 100..102 after calls with 100.
+fn assert_exact_returns(s: &common::Samples, [a, b]: &[String; 2], context: &str) {
+    let ones = |values: std::ops::Range<u64>| values.map(|v| (v, 1.0)).collect::<Vec<_>>();
+    assert_eq!(returns_of(s, a), ones(0..10), "{context}");
+    assert_eq!(returns_of(s, b), ones(100..103), "{context}");
+    for (pid, arg, n) in [(a, "0", 10.0), (b, "100", 3.0)] {
+        assert_eq!(
+            s.get(
+                "userspace_exporter_fixture_paired_returns_total",
+                &[("pid", pid), ("arg", arg)]
+            ),
+            Some(n),
+            "{context}"
+        );
+    }
+    assert_eq!(
+        s.sum("userspace_exporter_fixture_paired_returns_total", &[]),
+        13.0,
+        "{context}"
+    );
+}
+
+/// The probe agrees with what the kernel does: two per-process instances
+/// of a return-only program on the same function, each counting its own
+/// process's returns exactly (the kernel filters uretprobes by process:
+/// the feature is present), or also the other's (it does not: missing).
+/// This machine's 6.18 filters.
+#[test]
+fn uretprobe_pid_filter_is_found_as_the_kernel_filters_returns() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let (exporter, _targets, s, pids) = drive_return_pairs("uexp-kf-ret", &[]);
+    let logs = exporter.logs();
+    let gauge = s.get(
+        "userspace_exporter_kernel_feature",
+        &[("feature", "uretprobe_pid_filter"), ("min_kernel", "6.13")],
+    );
+    // Directly: did pid a's instance count b's returns (100..102)?
+    let leaked = returns_of(&s, &pids[0]).iter().any(|(v, _)| *v >= 100);
+    assert_eq!(gauge, Some(if leaked { 0.0 } else { 1.0 }), "{logs}");
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let version: Vec<u32> = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    if version >= vec![6, 13] {
+        assert_exact_returns(&s, &pids, &logs);
+        assert!(
+            logs.contains("kernel feature present feature=\"uretprobe_pid_filter\""),
+            "{logs}"
+        );
+        assert!(!logs.contains("degraded on this kernel"), "{logs}");
+    }
+}
+
+/// Without filtered uretprobes and without uprobe_multi links (as on 6.1),
+/// a return probe that counts without state from its entry is named
+/// degraded in `check`, the log and the gauge; the paired one runs in full.
+/// With uprobe_multi links (6.10 to 6.12), the return-only probe is
+/// attached through one, which filters: in full, and the kernel's link
+/// table shows it. The counts stay exact here either way (the kernel does
+/// filter; only the exporter's choices are assumed).
+#[test]
+fn without_filtered_uretprobes_return_only_programs_are_named_degraded_and_paired_ones_full() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let config = return_pairs_config("uexp-kf-rdeg");
+    let (ok, out) = check(
+        &config,
+        &[
+            "--kernel.assume-missing",
+            "uretprobe_pid_filter,uprobe_multi",
+        ],
+        &[],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("warning: kernel feature uretprobe_pid_filter: no (assumed missing: --kernel.assume-missing); without it a uretprobe attached for one process also runs when another process returns from the same function"),
+        "{out}"
+    );
+    // return_only comes first in the config, paired second.
+    let (return_only, paired) = out
+        .split_once("ok: program \"paired\"")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        return_only.contains("ok: program \"return_only\"")
+            && return_only.contains("\n  on this kernel: degraded: other attached processes' returns of the same function also counted for uretprobe \"target_add\" (table returns) (uretprobes filtered by process needs Linux 6.13+; this kernel is ")
+            && return_only.contains(", assumed missing by --kernel.assume-missing; a return probe that counts only after finding state its entry probe saved stays exact)"),
+        "{out}"
+    );
+    assert!(!paired.contains("on this kernel:"), "{out}");
+    assert!(
+        out.contains("): 1 program(s) would run in full, 1 degraded, 0 not at all"),
+        "{out}"
+    );
+
+    let (exporter, targets, s, pids) = drive_return_pairs(
+        "uexp-kf-rdeg",
+        &[
+            "--kernel.assume-missing",
+            "uretprobe_pid_filter,uprobe_multi",
+        ],
+    );
+    let logs = exporter.logs();
+    assert_eq!(
+        s.get(
+            "userspace_exporter_kernel_feature",
+            &[("feature", "uretprobe_pid_filter"), ("min_kernel", "6.13")],
+        ),
+        Some(0.0)
+    );
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("degraded on this kernel: other attached processes' returns"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(
+        warnings[0].contains("for uretprobe \"target_add\" (table returns)")
+            && warnings[0].contains("program=return_only"),
+        "{logs}"
+    );
+    assert_exact_returns(&s, &pids, &logs);
+    // Perf-event links only: 2 instances x (1 + 2) probes.
+    assert_eq!(
+        link_types(exporter.pid()),
+        BTreeMap::from([("perf".to_string(), 6)]),
+        "{logs}"
+    );
+    drop((exporter, targets));
+
+    // uprobe_multi links at hand: the return-only probe goes through one.
+    let (ok, out) = check(
+        &config,
+        &["--kernel.assume-missing", "uretprobe_pid_filter"],
+        &[],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("): 2 program(s) would run in full, 0 degraded, 0 not at all"),
+        "{out}"
+    );
+    let (exporter, _targets, s, pids) = drive_return_pairs(
+        "uexp-kf-rmul",
+        &["--kernel.assume-missing", "uretprobe_pid_filter"],
+    );
+    let logs = exporter.logs();
+    assert_exact_returns(&s, &pids, &logs);
+    assert_eq!(
+        link_types(exporter.pid()),
+        BTreeMap::from([("perf".to_string(), 4), ("uretprobe_multi".to_string(), 2)]),
+        "{logs}"
+    );
+    let page = exporter.page("/");
+    assert!(
+        page.contains("(a uprobe_multi link: perf-event uretprobes on this kernel also run for other processes&#39; returns) -&gt; on_add_return_only"),
+        "{page}"
+    );
+    assert!(!logs.contains("degraded on this kernel"), "{logs}");
 }
