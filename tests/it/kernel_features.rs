@@ -320,6 +320,68 @@ programs:
     }
 }
 
+/// One BPF function serving a wildcard uprobe and a plain one (a config
+/// error before every uprobe took the same path): both count exactly, with
+/// uprobe_multi links and with perf-event uprobes.
+#[test]
+fn one_bpf_function_serves_a_wildcard_and_a_plain_uprobe_on_either_path() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    for (mode, assumed) in [("multi", false), ("perf", true)] {
+        let comm = format!("uexp-kf2-{mode}");
+        let mut target = Target::start(&comm);
+        // target_add(ARG, i) and lib_event(ARG) both land in `calls` by ARG.
+        let config = format!(
+            r#"
+programs:
+  - name: both
+    object: {uprobe}
+    metrics:
+      counters:
+        - name: kf_both_calls_total
+          help: target_add and lib_event calls by first argument
+          table: calls
+          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+    uprobes:
+      target_ad?: on_add_entry
+      fixture:lib_event: on_add_entry
+    attachment: {{binary_name: {comm}}}
+"#,
+            uprobe = fixtures().object("uprobe_counts").display()
+        );
+        let args: &[&str] = if assumed {
+            &["--kernel.assume-missing", "uprobe_multi"]
+        } else {
+            &[]
+        };
+        let exporter = Exporter::start_with(&config, args);
+        target.fire("call 3 5");
+        target.fire("lib 4 6");
+        let s = exporter.samples();
+        let logs = exporter.logs();
+        let pid = target.pid().to_string();
+        for (arg, calls) in [("5", 3.0), ("6", 4.0)] {
+            assert_eq!(
+                s.get(
+                    "userspace_exporter_kf_both_calls_total",
+                    &[("pid", &pid), ("arg", arg)]
+                ),
+                Some(calls),
+                "{mode}: arg {arg}\n{logs}"
+            );
+        }
+        assert_eq!(
+            s.sum("userspace_exporter_attach_errors_total", &[]),
+            0.0,
+            "{mode}\n{logs}"
+        );
+        let links = link_types(exporter.pid());
+        assert_eq!(links.values().sum::<usize>(), 2, "{mode}: {links:?}");
+    }
+}
+
 /// libbpf decides by itself how USDT probes attach (it probes the kernel
 /// for uprobe_multi links on its own): assuming them missing must not
 /// change what a USDT program counts, nor a plain uprobe's.
