@@ -6,11 +6,12 @@
 //! first and expect the exporter to do what it allows; the README's table
 //! lists what each kernel measured needs. On the 6.18 builds measured so far:
 //! - loading a tracing program: CAP_BPF and CAP_PERFMON;
-//! - USDT probes and wildcard uprobes: nothing more (they attach through
+//! - USDT probes, uprobes and uretprobes: nothing more (they attach through
 //!   uprobe_multi links; on kernels without those links, see crate::kernel,
 //!   they are perf-event uprobes and need what the next line says);
-//! - single-function uprobes and uretprobes: CAP_SYS_ADMIN (libbpf creates
-//!   them through perf_event_open, refused with CAP_PERFMON alone);
+//! - perf-event uprobes (kernels without uprobe_multi links, or with them
+//!   assumed missing): CAP_SYS_ADMIN (perf_event_open refuses CAP_PERFMON
+//!   alone);
 //! - another user's processes: CAP_SYS_PTRACE (`/proc/PID/root`, `exe`, `maps`);
 //! - files the exporter's user may not read: CAP_DAC_READ_SEARCH;
 //! - process events (the netlink process connector): CAP_NET_ADMIN on kernels
@@ -22,11 +23,16 @@ pub const LOAD: &str = "the kernel refused to load the BPF program (EPERM): \
      loading it needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN); in a container, \
      podman's default seccomp profile also blocks bpf() without CAP_SYS_ADMIN";
 
-/// Why creating a uprobe or uretprobe was refused.
+/// Why creating a perf-event uprobe or uretprobe was refused (kernels
+/// without uprobe_multi links).
 pub const UPROBE: &str = "the kernel refused to create the uprobe through perf_event_open: \
-     grant CAP_SYS_ADMIN, which kernels such as 6.18 require for it (USDT probes and \
-     wildcard uprobes need only CAP_BPF and CAP_PERFMON on kernels with uprobe_multi links, \
-     which attach them without perf_event_open)";
+     grant CAP_SYS_ADMIN, which kernels such as 6.18 require for it (on kernels with \
+     uprobe_multi links the exporter attaches uprobes without perf_event_open, and needs \
+     only CAP_BPF and CAP_PERFMON)";
+
+/// Why attaching a uprobe or uretprobe through a uprobe_multi link was refused.
+pub const UPROBE_MULTI: &str = "the kernel refused to attach the uprobe through a \
+     uprobe_multi link: it needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)";
 
 /// Why attaching a USDT probe was refused.
 pub const USDT: &str = "the kernel refused to attach the USDT probe: it needs CAP_BPF and \
@@ -94,12 +100,12 @@ pub const CAPABILITIES: [Capability; 5] = [
     Capability {
         name: "CAP_PERFMON",
         number: 38,
-        needed_for: "loading tracing programs and attaching USDT probes (or CAP_SYS_ADMIN)",
+        needed_for: "loading tracing programs and attaching USDT probes and uprobes (or CAP_SYS_ADMIN)",
     },
     Capability {
         name: "CAP_SYS_ADMIN",
         number: CAP_SYS_ADMIN,
-        needed_for: "uprobes and uretprobes (perf_event_open), and bpf() under podman's default seccomp profile",
+        needed_for: "uprobes and uretprobes on kernels without uprobe_multi links (perf_event_open), and bpf() under podman's default seccomp profile",
     },
     Capability {
         name: "CAP_SYS_PTRACE",

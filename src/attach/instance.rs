@@ -284,7 +284,7 @@ impl Instance {
                 )));
                 continue;
             };
-            let result: Result<Vec<(Link, String)>, String> = match probe.kind {
+            let result: Result<(Vec<Link>, Vec<String>), String> = match probe.kind {
                 ProbeKind::Usdt => resolve::resolve_usdt(origin, &probe.spec, cache)
                     .map_err(|e| describe(&probe.spec, probe.kind, &e))
                     .and_then(|targets| {
@@ -321,7 +321,8 @@ impl Instance {
                                         )
                                     })
                             })
-                            .collect()
+                            .collect::<Result<Vec<_>, String>>()
+                            .map(|made| made.into_iter().unzip())
                     }),
                 ProbeKind::Uprobe | ProbeKind::Uretprobe => {
                     let retprobe = probe.kind == ProbeKind::Uretprobe;
@@ -335,56 +336,18 @@ impl Instance {
                                     t.path.display()
                                 ));
                             }
-                            let kind = if retprobe { "uretprobe" } else { "uprobe" };
-                            if program.uprobe_multi && program.filtered_returns.contains(&probe.function) {
-                                // This kernel runs perf-event uretprobes for other
-                                // processes too; uprobe_multi links do not.
-                                let offsets: Vec<u64> = if !t.symbols.is_empty() {
-                                    t.symbols.iter().map(|(_, o)| *o).collect()
-                                } else if !t.each.is_empty() {
-                                    t.each.iter().map(|(_, o)| *o).collect()
-                                } else {
-                                    t.offset.into_iter().collect()
-                                };
-                                return attach_multi_at(&bpf_prog, pid, &t, &offsets, retprobe)
-                                    .map(|link| vec![(link, format!("{kind} {} in {}{} ({FILTERED_RETURN})", t.name, t.path.display(), armed(&t)))])
-                                    .map_err(|e| format!("attaching {kind} {} in {}{of_pid} through a uprobe_multi link: {}", t.name, t.path.display(), crate::privileges::explain(&e, crate::privileges::USDT)));
-                            }
-                            if !t.symbols.is_empty() && program.uprobe_multi {
-                                return attach_multi(&bpf_prog, pid, &t, retprobe)
-                                    .map(|link| vec![(link, format!("{kind} {} ({} functions: {}) in {}{}", t.name, t.symbols.len(), matched_names(&t), t.path.display(), armed(&t)))])
-                                    .map_err(|e| format!("attaching {kind} {} ({} functions) in {}{of_pid}: {}", t.name, t.symbols.len(), t.path.display(), crate::privileges::explain(&e, crate::privileges::USDT)));
-                            }
-                            if !t.symbols.is_empty() {
-                                // No uprobe_multi links here (crate::kernel): the same
-                                // program on each function, by a uprobe of its own.
-                                return attach_each(&bpf_prog, pid, &t, &t.symbols, retprobe, Some(ONE_PER_FUNCTION)).map_err(|e| format!("attaching {kind} {} ({} functions, one uprobe each: no uprobe_multi links on this kernel) in {}{of_pid}: {}", t.name, t.symbols.len(), t.path.display(), crate::privileges::explain(&e, crate::privileges::UPROBE)));
-                            }
-                            if !t.each.is_empty() {
-                                return attach_each(&bpf_prog, pid, &t, &t.each, retprobe, None).map_err(|e| format!("attaching {kind} {} in {}{of_pid}: {}", t.name, t.path.display(), crate::privileges::explain(&e, crate::privileges::UPROBE)));
-                            }
-                            // By offset, not func_name: libbpf would map the file to find the
-                            // name, and a file truncated meanwhile faults a mapping (and it
-                            // looks in the symbol tables only, not in Go's function table).
-                            let Some(offset) = t.offset else {
-                                return Err(format!("{kind} {} in {}: no offset was resolved (a bug: please report it)", t.name, t.path.display()));
-                            };
-                            let opts = UprobeOpts { retprobe, ..Default::default() };
-                            let chosen = t.choice.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
-                            let note = t.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
-                            bpf_prog
-                                .attach_uprobe_with_opts(pid, &t.host_path, offset as usize, opts)
-                                .map(|link| vec![(link, format!("{kind} {} in {}{}{chosen}{note}", t.name, t.path.display(), armed(&t)))])
-                                .map_err(|e| format!("attaching {kind} {} in {}{of_pid}: {}", t.name, t.path.display(), crate::privileges::explain(&e, crate::privileges::UPROBE)))
+                            let multi = program.uprobe_multi;
+                            attach_uprobe(&bpf_prog, (pid, &of_pid), &t, retprobe, multi)
                         })
                 }
             };
             match result {
-                Ok(done) => {
-                    for (link, what) in done {
-                        links.push(link);
-                        attached.push(format!("{what} -> {}", probe.function));
-                    }
+                Ok((made, what)) => {
+                    links.extend(made);
+                    attached.extend(
+                        what.into_iter()
+                            .map(|w| format!("{w} -> {}", probe.function)),
+                    );
                 }
                 Err(message) => failures.push(fail(message)),
             }
@@ -483,45 +446,142 @@ impl Instance {
     }
 }
 
-/// One multi-uprobe link to every function a wildcard spec matched, by file offset.
+/// Attaches `prog` to the function(s) `target` resolved for a uprobe or
+/// uretprobe: the links, and what each attached function is, for the
+/// landing page. `pid` is libbpf's pid filter and how messages name it
+/// (` of pid 42`, or nothing for every process).
+///
+/// Where the kernel has uprobe_multi links (`multi`), every spec attaches
+/// through one such link (the program was loaded for them, see
+/// PreparedProgram::open): it needs only CAP_BPF and CAP_PERFMON, and the
+/// kernel frees it without the global lock a perf-event uprobe's detach holds
+/// (bench/uprobe_links.rs: 8 detached at once took 754 ms, one after
+/// another, against 28 ms; README, "Stopping"). Elsewhere, a perf-event
+/// uprobe per function.
+fn attach_uprobe(
+    prog: &libbpf_rs::ProgramMut<'_>,
+    (pid, of_pid): (i32, &str),
+    t: &resolve::Target,
+    retprobe: bool,
+    multi: bool,
+) -> Result<(Vec<Link>, Vec<String>), String> {
+    use crate::privileges::{explain, UPROBE, UPROBE_MULTI};
+    let kind = if retprobe { "uretprobe" } else { "uprobe" };
+    let path = t.path.display();
+    if !t.symbols.is_empty() {
+        if multi {
+            let link = attach_multi(prog, pid, t, &t.symbols, retprobe).map_err(|e| {
+                format!(
+                    "attaching {kind} {} ({} functions) in {path}{of_pid}: {}",
+                    t.name,
+                    t.symbols.len(),
+                    explain(&e, UPROBE_MULTI)
+                )
+            })?;
+            let what = format!(
+                "{kind} {} ({} functions: {}) in {path}{}",
+                t.name,
+                t.symbols.len(),
+                matched_names(t),
+                armed(t)
+            );
+            return Ok((vec![link], vec![what]));
+        }
+        // The same program on each function, by a uprobe of its own.
+        return attach_each(prog, pid, t, &t.symbols, retprobe, Some(ONE_PER_FUNCTION)).map_err(
+            |e| {
+                format!(
+                    "attaching {kind} {} ({} functions, one uprobe each: no uprobe_multi links on this kernel) in {path}{of_pid}: {}",
+                    t.name,
+                    t.symbols.len(),
+                    explain(&e, UPROBE)
+                )
+            },
+        );
+    }
+    if !t.each.is_empty() {
+        if multi {
+            // One link for every function the name names; each is still
+            // listed on its own.
+            let link = attach_multi(prog, pid, t, &t.each, retprobe).map_err(|e| {
+                format!(
+                    "attaching {kind} {} in {path}{of_pid}: {}",
+                    t.name,
+                    explain(&e, UPROBE_MULTI)
+                )
+            })?;
+            return Ok((vec![link], each_described(t, &t.each, retprobe, None)));
+        }
+        return attach_each(prog, pid, t, &t.each, retprobe, None).map_err(|e| {
+            format!(
+                "attaching {kind} {} in {path}{of_pid}: {}",
+                t.name,
+                explain(&e, UPROBE)
+            )
+        });
+    }
+    // By offset, not func_name: libbpf would map the file to find the
+    // name, and a file truncated meanwhile faults a mapping (and it
+    // looks in the symbol tables only, not in Go's function table).
+    let Some(offset) = t.offset else {
+        return Err(format!(
+            "{kind} {} in {path}: no offset was resolved (a bug: please report it)",
+            t.name
+        ));
+    };
+    let chosen = t
+        .choice
+        .as_ref()
+        .map(|c| format!(" ({c})"))
+        .unwrap_or_default();
+    let note = t
+        .note
+        .as_ref()
+        .map(|n| format!("; {n}"))
+        .unwrap_or_default();
+    let what = format!("{kind} {} in {path}{}{chosen}{note}", t.name, armed(t));
+    let link = if multi {
+        attach_multi(prog, pid, t, &[(t.name.clone(), offset)], retprobe)
+            .map_err(|e| explain(&e, UPROBE_MULTI))
+    } else {
+        let opts = UprobeOpts {
+            retprobe,
+            ..Default::default()
+        };
+        prog.attach_uprobe_with_opts(pid, &t.host_path, offset as usize, opts)
+            .map_err(|e| explain(&e, UPROBE))
+    }
+    .map_err(|e| format!("attaching {kind} {} in {path}{of_pid}: {e}", t.name))?;
+    Ok((vec![link], vec![what]))
+}
+
+/// One uprobe_multi link to `functions` (file offsets) of `target`.
 fn attach_multi(
     prog: &libbpf_rs::ProgramMut<'_>,
     pid: i32,
     target: &resolve::Target,
-    retprobe: bool,
-) -> libbpf_rs::Result<Link> {
-    let offsets: Vec<u64> = target.symbols.iter().map(|(_, offset)| *offset).collect();
-    attach_multi_at(prog, pid, target, &offsets, retprobe)
-}
-
-/// One multi-uprobe link to the given file offsets of `target`.
-fn attach_multi_at(
-    prog: &libbpf_rs::ProgramMut<'_>,
-    pid: i32,
-    target: &resolve::Target,
-    offsets: &[u64],
+    functions: &[(String, u64)],
     retprobe: bool,
 ) -> libbpf_rs::Result<Link> {
     let opts = libbpf_rs::UprobeMultiOpts {
-        offsets: offsets.iter().map(|&offset| offset as usize).collect(),
+        offsets: functions
+            .iter()
+            .map(|(_, offset)| *offset as usize)
+            .collect(),
         retprobe,
         ..Default::default()
     };
     prog.attach_uprobe_multi_with_opts(pid, &target.host_path, "", opts)
 }
 
-/// Why a probe that is no wildcard is attached through a uprobe_multi link,
-/// for the landing page.
-const FILTERED_RETURN: &str = "a uprobe_multi link: perf-event uretprobes on this kernel also run for other processes' returns";
-
 /// How a wildcard's functions are attached where the kernel has no
 /// uprobe_multi links, for the landing page.
 const ONE_PER_FUNCTION: &str = "one uprobe per function: no uprobe_multi links on this kernel";
 
-/// One uprobe link per function (by name as shown, and file offset): the
-/// functions a C++ name named, or a wildcard's where the kernel has no
-/// uprobe_multi links. All of them or none (links made before a failure
-/// are dropped, so detached). `why` is said of each.
+/// One perf-event uprobe per function (by file offset): the functions a
+/// C++ name named, or a wildcard's where the kernel has no uprobe_multi
+/// links. All of them or none (links made before a failure are dropped, so
+/// detached). `why` is said of each.
 fn attach_each(
     prog: &libbpf_rs::ProgramMut<'_>,
     pid: i32,
@@ -529,7 +589,28 @@ fn attach_each(
     functions: &[(String, u64)],
     retprobe: bool,
     why: Option<&str>,
-) -> libbpf_rs::Result<Vec<(Link, String)>> {
+) -> libbpf_rs::Result<(Vec<Link>, Vec<String>)> {
+    let links = functions
+        .iter()
+        .map(|(_, offset)| {
+            let opts = UprobeOpts {
+                retprobe,
+                ..Default::default()
+            };
+            prog.attach_uprobe_with_opts(pid, &target.host_path, *offset as usize, opts)
+        })
+        .collect::<libbpf_rs::Result<Vec<Link>>>()?;
+    Ok((links, each_described(target, functions, retprobe, why)))
+}
+
+/// Each of `functions` as the landing page lists it: by the name as
+/// shown, with `why` said of each.
+fn each_described(
+    target: &resolve::Target,
+    functions: &[(String, u64)],
+    retprobe: bool,
+    why: Option<&str>,
+) -> Vec<String> {
     let kind = if retprobe { "uretprobe" } else { "uprobe" };
     let note: String = target
         .note
@@ -540,22 +621,13 @@ fn attach_each(
         .collect();
     functions
         .iter()
-        .map(|(demangled, offset)| {
-            let opts = UprobeOpts {
-                retprobe,
-                ..Default::default()
-            };
-            let link =
-                prog.attach_uprobe_with_opts(pid, &target.host_path, *offset as usize, opts)?;
-            Ok((
-                link,
-                format!(
-                    "{kind} {} ({demangled}) in {}{}{note}",
-                    target.name,
-                    target.path.display(),
-                    armed(target)
-                ),
-            ))
+        .map(|(demangled, _)| {
+            format!(
+                "{kind} {} ({demangled}) in {}{}{note}",
+                target.name,
+                target.path.display(),
+                armed(target)
+            )
         })
         .collect()
 }

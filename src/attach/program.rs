@@ -169,8 +169,9 @@ pub struct PreparedProgram {
     /// How it runs on this kernel: its fallbacks, and the features it
     /// cannot run without ([`PreparedProgram::refusals`]).
     pub support: Support,
-    /// Whether its wildcard uprobes attach through uprobe_multi links (the
-    /// kernel has them): otherwise one uprobe per matched function.
+    /// Whether its uprobes and uretprobes attach through uprobe_multi links
+    /// (the kernel has them): otherwise by perf-event uprobes, one per
+    /// function.
     pub uprobe_multi: bool,
     /// BPF functions attached through uprobe_multi links although their
     /// specs are no wildcards: uretprobes that would count other processes'
@@ -248,38 +249,6 @@ impl PreparedProgram {
                     ),
                 ));
             }
-        }
-        // A function is loaded either for multi-uprobe links or for single ones.
-        let multi: HashSet<&str> = probes
-            .iter()
-            .filter(|p| is_wildcard_uprobe(p))
-            .map(|p| p.function.as_str())
-            .collect();
-        for probe in probes
-            .iter()
-            .filter(|p| p.kind != ProbeKind::Usdt && !is_wildcard_uprobe(p))
-            .filter(|p| multi.contains(p.function.as_str()))
-        {
-            let map = if probe.kind == ProbeKind::Uprobe {
-                &p.uprobes
-            } else {
-                &p.uretprobes
-            };
-            let (line, column) = map
-                .as_ref()
-                .map(|m| (m.referenced.line(), m.referenced.column()))
-                .unwrap_or((0, 0));
-            errors.push(at(
-                line,
-                column,
-                format!(
-                    "program {:?}: BPF function {:?} serves both a wildcard uprobe and {} {:?}; a function attaches either to many symbols at once (multi-uprobe) or to one: give the plain probe its own function",
-                    p.name,
-                    probe.function,
-                    probe.kind.config_key(),
-                    probe.spec
-                ),
-            ));
         }
         let maps: BTreeMap<String, TableLayout> = open
             .maps()
@@ -449,17 +418,19 @@ impl PreparedProgram {
         &self.config.name
     }
 
-    /// The BPF functions attached through uprobe_multi links: those of
-    /// wildcard uprobe specs (one link to every matching symbol), and the
-    /// [`PreparedProgram::filtered_returns`]; none where the kernel has no
-    /// uprobe_multi links (each function gets a uprobe of its own instead).
+    /// The BPF functions attached through uprobe_multi links: every
+    /// function a uprobe or uretprobe names, where the kernel has the links
+    /// (a wildcard's link goes to every matching symbol, a single
+    /// function's to one); none where it has not (perf-event uprobes, one
+    /// per function). Either way all of a program's uprobes take one path,
+    /// so a function may serve a wildcard and a plain probe alike.
     pub fn multi_uprobe_functions(&self) -> HashSet<&str> {
         if !self.uprobe_multi {
             return HashSet::new();
         }
         self.probes
             .iter()
-            .filter(|p| is_wildcard_uprobe(p))
+            .filter(|p| p.kind != ProbeKind::Usdt)
             .map(|p| p.function.as_str())
             .chain(self.filtered_returns.iter().map(String::as_str))
             .collect()

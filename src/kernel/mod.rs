@@ -26,7 +26,8 @@ use std::sync::OnceLock;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Feature {
     /// BPF uprobe_multi links that filter by process: one link attaches a
-    /// program to many functions (wildcard uprobes; libbpf's USDT path).
+    /// program to one function or many (every uprobe and uretprobe;
+    /// libbpf's USDT path).
     UprobeMulti,
     /// `bpf_get_func_ip` returning the probed address in uprobes and uretprobes.
     FuncIpInUprobes,
@@ -119,7 +120,7 @@ impl Feature {
     /// What the exporter does on a kernel without it.
     pub fn without(self) -> &'static str {
         match self {
-            Feature::UprobeMulti => "a wildcard uprobe becomes one uprobe per matched function (perf-event uprobes, which need CAP_SYS_ADMIN), and libbpf attaches each USDT site by a uprobe of its own",
+            Feature::UprobeMulti => "a wildcard uprobe becomes one uprobe per matched function, every uprobe and uretprobe a perf-event uprobe (which needs CAP_SYS_ADMIN, and whose detach holds a kernel-wide lock), and libbpf attaches each USDT site by a uprobe of its own",
             Feature::FuncIpInUprobes => "programs calling bpf_get_func_ip are refused (the helper returns 0 in uprobes before 6.6)",
             Feature::BatchLookup => "maps are read key by key (two syscalls a key)",
             Feature::BpfStats => "bpf_program_runs_total is exported only while the kernel.bpf_stats_enabled sysctl is on",

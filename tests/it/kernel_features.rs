@@ -196,6 +196,192 @@ fn a_wildcard_uprobe_counts_the_same_with_one_uprobe_per_function_as_with_uprobe
     }
 }
 
+/// The perf-event fds the process `pid` holds (a perf-event uprobe is one,
+/// with or without a BPF link around it).
+fn perf_events(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|t| t.to_str() == Some("anon_inode:[perf_event]"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Single-function uprobes and uretprobes go through uprobe_multi links
+/// where the kernel has them (here, on 6.10+ kernels), and through
+/// perf-event uprobes with the links assumed missing, counting the same:
+/// the kernel's link table says which, one link per probe and process
+/// either way.
+#[test]
+fn single_function_uprobes_are_uprobe_multi_links_where_the_kernel_has_them_and_perf_links_without()
+{
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    for (mode, assumed) in [("multi", false), ("perf", true)] {
+        let comm = format!("uexp-kf1-{mode}");
+        let mut a = Target::start(&comm);
+        let mut b = Target::start(&comm);
+        let config = format!(
+            r#"
+programs:
+  - name: one
+    object: {uprobe}
+    metrics:
+      counters:
+        - name: kf_calls_total
+          help: target_add calls by first argument
+          table: calls
+          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+      histograms:
+        - name: kf_return_value
+          help: target_add return values
+          table: return_values
+          bucket_type: exp2
+          bucket_min: 0
+          bucket_max: 15
+          labels: [{{name: bucket, size: 8, decoders: [{{name: uint}}]}}]
+    uprobes:
+      target_add: on_add_entry
+    uretprobes:
+      target_add: on_add_return
+    attachment: {{binary_name: {comm}}}
+"#,
+            uprobe = fixtures().object("uprobe_counts").display()
+        );
+        let args: &[&str] = if assumed {
+            &["--kernel.assume-missing", "uprobe_multi"]
+        } else {
+            &[]
+        };
+        let exporter = Exporter::start_with(&config, args);
+        a.fire("call 5 3");
+        b.fire("call 2 3");
+        a.fire("call 1 4");
+        let s = exporter.samples();
+        let logs = exporter.logs();
+        for (target, arg, calls) in [(&a, "3", 5.0), (&b, "3", 2.0), (&a, "4", 1.0)] {
+            let pid = target.pid().to_string();
+            assert_eq!(
+                s.get(
+                    "userspace_exporter_kf_calls_total",
+                    &[("pid", &pid), ("arg", arg)]
+                ),
+                Some(calls),
+                "{mode}: pid {pid} arg {arg}\n{logs}"
+            );
+        }
+        for (target, returns) in [(&a, 6.0), (&b, 2.0)] {
+            let pid = target.pid().to_string();
+            assert_eq!(
+                s.get("userspace_exporter_kf_return_value_count", &[("pid", &pid)]),
+                Some(returns),
+                "{mode}: pid {pid}\n{logs}"
+            );
+        }
+        assert_eq!(
+            s.sum("userspace_exporter_attach_errors_total", &[]),
+            0.0,
+            "{mode}\n{logs}"
+        );
+        let has_links = s.get(
+            "userspace_exporter_kernel_feature",
+            &[("feature", "uprobe_multi"), ("min_kernel", "6.10")],
+        ) == Some(1.0);
+        if !assumed && !has_links {
+            // A kernel without the links takes the other path by itself.
+            assert!(
+                common::kernel_allows(&[])["uprobe-multi"].is_err(),
+                "the exporter found no uprobe_multi links where the kernel makes them\n{logs}"
+            );
+        }
+        // Two processes, an entry and a return probe each (the kernel names
+        // a uprobe_multi link of return probes `uretprobe_multi`).
+        let links = link_types(exporter.pid());
+        let expected = if has_links {
+            BTreeMap::from([
+                ("uprobe_multi".to_string(), 2),
+                ("uretprobe_multi".to_string(), 2),
+            ])
+        } else {
+            BTreeMap::from([("perf".to_string(), 4)])
+        };
+        assert_eq!(links, expected, "{mode}\n{logs}");
+        assert_eq!(
+            perf_events(exporter.pid()),
+            if has_links { 0 } else { 4 },
+            "{mode}: {links:?}"
+        );
+    }
+}
+
+/// One BPF function serving a wildcard uprobe and a plain one (a config
+/// error before every uprobe took the same path): both count exactly, with
+/// uprobe_multi links and with perf-event uprobes.
+#[test]
+fn one_bpf_function_serves_a_wildcard_and_a_plain_uprobe_on_either_path() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    for (mode, assumed) in [("multi", false), ("perf", true)] {
+        let comm = format!("uexp-kf2-{mode}");
+        let mut target = Target::start(&comm);
+        // target_add(ARG, i) and lib_event(ARG) both land in `calls` by ARG.
+        let config = format!(
+            r#"
+programs:
+  - name: both
+    object: {uprobe}
+    metrics:
+      counters:
+        - name: kf_both_calls_total
+          help: target_add and lib_event calls by first argument
+          table: calls
+          labels: [{{name: arg, size: 8, decoders: [{{name: uint}}]}}]
+    uprobes:
+      target_ad?: on_add_entry
+      fixture:lib_event: on_add_entry
+    attachment: {{binary_name: {comm}}}
+"#,
+            uprobe = fixtures().object("uprobe_counts").display()
+        );
+        let args: &[&str] = if assumed {
+            &["--kernel.assume-missing", "uprobe_multi"]
+        } else {
+            &[]
+        };
+        let exporter = Exporter::start_with(&config, args);
+        target.fire("call 3 5");
+        target.fire("lib 4 6");
+        let s = exporter.samples();
+        let logs = exporter.logs();
+        let pid = target.pid().to_string();
+        for (arg, calls) in [("5", 3.0), ("6", 4.0)] {
+            assert_eq!(
+                s.get(
+                    "userspace_exporter_kf_both_calls_total",
+                    &[("pid", &pid), ("arg", arg)]
+                ),
+                Some(calls),
+                "{mode}: arg {arg}\n{logs}"
+            );
+        }
+        assert_eq!(
+            s.sum("userspace_exporter_attach_errors_total", &[]),
+            0.0,
+            "{mode}\n{logs}"
+        );
+        let links = link_types(exporter.pid());
+        assert_eq!(links.values().sum::<usize>(), 2, "{mode}: {links:?}");
+    }
+}
+
 /// libbpf decides by itself how USDT probes attach (it probes the kernel
 /// for uprobe_multi links on its own): assuming them missing must not
 /// change what a USDT program counts, nor a plain uprobe's.

@@ -50,9 +50,31 @@ fn usdt_allowed(kernel: &std::collections::BTreeMap<String, Result<(), String>>)
     kernel["prog-load"].is_ok() && (kernel["uprobe-multi"].is_ok() || kernel["perf-uprobe"].is_ok())
 }
 
-/// Whether a single-function uprobe can be attached (the exporter creates
-/// them through perf_event_open).
+/// Whether a single-function uprobe can be attached: through a uprobe_multi
+/// link where the kernel has them, else (the kernel answered that it lacks
+/// them, not that these capabilities may not make one) a perf-event uprobe.
+/// The exporter decides by its own trial at startup, by the same rule
+/// (crate::kernel::classify).
 fn uprobe_allowed(kernel: &std::collections::BTreeMap<String, Result<(), String>>) -> bool {
+    if uprobe_multi_missing(kernel) {
+        perf_uprobe_allowed(kernel)
+    } else {
+        kernel["prog-load"].is_ok() && kernel["uprobe-multi"].is_ok()
+    }
+}
+
+/// Whether the kernel answered that it has no uprobe_multi links (an
+/// answer other than a refusal for privileges), which sends the exporter
+/// to perf-event uprobes.
+fn uprobe_multi_missing(kernel: &std::collections::BTreeMap<String, Result<(), String>>) -> bool {
+    kernel["uprobe-multi"]
+        .as_ref()
+        .is_err_and(|why| !why.starts_with("EPERM") && !why.starts_with("EACCES"))
+}
+
+/// Whether a perf-event uprobe can be attached (the exporter's path with
+/// uprobe_multi links missing or assumed missing).
+fn perf_uprobe_allowed(kernel: &std::collections::BTreeMap<String, Result<(), String>>) -> bool {
     kernel["prog-load"].is_ok() && kernel["perf-uprobe"].is_ok()
 }
 
@@ -153,29 +175,50 @@ fn usdt_and_uprobes_attach_exactly_where_the_kernel_allows_these_capabilities() 
         return;
     }
     let mut target = start_as(EXPORTER_UID, &fixtures().target_named("uexp-priv-usdt"));
-    for (caps, hits_now) in [(&["bpf", "perfmon"][..], 5), (&["sys_admin"][..], 3)] {
+    // (capabilities, uprobe_multi links assumed missing, USDT hits)
+    for (caps, assumed, hits_now) in [
+        (&["bpf", "perfmon"][..], false, 5),
+        (&["bpf", "perfmon"][..], true, 2),
+        (&["sys_admin"][..], false, 3),
+    ] {
         let kernel = allowed(caps);
-        let exporter = start_exporter(&per_process("uexp-priv-usdt"), caps, &[]);
+        let args: &[&str] = if assumed {
+            &["--kernel.assume-missing", "uprobe_multi"]
+        } else {
+            &[]
+        };
+        let exporter = start_exporter(&per_process("uexp-priv-usdt"), caps, args);
         target.fire(&format!("usdt {hits_now} 7"));
         target.fire("call 4 9");
         let s = exporter.samples();
         let logs = exporter.logs();
+        let case = format!("{caps:?}, uprobe_multi assumed missing: {assumed}, kernel {kernel:?}");
+        // libbpf decides for USDT by itself, whatever is assumed.
         assert_eq!(
             hits(&s, target.pid(), "7"),
             usdt_allowed(&kernel).then_some(hits_now as f64),
-            "{caps:?}, kernel {kernel:?}: {logs}"
+            "{case}: {logs}"
         );
+        let perf = assumed || uprobe_multi_missing(&kernel);
+        let uprobe = if assumed {
+            perf_uprobe_allowed(&kernel)
+        } else {
+            uprobe_allowed(&kernel)
+        };
         assert_eq!(
             calls(&s, target.pid(), "9"),
-            uprobe_allowed(&kernel).then_some(4.0),
-            "{caps:?}, kernel {kernel:?}: {logs}"
+            uprobe.then_some(4.0),
+            "{case}: {logs}"
         );
-        if kernel["prog-load"].is_ok() && !uprobe_allowed(&kernel) {
+        if kernel["prog-load"].is_ok() && !uprobe {
+            let why = if perf {
+                "the kernel refused to create the uprobe through perf_event_open: grant CAP_SYS_ADMIN"
+            } else {
+                "the kernel refused to attach the uprobe through a uprobe_multi link: it needs CAP_BPF and CAP_PERFMON"
+            };
             assert!(
-                logs.contains("attaching uprobe target_add in ")
-                    && logs.contains("the kernel refused to create the uprobe")
-                    && logs.contains("grant CAP_SYS_ADMIN"),
-                "{logs}"
+                logs.contains("attaching uprobe target_add in ") && logs.contains(why),
+                "{case}: {logs}"
             );
         }
     }
@@ -390,7 +433,12 @@ fn per_binary_instances_need_the_same_capabilities_as_per_process_ones() {
             "{caps:?}, kernel {kernel:?}: {logs}"
         );
         if kernel["prog-load"].is_ok() && !uprobe_allowed(&kernel) {
-            assert!(logs.contains("grant CAP_SYS_ADMIN"), "{logs}");
+            let why = if uprobe_multi_missing(&kernel) {
+                "grant CAP_SYS_ADMIN"
+            } else {
+                "through a uprobe_multi link: it needs CAP_BPF and CAP_PERFMON"
+            };
+            assert!(logs.contains(why), "{logs}");
         }
     }
 }
