@@ -206,7 +206,17 @@ fn nginx_example_counts_what_stub_status_counts() {
     backend_thread.join().unwrap();
     let after = nginx.requests();
     let waited = t0.elapsed().as_secs_f64();
-    let s1 = exporter.samples();
+    // ngx_http_free_request (the duration's end) can run after the client
+    // read its response (the last one is stub_status's own request): scrape
+    // once every counted request's duration is in too; else as it stands.
+    let hist_count = format!("{hist}_count");
+    let exe_label = [("exe", exe.as_str())];
+    let s1 = wait_for(Duration::from_secs(5), || {
+        let s = exporter.samples();
+        let d = |name: &str| s.sum(name, &exe_label) - s0.sum(name, &exe_label);
+        (d(&hist_count) == d(requests)).then_some(s)
+    })
+    .unwrap_or_else(|| exporter.samples());
 
     let delta = |name: &str, labels: &[(&str, &str)]| {
         let mut l = labels.to_vec();
