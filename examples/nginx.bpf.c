@@ -14,7 +14,7 @@
 //
 // The duration runs from create to free: from the request's first bytes to
 // its response's last, as $request_time nearly does. A connection serves one
-// request at a time in HTTP/1.x, so the start is kept by connection: the
+// request at a time in HTTP/1.x, so the start is kept by worker and connection: the
 // request's `connection` field, the second member of ngx_http_request_t
 // after a 4-byte signature (offset 8 on 64-bit), a layout nginx has kept
 // since its first releases.
@@ -31,6 +31,18 @@
 
 // Offset of ngx_http_request_t's `connection` (after `uint32_t signature`).
 #define REQUEST_CONNECTION_OFFSET 8
+
+// A request's start, by worker and connection: workers are forked from one
+// master, so two of them can hold a connection at the same address, and with
+// `instances: per_binary` they share this map. Keyed by the connection alone,
+// one worker's free could end (and delete) another's start: a free can run
+// after its client has its response and opened the next connection, which
+// the other worker may take (tests saw 38 durations for 39 requests).
+struct started_key {
+    __u32 tgid;
+    __u32 pad;
+    __u64 connection;
+};
 
 // One key (0): requests created.
 struct {
@@ -53,13 +65,15 @@ struct {
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 16384);
-    __type(key, __u64);
+    __type(key, struct started_key);
     __type(value, __u64);
 } request_started SEC(".maps");
 
 SEC("uprobe")
 int BPF_UPROBE(on_create_request, void *connection) {
-    __u64 key = (__u64)connection, now = bpf_ktime_get_ns();
+    struct started_key key = {.tgid = bpf_get_current_pid_tgid() >> 32,
+                              .connection = (__u64)connection};
+    __u64 now = bpf_ktime_get_ns();
     add_u64(&requests, 0, 1);
     bpf_map_update_elem(&request_started, &key, &now, BPF_ANY);
     return 0;
@@ -67,8 +81,9 @@ int BPF_UPROBE(on_create_request, void *connection) {
 
 SEC("uprobe")
 int BPF_UPROBE(on_free_request, void *request) {
-    __u64 key = 0;
-    if (bpf_probe_read_user(&key, sizeof key, (char *)request + REQUEST_CONNECTION_OFFSET) != 0)
+    struct started_key key = {.tgid = bpf_get_current_pid_tgid() >> 32};
+    if (bpf_probe_read_user(&key.connection, sizeof key.connection,
+                            (char *)request + REQUEST_CONNECTION_OFFSET) != 0)
         return 0;
     __u64 *t0 = bpf_map_lookup_elem(&request_started, &key);
     if (!t0)
