@@ -78,7 +78,7 @@ pub(super) fn detect(assumed: &BTreeSet<Feature>) -> KernelFeatures {
         );
         detected.insert(feature, detection);
     }
-    closer.close_in_background();
+    closer.close_all();
     tracing::debug!(
         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
         "probed the kernel's features"
@@ -90,11 +90,13 @@ pub(super) fn detect(assumed: &BTreeSet<Feature>) -> KernelFeatures {
     }
 }
 
-/// Descriptors of the trials' uprobes, closed on a thread of their own:
-/// closing a uprobe waits for RCU grace periods (28 to 170 ms measured here
-/// for the two trials), which startup and `check` need not wait for. The
-/// uprobes are on [`probe_target`] and [`uretprobe_target`], which nothing
-/// calls after the trials.
+/// Descriptors of the trials' uprobes, kept open until every trial is done
+/// and then closed before probing returns (closing a uprobe waits for RCU
+/// grace periods, 28 to 170 ms measured here). Closed on a thread of their
+/// own instead, they were still open when the first instances attached, and
+/// leak checks counted them as the exporter's (CI, under load). The uprobes
+/// are on [`probe_target`] and [`uretprobe_target`], which nothing calls
+/// after the trials.
 #[derive(Default)]
 struct Closer(Vec<OwnedFd>);
 
@@ -103,10 +105,7 @@ impl Closer {
         self.0.push(fd);
     }
 
-    fn close_in_background(self) {
-        // Closed before returning after all: objects left open past startup
-        // were counted as the exporter's own by leak checks, and were still
-        // held when the first instances attached (CI, under load).
+    fn close_all(self) {
         drop(self);
     }
 }
@@ -139,7 +138,7 @@ pub extern "C" fn probe_target(x: u64) -> u64 {
 
 /// The function the uretprobe filter trial attaches to: apart from
 /// [`probe_target`], whose trial uprobes may still be installed when the
-/// child is forked (they are closed in the background).
+/// child is forked (they are closed once all the trials are done).
 #[inline(never)]
 pub extern "C" fn uretprobe_target(x: u64) -> u64 {
     std::hint::black_box(x).wrapping_mul(5).wrapping_add(3)
