@@ -628,19 +628,38 @@ fn steal_fd(pid: u32, fd: i32) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(dup as i32) }
 }
 
-/// The fd number in process `pid` whose fdinfo has `field` (`link_id:`), and that id.
-fn fd_with(pid: u32, field: &str) -> (i32, u32) {
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
-        .unwrap()
-        .flatten()
-    {
-        let info = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        if let Some(id) = info.lines().find_map(|l| l.strip_prefix(field)) {
-            let fd = entry.file_name().to_str().unwrap().parse().unwrap();
-            return (fd, id.trim().parse().unwrap());
+/// A duplicate, in this process, of the fd by which process `pid` holds an
+/// object of `kind` among `steady` (what it held once still), and that
+/// object's id. The id is read back from the duplicate: an fd the exporter
+/// closed meanwhile, its number reused by a socket or a newer link, is never
+/// taken for the object sought (once seen in CI under load).
+fn steal_held(pid: u32, kind: Kind, steady: &Objects) -> (OwnedFd, u32) {
+    let field = format!("{}_id:", kind.name());
+    let id_in = |info: &str| -> Option<u32> {
+        info.lines()
+            .find_map(|l| l.strip_prefix(field.as_str()))
+            .and_then(|id| id.trim().parse().ok())
+    };
+    for _ in 0..50 {
+        for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+            .unwrap()
+            .flatten()
+        {
+            let info = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let Some(id) = id_in(&info).filter(|id| steady.contains(kind, *id)) else {
+                continue;
+            };
+            let fd: i32 = entry.file_name().to_str().unwrap().parse().unwrap();
+            let dup = steal_fd(pid, fd);
+            let ours = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", dup.as_raw_fd()))
+                .unwrap_or_default();
+            if id_in(&ours) == Some(id) {
+                return (dup, id);
+            }
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("process {pid} has no fd with {field}");
+    panic!("process {pid} holds no {kind:?} of {steady} by an fd");
 }
 
 /// A program attached to a perf event with PERF_EVENT_IOC_SET_BPF and no
@@ -748,19 +767,17 @@ fn an_object_kept_by_another_process_or_a_pin_fails_the_check_and_is_named() {
     let mut watch = Watch::start(exporter.pid());
     attached(&exporter, "churn", 1.0);
     let held = watch.steady();
-    let (link_fd, link) = fd_with(exporter.pid(), "link_id:");
-    let (prog_fd, prog) = fd_with(exporter.pid(), "prog_id:");
-    assert!(held.contains(Kind::Link, link) && held.contains(Kind::Prog, prog));
-    let kept_link = steal_fd(exporter.pid(), link_fd);
+    let (kept_link, link) = steal_held(exporter.pid(), Kind::Link, &held);
+    let (kept_prog, prog) = steal_held(exporter.pid(), Kind::Prog, &held);
     let pin = bpffs_mounts()
         .first()
         .expect("no bpffs mounted (mount -t bpf bpf /sys/fs/bpf)")
         .join(format!("uexp-kobj-leak-{}", std::process::id()));
     {
-        let dup = steal_fd(exporter.pid(), prog_fd);
         let c_pin = std::ffi::CString::new(pin.as_os_str().as_encoded_bytes()).unwrap();
-        let err = unsafe { libbpf_sys::bpf_obj_pin(dup.as_raw_fd(), c_pin.as_ptr()) };
+        let err = unsafe { libbpf_sys::bpf_obj_pin(kept_prog.as_raw_fd(), c_pin.as_ptr()) };
         assert_eq!(err, 0, "pin {}: {}", pin.display(), err);
+        drop(kept_prog);
     }
     drop(exporter);
     // They cannot be freed while held: the wait only costs time, so keep it short.
@@ -880,8 +897,7 @@ fn soak_py_finds_what_these_checks_find() {
         .unwrap()
         .contains(&holder.perf_prog.into()));
 
-    let (link_fd, link) = fd_with(exporter.pid(), "link_id:");
-    let kept = steal_fd(exporter.pid(), link_fd);
+    let (kept, link) = steal_held(exporter.pid(), Kind::Link, &held);
     drop(exporter);
     let mut stdin = python.stdin.take().unwrap();
     writeln!(stdin, "exited").unwrap();
