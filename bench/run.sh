@@ -93,6 +93,11 @@ nginx_rows=$(echo "$nginx_cost" | python3 bench/nginx_rows.py)
 # bench/mariadb_probe_cost.py. It prints the BENCHMARKS.md section.
 mariadb_section=$(REPS=$REPS bash bench/mariadb_section.sh "$exporter" "$fixture/include")
 
+# A count-only uprobe on a stripped Go program's function (found in
+# .gopclntab) against bpftrace on the same instruction: bench/go_probe_cost.py.
+# It prints the BENCHMARKS.md section.
+go_section=$(REPS=$REPS bash bench/go_section.sh "$exporter")
+
 # The default pack's CPython probes on pyenv's 3.11 (a build from source:
 # shared libpython, .symtab kept) against bpftrace doing the same work on the
 # same probes: bench/python_probe_cost.py. It prints the BENCHMARKS.md section.
@@ -290,6 +295,8 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo "$nginx_rows"
     echo
     echo "$mariadb_section"
+    echo
+    echo "$go_section"
     echo
     echo "$python_section"
     echo

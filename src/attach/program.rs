@@ -173,11 +173,6 @@ pub struct PreparedProgram {
     /// (the kernel has them): otherwise by perf-event uprobes, one per
     /// function.
     pub uprobe_multi: bool,
-    /// BPF functions attached through uprobe_multi links although their
-    /// specs are no wildcards: uretprobes that would count other processes'
-    /// returns through perf-event links on this kernel
-    /// ([`crate::kernel::needs::filtered_returns`]).
-    pub filtered_returns: HashSet<String>,
 }
 
 impl PreparedProgram {
@@ -372,15 +367,6 @@ impl PreparedProgram {
         let needs = program_needs(p, &probes, &open, &object);
         let kernel = crate::kernel::features();
         let support = crate::kernel::needs::judge(&needs, kernel);
-        let usdt_functions: Vec<&str> = probes
-            .iter()
-            .filter(|p| p.kind == ProbeKind::Usdt)
-            .map(|p| p.function.as_str())
-            .collect();
-        let filtered_returns =
-            crate::kernel::needs::filtered_returns(&needs, &usdt_functions, kernel)
-                .into_iter()
-                .collect();
         Ok(PreparedProgram {
             config: p.clone(),
             selector: Selector::new(&attachment),
@@ -390,7 +376,6 @@ impl PreparedProgram {
             values,
             support,
             uprobe_multi: kernel.usable(Feature::UprobeMulti),
-            filtered_returns,
         })
     }
 
@@ -432,7 +417,6 @@ impl PreparedProgram {
             .iter()
             .filter(|p| p.kind != ProbeKind::Usdt)
             .map(|p| p.function.as_str())
-            .chain(self.filtered_returns.iter().map(String::as_str))
             .collect()
     }
 

@@ -191,9 +191,9 @@ pub fn judge(needs: &ProgramNeeds, kernel: &KernelFeatures) -> Support {
         });
     }
     // Per binary, a probe runs for every process of the file by design;
-    // uprobe_multi links filter their return probes by process, so where
-    // the kernel has them the attach stage takes them for these probes
-    // ([`filtered_returns`]).
+    // uprobe_multi links filter their return probes by process, and every
+    // uretprobe is attached through one where the kernel has them
+    // (`PreparedProgram::multi_uprobe_functions`).
     if missing(Feature::UretprobePidFilter) && !needs.per_binary && missing(Feature::UprobeMulti) {
         let probes: Vec<String> = needs
             .unguarded_returns
@@ -230,35 +230,6 @@ pub fn judge(needs: &ProgramNeeds, kernel: &KernelFeatures) -> Support {
         });
     }
     support
-}
-
-/// The BPF functions to attach through uprobe_multi links although their
-/// probes are no wildcards: on a kernel that runs perf-event uretprobes for
-/// processes they were not attached to but has uprobe_multi links (6.10 to
-/// 6.12), whose return probes run only for the process linked, the
-/// functions of [`ProgramNeeds::unguarded_returns`], except any that a USDT
-/// probe also runs (libbpf attaches those its own way). Empty per binary
-/// and wherever uretprobes are filtered.
-pub fn filtered_returns(
-    needs: &ProgramNeeds,
-    usdt_functions: &[&str],
-    kernel: &KernelFeatures,
-) -> Vec<String> {
-    if kernel.usable(Feature::UretprobePidFilter)
-        || !kernel.usable(Feature::UprobeMulti)
-        || needs.per_binary
-    {
-        return Vec::new();
-    }
-    let mut functions: Vec<String> = needs
-        .unguarded_returns
-        .iter()
-        .map(|r| r.function.clone())
-        .filter(|f| !usdt_functions.contains(&f.as_str()))
-        .collect();
-    functions.sort();
-    functions.dedup();
-    functions
 }
 
 /// Whether `insns` call BPF helper `id` (a call with source register 0; 1
@@ -482,18 +453,9 @@ mod tests {
             "{}",
             support.summary(&old)
         );
-        assert!(filtered_returns(&needs, &[], &old).is_empty());
         // 6.10 to 6.12: uprobe_multi links, which filter their return
         // probes, take them: nothing is lost.
         assert_eq!(judge(&needs, &kernel).summary(&kernel), "full");
-        assert_eq!(
-            filtered_returns(&needs, &[], &kernel),
-            vec!["on_add_return".to_string(), "on_op_return".to_string()]
-        );
-        assert_eq!(
-            filtered_returns(&needs, &["on_op_return"], &kernel),
-            vec!["on_add_return".to_string()]
-        );
         // Per binary a probe counts every process of the file by design;
         // a kernel that filters loses nothing; a program whose returns are
         // all guarded neither.
@@ -505,10 +467,8 @@ mod tests {
             .fallbacks
             .iter()
             .all(|f| f.feature != Feature::UretprobePidFilter));
-        assert!(filtered_returns(&per_binary, &[], &kernel).is_empty());
         let fixed = KernelFeatures::with("6.18.44", &[]);
         assert_eq!(judge(&needs, &fixed).summary(&fixed), "full");
-        assert!(filtered_returns(&needs, &[], &fixed).is_empty());
         assert_eq!(judge(&ProgramNeeds::default(), &old).summary(&old), "full");
     }
 
