@@ -1,6 +1,6 @@
 //! The system calls that probe the kernel, one trial per feature, each
-//! undone (programs and maps closed at once, the trials' uprobes by a
-//! thread of their own). What the answers mean is [`super::classify`]'s
+//! undone (programs and maps closed at once, the trials' uprobes all
+//! together once every trial is done). What the answers mean is [`super::classify`]'s
 //! business.
 //!
 //! Two trials need a function to probe: [`probe_target`], a function of the
@@ -58,9 +58,9 @@ pub(super) fn detect(assumed: &BTreeSet<Feature>) -> KernelFeatures {
                     },
                     "5.15",
                 ),
-                Feature::UretprobePidFilter => {
-                    classify::uretprobe_pid_filter(&try_uretprobe_filter(&mut closer))
-                }
+                Feature::UretprobePidFilter => classify::uretprobe_pid_filter(
+                    &try_uretprobe_filter(uprobe_multi_usable, &mut closer),
+                ),
                 Feature::UsdtSemaphores => classify::usdt_semaphores(
                     std::fs::metadata("/sys/bus/event_source/devices/uprobe/format/ref_ctr_offset")
                         .map(drop)
@@ -91,12 +91,17 @@ pub(super) fn detect(assumed: &BTreeSet<Feature>) -> KernelFeatures {
 }
 
 /// Descriptors of the trials' uprobes, kept open until every trial is done
-/// and then closed before probing returns (closing a uprobe waits for RCU
-/// grace periods, 28 to 170 ms measured here). Closed on a thread of their
-/// own instead, they were still open when the first instances attached, and
-/// leak checks counted them as the exporter's (CI, under load). The uprobes
-/// are on [`probe_target`] and [`uretprobe_target`], which nothing calls
-/// after the trials.
+/// and then let go of before probing returns. Closing a uprobe waits for RCU
+/// grace periods, and closing a perf-event uprobe also for a lock the kernel
+/// takes for each (about 90 ms each here): closed one after another, the
+/// five trial uprobes held startup up by 342 ms. Closed by a thread of the
+/// exporter in the background, they were still open when the first instances
+/// attached, and leak checks counted them as the exporter's (CI, under load).
+/// So a child forked for the purpose holds the last references: the
+/// exporter's own descriptors close at once, and the kernel frees the
+/// uprobes while the child exits, which nobody waits for but a thread that
+/// reaps it. The uprobes are on [`probe_target`] and [`uretprobe_target`],
+/// which nothing calls after the trials.
 #[derive(Default)]
 struct Closer(Vec<OwnedFd>);
 
@@ -105,9 +110,50 @@ impl Closer {
         self.0.push(fd);
     }
 
+    /// Closes the exporter's descriptors, leaving the kernel's teardown to
+    /// a child that exits at once; without a child, closes them all at
+    /// once on threads of their own and waits for them.
     fn close_all(self) {
-        drop(self);
+        if self.0.is_empty() {
+            return;
+        }
+        // SAFETY: the child only calls _exit, which is async-signal-safe:
+        // it touches none of the locks other threads may hold.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            // SAFETY: see above.
+            unsafe { libc::_exit(0) };
+        }
+        if child > 0 {
+            drop(self.0);
+            let reaped = std::thread::Builder::new()
+                .name("uexp-probe-reap".into())
+                .spawn(move || reap(child));
+            if reaped.is_err() {
+                reap(child);
+            }
+            return;
+        }
+        tracing::debug!(
+            errno = last_errno(),
+            "no child to close the trial uprobes: closing them here"
+        );
+        std::thread::scope(|scope| {
+            for fd in self.0 {
+                // A thread that cannot start leaves its fd to this one.
+                let _ = std::thread::Builder::new()
+                    .name("uexp-probe-close".into())
+                    .spawn_scoped(scope, move || drop(fd));
+            }
+        });
     }
+}
+
+/// Waits for child `pid` to end (EINTR retried; ECHILD: reaped already).
+fn reap(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: our own child, waited for once.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && last_errno() == libc::EINTR {}
 }
 
 /// `uname -r` and `uname -m`.
@@ -240,8 +286,14 @@ fn load(
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// A uprobe_multi link of `prog` to [`probe_target`] for `pid`.
-fn link_uprobe_multi(prog: &OwnedFd, target: &Target, pid: i32) -> Result<OwnedFd, i32> {
+/// A uprobe_multi link of `prog` to `target` for `pid`: an entry probe,
+/// or with `retprobe` a return probe.
+fn link_uprobe_multi(
+    prog: &OwnedFd,
+    target: &Target,
+    pid: i32,
+    retprobe: bool,
+) -> Result<OwnedFd, i32> {
     let offsets = [target.offset as libc::c_ulong];
     let mut opts = libbpf_sys::bpf_link_create_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _,
@@ -253,6 +305,11 @@ fn link_uprobe_multi(prog: &OwnedFd, target: &Target, pid: i32) -> Result<OwnedF
             path: target.path.as_ptr(),
             offsets: offsets.as_ptr(),
             pid: pid as u32,
+            flags: if retprobe {
+                libbpf_sys::BPF_F_UPROBE_MULTI_RETURN
+            } else {
+                0
+            },
             ..Default::default()
         };
     // SAFETY: the path and offsets outlive the call; opts says its size.
@@ -290,11 +347,11 @@ fn try_uprobe_multi(closer: &mut Closer) -> UprobeMultiTrial {
     };
     // SAFETY: getpid cannot fail.
     let pid = unsafe { libc::getpid() };
-    match link_uprobe_multi(&prog, &target, pid) {
+    match link_uprobe_multi(&prog, &target, pid, false) {
         Err(errno) => UprobeMultiTrial::LinkFailed(errno),
         Ok(link) => {
             closer.later(link);
-            let negative_pid = match link_uprobe_multi(&prog, &target, -1) {
+            let negative_pid = match link_uprobe_multi(&prog, &target, -1, false) {
                 Ok(link) => {
                     closer.later(link);
                     None
@@ -421,9 +478,9 @@ fn perf_uprobe(
 }
 
 /// Loads a program calling bpf_get_func_ip, attaches it to
-/// [`probe_target`] as a perf-event uprobe (or, where perf_event_open is
-/// refused, through a uprobe_multi link if those work), calls the target
-/// once and reads what the helper returned.
+/// [`probe_target`] through a uprobe_multi link where those work (else, or
+/// where the link is refused, as a perf-event uprobe), calls the target once
+/// and reads what the helper returned.
 fn try_func_ip(uprobe_multi: bool, closer: &mut Closer) -> FuncIpTrial {
     let Some(target) = Target::find() else {
         return FuncIpTrial::AttachFailed(libc::ENOENT);
@@ -437,18 +494,18 @@ fn try_func_ip(uprobe_multi: bool, closer: &mut Closer) -> FuncIpTrial {
         Ok(prog) => prog,
         Err((errno, log)) => return FuncIpTrial::LoadFailed(errno, log),
     };
-    let attached: Result<OwnedFd, i32> = match perf_uprobe(&prog, &target, false, 0) {
-        Ok(event) => Ok(event),
-        Err(errno) if uprobe_multi => {
-            match load(&program, Some(libbpf_sys::BPF_TRACE_UPROBE_MULTI)) {
-                // SAFETY: getpid cannot fail.
-                Ok(multi) => {
-                    link_uprobe_multi(&multi, &target, unsafe { libc::getpid() }).map_err(|_| errno)
-                }
-                Err(_) => Err(errno),
-            }
-        }
-        Err(errno) => Err(errno),
+    // Where the kernel has uprobe_multi links every uprobe is one, so the
+    // helper is tried there (and closing a link does not wait on the lock
+    // that closing a perf-event uprobe waits on: about 90 ms here).
+    let through_link = || match load(&program, Some(libbpf_sys::BPF_TRACE_UPROBE_MULTI)) {
+        // SAFETY: getpid cannot fail.
+        Ok(multi) => link_uprobe_multi(&multi, &target, unsafe { libc::getpid() }, false),
+        Err((errno, _)) => Err(errno),
+    };
+    let attached: Result<OwnedFd, i32> = if uprobe_multi {
+        through_link().or_else(|errno| perf_uprobe(&prog, &target, false, 0).map_err(|_| errno))
+    } else {
+        perf_uprobe(&prog, &target, false, 0)
     };
     let attachment = match attached {
         Ok(fd) => fd,
@@ -509,12 +566,14 @@ fn marked(map: &OwnedFd, key: u32) -> bool {
     }
 }
 
-/// Forks a child that waits on a pipe, attaches a perf-event uretprobe on
-/// [`uretprobe_target`] for the child (marking key 1) and one for this
-/// process (marking key 0), lets the child call the function once and
+/// Forks a child that waits on a pipe, attaches a uretprobe on
+/// [`uretprobe_target`] for the child (marking key 1; a uprobe_multi link
+/// where `uprobe_multi` says the kernel has them, else a perf-event
+/// uretprobe) and a perf-event uretprobe for this process (marking key 0),
+/// lets the child call the function once and
 /// exit, and reads which uretprobes ran. The exporter never calls the
 /// function itself, so a mark at key 0 was made in the child.
-fn try_uretprobe_filter(closer: &mut Closer) -> UretprobeFilterTrial {
+fn try_uretprobe_filter(uprobe_multi: bool, closer: &mut Closer) -> UretprobeFilterTrial {
     let Some(target) = Target::of(uretprobe_target as *const () as usize as u64) else {
         return UretprobeFilterTrial::AttachFailed(libc::ENOENT);
     };
@@ -560,7 +619,21 @@ fn try_uretprobe_filter(closer: &mut Closer) -> UretprobeFilterTrial {
     drop(reader);
     // SAFETY: getpid cannot fail.
     let own_pid = unsafe { libc::getpid() };
-    let attached = perf_uprobe(&programs[1], &target, true, child).and_then(|theirs| {
+    // The child's uretprobe only puts the breakpoint into the child: where
+    // the kernel has uprobe_multi links it is one (closing a perf-event
+    // uprobe waits on a lock, about 90 ms each here). The exporter's is the
+    // perf-event uretprobe whose filter is in question.
+    let theirs = if uprobe_multi {
+        load(
+            &mark_program(&map, 1),
+            Some(libbpf_sys::BPF_TRACE_UPROBE_MULTI),
+        )
+        .map_err(|(errno, _)| errno)
+        .and_then(|prog| link_uprobe_multi(&prog, &target, child, true))
+    } else {
+        perf_uprobe(&programs[1], &target, true, child)
+    };
+    let attached = theirs.and_then(|theirs| {
         closer.later(theirs);
         perf_uprobe(&programs[0], &target, true, own_pid).map(|ours| closer.later(ours))
     });
