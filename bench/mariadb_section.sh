@@ -58,4 +58,10 @@ echo "holds the sum of the durations too (a second add per statement), which \`h
 echo "\`DO 1\` is about the cheapest statement there is, so the probes show against it; a real query"
 echo "pays the same three hits on top of its own work."
 echo
+echo "The no-probe figure moves with the machine more than the probes cost: on 2026-12-07, with the"
+echo "same binary and statements, 4.1 µs per statement with a soak and builds running beside it, and"
+echo "24.5 to 26.9 µs in three runs on the quiet machine (probably the server thread's sleep and wake-up"
+echo "for each statement, as the client sends the next only after the answer: not measured apart)."
+echo "The cost per hit is taken within each pair of phases, but its spread, and the ratio's, grows with it."
+echo
 echo "Measured on $(date -u +%Y-%m-%d), Linux $(uname -r)${BACKGROUND:+, with $BACKGROUND}."
