@@ -3,7 +3,8 @@
 For each mode and N, starts N fixture targets, then the exporter (release
 build), and measures the time from the exporter's start to all N attached
 (startup scan, polled every 20 ms on /metrics), the kernel memory its BPF maps
-and programs hold (memlock in /proc/PID/fdinfo), and its RSS. REPS repetitions, interleaved.
+and programs hold (memlock in /proc/PID/fdinfo), its RSS, and the time from
+SIGTERM to its exit (every instance detached). REPS repetitions, interleaved.
 Prints JSON lines.
 Usage: python3 bench/scale.py EXPORTER TARGET_BINARY OBJECT SHARED_OBJECT
 (SHARED_OBJECT: the same program built with a larger BPF_USDT_MAX_SPEC_CNT, as
@@ -85,8 +86,11 @@ def run(mode, n):
     seconds = time.monotonic() - started
     result = {"mode": mode, "processes": n, "attached": attached(port), "attach_all_s": round(seconds, 2),
               "kernel_kib": memlock(proc.pid) // 1024, "rss_mib": round(status_kib(proc.pid, "VmRSS") / 1024, 1)}
+    # Exit: from SIGTERM to the process gone, every instance detached.
+    stopping = time.monotonic()
     proc.terminate()
     proc.wait()
+    result["exit_s"] = round(time.monotonic() - stopping, 2)
     for t in targets:
         t.kill()
     for t in targets:
