@@ -63,6 +63,7 @@ fn compile_builtin_objects(out: &Path) {
     println!("cargo:rerun-if-changed=src/compile/bpf_flags.rs");
     // Their shared helpers, included as "metrics.bpf.h".
     println!("cargo:rerun-if-changed=examples/metrics.bpf.h");
+    println!("cargo:rerun-if-changed=src/compile/include/exporter_pids.bpf.h");
     let mut table = String::from(
         "/// The default pack's BPF objects, compiled at build time: (file name, contents).\npub const BUILTIN_OBJECTS: &[(&str, &[u8])] = &[\n",
     );
@@ -76,6 +77,12 @@ fn compile_builtin_objects(out: &Path) {
         for header in HEADERS {
             fs::copy(out.join(header), include.join("bpf").join(header)).unwrap();
         }
+        // The header of `instances: pid_keyed` programs, as `headers -o` writes it.
+        fs::copy(
+            "src/compile/include/exporter_pids.bpf.h",
+            include.join("exporter_pids.bpf.h"),
+        )
+        .unwrap();
         let result = Command::new(&clang)
             .args(bpf_flags::cflags(arch))
             .arg(format!("-I{multiarch_dir}"))

@@ -1,6 +1,7 @@
 //! One loaded copy of a program attached to one process.
 
 use super::libbpf_log;
+use super::pid_keyed::{FileLink, PidKeyed, Selection};
 use super::program::PreparedProgram;
 use super::resolve::{self, Origin, ResolveError};
 use super::sources::SourceOutcome;
@@ -198,6 +199,11 @@ pub struct Instance {
     // Field order is drop order: links must be destroyed before the object they
     // belong to (a USDT link's detach uses the object's USDT manager).
     links: Vec<Link>,
+    /// A pid-keyed program's links, shared with the other processes that
+    /// map the same files.
+    file_links: Vec<Arc<FileLink>>,
+    /// A pid-keyed program's selection of this process, ended at detach.
+    selection: Option<Selection>,
     object: ObjectRef,
     /// Human descriptions of what is attached.
     pub attached: Vec<String>,
@@ -233,6 +239,7 @@ impl Instance {
         target: AttachTarget,
         cache: &mut ElfCache,
         shared: Option<&Arc<Object>>,
+        pid_keyed: Option<&Arc<PidKeyed>>,
     ) -> Result<Instance, InstanceError> {
         let started = Instant::now();
         let started_ns = crate::discovery::monotonic_ns();
@@ -246,12 +253,35 @@ impl Instance {
                 sources: choice.sources,
             });
         }
-        let object = match shared {
-            Some(object) => ObjectRef::Shared(object.clone()),
-            None => ObjectRef::Owned(program.load()?),
+        let object = match (pid_keyed, shared) {
+            (Some(pid_keyed), _) => ObjectRef::Shared(pid_keyed.object().clone()),
+            (None, Some(object)) => ObjectRef::Shared(object.clone()),
+            (None, None) => ObjectRef::Owned(program.load()?),
         };
         let load_duration = started.elapsed();
-        let pid = target.pid_filter();
+        // A pid-keyed program's probes are placed for every process that
+        // maps the file; the program itself counts only the selected ones.
+        let pid = if pid_keyed.is_some() {
+            -1
+        } else {
+            target.pid_filter()
+        };
+        let mut file_links: Vec<Arc<FileLink>> = Vec::new();
+        // Makes one probe's links in one file (`key`), or, for a pid-keyed
+        // program, takes those another process made.
+        let mut place = |key: String,
+                         make: &mut dyn FnMut() -> Result<(Vec<Link>, Vec<String>), String>|
+         -> Result<(Vec<Link>, Vec<String>), String> {
+            match pid_keyed {
+                Some(pid_keyed) => {
+                    let link = pid_keyed.link(key, make)?;
+                    let what = link.what.clone();
+                    file_links.push(link);
+                    Ok((Vec::new(), what))
+                }
+                None => make(),
+            }
+        };
         let origin = target.origin();
         // For messages: "of pid 42", or nothing for a binary's every process.
         let of_pid = target
@@ -261,11 +291,12 @@ impl Instance {
         let mut links = Vec::new();
         let mut attached = Vec::new();
         let mut failures = Vec::new();
-        for (probe, _) in program
+        for (index, (probe, _)) in program
             .probes
             .iter()
             .zip(&choice.attach)
-            .filter(|(_, &attach)| attach)
+            .enumerate()
+            .filter(|(_, (_, &attach))| attach)
         {
             let fail = |message: String| AttachFailure {
                 kind: probe.kind,
@@ -288,21 +319,23 @@ impl Instance {
                 ProbeKind::Usdt => resolve::resolve_usdt(origin, &probe.spec, cache)
                     .map_err(|e| describe(&probe.spec, probe.kind, &e))
                     .and_then(|targets| {
-                        targets
-                            .into_iter()
-                            .map(|t| {
+                        let mut links = Vec::new();
+                        let mut what = Vec::new();
+                        for t in targets {
+                            let key = link_key(index, &t);
+                            let (made, said) = place(key, &mut || {
                                 bpf_prog
                                     .attach_usdt(pid, &t.host_path, &t.provider, &t.name)
                                     .map(|link| {
                                         (
-                                            link,
-                                            format!(
+                                            vec![link],
+                                            vec![format!(
                                                 "usdt {}:{} in {}{}",
                                                 t.provider,
                                                 t.name,
                                                 t.path.display(),
                                                 armed(&t)
-                                            ),
+                                            )],
                                         )
                                     })
                                     .map_err(|e| {
@@ -320,9 +353,11 @@ impl Instance {
                                             }
                                         )
                                     })
-                            })
-                            .collect::<Result<Vec<_>, String>>()
-                            .map(|made| made.into_iter().unzip())
+                            })?;
+                            links.extend(made);
+                            what.extend(said);
+                        }
+                        Ok((links, what))
                     }),
                 ProbeKind::Uprobe | ProbeKind::Uretprobe => {
                     let retprobe = probe.kind == ProbeKind::Uretprobe;
@@ -337,7 +372,9 @@ impl Instance {
                                 ));
                             }
                             let multi = program.uprobe_multi;
-                            attach_uprobe(&bpf_prog, (pid, &of_pid), &t, retprobe, multi)
+                            place(link_key(index, &t), &mut || {
+                                attach_uprobe(&bpf_prog, (pid, &of_pid), &t, retprobe, multi)
+                            })
                         })
                 }
             };
@@ -394,9 +431,27 @@ impl Instance {
                 }],
             });
         }
-        if links.is_empty() {
+        if links.is_empty() && file_links.is_empty() {
             return Err(InstanceError::NothingAttached { failures });
         }
+        let selection = match (pid_keyed, target.pid()) {
+            (Some(pid_keyed), Some(process)) => {
+                let selection = Selection::new(pid_keyed.clone(), process as u32);
+                if let Err(message) = pid_keyed.select(process as u32) {
+                    return Err(InstanceError::NothingAttached {
+                        failures: vec![AttachFailure {
+                            kind: ProbeKind::Usdt,
+                            probe: String::new(),
+                            message,
+                            cancelled: false,
+                            unavailable: None,
+                        }],
+                    });
+                }
+                Some(selection)
+            }
+            _ => None,
+        };
         let programs = object
             .progs()
             .filter(|p| {
@@ -418,6 +473,8 @@ impl Instance {
             target,
             object,
             links,
+            file_links,
+            selection,
             attached,
             failures,
             programs,
@@ -440,10 +497,39 @@ impl Instance {
             .find(|m| m.name().to_string_lossy() == table)
     }
 
-    /// Number of attached links.
+    /// Number of attached links (a pid-keyed program's, shared with other
+    /// processes, included).
     pub fn link_count(&self) -> usize {
         self.links.len()
+            + self
+                .file_links
+                .iter()
+                .map(|l| l.link_count())
+                .sum::<usize>()
     }
+
+    /// For a pid-keyed program: stops counting the process and deletes what
+    /// it counted (at once, before a process given its pid can be selected);
+    /// nothing otherwise. Dropping the instance does it too.
+    pub fn deselect(&self) {
+        if let Some(selection) = &self.selection {
+            selection.end();
+        }
+    }
+}
+
+/// What identifies one probe's links in one file, for a pid-keyed program
+/// whose processes share them: the probe, the file (by device and inode:
+/// the same file seen through two processes' mount namespaces is one), and
+/// what in it is probed.
+fn link_key(probe: usize, t: &resolve::Target) -> String {
+    let file = crate::discovery::FileId::of(&t.host_path)
+        .map(|id| format!("{}:{}", id.dev, id.ino))
+        .unwrap_or_else(|| t.host_path.display().to_string());
+    format!(
+        "{probe}|{file}|{}:{}|{:?}|{:?}|{:?}",
+        t.provider, t.name, t.offset, t.symbols, t.each
+    )
 }
 
 /// Attaches `prog` to the function(s) `target` resolved for a uprobe or
@@ -703,7 +789,12 @@ fn series_labels(program: &PreparedProgram, target: &AttachTarget) -> Vec<(&'sta
         AttachTarget::Process(process) => process,
         AttachTarget::Binary { exe, .. } => return vec![("exe", exe.display().to_string())],
     };
-    let mut labels = vec![("pid", process.pid().to_string())];
+    // A pid-keyed program's `pid` label is decoded from its keys.
+    let mut labels = if program.is_pid_keyed() {
+        Vec::new()
+    } else {
+        vec![("pid", process.pid().to_string())]
+    };
     for label in program
         .config
         .process_labels

@@ -12,6 +12,7 @@ mod instance;
 mod ld_so_cache;
 mod libbpf_log;
 mod library_search;
+pub mod pid_keyed;
 mod program;
 mod rcu;
 mod reaper;

@@ -468,14 +468,25 @@ impl PreparedProgram {
             .is_some_and(|m| m.value == crate::config::InstanceMode::PerBinary)
     }
 
-    /// Attaches every probe to `target`: into a private copy of the object, or
-    /// into `shared` (the program's one object, for `instances: shared`).
+    /// Whether one loaded object serves every matching process, its probes
+    /// placed once per file and its maps keyed by pid (`instances: pid_keyed`).
+    pub fn is_pid_keyed(&self) -> bool {
+        self.config
+            .instances
+            .as_ref()
+            .is_some_and(|m| m.value == crate::config::InstanceMode::PidKeyed)
+    }
+
+    /// Attaches every probe to `target`: into a private copy of the object,
+    /// into `shared` (the program's one object, for `instances: shared`), or
+    /// through `pid_keyed` (for `instances: pid_keyed`).
     pub fn instantiate(
         &self,
         target: AttachTarget,
         cache: &mut ElfCache,
         shared: Option<&std::sync::Arc<libbpf_rs::Object>>,
+        pid_keyed: Option<&std::sync::Arc<super::pid_keyed::PidKeyed>>,
     ) -> Result<Instance, InstanceError> {
-        Instance::attach(self, target, cache, shared)
+        Instance::attach(self, target, cache, shared, pid_keyed)
     }
 }

@@ -218,7 +218,7 @@ impl Compiler {
             hash.update(name.as_bytes());
             hash.update(contents);
         }
-        for (name, contents) in COMPAT_HEADERS {
+        for (name, contents) in COMPAT_HEADERS.iter().chain([&super::PID_KEYED_HEADER]) {
             hash.update(name.as_bytes());
             hash.update(contents.as_bytes());
         }
@@ -418,6 +418,7 @@ fn headers_whole(dir: &Path) -> bool {
         .all(|(name, contents)| same(dir.join("bpf").join(name), contents))
         && COMPAT_HEADERS
             .iter()
+            .chain([&super::PID_KEYED_HEADER])
             .all(|(name, contents)| same(dir.join(name), contents.as_bytes()))
         && match (
             std::fs::read(dir.join("vmlinux.h")),

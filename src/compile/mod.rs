@@ -130,7 +130,15 @@ pub fn object_bytes(
     }
 }
 
-/// Writes the embedded libbpf headers to `dir/bpf/`, ready for `clang -I dir`.
+/// The header of `instances: pid_keyed` programs: the exporter's maps of
+/// selected pids and its PID namespace, and `exporter_pid()`/`exporter_selected()`.
+pub const PID_KEYED_HEADER: (&str, &str) = (
+    "exporter_pids.bpf.h",
+    include_str!("include/exporter_pids.bpf.h"),
+);
+
+/// Writes the embedded libbpf headers to `dir/bpf/` and the exporter's own
+/// ([`PID_KEYED_HEADER`]) to `dir/`, ready for `clang -I dir`.
 pub fn write_headers(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let bpf = dir.join("bpf");
     std::fs::create_dir_all(&bpf)?;
@@ -140,5 +148,9 @@ pub fn write_headers(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         std::fs::write(&path, contents)?;
         written.push(path);
     }
+    let (name, contents) = PID_KEYED_HEADER;
+    let path = dir.join(name);
+    std::fs::write(&path, contents)?;
+    written.push(path);
     Ok(written)
 }

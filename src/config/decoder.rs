@@ -30,6 +30,9 @@ pub enum DecoderKind {
     InetIp,
     /// An 8-byte cgroup v2 id as the cgroup's path.
     Cgroup,
+    /// A 4 or 8-byte pid (`exporter_pid()`) keying an `instances: pid_keyed`
+    /// program's maps: the `pid` label, with the program's process labels.
+    Pid,
 }
 
 /// The registry: every decoder once, in the order messages list them, with
@@ -49,6 +52,7 @@ const DECODERS: &[(DecoderKind, &str, &[&str])] = &[
     (DecoderKind::Errno, "errno", &[]),
     (DecoderKind::InetIp, "inet_ip", &[]),
     (DecoderKind::Cgroup, "cgroup", &[]),
+    (DecoderKind::Pid, "pid", &[]),
 ];
 
 impl DecoderKind {
@@ -137,7 +141,8 @@ impl DecoderConfig {
             | DecoderKind::Usym
             | DecoderKind::Errno
             | DecoderKind::InetIp
-            | DecoderKind::Cgroup => {}
+            | DecoderKind::Cgroup
+            | DecoderKind::Pid => {}
             DecoderKind::StaticMap => {
                 if self.static_map.is_empty() {
                     return Err(DecoderConfigError::EmptyStaticMap);
@@ -200,7 +205,8 @@ mod tests {
             | DecoderKind::Usym
             | DecoderKind::Errno
             | DecoderKind::InetIp
-            | DecoderKind::Cgroup => kind,
+            | DecoderKind::Cgroup
+            | DecoderKind::Pid => kind,
         };
         let kinds = [
             DecoderKind::Uint,
@@ -213,6 +219,7 @@ mod tests {
             DecoderKind::Errno,
             DecoderKind::InetIp,
             DecoderKind::Cgroup,
+            DecoderKind::Pid,
         ]
         .map(all);
         assert_eq!(DECODERS.len(), kinds.len());
@@ -234,7 +241,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "unknown decoder \"float\"; known decoders: uint, int, hex, string, static_map, regexp, usym, errno, inet_ip, cgroup"
+            "unknown decoder \"float\"; known decoders: uint, int, hex, string, static_map, regexp, usym, errno, inet_ip, cgroup, pid"
         );
     }
 

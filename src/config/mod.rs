@@ -112,6 +112,9 @@ pub struct Program {
     /// `per_process` (default): a loaded copy per process, series labelled by pid.
     /// `shared`: one loaded copy attached to every matching process; its maps count
     /// for all of them (no pid label), for fleets where a copy each costs too much.
+    /// `per_binary`: one per executable, for every process that runs it.
+    /// `pid_keyed`: one loaded copy, probes placed once per file, maps keyed
+    /// by pid (series by pid, kernel cost independent of the processes).
     #[serde(default)]
     pub instances: Option<Spanned<InstanceMode>>,
     /// Facts about the process added as labels to every series, beside `pid`.
@@ -198,6 +201,12 @@ pub enum InstanceMode {
     /// One per executable, attached for every process that runs it, from its
     /// first instruction (libbpf's pid -1).
     PerBinary,
+    /// One for all matching processes, its probes placed once per file for
+    /// every process that maps it; the program counts only the processes the
+    /// exporter selected (`exporter_pids.bpf.h`) and keys its maps by pid,
+    /// which the `pid` decoder names: series by pid, with a kernel cost that
+    /// does not grow with the processes.
+    PidKeyed,
 }
 
 /// A label the exporter derives from the process a series comes from.
@@ -377,6 +386,51 @@ pub struct Label {
     /// Decoders applied in order; the first gets the raw bytes.
     #[serde(default)]
     pub decoders: Vec<DecoderConfig>,
+}
+
+impl Label {
+    /// Whether this label is the pid of an `instances: pid_keyed` program's
+    /// key: its chain is the `pid` decoder alone.
+    pub fn is_pid(&self) -> bool {
+        self.decoders.len() == 1 && self.decoders[0].name == "pid"
+    }
+}
+
+/// Where a map key holds the pid of the process it counts (the label the
+/// `pid` decoder reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PidKey {
+    /// Offset in the key, in bytes.
+    pub offset: usize,
+    /// 4 or 8 bytes, host order.
+    pub size: usize,
+}
+
+impl PidKey {
+    /// The pid label of `labels`, if one is decoded by `pid`, at its offset.
+    pub fn of(labels: &[crate::config::Label]) -> Option<PidKey> {
+        let mut offset = 0;
+        for label in labels {
+            if label.is_pid() {
+                return Some(PidKey {
+                    offset,
+                    size: label.size,
+                });
+            }
+            offset += label.size + label.padding;
+        }
+        None
+    }
+
+    /// The pid in `key`; none for a key too short (or of another size).
+    pub fn read(&self, key: &[u8]) -> Option<u32> {
+        let bytes = key.get(self.offset..self.offset + self.size)?;
+        match self.size {
+            4 => Some(u32::from_ne_bytes(bytes.try_into().ok()?)),
+            8 => u32::try_from(u64::from_ne_bytes(bytes.try_into().ok()?)).ok(),
+            _ => None,
+        }
+    }
 }
 
 /// A decoder in a label's chain.

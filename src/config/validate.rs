@@ -452,6 +452,10 @@ fn check_metrics(c: &mut Checker, p: &Program, at: At<'_>, seen: &mut HashSet<St
         .instances
         .as_ref()
         .is_some_and(|m| m.value == crate::config::InstanceMode::PerBinary);
+    let pid_keyed = p
+        .instances
+        .as_ref()
+        .is_some_and(|m| m.value == crate::config::InstanceMode::PidKeyed);
     if let Some(labels) = p.process_labels.as_ref().filter(|_| per_binary) {
         c.err(
             place(at.get("process_labels"), labels),
@@ -482,6 +486,7 @@ fn check_metrics(c: &mut Checker, p: &Program, at: At<'_>, seen: &mut HashSet<St
                 );
             }
             check_labels(c, m_at, &m.name, &m.labels, &process_labels);
+            check_pid_label(c, m_at, &p.name, &m.name, &m.labels, pid_keyed, false);
             if let Some(value) = &m.value {
                 check_value_field(c, m_at.get("value"), kind, &m.name, value);
             }
@@ -498,6 +503,7 @@ fn check_metrics(c: &mut Checker, p: &Program, at: At<'_>, seen: &mut HashSet<St
             );
         }
         check_labels(c, h_at, &h.name, &h.labels, &process_labels);
+        check_pid_label(c, h_at, &p.name, &h.name, &h.labels, pid_keyed, true);
         if h.labels.is_empty() {
             c.err(
                 key_or_self(h_at, "labels"),
@@ -682,7 +688,7 @@ fn check_labels(
                     label.name
                 ),
             );
-        } else if RESERVED_LABELS.contains(&label.name.as_str()) {
+        } else if RESERVED_LABELS.contains(&label.name.as_str()) && !label.is_pid() {
             c.err(
                 l_at.get("name"),
                 format!(
@@ -730,6 +736,58 @@ fn check_labels(
                 format!("metric {metric:?}: label {:?}: {e}", label.name),
             );
         }
+    }
+}
+
+/// The `pid` decoder belongs to `instances: pid_keyed` programs, whose every
+/// metric has one such label, named `pid`, of 4 or 8 bytes (and, in a
+/// histogram, not the slot).
+fn check_pid_label(
+    c: &mut Checker,
+    metric_at: At<'_>,
+    program: &str,
+    metric: &str,
+    labels: &[Label],
+    pid_keyed: bool,
+    histogram: bool,
+) {
+    let labels_at = metric_at.get("labels");
+    let mut found = 0;
+    for (k, label) in labels.iter().enumerate() {
+        let Some(d) = label.decoders.iter().position(|d| d.name == "pid") else {
+            continue;
+        };
+        let l_at = labels_at.index(k);
+        if !pid_keyed {
+            c.err(l_at.get("decoders").index(d), format!("metric {metric:?}: label {:?}: decoder `pid` names the pid an `instances: pid_keyed` program puts in its map keys; program {program:?} is not one (use `uint` for a number, or set `instances: pid_keyed`)", label.name));
+            continue;
+        }
+        found += 1;
+        if !label.is_pid() {
+            c.err(l_at.get("decoders"), format!("metric {metric:?}: label {:?}: decoder `pid` stands alone (`decoders: [{{name: pid}}]`)", label.name));
+        } else if label.name != "pid" {
+            c.err(
+                l_at.get("name"),
+                format!(
+                    "metric {metric:?}: the label decoded by `pid` is named `pid`, not {:?}",
+                    label.name
+                ),
+            );
+        }
+        if label.size != 4 && label.size != 8 {
+            c.err(l_at.get("size"), format!("metric {metric:?}: label {:?}: a pid is 4 or 8 bytes (exporter_pid() stored as __u32 or __u64), not {}", label.name, label.size));
+        }
+        if histogram && k + 1 == labels.len() {
+            c.err(l_at, format!("metric {metric:?}: the last label of a histogram is its bucket slot, not the pid"));
+        }
+    }
+    if pid_keyed && found == 0 {
+        c.err(key_or_self(metric_at, "labels"), format!("metric {metric:?}: program {program:?} has `instances: pid_keyed`, so its maps are keyed by pid: add the label `{{name: pid, size: 8, decoders: [{{name: pid}}]}}` where the key holds exporter_pid()"));
+    } else if found > 1 {
+        c.err(
+            key_or_self(metric_at, "labels"),
+            format!("metric {metric:?}: {found} labels are decoded by `pid`; a key holds one pid"),
+        );
     }
 }
 

@@ -94,8 +94,10 @@ pub struct KernelProgram {
     pub fingerprint: String,
     /// The checked program.
     pub prepared: Arc<PreparedProgram>,
-    /// The one loaded object of an `instances: shared` program.
+    /// The one loaded object of an `instances: shared` or `pid_keyed` program.
     pub shared: Option<Arc<libbpf_rs::Object>>,
+    /// What a `pid_keyed` program's processes share of it.
+    pub pid_keyed: Option<Arc<crate::attach::pid_keyed::PidKeyed>>,
     /// Decoders and layouts of its metrics.
     pub metrics: Arc<ProgramMetrics>,
 }
@@ -128,6 +130,7 @@ impl From<SetUpProgram> for KernelProgram {
             fingerprint: p.fingerprint,
             prepared: p.prepared,
             shared: p.shared,
+            pid_keyed: p.pid_keyed,
             metrics: p.metrics,
         }
     }
@@ -200,10 +203,12 @@ impl Attacher for KernelAttacher {
         let started = Instant::now();
         let expedited =
             (self.expedited_rcu && !named_binary).then(crate::attach::ExpeditedRcu::begin);
-        let result =
-            program
-                .prepared
-                .instantiate(target, &mut self.elf_cache, program.shared.as_ref());
+        let result = program.prepared.instantiate(
+            target,
+            &mut self.elf_cache,
+            program.shared.as_ref(),
+            program.pid_keyed.as_ref(),
+        );
         drop(expedited);
         if !named_binary {
             crate::metrics::lock_stats(&self.stats)
@@ -234,6 +239,9 @@ impl Attacher for KernelAttacher {
     }
 
     fn detach(&mut self, instance: Arc<Instance>) {
+        // Now, not when a scrape lets the instance go: by then a new process
+        // may have been given the pid.
+        instance.deselect();
         self.reaper.drop_later(instance);
     }
 
@@ -308,6 +316,7 @@ impl PublishedProgram {
             failed: self.failed.len() - self.no_source.processes,
             no_source: &self.no_source,
             per_binary: self.prepared.is_per_binary(),
+            pid_keyed: self.prepared.is_pid_keyed(),
         }
     }
 

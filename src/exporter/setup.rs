@@ -2,6 +2,7 @@
 //! attached (its object read or compiled, checked against the config, its
 //! metric readers built, and the one object of a shared program loaded).
 
+use crate::attach::pid_keyed::PidKeyed;
 use crate::attach::PreparedProgram;
 use crate::compile::clang::Compiler;
 use crate::config::{Config, ConfigError, Program};
@@ -19,8 +20,10 @@ pub struct SetUpProgram {
     pub prepared: Arc<PreparedProgram>,
     /// Decoders and layouts of its metrics.
     pub metrics: Arc<ProgramMetrics>,
-    /// The one loaded object of an `instances: shared` program.
+    /// The one loaded object of an `instances: shared` or `pid_keyed` program.
     pub shared: Option<Arc<libbpf_rs::Object>>,
+    /// What a `pid_keyed` program's processes share of it.
+    pub pid_keyed: Option<Arc<PidKeyed>>,
 }
 
 /// A program that could not be set up (unreadable object, bad layout).
@@ -101,24 +104,37 @@ pub fn finish_set_up(
         return Err(refusals.iter().map(ToString::to_string).collect());
     }
     let metrics = ProgramMetrics::new(&prepared, cache_keys).map_err(|e| vec![e])?;
-    let shared = if prepared.is_shared() {
-        let object = prepared.load().map_err(|e| {
-            vec![format!(
-                "{}:{}: program {:?}: {e}",
-                config.path.display(),
-                program.referenced.line(),
-                p.name
-            )]
-        })?;
+    let located = |e: &dyn std::fmt::Display| {
+        vec![format!(
+            "{}:{}: program {:?}: {e}",
+            config.path.display(),
+            program.referenced.line(),
+            p.name
+        )]
+    };
+    let shared = if prepared.is_shared() || prepared.is_pid_keyed() {
+        let object = prepared.load().map_err(|e| located(&e))?;
         Some(Arc::new(object))
     } else {
         None
+    };
+    let pid_keyed = match (&shared, prepared.is_pid_keyed()) {
+        (Some(object), true) => {
+            let tables = metrics
+                .readers()
+                .filter_map(|m| Some((m.table.clone(), m.pid_key?)));
+            Some(Arc::new(
+                PidKeyed::new(object.clone(), tables).map_err(|e| located(&e))?,
+            ))
+        }
+        _ => None,
     };
     Ok(SetUpProgram {
         fingerprint,
         prepared: Arc::new(prepared),
         metrics: Arc::new(metrics),
         shared,
+        pid_keyed,
     })
 }
 

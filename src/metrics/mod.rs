@@ -86,6 +86,8 @@ pub struct MetricReader {
     /// Where the value lies in each map value, and its scale (the whole
     /// unsigned 8-byte value for histograms).
     pub value: ValueLayout,
+    /// For an `instances: pid_keyed` program: where each key holds the pid.
+    pub pid_key: Option<crate::config::PidKey>,
 }
 
 /// A counter: every map entry is a series.
@@ -113,6 +115,9 @@ pub struct ScrapeProgram<'a> {
     pub instances: &'a [std::sync::Arc<Instance>],
     /// Instances per binary (`instances: per_binary`).
     pub binaries: &'a [std::sync::Arc<Instance>],
+    /// Whether `shared`'s maps are keyed by pid (`instances: pid_keyed`):
+    /// read once, their entries go to the instances of their pids.
+    pub pid_keyed: bool,
     /// Matching processes where nothing attached, for a fault.
     pub failed: usize,
     /// Matching processes whose build offers none of the program's sources
@@ -143,6 +148,14 @@ pub struct ProgramMetrics {
 }
 
 impl ProgramMetrics {
+    /// Every metric's reader: counters, gauges, then histograms.
+    pub fn readers(&self) -> impl Iterator<Item = &MetricReader> {
+        self.counters
+            .iter()
+            .chain(&self.gauges)
+            .chain(self.histograms.iter().map(|h| &h.metric))
+    }
+
     /// Compiles decoders and bucket math for a prepared program; each metric
     /// keeps the decoded labels of at most `cache_keys` raw keys between scrapes.
     pub fn new(program: &PreparedProgram, cache_keys: usize) -> Result<ProgramMetrics, String> {
@@ -180,6 +193,7 @@ impl ProgramMetrics {
                     .get(name)
                     .copied()
                     .unwrap_or(ValueLayout::WHOLE_U64),
+                pid_key: crate::config::PidKey::of(labels),
             })
         };
         for (kind, c) in program.config.metrics.scalars() {

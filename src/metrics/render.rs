@@ -26,26 +26,37 @@ struct Source<'a> {
     /// not offer: their maps hold nothing it counted (an array's zeros), so
     /// the process has no series of them rather than a false zero.
     withheld: Vec<&'a str>,
+    /// For a pid-keyed program: the pid whose entries of the shared maps
+    /// are this source's (the maps are read once, see [`Partition`]).
+    of_pid: Option<u32>,
 }
+
+/// A pid-keyed program's map, read once and split by the pid in each key.
+type Partition = HashMap<u32, MapEntries>;
 
 impl<'a> Source<'a> {
     /// The sources of a program: its shared object read once (its maps count
     /// for every process, no pid label), or each attached instance.
     fn of(program: &ScrapeProgram<'a>) -> Vec<Source<'a>> {
         match program.shared {
-            Some(object) => vec![Source {
+            Some(object) if !program.pid_keyed => vec![Source {
                 object,
                 labels: Vec::new(),
                 target: None,
                 process: None,
                 withheld: Vec::new(),
+                of_pid: None,
             }],
-            None => program
+            _ => program
                 .instances
                 .iter()
                 .chain(program.binaries)
                 .map(|i| Source {
                     object: i.object(),
+                    of_pid: program
+                        .pid_keyed
+                        .then(|| i.target.pid().map(|p| p as u32))
+                        .flatten(),
                     labels: i
                         .series_labels
                         .iter()
@@ -117,10 +128,12 @@ pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, mut enc: Enc
         );
         for (counter, kind) in scalars {
             enc.family(&counter.name, &counter.help, kind);
+            let partition = partition(program, counter, &mut errors, &mut fills);
             let family = Family {
                 program: name,
                 metric: counter,
                 histogram: None,
+                partition: partition.as_ref(),
             };
             family.write(&mut enc, &sources, &mut scratch, &mut errors, &mut fills);
             if enc.closed() {
@@ -130,10 +143,12 @@ pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, mut enc: Enc
         for histogram in &program.metrics.histograms {
             let metric = &histogram.metric;
             enc.family(&metric.name, &metric.help, MetricKind::Histogram);
+            let partition = partition(program, metric, &mut errors, &mut fills);
             let family = Family {
                 program: name,
                 metric,
                 histogram: Some(histogram),
+                partition: partition.as_ref(),
             };
             family.write(&mut enc, &sources, &mut scratch, &mut errors, &mut fills);
             if enc.closed() {
@@ -168,11 +183,61 @@ pub fn render(programs: &[ScrapeProgram], stats: &Mutex<SelfStats>, mut enc: Enc
     enc.finish()
 }
 
+/// A pid-keyed program's map of `metric`, read whole and split by pid; none
+/// for other programs, or when the read failed (logged and counted: the
+/// family then has no series).
+fn partition(
+    program: &ScrapeProgram,
+    metric: &MetricReader,
+    errors: &mut SelfStats,
+    fills: &mut TableFills,
+) -> Option<Partition> {
+    let (Some(object), true, Some(pid_key)) = (program.shared, program.pid_keyed, metric.pid_key)
+    else {
+        return None;
+    };
+    let whole = Source {
+        object,
+        labels: Vec::new(),
+        target: None,
+        process: None,
+        withheld: Vec::new(),
+        of_pid: None,
+    };
+    let family = Family {
+        program: program.name,
+        metric,
+        histogram: None,
+        partition: None,
+    };
+    let mut split = Partition::new();
+    let key_size = metric.layout.key_size as usize;
+    let read = family.read(&whole, errors, fills, |batch| {
+        for (key, value) in batch.iter() {
+            // A key without a pid (0: a process the exporter's PID namespace
+            // does not see) belongs to no process.
+            let Some(pid) = pid_key.read(key).filter(|&p| p != 0) else {
+                continue;
+            };
+            let entries = split.entry(pid).or_insert_with(|| MapEntries {
+                key_size,
+                ..MapEntries::default()
+            });
+            entries.keys.extend_from_slice(key);
+            entries.values.push(value);
+        }
+        ControlFlow::Continue(())
+    });
+    read.then_some(split)
+}
+
 /// One metric family being written: a counter or gauge, or a histogram.
 struct Family<'a> {
     program: &'a str,
     metric: &'a MetricReader,
     histogram: Option<&'a HistogramReader>,
+    /// For a pid-keyed program: its map, read once, by pid.
+    partition: Option<&'a Partition>,
 }
 
 impl Family<'_> {
@@ -219,10 +284,20 @@ impl Family<'_> {
         source: &Source,
         errors: &mut SelfStats,
         fills: &mut TableFills,
-        each: impl FnMut(&MapEntries) -> ControlFlow<()>,
+        mut each: impl FnMut(&MapEntries) -> ControlFlow<()>,
     ) -> bool {
         let (program, metric) = (self.program, self.metric);
         let table = metric.table.as_str();
+        if let Some(pid) = source.of_pid {
+            // Read once for every pid; a failed read was counted then.
+            let Some(partition) = self.partition else {
+                return false;
+            };
+            if let Some(entries) = partition.get(&pid) {
+                let _ = each(entries);
+            }
+            return true;
+        }
         let result = match source
             .object
             .maps()

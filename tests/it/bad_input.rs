@@ -248,6 +248,7 @@ fn a_process_that_exits_before_attach_is_reported_as_exited() {
             AttachTarget::Process(process.clone()),
             &mut ElfCache::new(4),
             None,
+            None,
         )
         .unwrap_err();
     let failures = err.failures();
@@ -288,4 +289,43 @@ fn usdt_probes_in_an_object_without_libbpf_usdt_support_are_named_at_their_line(
         path.display()
     );
     assert!(text(&out).contains(&expected), "{}", text(&out));
+}
+
+#[test]
+fn a_pid_keyed_program_without_the_exporters_maps_is_refused_naming_the_header() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // usdt_counts keys `hits` by a u64, as a pid would be, but has no
+    // exporter_pids map: it would count every process of the file.
+    let config = format!(
+        r#"programs:
+  - name: unkeyed
+    object: {object}
+    instances: pid_keyed
+    metrics:
+      counters:
+        - name: unkeyed_total
+          help: hits
+          table: hits
+          labels: [{{name: pid, size: 8, decoders: [{{name: pid}}]}}]
+    usdt:
+      fixture:hit: on_hit
+    attachment: {{binary_name: uexp-bad}}
+"#,
+        object = fixtures().object("usdt_counts").display()
+    );
+    let path = write_config(&dir, &config);
+    let out = exporter(&["check", "-c", path.to_str().unwrap()]);
+    assert_no_panic(&out);
+    assert!(!out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains(&format!("{}:2: program \"unkeyed\"", path.display())),
+        "{t}"
+    );
+    assert!(t.contains("has no \"exporter_pids\""), "{t}");
+    assert!(t.contains("#include \"exporter_pids.bpf.h\""), "{t}");
 }

@@ -36,7 +36,22 @@ programs:
     uprobes:
       fixture:lib_event: on_lib_entry
     attachment: {{binary_name: {comm}}}
+  - name: ns_pid_keyed
+    object: {pid_counts}
+    instances: pid_keyed
+    metrics:
+      counters:
+        - name: ns_pid_keyed_hits_total
+          help: fixture:hit by pid (exporter_pid(), in the exporter's PID namespace) and argument
+          table: hits
+          labels:
+            - {{name: pid, size: 8, decoders: [{{name: pid}}]}}
+            - {{name: arg, size: 8, decoders: [{{name: uint}}]}}
+    usdt:
+      fixture:hit: on_hit
+    attachment: {{binary_name: {comm}}}
 "#,
+        pid_counts = fixtures().object("pid_counts").display(),
         usdt = fixtures().object("usdt_counts").display(),
         uprobe = fixtures().object("uprobe_counts").display(),
     )
@@ -114,6 +129,11 @@ fn a_target_with_its_own_mount_namespace_and_root_is_probed_through_proc_root() 
     let calls = s.series("userspace_exporter_ns_lib_calls_total");
     assert_eq!(calls.len(), 1, "{calls:?}\n{}", exporter.logs());
     assert_eq!(calls[0].1, 3.0);
+    // Placed for every process of the file, reached through /proc/PID/root.
+    let keyed = s.series("userspace_exporter_ns_pid_keyed_hits_total");
+    assert_eq!(keyed.len(), 1, "{keyed:?}\n{}", exporter.logs());
+    assert_eq!(keyed[0].1, 4.0);
+    assert!(keyed[0].0.contains("arg=\"8\""), "{keyed:?}");
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -177,7 +197,7 @@ fn the_exporter_in_a_child_pid_namespace_sees_its_targets_by_their_namespace_pid
             .read_to_string()
             .ok()?;
         let s = Samples::parse(&body);
-        (s.series("userspace_exporter_enabled_programs").len() == 2).then_some(s)
+        (s.series("userspace_exporter_enabled_programs").len() == 3).then_some(s)
     })
     .unwrap_or_else(|| panic!("exporter in the PID namespace never attached:\n{}", logs()));
     // Pids are the namespace's: the shell (then the exporter it became) is 1, the target 2.
@@ -208,6 +228,17 @@ fn the_exporter_in_a_child_pid_namespace_sees_its_targets_by_their_namespace_pid
         ),
         6.0,
         "{}",
+        logs()
+    );
+    // A pid-keyed program's keys hold the pid as the namespace sees it
+    // (bpf_get_ns_current_pid_tgid with the exporter's namespace).
+    assert_eq!(
+        s.value(
+            "userspace_exporter_ns_pid_keyed_hits_total",
+            &[("arg", "5"), ("pid", "2")]
+        ),
+        6.0,
+        "{body}\n{}",
         logs()
     );
     unsafe { libc::kill(namespace.id() as i32, libc::SIGKILL) };

@@ -34,6 +34,7 @@ mod nginx;
 mod nodejs;
 mod per_binary;
 mod php;
+mod pid_keyed;
 mod podman;
 mod postgresql;
 mod privileges;

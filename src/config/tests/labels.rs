@@ -175,3 +175,76 @@ fn per_binary_instances_take_no_process_labels_and_reserve_exe() {
     assert_eq!(e[0].line, 12, "{}", e[0]);
     assert!(e[0].message.contains("label \"exe\""), "{}", e[0]);
 }
+
+#[test]
+fn pid_keyed_metrics_each_name_the_pid_their_keys_hold() {
+    let base = "programs:\n  - name: p\n    object: p.bpf.o\n    usdt: {gc__start: f}\n    attachment: {binary_name: x}\n    instances: pid_keyed\n    process_labels: [comm]\n    metrics:\n      counters:\n        - name: c_total\n          help: h\n          table: t\n";
+    let pid = "{name: pid, size: 8, decoders: [{name: pid}]}";
+    let arg = "{name: arg, size: 8, decoders: [{name: uint}]}";
+    let config = parse(&format!("{base}          labels: [{pid}, {arg}]\n")).unwrap();
+    let program = &config.programs[0].value;
+    assert_eq!(
+        program.instances.as_ref().unwrap().value,
+        crate::config::InstanceMode::PidKeyed
+    );
+    let labels = &program.metrics.counters[0].value.labels;
+    assert_eq!(
+        crate::config::PidKey::of(labels),
+        Some(crate::config::PidKey { offset: 0, size: 8 })
+    );
+    // After an 8-byte label and its padding.
+    let config = parse(&format!(
+        "{base}          labels: [{{name: arg, size: 4, padding: 4, decoders: [{{name: uint}}]}}, {{name: pid, size: 4, decoders: [{{name: pid}}]}}]\n"
+    ))
+    .unwrap();
+    let labels = &config.programs[0].value.metrics.counters[0].value.labels;
+    let key = crate::config::PidKey::of(labels).unwrap();
+    assert_eq!(key, crate::config::PidKey { offset: 8, size: 4 });
+    let mut raw = [0u8; 12];
+    raw[8..].copy_from_slice(&4242u32.to_ne_bytes());
+    assert_eq!(key.read(&raw), Some(4242));
+    assert_eq!(key.read(&raw[..10]), None);
+
+    // Without a pid label: said at the metric, with the label to add.
+    let e = errors(&format!("{base}          labels: [{arg}]\n"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].line, 13, "{}", e[0]);
+    assert!(e[0].message.contains("pid_keyed"), "{}", e[0]);
+    assert!(
+        e[0].message
+            .contains("{name: pid, size: 8, decoders: [{name: pid}]}"),
+        "{}",
+        e[0]
+    );
+
+    // Two, a bad size, another name, another decoder in the chain.
+    let e = errors(&format!("{base}          labels: [{pid}, {pid}]\n"));
+    assert!(
+        e.iter().any(|e| e.message.contains("a key holds one pid")),
+        "{e:?}"
+    );
+    let e = errors(&format!(
+        "{base}          labels: [{{name: pid, size: 2, decoders: [{{name: pid}}]}}]\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].message.contains("a pid is 4 or 8 bytes"), "{}", e[0]);
+    let e = errors(&format!(
+        "{base}          labels: [{{name: process, size: 8, decoders: [{{name: pid}}]}}]\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].message.contains("is named `pid`"), "{}", e[0]);
+    let e = errors(&format!(
+        "{base}          labels: [{{name: pid, size: 8, decoders: [{{name: pid}}, {{name: hex}}]}}]\n"
+    ));
+    assert!(
+        e.iter().any(|e| e.message.contains("stands alone")),
+        "{e:?}"
+    );
+
+    // The pid decoder outside pid_keyed: one error, at the decoder.
+    let shared = base.replace("pid_keyed", "shared");
+    let e = errors(&format!("{shared}          labels: [{pid}]\n"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].line, e[0].column), (13, 52), "{}", e[0]);
+    assert!(e[0].message.contains("is not one"), "{}", e[0]);
+}

@@ -143,6 +143,9 @@ pub fn build_decoder(config: &DecoderConfig) -> Result<Box<dyn Decoder>, Decoder
         DecoderKind::Errno => Box::new(ErrnoDecoder),
         DecoderKind::InetIp => Box::new(InetIpDecoder),
         DecoderKind::Cgroup => Box::new(CgroupDecoder::default()),
+        // The pid as a number; the process labels come with the partition
+        // of the map by pid (metrics::render).
+        DecoderKind::Pid => Box::new(UintDecoder),
     })
 }
 

@@ -1,0 +1,176 @@
+//! `instances: pid_keyed`: one loaded object for every process, its probes
+//! placed once per file, its maps keyed by pid, and the processes the
+//! exporter selected written into the object's `exporter_pids` map.
+
+use crate::common::{self, fixtures, require_bpf, wait_for, Exporter, Samples, Target};
+use crate::kernel_objects::{Kind, Objects};
+use std::process::Command;
+use std::time::Duration;
+
+/// tests/fixtures/bpf/pid_counts.bpf.c over the processes named `comm`,
+/// leaving out those started with the argument `skip`.
+fn config(comm: &str) -> String {
+    format!(
+        r#"
+programs:
+  - name: pidk
+    object: {object}
+    instances: pid_keyed
+    process_labels: [comm]
+    metrics:
+      counters:
+        - name: pidk_hits_total
+          help: fixture:hit by pid and argument
+          table: hits
+          labels:
+            - {{name: pid, size: 8, decoders: [{{name: pid}}]}}
+            - {{name: arg, size: 8, decoders: [{{name: uint}}]}}
+        - name: pidk_calls_total
+          help: target_add calls by pid
+          table: calls
+          labels: [{{name: pid, size: 8, decoders: [{{name: pid}}]}}]
+        - name: pidk_returns_total
+          help: target_add returns by pid
+          table: returns
+          labels: [{{name: pid, size: 8, decoders: [{{name: pid}}]}}]
+    usdt:
+      fixture:hit: on_hit
+    uprobes:
+      target_add: on_call
+    uretprobes:
+      target_add: on_return
+    attachment: {{binary_name: {comm}, exclude: {{cmdline: skip}}}}
+"#,
+        object = fixtures().object("pid_counts").display()
+    )
+}
+
+fn attached(s: &Samples) -> Option<f64> {
+    s.get("userspace_exporter_attached_processes", &[("name", "pidk")])
+}
+
+/// The kernel links the exporter holds.
+fn links(exporter: &Exporter) -> usize {
+    Objects::held_by(exporter.pid())
+        .expect("exporter running")
+        .alive()
+        .counts()
+        .of(Kind::Link)
+}
+
+#[test]
+fn each_selected_process_is_counted_by_pid_through_one_link_per_probe_and_file() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let comm = "uexp-pidk";
+    let binary = fixtures().target_named(comm);
+    let exporter = Exporter::start_with(&config(comm), &["--discovery.interval", "100ms"]);
+    let mut first = Target::start_binary(&binary);
+    let mut second = Target::start_binary(&binary);
+    // The same file, left out by the selector: the probes fire in it too
+    // (they are placed for every process of the file), and count nothing.
+    let mut skipped = Target::spawn(Command::new(&binary).arg("skip"));
+    wait_for(Duration::from_secs(10), || {
+        (attached(&exporter.samples())? == 2.0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("not attached:\n{}", exporter.logs()));
+    // One USDT site, one uprobe and one uretprobe in one file: 3 links,
+    // whatever the number of processes.
+    assert_eq!(links(&exporter), 3, "{}", exporter.logs());
+
+    first.fire("usdt 5 7");
+    first.fire("call 6 1");
+    second.fire("usdt 3 7");
+    second.fire("usdt 2 9");
+    skipped.fire("usdt 4 7");
+    skipped.fire("call 2 1");
+    let (p1, p2, skip) = (
+        first.pid().to_string(),
+        second.pid().to_string(),
+        skipped.pid().to_string(),
+    );
+    let s = exporter.samples();
+    let hits = |pid: &str, arg: &str| {
+        s.get(
+            "userspace_exporter_pidk_hits_total",
+            &[("pid", pid), ("arg", arg), ("comm", comm)],
+        )
+    };
+    assert_eq!(hits(&p1, "7"), Some(5.0), "{}", exporter.scrape());
+    assert_eq!(hits(&p2, "7"), Some(3.0));
+    assert_eq!(hits(&p2, "9"), Some(2.0));
+    assert_eq!(
+        s.series("userspace_exporter_pidk_hits_total").len(),
+        3,
+        "{}",
+        exporter.scrape()
+    );
+    let calls = |name: &str, pid: &str| s.get(name, &[("pid", pid), ("comm", comm)]);
+    assert_eq!(calls("userspace_exporter_pidk_calls_total", &p1), Some(6.0));
+    assert_eq!(
+        calls("userspace_exporter_pidk_returns_total", &p1),
+        Some(6.0)
+    );
+    assert_eq!(calls("userspace_exporter_pidk_calls_total", &p2), None);
+    assert_eq!(calls("userspace_exporter_pidk_calls_total", &skip), None);
+    assert!(!exporter.scrape().contains(&format!("pid=\"{skip}\"")));
+
+    // A later process of the file is selected with no new link.
+    let mut third = Target::start_binary(&binary);
+    wait_for(Duration::from_secs(10), || {
+        (attached(&exporter.samples())? == 3.0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("third not attached:\n{}", exporter.logs()));
+    assert_eq!(links(&exporter), 3);
+    third.fire("usdt 4 7");
+    let p3 = third.pid().to_string();
+    assert_eq!(
+        exporter.samples().get(
+            "userspace_exporter_pidk_hits_total",
+            &[("pid", &p3), ("arg", "7"), ("comm", comm)]
+        ),
+        Some(4.0)
+    );
+
+    // An exit takes the process's series and its map entries with it.
+    drop(first);
+    let s = wait_for(Duration::from_secs(10), || {
+        let s = exporter.samples();
+        (attached(&s)? == 2.0).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("exit not seen:\n{}", exporter.logs()));
+    assert_eq!(
+        s.get(
+            "userspace_exporter_pidk_hits_total",
+            &[("pid", &p1), ("arg", "7"), ("comm", comm)]
+        ),
+        None
+    );
+    let entries = |s: &Samples, table: &str| {
+        s.get(
+            "userspace_exporter_table_entries",
+            &[("name", "pidk"), ("table", table)],
+        )
+    };
+    // p2's two keys and p3's one; p1's key and its call count are deleted.
+    assert_eq!(entries(&s, "hits"), Some(3.0), "{}", exporter.scrape());
+    assert_eq!(entries(&s, "calls"), Some(0.0), "{}", exporter.scrape());
+    assert_eq!(links(&exporter), 3);
+
+    // The last process of the file gone, its links go too.
+    drop((second, third));
+    wait_for(Duration::from_secs(10), || {
+        (attached(&exporter.samples())? == 0.0 && links(&exporter) == 0).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "links kept: {} after the processes went:\n{}",
+            links(&exporter),
+            exporter.logs()
+        )
+    });
+    assert_eq!(entries(&exporter.samples(), "hits"), Some(0.0));
+    drop(skipped);
+}
