@@ -31,65 +31,74 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/usdt.bpf.h>
+#include "exporter_pids.bpf.h"
 #include "metrics.bpf.h"
 
 
 // Collections by the `full` argument of gc__begin (0 or 1).
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 8);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } gc_collections SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 64);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } gc_pause SEC(".maps");
 
 // Threads by the `daemon` argument (0 or 1).
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 8);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } threads_started SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 8);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } threads_stopped SEC(".maps");
 
 // Classes by the `shared` argument (0 or 1: from the CDS archive).
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 8);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } classes_loaded SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 64);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } safepoint_time SEC(".maps");
 
 // Start timestamps by thread id (the VM thread runs both).
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 4096);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, __u32);
     __type(value, __u64);
 } gc_started SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 4096);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, __u32);
     __type(value, __u64);
 } safepoint_started SEC(".maps");
@@ -103,6 +112,8 @@ static __always_inline __u64 flag(struct pt_regs *ctx, __u64 n) {
 
 SEC("usdt")
 int on_gc_begin(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     add_u64(&gc_collections, flag(ctx, 0), 1);
     start(&gc_started);
     return 0;
@@ -110,36 +121,48 @@ int on_gc_begin(struct pt_regs *ctx) {
 
 SEC("usdt")
 int on_gc_end(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     finish(&gc_started, &gc_pause);
     return 0;
 }
 
 SEC("usdt")
 int on_thread_start(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     add_u64(&threads_started, flag(ctx, 4), 1);
     return 0;
 }
 
 SEC("usdt")
 int on_thread_stop(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     add_u64(&threads_stopped, flag(ctx, 4), 1);
     return 0;
 }
 
 SEC("usdt")
 int on_class_loaded(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     add_u64(&classes_loaded, flag(ctx, 3), 1);
     return 0;
 }
 
 SEC("usdt")
 int on_safepoint_begin(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     start(&safepoint_started);
     return 0;
 }
 
 SEC("usdt")
 int on_safepoint_end(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     finish(&safepoint_started, &safepoint_time);
     return 0;
 }

@@ -3,6 +3,12 @@
 // count observations of at most 2^slot ns; slot SLOT_MAX + 1 holds the sum in
 // ns). Included as "metrics.bpf.h" from beside the .bpf.c file; it needs
 // <bpf/bpf_helpers.h> first.
+//
+// A program for `instances: pid_keyed` includes "exporter_pids.bpf.h" before
+// this file: its metric maps are then keyed by METRIC_KEY, the pid of the
+// process (exporter_pid()) followed by the u64 the metric counts by, and
+// add_u64(), observe() and finish() put the pid in. Otherwise METRIC_KEY is
+// the u64 alone.
 #ifndef EXAMPLES_METRICS_BPF_H
 #define EXAMPLES_METRICS_BPF_H
 
@@ -23,10 +29,27 @@ static __always_inline void add(void *map, const void *key, __u64 n) {
     }
 }
 
+#ifdef EXPORTER_PIDS_BPF_H
+// A metric map's key: the process, then what the metric counts by.
+struct pid_u64 {
+    __u64 pid;
+    __u64 key;
+};
+#define METRIC_KEY struct pid_u64
+
+// add() for metric maps: the current process's entry of key.
+static __always_inline void add_u64(void *map, __u64 key, __u64 n) {
+    struct pid_u64 k = {.pid = exporter_pid(), .key = key};
+    add(map, &k, n);
+}
+#else
+#define METRIC_KEY __u64
+
 // add() for maps keyed by a u64.
 static __always_inline void add_u64(void *map, __u64 key, __u64 n) {
     add(map, &key, n);
 }
+#endif
 
 // The smallest k with value <= 2^k, capped at SLOT_MAX.
 static __always_inline __u64 exp2_slot(__u64 value) {

@@ -19,25 +19,29 @@
 #include <linux/ptrace.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "exporter_pids.bpf.h"
 #include "metrics.bpf.h"
 
 // Collections by collector, counted when they end.
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 8);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } gc_collections SEC(".maps");
 
-// Pause histogram keyed by (collector, exp2 slot of the pause in ns).
+// Pause histogram keyed by (pid, collector, exp2 slot of the pause in ns).
 struct pause_key {
+    __u64 pid;
     __u64 collector;
     __u64 slot;
 };
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 256);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, struct pause_key);
     __type(value, __u64);
 } gc_pause SEC(".maps");
@@ -50,13 +54,16 @@ struct in_progress {
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 4096);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, __u32);
     __type(value, struct in_progress);
 } gc_threads SEC(".maps");
 
 SEC("uprobe")
 int on_gc_start(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct in_progress now = {
         .collector = (__u32)PT_REGS_PARM2(ctx),
@@ -68,6 +75,8 @@ int on_gc_start(struct pt_regs *ctx) {
 
 SEC("uretprobe")
 int on_gc_done(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct in_progress *started = bpf_map_lookup_elem(&gc_threads, &tid);
     if (!started)
@@ -77,7 +86,8 @@ int on_gc_done(struct pt_regs *ctx) {
     bpf_map_delete_elem(&gc_threads, &tid);
 
     add_u64(&gc_collections, collector, 1);
-    struct pause_key key = {.collector = collector, .slot = exp2_slot(pause)};
+    struct pause_key key = {
+        .pid = exporter_pid(), .collector = collector, .slot = exp2_slot(pause)};
     add(&gc_pause, &key, 1);
     key.slot = SLOT_MAX + 1;
     add(&gc_pause, &key, pause);

@@ -21,42 +21,48 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/usdt.bpf.h>
+#include "exporter_pids.bpf.h"
 #include "metrics.bpf.h"
 
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 8);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } gc_collections SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 64);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } gc_pause SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 64);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } import_latency SEC(".maps");
 
 // Objects each collection found unreachable (gc__done's argument), by generation.
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 8);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } gc_collected SEC(".maps");
 
 // The generation being collected, by thread id (gc__done does not carry it).
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 4096);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, __u32);
     __type(value, __u64);
 } gc_generation SEC(".maps");
@@ -64,7 +70,8 @@ struct {
 // Start timestamps by thread id.
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 4096);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, __u32);
     __type(value, __u64);
 } gc_started SEC(".maps");
@@ -79,7 +86,8 @@ struct import_state {
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 4096);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, __u32);
     __type(value, struct import_state);
 } import_state SEC(".maps");
@@ -87,20 +95,24 @@ struct {
 // Time in PyEval_RestoreThread, an exp2 histogram like the others.
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 64);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } gil_wait SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 4096);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, __u32);
     __type(value, __u64);
 } gil_started SEC(".maps");
 
 SEC("usdt")
 int on_gc_start(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     long generation = 0;
     bpf_usdt_arg(ctx, 0, &generation);
     add_u64(&gc_collections, generation, 1);
@@ -113,6 +125,8 @@ int on_gc_start(struct pt_regs *ctx) {
 
 SEC("usdt")
 int on_gc_done(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     long found = 0;
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     __u64 *gen = bpf_map_lookup_elem(&gc_generation, &tid);
@@ -151,6 +165,8 @@ static __always_inline int gc_phase(__u64 address) {
 // pass it generation -1, the generation being chosen inside.)
 SEC("uprobe")
 int on_gc_callback(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     // Every argument register is read first, at fixed offsets: the verifier
     // refuses ctx reads through a pointer the compiler moved per branch.
     __u64 arg1 = PT_REGS_PARM1(ctx), arg2 = PT_REGS_PARM2(ctx), arg3 = PT_REGS_PARM3(ctx),
@@ -188,6 +204,8 @@ int on_gc_callback(struct pt_regs *ctx) {
 // statement, with the imports it causes (nested calls) inside it.
 SEC("uprobe")
 int on_import_entry(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct import_state *state = bpf_map_lookup_elem(&import_state, &tid);
     if (state) {
@@ -205,6 +223,8 @@ int on_import_entry(struct pt_regs *ctx) {
 
 SEC("uretprobe")
 int on_import_return(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct import_state *state = bpf_map_lookup_elem(&import_state, &tid);
     // No state: the import began before the probes were attached.
@@ -221,12 +241,16 @@ int on_import_return(struct pt_regs *ctx) {
 
 SEC("uprobe")
 int on_restore_thread(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     start(&gil_started);
     return 0;
 }
 
 SEC("uretprobe")
 int on_restore_thread_return(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     finish(&gil_started, &gil_wait);
     return 0;
 }

@@ -13,14 +13,17 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/usdt.bpf.h>
+#include "exporter_pids.bpf.h"
 #include "metrics.bpf.h"
 
 
-// Allocation key: the probe's type and, for object__create, the class name.
+// Allocation key: the process, the probe's type and, for object__create, the
+// class name.
 #define TYPE_LEN 8
 #define CLASS_LEN 56
 
 struct alloc_key {
+    __u64 pid;
     char type[TYPE_LEN];
     char class_name[CLASS_LEN];
 };
@@ -28,35 +31,40 @@ struct alloc_key {
 // One key (0) each: the number of mark and sweep phases begun.
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 1);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } gc_marks SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 1);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } gc_sweeps SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 64);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } gc_mark_time SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 64);
-    __type(key, __u64);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, METRIC_KEY);
     __type(value, __u64);
 } gc_sweep_time SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 4096);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, struct alloc_key);
     __type(value, __u64);
 } allocations SEC(".maps");
@@ -64,14 +72,16 @@ struct {
 // Start timestamps by thread id.
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 4096);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, __u32);
     __type(value, __u64);
 } mark_started SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 4096);
+    __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, __u32);
     __type(value, __u64);
 } sweep_started SEC(".maps");
@@ -80,7 +90,7 @@ struct {
 // with its NUL) and class `cls` (a user pointer, or 0).
 #define COUNT_ALLOC(kind, cls)                                                     \
     do {                                                                           \
-        struct alloc_key key = {};                                                 \
+        struct alloc_key key = {.pid = exporter_pid()};                            \
         _Static_assert(sizeof(kind) <= TYPE_LEN, "type name too long");            \
         __builtin_memcpy(key.type, kind, sizeof(kind));                            \
         if (cls)                                                                   \
@@ -91,6 +101,8 @@ struct {
 
 SEC("usdt")
 int on_mark_begin(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     add_u64(&gc_marks, 0, 1);
     start(&mark_started);
     return 0;
@@ -98,12 +110,16 @@ int on_mark_begin(struct pt_regs *ctx) {
 
 SEC("usdt")
 int on_mark_end(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     finish(&mark_started, &gc_mark_time);
     return 0;
 }
 
 SEC("usdt")
 int on_sweep_begin(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     add_u64(&gc_sweeps, 0, 1);
     start(&sweep_started);
     return 0;
@@ -111,6 +127,8 @@ int on_sweep_begin(struct pt_regs *ctx) {
 
 SEC("usdt")
 int on_sweep_end(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     finish(&sweep_started, &gc_sweep_time);
     return 0;
 }
@@ -118,6 +136,8 @@ int on_sweep_end(struct pt_regs *ctx) {
 // array__create(length, filename, line)
 SEC("usdt")
 int on_array_create(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     COUNT_ALLOC("array", 0);
     return 0;
 }
@@ -125,6 +145,8 @@ int on_array_create(struct pt_regs *ctx) {
 // hash__create(length, filename, line)
 SEC("usdt")
 int on_hash_create(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     COUNT_ALLOC("hash", 0);
     return 0;
 }
@@ -132,6 +154,8 @@ int on_hash_create(struct pt_regs *ctx) {
 // string__create(length, filename, line)
 SEC("usdt")
 int on_string_create(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     COUNT_ALLOC("string", 0);
     return 0;
 }
@@ -139,6 +163,8 @@ int on_string_create(struct pt_regs *ctx) {
 // object__create(class name, filename, line)
 SEC("usdt")
 int on_object_create(struct pt_regs *ctx) {
+    if (!exporter_selected())
+        return 0;
     long class_name = 0;
     bpf_usdt_arg(ctx, 0, &class_name);
     COUNT_ALLOC("object", class_name);
