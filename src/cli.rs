@@ -87,6 +87,12 @@ pub struct Cli {
     #[arg(long = "attach.expedited-rcu")]
     pub expedited_rcu: bool,
 
+    /// How long an `instances: pid_keyed` program keeps a file's probes after
+    /// the last process it selected there left: a process of the file started
+    /// meanwhile needs no new attach. `0`: detached at once.
+    #[arg(long = "attach.linger", default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub linger: std::time::Duration,
+
     /// Turn the kernel's BPF statistics on while the exporter runs and export
     /// each program's run count and run time (`bpf_program_runs_total`,
     /// `bpf_program_run_seconds_total`). Off by default: while they are on, the
@@ -772,6 +778,7 @@ fn start_exporter(
             ),
         }
     }
+    crate::attach::pid_keyed::set_linger(cli.linger);
     if cli.expedited_rcu {
         crate::attach::expedited_rcu_available()
             .map_err(|e| anyhow::anyhow!("--attach.expedited-rcu: {e}"))?;

@@ -1,7 +1,7 @@
 //! One loaded copy of a program attached to one process.
 
 use super::libbpf_log;
-use super::pid_keyed::{FileLink, PidKeyed, Selection};
+use super::pid_keyed::{LinkUse, PidKeyed, Selection};
 use super::program::PreparedProgram;
 use super::resolve::{self, Origin, ResolveError};
 use super::sources::SourceOutcome;
@@ -201,7 +201,7 @@ pub struct Instance {
     links: Vec<Link>,
     /// A pid-keyed program's links, shared with the other processes that
     /// map the same files.
-    file_links: Vec<Arc<FileLink>>,
+    file_links: Vec<LinkUse>,
     /// A pid-keyed program's selection of this process, ended at detach.
     selection: Option<Selection>,
     object: ObjectRef,
@@ -266,16 +266,25 @@ impl Instance {
         } else {
             target.pid_filter()
         };
-        let mut file_links: Vec<Arc<FileLink>> = Vec::new();
+        // Without BPF cookies, a pid-keyed program's USDT probes go into its
+        // object once per process (libbpf cannot place them for every
+        // process of a position-independent file); its uprobes stay per file.
+        let usdt_pid = if pid_keyed.is_some() && !program.usdt_per_file {
+            target.pid_filter()
+        } else {
+            pid
+        };
+        let mut file_links: Vec<LinkUse> = Vec::new();
         // Makes one probe's links in one file (`key`), or, for a pid-keyed
         // program, takes those another process made.
         let mut place = |key: String,
+                         one_process: bool,
                          make: &mut dyn FnMut() -> Result<(Vec<Link>, Vec<String>), String>|
          -> Result<(Vec<Link>, Vec<String>), String> {
             match pid_keyed {
                 Some(pid_keyed) => {
-                    let link = pid_keyed.link(key, make)?;
-                    let what = link.what.clone();
+                    let link = pid_keyed.link(key, one_process, make)?;
+                    let what = link.what().to_vec();
                     file_links.push(link);
                     Ok((Vec::new(), what))
                 }
@@ -322,10 +331,13 @@ impl Instance {
                         let mut links = Vec::new();
                         let mut what = Vec::new();
                         for t in targets {
-                            let key = link_key(index, &t);
-                            let (made, said) = place(key, &mut || {
+                            let mut key = link_key(index, &t);
+                            if usdt_pid != -1 {
+                                key.push_str(&format!("|pid {usdt_pid}"));
+                            }
+                            let (made, said) = place(key, usdt_pid != -1, &mut || {
                                 bpf_prog
-                                    .attach_usdt(pid, &t.host_path, &t.provider, &t.name)
+                                    .attach_usdt(usdt_pid, &t.host_path, &t.provider, &t.name)
                                     .map(|link| {
                                         (
                                             vec![link],
@@ -372,7 +384,7 @@ impl Instance {
                                 ));
                             }
                             let multi = program.uprobe_multi;
-                            place(link_key(index, &t), &mut || {
+                            place(link_key(index, &t), false, &mut || {
                                 attach_uprobe(&bpf_prog, (pid, &of_pid), &t, retprobe, multi)
                             })
                         })
@@ -508,9 +520,9 @@ impl Instance {
                 .sum::<usize>()
     }
 
-    /// For a pid-keyed program: stops counting the process and deletes what
-    /// it counted (at once, before a process given its pid can be selected);
-    /// nothing otherwise. Dropping the instance does it too.
+    /// For a pid-keyed program: stops counting the process, at once (before
+    /// a process given its pid can be selected), and has what it counted
+    /// deleted; nothing otherwise.
     pub fn deselect(&self) {
         if let Some(selection) = &self.selection {
             selection.end();

@@ -13,8 +13,10 @@
 
 use crate::config::PidKey;
 use libbpf_rs::{Link, MapCore, MapFlags, Object};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The map of selected pids every pid-keyed object holds.
 pub const PIDS_MAP: &str = "exporter_pids";
@@ -23,9 +25,24 @@ pub const PIDNS_MAP: &str = "exporter_pidns";
 /// The inode of the initial PID namespace (`PROC_PID_INIT_INO`).
 const INIT_PIDNS_INO: u64 = 0xEFFF_FFFC;
 
-/// The links of one probe in one file, for every process: shared by the
-/// instances of the processes that map the file, detached when the last
-/// goes.
+/// How long a file's links stay after the last process using them left,
+/// by default: a process of the file started meanwhile is selected with no
+/// link to make (no `BPF_LINK_CREATE`, no wait for the kernel).
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(30);
+
+/// [`DEFAULT_LINGER`] unless `--attach.linger` says otherwise, in ms.
+static LINGER_MS: AtomicU64 = AtomicU64::new(DEFAULT_LINGER.as_millis() as u64);
+
+/// Sets how long unused links stay (`--attach.linger`), before any program is set up.
+pub fn set_linger(linger: Duration) {
+    LINGER_MS.store(linger.as_millis() as u64, Ordering::Relaxed);
+}
+
+fn linger() -> Duration {
+    Duration::from_millis(LINGER_MS.load(Ordering::Relaxed))
+}
+
+/// The links of one probe in one file, for every process.
 #[derive(Debug)]
 pub struct FileLink {
     links: Vec<Link>,
@@ -33,11 +50,42 @@ pub struct FileLink {
     pub what: Vec<String>,
 }
 
-impl FileLink {
+/// One instance's use of a [`FileLink`]; the link is detached [`linger()`]
+/// after its last use is dropped, unless a process uses it again.
+#[derive(Debug)]
+pub struct LinkUse {
+    pid_keyed: Arc<PidKeyed>,
+    key: String,
+    link: Arc<FileLink>,
+}
+
+impl LinkUse {
     /// Number of kernel links.
     pub fn link_count(&self) -> usize {
-        self.links.len()
+        self.link.links.len()
     }
+
+    /// What is attached, for the landing page.
+    pub fn what(&self) -> &[String] {
+        &self.link.what
+    }
+}
+
+impl Drop for LinkUse {
+    fn drop(&mut self) {
+        self.pid_keyed.release(&self.key);
+    }
+}
+
+/// A file's links and the instances using them.
+#[derive(Debug)]
+struct LinkEntry {
+    link: Arc<FileLink>,
+    users: usize,
+    /// When the last user left.
+    idle_since: Option<Instant>,
+    /// Placed for one process only: of no use once it left.
+    one_process: bool,
 }
 
 /// A metric map of the program and where its keys hold the pid.
@@ -47,13 +95,30 @@ struct PidMap {
     pid_key: PidKey,
 }
 
+/// Longest an exited process's entries wait to be deleted (see
+/// [`PidKeyed::deselect`]).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// The one object of a pid-keyed program and what is attached of it.
 #[derive(Debug)]
 pub struct PidKeyed {
     object: Arc<Object>,
     /// Links by probe and file (see [`PidKeyed::link`]).
-    links: Mutex<HashMap<String, Weak<FileLink>>>,
+    links: Mutex<HashMap<String, LinkEntry>>,
     maps: Vec<PidMap>,
+    /// Deselected pids whose entries are still in the maps.
+    exited: Mutex<Exited>,
+}
+
+/// Exited processes whose entries wait to be deleted.
+#[derive(Debug, Default)]
+struct Exited {
+    pids: HashSet<u32>,
+    /// When the maps were last swept.
+    swept: Option<Instant>,
+    /// Whether a thread waits to sweep (and to detach links unused for
+    /// [`linger()`]).
+    scheduled: bool,
 }
 
 /// Why a pid-keyed object cannot be used.
@@ -99,6 +164,7 @@ impl PidKeyed {
             object,
             links: Mutex::new(HashMap::new()),
             maps,
+            exited: Mutex::new(Exited::default()),
         })
     }
 
@@ -108,26 +174,163 @@ impl PidKeyed {
     }
 
     /// The links of the probe `key` names (a probe and the file it is in),
-    /// made by `make` unless a process attached earlier made them.
+    /// made by `make` unless a process attached earlier made them; links
+    /// `one_process` attached to one process (see
+    /// [`PreparedProgram::usdt_per_file`](super::PreparedProgram)) go with it.
     pub fn link(
-        &self,
+        self: &Arc<Self>,
         key: String,
+        one_process: bool,
         make: impl FnOnce() -> Result<(Vec<Link>, Vec<String>), String>,
-    ) -> Result<Arc<FileLink>, String> {
+    ) -> Result<LinkUse, String> {
         let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(live) = links.get(&key).and_then(Weak::upgrade) {
-            return Ok(live);
-        }
-        let (made, what) = make()?;
-        let link = Arc::new(FileLink { links: made, what });
-        // Entries of links gone are dropped as new ones come.
-        links.retain(|_, weak| weak.strong_count() > 0);
-        links.insert(key, Arc::downgrade(&link));
-        Ok(link)
+        let link = match links.get_mut(&key) {
+            Some(entry) => {
+                entry.users += 1;
+                entry.idle_since = None;
+                entry.link.clone()
+            }
+            None => {
+                let (made, what) = make()?;
+                let link = Arc::new(FileLink { links: made, what });
+                links.insert(
+                    key.clone(),
+                    LinkEntry {
+                        link: link.clone(),
+                        users: 1,
+                        idle_since: None,
+                        one_process,
+                    },
+                );
+                link
+            }
+        };
+        Ok(LinkUse {
+            pid_keyed: self.clone(),
+            key,
+            link,
+        })
     }
 
-    /// Lets the program count process `pid`.
+    /// One use of `key`'s links is over: unused, they wait [`linger()`].
+    fn release(self: &Arc<Self>, key: &str) {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(entry) = links.get_mut(key) else {
+            return;
+        };
+        entry.users = entry.users.saturating_sub(1);
+        if entry.users > 0 {
+            return;
+        }
+        if entry.one_process {
+            let gone = links.remove(key);
+            drop(links);
+            drop(gone);
+            return;
+        }
+        entry.idle_since = Some(Instant::now());
+        drop(links);
+        if linger().is_zero() {
+            self.detach_unused();
+        } else {
+            self.schedule(linger());
+        }
+    }
+
+    /// Detaches the links unused for [`linger()`]; how long until the next
+    /// unused one is due, if any.
+    fn detach_unused(&self) -> Option<Duration> {
+        let linger = linger();
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut gone = Vec::new();
+        links.retain(|key, entry| match entry.idle_since {
+            Some(since) if since.elapsed() >= linger => {
+                gone.push((key.clone(), entry.link.clone()));
+                false
+            }
+            _ => true,
+        });
+        let next = links
+            .values()
+            .filter_map(|e| e.idle_since)
+            .map(|since| linger.saturating_sub(since.elapsed()))
+            .min();
+        drop(links);
+        for (key, link) in gone {
+            tracing::debug!(probe = %key, "links detached: no selected process has used them for {linger:?}");
+            drop(link);
+        }
+        next
+    }
+
+    /// Runs [`PidKeyed::maintain`] on a thread of its own `wait` from now,
+    /// unless one is waiting already.
+    fn schedule(self: &Arc<Self>, wait: Duration) {
+        let mut exited = self.exited.lock().unwrap_or_else(|p| p.into_inner());
+        if exited.scheduled {
+            return;
+        }
+        exited.scheduled = true;
+        drop(exited);
+        let later = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("pid-keyed".into())
+            .spawn(move || {
+                let mut wait = wait;
+                loop {
+                    std::thread::sleep(wait);
+                    let Some(pid_keyed) = later.upgrade() else {
+                        return;
+                    };
+                    match pid_keyed.maintain() {
+                        Some(next) => wait = next.max(Duration::from_millis(10)),
+                        None => return,
+                    }
+                }
+            });
+        if spawned.is_err() {
+            self.exited
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .scheduled = false;
+            self.maintain();
+        }
+    }
+
+    /// Deletes the exited processes' entries when due and detaches unused
+    /// links; how long until more is due (the thread waits that long), or
+    /// none (the thread ends).
+    fn maintain(&self) -> Option<Duration> {
+        let mut exited = self.exited.lock().unwrap_or_else(|p| p.into_inner());
+        let sweep_in = if exited.pids.is_empty() {
+            None
+        } else {
+            let wait = exited.swept.map_or(Duration::ZERO, |last| {
+                SWEEP_EVERY.saturating_sub(last.elapsed())
+            });
+            if wait.is_zero() {
+                self.sweep(&mut exited);
+                None
+            } else {
+                Some(wait)
+            }
+        };
+        let next = [sweep_in, self.detach_unused()].into_iter().flatten().min();
+        if next.is_none() {
+            exited.scheduled = false;
+        }
+        next
+    }
+
+    /// Lets the program count process `pid`. A pid whose earlier process's
+    /// entries are still in the maps has them deleted first.
     pub fn select(&self, pid: u32) -> Result<(), String> {
+        {
+            let mut exited = self.exited.lock().unwrap_or_else(|p| p.into_inner());
+            if exited.pids.contains(&pid) {
+                self.sweep(&mut exited);
+            }
+        }
         self.pids_map()
             .and_then(|map| {
                 map.update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY)
@@ -136,13 +339,33 @@ impl PidKeyed {
             .map_err(|e| format!("selecting pid {pid} in map {PIDS_MAP}: {e}"))
     }
 
-    /// Stops counting process `pid` and deletes what it counted, so that a
-    /// process given the pid later starts from nothing.
-    pub fn deselect(&self, pid: u32) {
+    /// Stops counting process `pid` at once; what it counted is deleted with
+    /// the entries of other exited processes, at most [`SWEEP_EVERY`] later
+    /// (one walk of each map for all of them: a walk per exit would cost
+    /// each exit the size of the maps), or before its pid is selected again.
+    /// Scrapes show no series of a pid that is not selected meanwhile.
+    pub fn deselect(self: &Arc<Self>, pid: u32) {
         if let Ok(map) = self.pids_map() {
             // ENOENT: never selected (its attach failed midway).
             let _ = map.delete(&pid.to_ne_bytes());
         }
+        let mut exited = self.exited.lock().unwrap_or_else(|p| p.into_inner());
+        exited.pids.insert(pid);
+        let wait = exited.swept.map_or(Duration::ZERO, |last| {
+            SWEEP_EVERY.saturating_sub(last.elapsed())
+        });
+        if wait.is_zero() {
+            self.sweep(&mut exited);
+        } else {
+            drop(exited);
+            self.schedule(wait);
+        }
+    }
+
+    /// Deletes the entries of every exited pid from the metric maps.
+    fn sweep(&self, exited: &mut Exited) {
+        let started = Instant::now();
+        let mut deleted = 0usize;
         for pid_map in &self.maps {
             let Some(map) = self
                 .object
@@ -155,14 +378,30 @@ impl PidKeyed {
             // makes the walk start over.
             let doomed: Vec<Vec<u8>> = map
                 .keys()
-                .filter(|key| pid_map.pid_key.read(key) == Some(pid))
+                .filter(|key| {
+                    pid_map
+                        .pid_key
+                        .read(key)
+                        .is_some_and(|pid| exited.pids.contains(&pid))
+                })
                 .collect();
             for key in doomed {
-                if let Err(e) = map.delete(&key) {
-                    tracing::debug!(table = %pid_map.table, pid, "deleting an exited process's entry: {e}");
+                match map.delete(&key) {
+                    Ok(()) => deleted += 1,
+                    Err(e) => {
+                        tracing::debug!(table = %pid_map.table, "deleting an exited process's entry: {e}")
+                    }
                 }
             }
         }
+        tracing::debug!(
+            processes = exited.pids.len(),
+            deleted,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "exited processes' entries deleted"
+        );
+        exited.pids.clear();
+        exited.swept = Some(Instant::now());
     }
 
     fn pids_map(&self) -> Result<libbpf_rs::Map<'_>, String> {
@@ -181,7 +420,9 @@ fn own_pid_namespace() -> Result<(u64, u64), String> {
     Ok((meta.dev(), meta.ino()))
 }
 
-/// Deselects a process when its instance is detached, once.
+/// A process selected in a pid-keyed object, deselected once when its
+/// instance is detached ([`Selection::end`]; dropping it does not: by then
+/// its pid may be another process's).
 #[derive(Debug)]
 pub struct Selection {
     pid_keyed: Arc<PidKeyed>,
@@ -204,11 +445,5 @@ impl Selection {
         if !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
             self.pid_keyed.deselect(self.pid);
         }
-    }
-}
-
-impl Drop for Selection {
-    fn drop(&mut self) {
-        self.end();
     }
 }

@@ -67,7 +67,17 @@ fn program_needs(
         .map(|prog| prog.name().to_string_lossy().into_owned())
         .collect();
     func_ip.sort();
-    let unguarded_returns = unguarded_returns(program, probes, object, &named);
+    // A pid-keyed program's probes count only the processes its exporter_pids
+    // map holds: another process's returns find nothing there.
+    let pid_keyed = program
+        .instances
+        .as_ref()
+        .is_some_and(|m| m.value == crate::config::InstanceMode::PidKeyed);
+    let unguarded_returns = if pid_keyed {
+        Vec::new()
+    } else {
+        unguarded_returns(program, probes, object, &named)
+    };
     ProgramNeeds {
         wildcards: probes
             .iter()
@@ -173,6 +183,11 @@ pub struct PreparedProgram {
     /// (the kernel has them): otherwise by perf-event uprobes, one per
     /// function.
     pub uprobe_multi: bool,
+    /// Whether a pid-keyed program's USDT probes are placed once per file
+    /// (the kernel has BPF cookies, which libbpf needs to tell the sites of
+    /// a position-independent file apart for every process at once);
+    /// otherwise once per process, into the same object.
+    pub usdt_per_file: bool,
 }
 
 impl PreparedProgram {
@@ -376,6 +391,7 @@ impl PreparedProgram {
             values,
             support,
             uprobe_multi: kernel.usable(Feature::UprobeMulti),
+            usdt_per_file: kernel.usable(Feature::BpfCookie),
         })
     }
 

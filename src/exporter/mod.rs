@@ -240,8 +240,10 @@ impl Attacher for KernelAttacher {
 
     fn detach(&mut self, instance: Arc<Instance>) {
         // Now, not when a scrape lets the instance go: by then a new process
-        // may have been given the pid.
-        instance.deselect();
+        // may have been given the pid. Not when the whole object is going.
+        if !STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+            instance.deselect();
+        }
         self.reaper.drop_later(instance);
     }
 

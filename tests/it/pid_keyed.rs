@@ -66,7 +66,10 @@ fn each_selected_process_is_counted_by_pid_through_one_link_per_probe_and_file()
     }
     let comm = "uexp-pidk";
     let binary = fixtures().target_named(comm);
-    let exporter = Exporter::start_with(&config(comm), &["--discovery.interval", "100ms"]);
+    let exporter = Exporter::start_with(
+        &config(comm),
+        &["--discovery.interval", "100ms", "--attach.linger", "5s"],
+    );
     let mut first = Target::start_binary(&binary);
     let mut second = Target::start_binary(&binary);
     // The same file, left out by the selector: the probes fire in it too
@@ -154,15 +157,39 @@ fn each_selected_process_is_counted_by_pid_through_one_link_per_probe_and_file()
             &[("name", "pidk"), ("table", table)],
         )
     };
-    // p2's two keys and p3's one; p1's key and its call count are deleted.
+    // p2's two keys and p3's one; p1's key and its call count are deleted
+    // (the first exit is swept at once).
     assert_eq!(entries(&s, "hits"), Some(3.0), "{}", exporter.scrape());
     assert_eq!(entries(&s, "calls"), Some(0.0), "{}", exporter.scrape());
     assert_eq!(links(&exporter), 3);
 
-    // The last process of the file gone, its links go too.
+    // The last process of the file gone, its links stay a while
+    // (--attach.linger): a process started meanwhile needs none made.
     drop((second, third));
-    wait_for(Duration::from_secs(10), || {
-        (attached(&exporter.samples())? == 0.0 && links(&exporter) == 0).then_some(())
+    wait_for(Duration::from_secs(5), || {
+        (attached(&exporter.samples())? == 0.0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("exits not seen:\n{}", exporter.logs()));
+    assert_eq!(links(&exporter), 3);
+    let mut fourth = Target::start_binary(&binary);
+    wait_for(Duration::from_secs(5), || {
+        (attached(&exporter.samples())? == 1.0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("fourth not attached:\n{}", exporter.logs()));
+    assert_eq!(links(&exporter), 3);
+    fourth.fire("call 2 1");
+    let p4 = fourth.pid().to_string();
+    assert_eq!(
+        exporter.samples().get(
+            "userspace_exporter_pidk_returns_total",
+            &[("pid", &p4), ("comm", comm)]
+        ),
+        Some(2.0)
+    );
+    // Unused for the linger, they are detached.
+    drop(fourth);
+    wait_for(Duration::from_secs(20), || {
+        (links(&exporter) == 0).then_some(())
     })
     .unwrap_or_else(|| {
         panic!(
@@ -171,6 +198,95 @@ fn each_selected_process_is_counted_by_pid_through_one_link_per_probe_and_file()
             exporter.logs()
         )
     });
-    assert_eq!(entries(&exporter.samples(), "hits"), Some(0.0));
+    // Their entries are deleted within a second of the exits (exits are
+    // swept together, at most once a second), with no further event.
+    wait_for(Duration::from_secs(5), || {
+        (entries(&exporter.samples(), "hits")? == 0.0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("entries kept:\n{}", exporter.scrape()));
     drop(skipped);
+}
+
+#[test]
+fn without_bpf_cookies_usdt_probes_are_placed_per_process_and_go_with_it() {
+    let _machine = common::shared();
+    if !require_bpf() {
+        return;
+    }
+    let comm = "uexp-pidk-old";
+    let binary = fixtures().target_named(comm);
+    // As on a kernel before 5.15 (cookies) and 6.6 (uprobe_multi links):
+    // perf-event uprobes, USDT probes by libbpf's address lookup.
+    let exporter = Exporter::start_with(
+        &config(comm),
+        &[
+            "--discovery.interval",
+            "100ms",
+            "--kernel.assume-missing",
+            "bpf_cookie,uprobe_multi",
+        ],
+    );
+    let mut first = Target::start_binary(&binary);
+    let mut second = Target::start_binary(&binary);
+    wait_for(Duration::from_secs(10), || {
+        (attached(&exporter.samples())? == 2.0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("not attached:\n{}", exporter.logs()));
+    // A USDT link per process; the uprobe and uretprobe once for the file.
+    assert_eq!(links(&exporter), 4, "{}", exporter.logs());
+    first.fire("usdt 5 7");
+    second.fire("usdt 3 7");
+    first.fire("call 4 1");
+    second.fire("call 2 1");
+    let s = exporter.samples();
+    let (p1, p2) = (first.pid().to_string(), second.pid().to_string());
+    let value = |name: &str, labels: &[(&str, &str)]| s.get(name, labels);
+    assert_eq!(
+        value(
+            "userspace_exporter_pidk_hits_total",
+            &[("pid", &p1), ("arg", "7"), ("comm", comm)]
+        ),
+        Some(5.0),
+        "{}",
+        exporter.scrape()
+    );
+    assert_eq!(
+        value(
+            "userspace_exporter_pidk_hits_total",
+            &[("pid", &p2), ("arg", "7"), ("comm", comm)]
+        ),
+        Some(3.0)
+    );
+    // Perf-event uretprobes run for every process hitting the function on
+    // these kernels; the program's own pid check keeps each count exact.
+    for (pid, calls) in [(&p1, 4.0), (&p2, 2.0)] {
+        for metric in ["calls", "returns"] {
+            assert_eq!(
+                value(
+                    &format!("userspace_exporter_pidk_{metric}_total"),
+                    &[("pid", pid), ("comm", comm)]
+                ),
+                Some(calls),
+                "{metric} of {pid}"
+            );
+        }
+    }
+    assert!(
+        !exporter
+            .logs()
+            .contains("degraded: other attached processes' returns"),
+        "{}",
+        exporter.logs()
+    );
+    drop(first);
+    wait_for(Duration::from_secs(10), || {
+        (attached(&exporter.samples())? == 1.0 && links(&exporter) == 3).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the exited process's USDT link kept ({} links):\n{}",
+            links(&exporter),
+            exporter.logs()
+        )
+    });
 }
