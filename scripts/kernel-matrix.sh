@@ -248,7 +248,7 @@ payload_build() {
     cp "$built/ebpf-userspace-exporter" "$payload/bin/"
     cp "$built/fixtures/libfixture.so" "$built/fixtures/uexp-target" "$built/fixtures/uexp-loader" "$payload/fixtures/"
     cp "$built/fixtures/plugins/libuexp_plugin.so" "$payload/fixtures/plugins/"
-    for object in usdt_counts uprobe_counts plugin_counts; do
+    for object in usdt_counts uprobe_counts plugin_counts pid_counts; do
         cp "$built/bpf/$object.bpf.o" "$payload/bpf/"
     done
     build_times=$(paste -s -d, "$built/build-times" | sed 's/,/, /g')

@@ -21,7 +21,7 @@
 #
 # Usage: smoke.sh DIR [FEATURE...], DIR holding bin/ebpf-userspace-exporter,
 # fixtures/ (uexp-target, libfixture.so, uexp-loader, plugins/) and bpf/
-# (usdt_counts, uprobe_counts, plugin_counts .bpf.o). Needs bash, and wget,
+# (usdt_counts, uprobe_counts, plugin_counts, pid_counts .bpf.o). Needs bash, and wget,
 # awk, grep, sed, sort, timeout from busybox or coreutils. Run as root.
 # No clang: every object is built beforehand.
 set -u
@@ -422,6 +422,61 @@ $(returns_config "$comm")" &&
             fi
         }
     judge uretprobe_two_processes returns
+}
+
+# feature: pid_keyed: an `instances: pid_keyed` program (one object, probes placed once for the file, maps keyed by pid) on two processes of one binary: fixture:hit 5 and 3 times, target_add's calls and returns 4 and 3, each under its own pid
+feature_pid_keyed() {
+    local a=uexp-km-pk-a b=uexp-km-pk-b comm=uexp-km-pk pid_label
+    pid_label='            - name: pid
+              size: 8
+              decoders: [{name: pid}]'
+    start_target "$a" "$dir/fixtures/uexp-target" "$comm" &&
+        start_target "$b" "$dir/fixtures/uexp-target" "$comm" &&
+        start_exporter pid_keyed "programs:
+  - name: keyed
+    object: $bpf/pid_counts.bpf.o
+    instances: pid_keyed
+    metrics:
+      counters:
+        - name: keyed_hits_total
+          help: fixture:hit by pid and argument
+          table: hits
+          labels:
+$pid_label
+            - name: arg
+              size: 8
+              decoders: [{name: uint}]
+        - name: keyed_calls_total
+          help: target_add calls by pid
+          table: calls
+          labels:
+$pid_label
+        - name: keyed_returns_total
+          help: target_add returns by pid
+          table: returns
+          labels:
+$pid_label
+    usdt: {fixture:hit: on_hit}
+    uprobes: {target_add: on_call}
+    uretprobes: {target_add: on_return}
+    attachment:
+      binary_name: $comm" &&
+        wait_value userspace_exporter_attached_processes 2 name=keyed &&
+        {
+            run "$a" "usdt 5 7" "ok 0"
+            run "$b" "usdt 3 7" "ok 0"
+            run "$a" "call 4 1" "ok 10"
+            run "$b" "call 3 100" "ok 303"
+            scrape
+            local pa=${target_pid[$a]} pb=${target_pid[$b]}
+            expect userspace_exporter_keyed_hits_total 5 pid="$pa" arg=7
+            expect userspace_exporter_keyed_hits_total 3 pid="$pb" arg=7
+            expect userspace_exporter_keyed_calls_total 4 pid="$pa"
+            expect userspace_exporter_keyed_calls_total 3 pid="$pb"
+            expect userspace_exporter_keyed_returns_total 4 pid="$pa"
+            expect userspace_exporter_keyed_returns_total 3 pid="$pb"
+        }
+    judge pid_keyed keyed
 }
 
 # feature: histogram: the same returns as an exp2 histogram: all 17 cumulative buckets exact
