@@ -5,8 +5,9 @@ on, rescan off, debug log).
 Measures, per (build, mode): exec to attached (the exporter's
 `event_to_attach_ms`) and the time to free each detached instance (`instance
 detached` `elapsed_ms`: links closed and the kernel done with them), p50 and
-p99; and the BPF objects the exporter holds (fdinfo) before the churn and 3 s after the
-last process exited. Modes: per-process instances (`per_process`) and
+p99; and the BPF objects the exporter holds (fdinfo) before the churn, 3 s after the
+last process exited and, for pid-keyed instances, 34 s after (past
+--attach.linger). Modes: per-process instances (`per_process`) and
 `instances: pid_keyed`; with BEFORE_EXPORTER, that build's per-process case
 too. REPS repetitions, interleaved. Prints JSON lines.
 Usage: python3 bench/churn.py EXPORTER TARGET_BINARY OBJECT PID_KEYED_OBJECT
@@ -110,6 +111,11 @@ def run(build, mode):
         c.wait()
     time.sleep(3)
     after = held(proc.pid)
+    # A pid-keyed program's links stay --attach.linger (30 s) after their last process.
+    after_linger = None
+    if mode == "pid_keyed":
+        time.sleep(31)
+        after_linger = held(proc.pid)
     proc.send_signal(signal.SIGTERM)
     proc.wait()
     text = open(log_path).read()
@@ -120,7 +126,8 @@ def run(build, mode):
             "attached": len(attach), "attach_p50_ms": round(statistics.median(attach), 2) if attach else None,
             "attach_p99_ms": round(pct(attach, 0.99), 2), "attach_max_ms": round(max(attach), 2) if attach else None,
             "free_p50_ms": round(statistics.median(free), 2) if free else None,
-            "free_p99_ms": round(pct(free, 0.99), 2), "freed": len(free), "baseline": baseline, "after": after}
+            "free_p99_ms": round(pct(free, 0.99), 2), "freed": len(free), "baseline": baseline, "after": after,
+            "after_linger": after_linger}
 
 
 cases = ([(BEFORE, "per_process")] if BEFORE else []) + [(exporter, "per_process"), (exporter, "pid_keyed")]

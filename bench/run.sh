@@ -49,6 +49,8 @@ clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu -I"
     -c tests/fixtures/bpf/usdt_counts.bpf.c -o "$fixture/usdt_counts.bpf.o"
 clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -DBPF_USDT_MAX_SPEC_CNT=8192 -I/usr/include/x86_64-linux-gnu -I"$fixture/include" \
     -c tests/fixtures/bpf/usdt_counts.bpf.c -o "$fixture/usdt_counts_shared.bpf.o"
+clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu -I"$fixture/include" \
+    -c tests/fixtures/bpf/pid_counts.bpf.c -o "$fixture/pid_counts.bpf.o"
 # Cost per probe hit: bench/probe_cost.py, no probe / exporter (libbpf object) /
 # exporter (bcc-dialect inline code) / bpftrace, interleaved.
 cc -O1 -g -o "$fixture/probe_target" bench/probe_target.c
@@ -105,21 +107,9 @@ python_section=$(REPS=$REPS bash bench/python_section.sh "$exporter" "$fixture/i
 # PHP-FPM's request probes: measured once by hand (bench/php_probe_cost.py),
 # their cost lost in a request's variation; bench/php_note.md says so.
 
-discovery=$(TARGETS=${TARGETS:-200} REPS=${DISCOVERY_REPS:-5} python3 bench/discovery.py "$exporter" "$fixture/uexp-target" "$fixture/usdt_counts.bpf.o")
-discovery_rows=$(echo "$discovery" | python3 -c '
-import json, statistics, sys
-rows = [json.loads(l) for l in sys.stdin]
-fmt = lambda v: "%.1f ms (%.1f..%.1f)" % (statistics.median(v), min(v), max(v))
-keys = []
-for r in rows:
-    if (r["flags"], r["background"]) not in keys:
-        keys.append((r["flags"], r["background"]))
-for flags, background in keys:
-    runs = [r for r in rows if (r["flags"], r["background"]) == (flags, background)]
-    print("| %s | %s | %d | %s of %s | %s | %s | %s |" % (flags, background, len(runs),
-        min(r["attached"] for r in runs), runs[0]["targets"], fmt([r["p50_ms"] for r in runs]),
-        fmt([r["p99_ms"] for r in runs]), fmt([r["max_ms"] for r in runs])))
-')
+# Cost per process (issue 21): discovery latency, scale, churn, uprobe link
+# types; this build against BEFORE_EXPORTER where it is given.
+scale_section=$(bash bench/scale_section.sh "$exporter" "$fixture")
 # Scrape cost against its floor (bench/scrape_floor.rs, built as a cargo example).
 cargo build --release --quiet --example scrape_floor
 for size in big:1100000 small:1024; do
@@ -188,41 +178,6 @@ for line in sys.stdin:
     r = json.loads(line)
     print("| %s | %.0f ms (%.0f..%.0f) |" % (r["case"], statistics.median(r["ms"]), min(r["ms"]), max(r["ms"])))
 ')
-
-scale=$(COUNTS=${COUNTS:-1,10,100,1000} REPS=${SCALE_REPS:-3} python3 bench/scale.py "$exporter" "$fixture/uexp-target" "$fixture/usdt_counts.bpf.o" "$fixture/usdt_counts_shared.bpf.o")
-# Medians over the repetitions, per (processes, mode), for the table and the plots.
-scale=$(echo "$scale" | python3 -c '
-import json, statistics, sys
-rows = [json.loads(l) for l in sys.stdin]
-keys = sorted({(r["processes"], r["mode"]) for r in rows})
-for n, mode in keys:
-    runs = [r for r in rows if (r["processes"], r["mode"]) == (n, mode)]
-    out = {"processes": n, "mode": mode, "reps": len(runs), "attached": min(r["attached"] for r in runs)}
-    for field in ("attach_all_s", "kernel_kib", "rss_mib", "exit_s"):
-        v = [r[field] for r in runs]
-        out[field] = statistics.median(v)
-        out[field + "_range"] = [min(v), max(v)]
-    print(json.dumps(out))
-')
-scale_rows=$(echo "$scale" | python3 -c '
-import json, sys
-for line in sys.stdin:
-    r = json.loads(line)
-    a, k, m, x = r["attach_all_s_range"], r["kernel_kib_range"], r["rss_mib_range"], r["exit_s_range"]
-    print("| %s | %s | %d | %s | %.2f s (%.2f..%.2f) | %d KiB (%d..%d) | %.1f MiB (%.1f..%.1f) | %.2f s (%.2f..%.2f) |" % (
-        r["processes"], r["mode"], r["reps"], r["attached"], r["attach_all_s"], a[0], a[1],
-        r["kernel_kib"], k[0], k[1], r["rss_mib"], m[0], m[1], r["exit_s"], x[0], x[1]))
-')
-echo "$scale" | python3 -c '
-import json, sys
-rows = [json.loads(l) for l in sys.stdin]
-series = {m: [[r["processes"], max(r["attach_all_s"], 0.001)] for r in rows if r["mode"] == m] for m in ("per_process", "shared")}
-print(json.dumps(series))' | python3 bench/plot.py bench/scale_attach.svg "Time to attach all processes" "processes" "seconds"
-echo "$scale" | python3 -c '
-import json, sys
-rows = [json.loads(l) for l in sys.stdin]
-series = {m: [[r["processes"], r["kernel_kib"] / 1024] for r in rows if r["mode"] == m] for m in ("per_process", "shared")}
-print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kernel memory of maps and programs" "processes" "MiB"
 
 {
     echo "# Benchmarks"
@@ -302,37 +257,9 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo
     cat bench/php_note.md
     echo
-    echo "## Discovery latency"
+    echo "$scale_section"
     echo
-    echo "From a matching process's exec (the kernel's process-connector event timestamp) to its"
-    echo "instance attached (object loaded through the verifier, probes attached), as the exporter"
-    echo "logs it per process. ${TARGETS:-200} fixture targets started 20 ms apart, each living 1 s; the"
-    echo "/proc rescan off, so only events find them. \"Attaches\" counts attaches logged with an"
-    echo "event time (a fork event attaches only a child still running its parent's image, so a"
-    echo "process is not attached twice around its exec)."
-    echo
-    echo "Each setting ran ${DISCOVERY_REPS:-5} times, interleaved; p50, p99 and max are each run's, given as"
-    echo "the median over the runs (min..max). \"Attaches\" is the fewest of any run."
-    echo
-    echo "| exporter flags | other processes | runs | attaches | p50 | p99 | max |"
-    echo "|---|---|---|---|---|---|---|"
-    echo "$discovery_rows"
-    echo
-    echo "Goal (issue 4): p99 under 25 ms. Before detaching moved to a thread of its own, one"
-    echo "detach (about 40 ms of RCU waits in the kernel) held up the event thread: with 200 targets"
-    echo "p99 was 557 ms and only 113 of the 200 were attached (the rest exited first)."
-    echo
-    echo "Where the rest goes (debug log of one run): the median attach is about 1.5 ms of loading"
-    echo "the object through the verifier and 0.3 ms of attaching; the slowest 5% spend 10 to 20 ms"
-    echo "in one syscall, \`BPF_LINK_CREATE\` of the uprobe-multi link (strace -T). Registering a"
-    echo "uprobe takes the kernel's \`dup_mmap_sem\` for writing, which can wait for an RCU grace"
-    echo "period. With \`--attach.expedited-rcu\` the exporter sets \`/sys/kernel/rcu_expedited\` for"
-    echo "the moment of each attach (and puts it back): most of the tail goes (a few attaches still"
-    echo "wait, probably on a grace period already under way). It is opt-in because it"
-    echo "changes a kernel-wide setting, briefly. \`instances: per_binary\` needs no attach at all"
-    echo "for a process of an executable already attached: it is counted from its first instruction."
-    echo
-    echo "### While a 200k-series map is scraped"
+    echo "## Discovery while a 200k-series map is scraped"
     echo
     echo "One exporter runs a program on a target whose map holds 200,000 keys (200,000 series)"
     echo "and the fixture program; ${TARGETS_UNDER_SCRAPE:-60} fixture targets start 50 ms apart with no scrape"
@@ -350,28 +277,6 @@ print(json.dumps(series))' | python3 bench/plot.py bench/scale_memory.svg "Kerne
     echo "serialised scrapes and attaches: a process started during a scrape waited for it, so its"
     echo "first calls were lost. Now scrapes read a snapshot of the attached instances and never"
     echo "hold what an attach needs."
-    echo
-    echo "## Scale: per-process against shared instances"
-    echo
-    echo "N fixture targets running, then the exporter started; time from its start to all N"
-    echo "attached (startup scan, polled every 20 ms), kernel memory of its BPF maps and programs"
-    echo "(memlock in /proc/PID/fdinfo), its RSS, and its exit: from SIGTERM to the process gone, every"
-    echo "instance detached (goal of issue 21: 1 s with 1000 instances). The program has 7 maps of up to 1024 entries;"
-    echo "for the shared runs it is built with -DBPF_USDT_MAX_SPEC_CNT=8192, as the exporter builds"
-    echo "inline code for shared instances (libbpf's default of 256 USDT specs stopped a shared"
-    echo "instance at 256 of 1000 processes in a first run)."
-    echo
-    echo "Each case ran ${SCALE_REPS:-3} times, interleaved: median (min..max); \"attached\" is the fewest of any run."
-    echo
-    echo "| processes | instances | runs | attached | time to attach all | kernel memory | exporter RSS | exit (SIGTERM to gone) |"
-    echo "|---|---|---|---|---|---|---|---|"
-    echo "$scale_rows"
-    echo
-    echo "Per-process instances give a pid label and isolation but cost a verifier load and a set"
-    echo "of maps per process; a shared instance costs one, whatever the number of processes."
-    echo
-    echo
-    echo "![time to attach](bench/scale_attach.svg) ![kernel memory](bench/scale_memory.svg)"
     echo
     echo "## Scrape cost"
     echo
