@@ -20,6 +20,7 @@ COUNTS=${COUNTS:-1,10,100,1000} REPS=${SCALE_REPS:-3} python3 bench/scale.py "$e
     "$fixture/usdt_counts.bpf.o" "$fixture/usdt_counts_shared.bpf.o" "$fixture/pid_counts.bpf.o" >"$work/scale"
 RATE=${CHURN_RATE:-10} SECONDS=${CHURN_SECONDS:-60} REPS=1 python3 bench/churn.py "$exporter" "$fixture/uexp-target" \
     "$fixture/usdt_counts.bpf.o" "$fixture/pid_counts.bpf.o" >"$work/churn"
+COUNTS=${PACK_COUNTS:-100,1000} REPS=${PACK_REPS:-1} python3 bench/default_pack_scale.py "$exporter" >"$work/pack"
 links=$(sh bench/uprobe_links.sh | sed -n '/^| measure/,$p')
 python3 bench/scale_rows.py plot-attach <"$work/scale" |
     python3 bench/plot.py bench/scale_attach.svg "Time to attach all processes" "processes" "seconds"
@@ -36,7 +37,7 @@ model), one shared instance (no pid label), and \`instances: pid_keyed\` (one lo
 probes placed once per file, maps keyed by pid: series by pid, as per process; the
 default pack's python, jvm, ruby and nodejs programs).$before_note
 
-$(DISCOVERY="$work/discovery" SCALE="$work/scale" CHURN="$work/churn" python3 bench/scale_rows.py goals)
+$(DISCOVERY="$work/discovery" SCALE="$work/scale" DEFAULT_PACK="$work/pack" python3 bench/scale_rows.py goals)
 
 ### Discovery latency
 
@@ -85,6 +86,20 @@ consumers left. A pid-keyed program has one link per probe and file, whatever th
 processes.
 
 ![time to attach](bench/scale_attach.svg) ![kernel memory](bench/scale_memory.svg)
+
+### The default pack on CPython processes
+
+N \`python3\` processes ($(python3 --version 2>&1), the first on PATH), each waiting on stdin, then
+the exporter with no config (its default pack; rescan off): time from its start to all N
+attached (startup included; "attached" counts the bench's own Python driver too), then one \`gc.collect()\` in each; the exporter's kernel memory
+(memlock of its BPF objects: every program of the pack, postgresql's per-binary instances
+included), its RSS, the \`python_gc_collections_total\` series carrying the processes' pids,
+and its exit. This build runs python, jvm, ruby and nodejs pid-keyed; the build before ran
+them per process. ${PACK_REPS:-1} run per case. Ratios: time to attach / kernel memory / exit.
+
+| processes | exporter | runs | attached | series by pid | time to attach all | kernel memory | exporter RSS | exit | ratio to before |
+|---|---|---|---|---|---|---|---|---|---|
+$(python3 bench/scale_rows.py default-pack <"$work/pack")
 
 ### Churn
 

@@ -167,14 +167,14 @@ impl AttachTarget {
         self.pid().unwrap_or(-1)
     }
 
-    /// Where the probes are looked up.
-    fn origin(&self) -> Origin<'_> {
+    /// Where the probes are looked up, in `files` when they were read.
+    fn origin<'a>(&'a self, files: Option<&'a [crate::discovery::MappedFile]>) -> Origin<'a> {
         match self {
-            AttachTarget::Process(process) => Origin::Process(process),
+            AttachTarget::Process(process) => Origin::Process(process, files),
             AttachTarget::Binary {
                 found_in: Some(process),
                 ..
-            } => Origin::Process(process),
+            } => Origin::Process(process, files),
             AttachTarget::Binary {
                 exe,
                 found_in: None,
@@ -243,10 +243,20 @@ impl Instance {
     ) -> Result<Instance, InstanceError> {
         let started = Instant::now();
         let started_ns = crate::discovery::monotonic_ns();
+        // The process's files, read once for every probe (an error is met
+        // again, and reported, where a probe reads them).
+        let files = target
+            .process()
+            .and_then(|p| crate::discovery::mapped_files(p.pid()).ok());
         // Which probe set feeds each source here: decided before loading, so
         // that a process whose build offers none costs no load.
         let choice = super::sources::choose(&program.config, &program.probes, |i| {
-            super::resolution::resolve_probe(target.origin(), &program.probes[i], cache).map(|_| ())
+            super::resolution::resolve_probe(
+                target.origin(files.as_deref()),
+                &program.probes[i],
+                cache,
+            )
+            .map(|_| ())
         });
         if !choice.attach.iter().any(|&a| a) {
             return Err(InstanceError::NoSource {
@@ -291,7 +301,7 @@ impl Instance {
                 None => make(),
             }
         };
-        let origin = target.origin();
+        let origin = target.origin(files.as_deref());
         // For messages: "of pid 42", or nothing for a binary's every process.
         let of_pid = target
             .pid()

@@ -120,7 +120,7 @@ pub fn resolve_probes(
     probes: &[ProbeConfig],
     cache: &mut ElfCache,
 ) -> Vec<ProbeResolution> {
-    let origin = Origin::Process(process);
+    let origin = Origin::Process(process, None);
     probes
         .iter()
         .map(|probe| ProbeResolution {

@@ -248,8 +248,10 @@ pub const MAX_WILDCARD_SYMBOLS: usize = 1024;
 /// file it maps), or an executable on disk before any process runs it.
 #[derive(Debug, Clone, Copy)]
 pub enum Origin<'a> {
-    /// A process: files are opened through `/proc/PID/...`.
-    Process(&'a ProcessInfo),
+    /// A process: files are opened through `/proc/PID/...`; with the files
+    /// it maps when they were read already (one attach resolves every probe
+    /// in one reading of `/proc/PID/maps`).
+    Process(&'a ProcessInfo, Option<&'a [MappedFile]>),
     /// An executable file in the exporter's own mount namespace.
     Binary(&'a Path),
 }
@@ -258,7 +260,7 @@ impl Origin<'_> {
     /// The executable, as the process sees it.
     pub fn exe(&self) -> &Path {
         match self {
-            Origin::Process(process) => &process.exe,
+            Origin::Process(process, _) => &process.exe,
             Origin::Binary(path) => path,
         }
     }
@@ -266,7 +268,7 @@ impl Origin<'_> {
     /// The executable, as the exporter opens it.
     fn exe_host_path(&self) -> PathBuf {
         match self {
-            Origin::Process(process) => process.exe_host_path(),
+            Origin::Process(process, _) => process.exe_host_path(),
             Origin::Binary(path) => path.to_path_buf(),
         }
     }
@@ -274,7 +276,7 @@ impl Origin<'_> {
     /// For messages.
     pub fn describe(&self) -> String {
         match self {
-            Origin::Process(process) => format!("process {} ({})", process.pid(), process.comm),
+            Origin::Process(process, _) => format!("process {} ({})", process.pid(), process.comm),
             Origin::Binary(path) => format!("binary {}", path.display()),
         }
     }
@@ -282,7 +284,9 @@ impl Origin<'_> {
     /// A variable of the process's environment (none for a binary).
     fn environment_variable(&self, name: &str) -> Option<String> {
         match self {
-            Origin::Process(process) => crate::discovery::environment_variable(process.pid(), name),
+            Origin::Process(process, _) => {
+                crate::discovery::environment_variable(process.pid(), name)
+            }
             Origin::Binary(_) => None,
         }
     }
@@ -291,12 +295,12 @@ impl Origin<'_> {
     /// that no process runs yet maps nothing but itself.
     pub fn files(&self) -> Result<Vec<MappedFile>, ResolveError> {
         match self {
-            Origin::Process(process) => {
-                crate::discovery::mapped_files(process.pid()).map_err(|e| match e.kind() {
+            Origin::Process(_, Some(files)) => Ok(files.to_vec()),
+            Origin::Process(process, None) => crate::discovery::mapped_files(process.pid())
+                .map_err(|e| match e.kind() {
                     std::io::ErrorKind::PermissionDenied => no_access(process),
                     _ => ResolveError::ProcessGone { pid: process.pid() },
-                })
-            }
+                }),
             Origin::Binary(path) => Ok(vec![MappedFile {
                 path: path.to_path_buf(),
                 map_file: path.to_path_buf(),
@@ -308,7 +312,7 @@ impl Origin<'_> {
     /// read ([`ProcessInfo::read`] leaves its `exe` empty).
     pub fn unreadable(&self) -> Option<ResolveError> {
         match self {
-            Origin::Process(process) if process.exe.as_os_str().is_empty() => {
+            Origin::Process(process, _) if process.exe.as_os_str().is_empty() => {
                 Some(no_access(process))
             }
             _ => None,
@@ -318,7 +322,7 @@ impl Origin<'_> {
     /// How the exporter opens `path` as the origin sees it.
     fn under_root(&self, path: &Path) -> PathBuf {
         match self {
-            Origin::Process(process) => process.host_path(path),
+            Origin::Process(process, _) => process.host_path(path),
             Origin::Binary(_) => path.to_path_buf(),
         }
     }
@@ -328,7 +332,7 @@ impl Origin<'_> {
     /// [`MappedFile::host_path`]).
     pub fn host_path_of(&self, file: &MappedFile) -> PathBuf {
         match self {
-            Origin::Process(process) if file.path != process.exe => file.host_path(process),
+            Origin::Process(process, _) if file.path != process.exe => file.host_path(process),
             _ if file.path == self.exe() => self.exe_host_path(),
             _ => file.map_file.clone(),
         }

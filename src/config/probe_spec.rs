@@ -120,9 +120,12 @@ impl UprobeSpec {
         if !has_glob_syntax(&self.symbol) {
             return Ok(SymbolPattern::Symbol(self.symbol.clone()));
         }
-        self.glob()
-            .map(|g| SymbolPattern::Glob(g.compile_matcher()))
-            .map_err(|e| format!("has a symbol glob that does not parse: {}", e.kind()))
+        super::selector::memoized(&SYMBOL_GLOBS, &self.symbol, || {
+            self.glob()
+                .map(|g| g.compile_matcher())
+                .map_err(|e| format!("has a symbol glob that does not parse: {}", e.kind()))
+        })
+        .map(SymbolPattern::Glob)
     }
 
     /// The symbol's glob matcher (`None` for a plain symbol, a C++ name or a
@@ -141,6 +144,9 @@ impl UprobeSpec {
             .build()
     }
 }
+
+/// Symbol globs compiled so far (see [`super::selector::memoized`]).
+static SYMBOL_GLOBS: super::selector::Memo<globset::GlobMatcher> = super::selector::Memo::new();
 
 /// Glob characters that Go function names hold literally: the `(*` of a
 /// method with a pointer receiver (`net/http.(*conn).serve`) and the `[...]`

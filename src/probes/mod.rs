@@ -316,7 +316,7 @@ fn list_read_process(
     filters: &Filters,
     cache: &mut ElfCache,
 ) -> Result<TargetListing, ListError> {
-    let origin = Origin::Process(process);
+    let origin = Origin::Process(process, None);
     if let Some(e) = origin.unreadable() {
         return Err(e.into());
     }
