@@ -1,7 +1,7 @@
 //! One loaded copy of a program attached to one process.
 
 use super::libbpf_log;
-use super::pid_keyed::{LinkUse, PidKeyed, Selection};
+use super::pid_keyed::{LinkUse, PidKeyedSlot, Selection};
 use super::program::PreparedProgram;
 use super::resolve::{self, Origin, ResolveError};
 use super::sources::SourceOutcome;
@@ -239,7 +239,7 @@ impl Instance {
         target: AttachTarget,
         cache: &mut ElfCache,
         shared: Option<&Arc<Object>>,
-        pid_keyed: Option<&Arc<PidKeyed>>,
+        pid_keyed: Option<&PidKeyedSlot>,
     ) -> Result<Instance, InstanceError> {
         let started = Instant::now();
         let started_ns = crate::discovery::monotonic_ns();
@@ -263,6 +263,11 @@ impl Instance {
                 sources: choice.sources,
             });
         }
+        let pid_keyed = match pid_keyed {
+            Some(slot) => Some(slot.load(program)?),
+            None => None,
+        };
+        let pid_keyed = pid_keyed.as_ref();
         let object = match (pid_keyed, shared) {
             (Some(pid_keyed), _) => ObjectRef::Shared(pid_keyed.object().clone()),
             (None, Some(object)) => ObjectRef::Shared(object.clone()),
@@ -541,17 +546,42 @@ impl Instance {
 }
 
 /// What identifies one probe's links in one file, for a pid-keyed program
-/// whose processes share them: the probe, the file (by device and inode:
-/// the same file seen through two processes' mount namespaces is one), and
-/// what in it is probed.
+/// whose processes share them: the probe, the file, and what in it is
+/// probed.
 fn link_key(probe: usize, t: &resolve::Target) -> String {
-    let file = crate::discovery::FileId::of(&t.host_path)
-        .map(|id| format!("{}:{}", id.dev, id.ino))
-        .unwrap_or_else(|| t.host_path.display().to_string());
     format!(
-        "{probe}|{file}|{}:{}|{:?}|{:?}|{:?}",
-        t.provider, t.name, t.offset, t.symbols, t.each
+        "{probe}|{}|{}:{}|{:?}|{:?}|{:?}",
+        file_identity(&t.host_path),
+        t.provider,
+        t.name,
+        t.offset,
+        t.symbols,
+        t.each
     )
+}
+
+/// A file as the kernel places uprobes in it, from `stat`: its inode number,
+/// size and times, not its device. Through overlayfs (a container's image)
+/// each container's mount has a device of its own while the kernel probes
+/// the layer's file, the same for every container of the image, whose
+/// inode number and times overlayfs passes through; a device in the key
+/// would place the probe once per container, and count each hit as often.
+/// Two distinct files agreeing on all four (nanosecond times included) are
+/// not expected.
+fn file_identity(path: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => format!(
+            "ino {} size {} mtime {}.{} ctime {}.{}",
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec()
+        ),
+        Err(_) => path.display().to_string(),
+    }
 }
 
 /// Attaches `prog` to the function(s) `target` resolved for a uprobe or

@@ -127,6 +127,9 @@ pub enum PidKeyedError {
     /// The object lacks a map the header declares.
     #[error("`instances: pid_keyed` needs the maps of exporter_pids.bpf.h, and the object has no {0:?}: #include \"exporter_pids.bpf.h\" (written by `ebpf-userspace-exporter headers -o DIR`), return early from each probe unless exporter_selected(), and key the metric maps by exporter_pid()")]
     MissingMap(&'static str),
+    /// The object could not be opened.
+    #[error("{0}")]
+    Open(String),
     /// The PID namespace could not be written into the object.
     #[error("cannot tell the object the exporter's PID namespace: {0}")]
     PidNamespace(String),
@@ -409,6 +412,66 @@ impl PidKeyed {
             .maps()
             .find(|m| m.name().to_string_lossy() == PIDS_MAP)
             .ok_or_else(|| format!("map {PIDS_MAP} missing"))
+    }
+}
+
+/// A pid-keyed program's object, loaded at the first attach (as a
+/// per-process program's would be: a kernel that refuses the load refuses
+/// each process's attach, with the reason, and the exporter runs on) and
+/// kept for the processes after it.
+#[derive(Debug)]
+pub struct PidKeyedSlot {
+    tables: Vec<(String, PidKey)>,
+    loaded: Mutex<Option<Arc<PidKeyed>>>,
+}
+
+impl PidKeyedSlot {
+    /// A slot for `program`, whose metric maps `tables` are keyed by pid
+    /// where each says; the object must hold the header's maps (checked
+    /// here, without loading it).
+    pub fn new(
+        program: &super::PreparedProgram,
+        tables: Vec<(String, PidKey)>,
+    ) -> Result<PidKeyedSlot, PidKeyedError> {
+        let open = program
+            .open()
+            .map_err(|e| PidKeyedError::Open(e.to_string()))?;
+        for name in [PIDS_MAP, PIDNS_MAP] {
+            if !open.maps().any(|m| m.name().to_string_lossy() == name) {
+                return Err(PidKeyedError::MissingMap(name));
+            }
+        }
+        Ok(PidKeyedSlot {
+            tables,
+            loaded: Mutex::new(None),
+        })
+    }
+
+    /// The loaded object, loading it now if no attach has yet.
+    pub fn load(
+        &self,
+        program: &super::PreparedProgram,
+    ) -> Result<Arc<PidKeyed>, super::InstanceError> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pid_keyed) = loaded.as_ref() {
+            return Ok(pid_keyed.clone());
+        }
+        let object = Arc::new(program.load()?);
+        let pid_keyed = Arc::new(PidKeyed::new(object, self.tables.clone()).map_err(|e| {
+            super::InstanceError::Load {
+                message: e.to_string(),
+            }
+        })?);
+        *loaded = Some(pid_keyed.clone());
+        Ok(pid_keyed)
+    }
+
+    /// The loaded object, if an attach loaded it.
+    pub fn loaded(&self) -> Option<Arc<PidKeyed>> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

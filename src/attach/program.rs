@@ -501,7 +501,7 @@ impl PreparedProgram {
         target: AttachTarget,
         cache: &mut ElfCache,
         shared: Option<&std::sync::Arc<libbpf_rs::Object>>,
-        pid_keyed: Option<&std::sync::Arc<super::pid_keyed::PidKeyed>>,
+        pid_keyed: Option<&super::pid_keyed::PidKeyedSlot>,
     ) -> Result<Instance, InstanceError> {
         Instance::attach(self, target, cache, shared, pid_keyed)
     }

@@ -94,10 +94,10 @@ pub struct KernelProgram {
     pub fingerprint: String,
     /// The checked program.
     pub prepared: Arc<PreparedProgram>,
-    /// The one loaded object of an `instances: shared` or `pid_keyed` program.
+    /// The one loaded object of an `instances: shared` program.
     pub shared: Option<Arc<libbpf_rs::Object>>,
-    /// What a `pid_keyed` program's processes share of it.
-    pub pid_keyed: Option<Arc<crate::attach::pid_keyed::PidKeyed>>,
+    /// A `pid_keyed` program's object, loaded at its first attach.
+    pub pid_keyed: Option<Arc<crate::attach::pid_keyed::PidKeyedSlot>>,
     /// Decoders and layouts of its metrics.
     pub metrics: Arc<ProgramMetrics>,
 }
@@ -207,7 +207,7 @@ impl Attacher for KernelAttacher {
             target,
             &mut self.elf_cache,
             program.shared.as_ref(),
-            program.pid_keyed.as_ref(),
+            program.pid_keyed.as_deref(),
         );
         drop(expedited);
         if !named_binary {
@@ -298,7 +298,11 @@ impl PublishedProgram {
         PublishedProgram {
             prepared: state.program.prepared.clone(),
             metrics: state.program.metrics.clone(),
-            shared: state.program.shared.clone(),
+            // A pid-keyed program's object once an attach loaded it.
+            shared: state.program.shared.clone().or_else(|| {
+                let pid_keyed = state.program.pid_keyed.as_ref()?.loaded()?;
+                Some(pid_keyed.object().clone())
+            }),
             instances: state.instances.values().cloned().collect(),
             binaries: state.binaries.values().cloned().collect(),
             failed: state.failed.values().cloned().collect(),

@@ -2,7 +2,7 @@
 //! attached (its object read or compiled, checked against the config, its
 //! metric readers built, and the one object of a shared program loaded).
 
-use crate::attach::pid_keyed::PidKeyed;
+use crate::attach::pid_keyed::PidKeyedSlot;
 use crate::attach::PreparedProgram;
 use crate::compile::clang::Compiler;
 use crate::config::{Config, ConfigError, Program};
@@ -20,10 +20,10 @@ pub struct SetUpProgram {
     pub prepared: Arc<PreparedProgram>,
     /// Decoders and layouts of its metrics.
     pub metrics: Arc<ProgramMetrics>,
-    /// The one loaded object of an `instances: shared` or `pid_keyed` program.
+    /// The one loaded object of an `instances: shared` program.
     pub shared: Option<Arc<libbpf_rs::Object>>,
-    /// What a `pid_keyed` program's processes share of it.
-    pub pid_keyed: Option<Arc<PidKeyed>>,
+    /// A `pid_keyed` program's object, loaded at its first attach.
+    pub pid_keyed: Option<Arc<PidKeyedSlot>>,
 }
 
 /// A program that could not be set up (unreadable object, bad layout).
@@ -112,22 +112,22 @@ pub fn finish_set_up(
             p.name
         )]
     };
-    let shared = if prepared.is_shared() || prepared.is_pid_keyed() {
+    let shared = if prepared.is_shared() {
         let object = prepared.load().map_err(|e| located(&e))?;
         Some(Arc::new(object))
     } else {
         None
     };
-    let pid_keyed = match (&shared, prepared.is_pid_keyed()) {
-        (Some(object), true) => {
-            let tables = metrics
-                .readers()
-                .filter_map(|m| Some((m.table.clone(), m.pid_key?)));
-            Some(Arc::new(
-                PidKeyed::new(object.clone(), tables).map_err(|e| located(&e))?,
-            ))
-        }
-        _ => None,
+    let pid_keyed = if prepared.is_pid_keyed() {
+        let tables = metrics
+            .readers()
+            .filter_map(|m| Some((m.table.clone(), m.pid_key?)))
+            .collect();
+        Some(Arc::new(
+            PidKeyedSlot::new(&prepared, tables).map_err(|e| located(&e))?,
+        ))
+    } else {
+        None
     };
     Ok(SetUpProgram {
         fingerprint,

@@ -387,10 +387,20 @@ fn result_map(entries: u32) -> Result<OwnedFd, i32> {
 /// A program storing `bpf_get_func_ip(ctx)` at key 0 of `map`.
 fn func_ip_program(map: &OwnedFd) -> Vec<libbpf_sys::bpf_insn> {
     use insn::raw;
-    vec![
+    let mut program = vec![
         raw(0x85, 0, 0, 0, libbpf_sys::BPF_FUNC_get_func_ip as i32), // r0 = get_func_ip(ctx)
         raw(0x7b, 10, 0, -8, 0),                                     // *(u64 *)(r10 - 8) = r0
         raw(0x62, 10, 0, -12, 0),                                    // *(u32 *)(r10 - 12) = 0
+    ];
+    program.extend(store_and_exit(map));
+    program
+}
+
+/// The end both trial programs share: `map[*(u32 *)(r10 - 12)] = *(u64
+/// *)(r10 - 8)`, then return 0.
+fn store_and_exit(map: &OwnedFd) -> [libbpf_sys::bpf_insn; 10] {
+    use insn::raw;
+    [
         raw(0x18, 1, 1, 0, map.as_raw_fd()), // r1 = map (ld_imm64, pseudo map fd)
         raw(0, 0, 0, 0, 0),
         raw(0xbf, 2, 10, 0, 0),  // r2 = r10
@@ -537,20 +547,12 @@ fn try_func_ip(uprobe_multi: bool, closer: &mut Closer) -> FuncIpTrial {
 /// A program storing 1 at key `key` of `map`: it ran.
 fn mark_program(map: &OwnedFd, key: i32) -> Vec<libbpf_sys::bpf_insn> {
     use insn::raw;
-    vec![
-        raw(0x7a, 10, 0, -8, 1),             // *(u64 *)(r10 - 8) = 1
-        raw(0x62, 10, 0, -12, key),          // *(u32 *)(r10 - 12) = key
-        raw(0x18, 1, 1, 0, map.as_raw_fd()), // r1 = map (ld_imm64, pseudo map fd)
-        raw(0, 0, 0, 0, 0),
-        raw(0xbf, 2, 10, 0, 0),  // r2 = r10
-        raw(0x07, 2, 0, 0, -12), // r2 += -12
-        raw(0xbf, 3, 10, 0, 0),  // r3 = r10
-        raw(0x07, 3, 0, 0, -8),  // r3 += -8
-        raw(0xb7, 4, 0, 0, 0),   // r4 = 0
-        raw(0x85, 0, 0, 0, libbpf_sys::BPF_FUNC_map_update_elem as i32),
-        raw(0xb7, 0, 0, 0, 0), // r0 = 0
-        raw(0x95, 0, 0, 0, 0), // exit
-    ]
+    let mut program = vec![
+        raw(0x7a, 10, 0, -8, 1),    // *(u64 *)(r10 - 8) = 1
+        raw(0x62, 10, 0, -12, key), // *(u32 *)(r10 - 12) = key
+    ];
+    program.extend(store_and_exit(map));
+    program
 }
 
 /// Whether key `key` of `map` holds a value.
@@ -581,13 +583,17 @@ fn try_uretprobe_filter(uprobe_multi: bool, closer: &mut Closer) -> UretprobeFil
         Ok(map) => map,
         Err(errno) => return UretprobeFilterTrial::MapFailed(errno),
     };
-    let mut programs = Vec::new();
-    for key in [0, 1] {
-        match load(&mark_program(&map, key), None) {
-            Ok(prog) => programs.push(prog),
-            Err((errno, log)) => return UretprobeFilterTrial::LoadFailed(errno, log),
-        }
-    }
+    // The exporter's own uretprobe (key 0); the child's is loaded below, in
+    // the form its link takes.
+    let ours = match load(&mark_program(&map, 0), None) {
+        Ok(prog) => prog,
+        Err((errno, log)) => return UretprobeFilterTrial::LoadFailed(errno, log),
+    };
+    let attach_type = uprobe_multi.then_some(libbpf_sys::BPF_TRACE_UPROBE_MULTI);
+    let theirs_prog = match load(&mark_program(&map, 1), attach_type) {
+        Ok(prog) => prog,
+        Err((errno, log)) => return UretprobeFilterTrial::LoadFailed(errno, log),
+    };
     let mut pipe = [0; 2];
     // SAFETY: a two-int array for the pipe's ends.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -624,18 +630,13 @@ fn try_uretprobe_filter(uprobe_multi: bool, closer: &mut Closer) -> UretprobeFil
     // uprobe waits on a lock, about 90 ms each here). The exporter's is the
     // perf-event uretprobe whose filter is in question.
     let theirs = if uprobe_multi {
-        load(
-            &mark_program(&map, 1),
-            Some(libbpf_sys::BPF_TRACE_UPROBE_MULTI),
-        )
-        .map_err(|(errno, _)| errno)
-        .and_then(|prog| link_uprobe_multi(&prog, &target, child, true))
+        link_uprobe_multi(&theirs_prog, &target, child, true)
     } else {
-        perf_uprobe(&programs[1], &target, true, child)
+        perf_uprobe(&theirs_prog, &target, true, child)
     };
     let attached = theirs.and_then(|theirs| {
         closer.later(theirs);
-        perf_uprobe(&programs[0], &target, true, own_pid).map(|ours| closer.later(ours))
+        perf_uprobe(&ours, &target, true, own_pid).map(|ours| closer.later(ours))
     });
     if attached.is_ok() {
         // SAFETY: one byte from a live buffer; a failed write only leaves
