@@ -105,8 +105,8 @@ def run(tracer):
 
 
 def scavenges(text, pid):
-    prefix = f'userspace_exporter_nodejs_gc_collections_total{{kind="scavenge",pid="{pid}"}}'
-    return int(float(next((l.split()[-1] for l in text.splitlines() if l.startswith(prefix)), "0")))
+    return int(procinfo.sample(text, "userspace_exporter_nodejs_gc_collections_total",
+                               {"kind": "scavenge", "pid": str(pid)}))
 
 
 def check(tracer, counted):

@@ -21,6 +21,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def sample(text, name, labels):
+    """The value of series `name` whose labels are exactly `labels` (a dict,
+    in any order) in an exposition; 0 when there is none."""
+    want = sorted(labels.items())
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        inside, _, value = line[len(name) + 1:].rpartition("} ")
+        got = sorted((k, v.strip('"')) for k, _, v in (p.partition("=") for p in inside.split(",")))
+        if got == want:
+            return float(value)
+    return 0.0
+
+
 def cpu_seconds(pid):
     """utime + stime of a process, in seconds (clock-tick resolution)."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()

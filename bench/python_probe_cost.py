@@ -142,15 +142,14 @@ def start_exporter():
         'userspace_exporter_attached_processes{name="python"} 1')
 
 
-def series(text, name, pid, extra=""):
-    prefix = f"userspace_exporter_{name}{{{extra}pid=\"{pid}\"}} "
-    return int(float(next((l.split()[-1] for l in text.splitlines() if l.startswith(prefix)), "0")))
+def series(text, name, pid, extra=None):
+    return int(procinfo.sample(text, f"userspace_exporter_{name}", dict(extra or {}, pid=str(pid))))
 
 
 def exporter_counts(text, pid):
     return {"gil": series(text, "python_gil_wait_seconds_count", pid),
             "import": series(text, "python_import_duration_seconds_count", pid),
-            "gc": series(text, "python_gc_collections_total", pid, 'generation="0",')}
+            "gc": series(text, "python_gc_collections_total", pid, {"generation": "0"})}
 
 
 def run(tracer):
