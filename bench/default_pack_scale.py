@@ -12,6 +12,7 @@ series by pid, and its exit (SIGTERM to gone). Prints JSON lines.
 Usage: python3 bench/default_pack_scale.py EXPORTER
 """
 import glob
+import http.client
 import json
 import os
 import subprocess
@@ -41,7 +42,7 @@ def memlock(pid):
 def metrics(port):
     try:
         return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return ""
 
 

@@ -90,16 +90,29 @@ def cpu_ns(pid):
     return int(open(f"/proc/{pid}/schedstat").read().split()[0])
 
 
-def start_bpftrace(program, options=()):
+def start_bpftrace(program, options=(), attempts=3):
     """bpftrace running `program` (with its `options`), once it has attached
     (it prints "Attaching ..." first) and half a second more for its probes
-    to settle."""
-    bt = subprocess.Popen(["bpftrace", *options, "-e", program], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True)
-    while "Attaching" not in bt.stdout.readline():
-        assert bt.poll() is None, "bpftrace exited"
-    time.sleep(0.5)
-    return bt
+    to settle. One full run waited 27 minutes for that line from a bpftrace
+    sitting in epoll_wait: a start that says nothing for 60 s is killed and
+    tried again."""
+    import select
+    for _ in range(attempts):
+        bt = subprocess.Popen(["bpftrace", *options, "-e", program], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            ready, _, _ = select.select([bt.stdout], [], [], max(0.0, deadline - time.time()))
+            if not ready:
+                break
+            line = bt.stdout.readline()
+            assert line or bt.poll() is None, "bpftrace exited"
+            if "Attaching" in line:
+                time.sleep(0.5)
+                return bt
+        bt.kill()
+        bt.wait()
+    raise AssertionError(f"bpftrace said nothing for 60 s, {attempts} times")
 
 
 def stop_bpftrace(bt):

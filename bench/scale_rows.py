@@ -99,7 +99,7 @@ def goals():
     this = lambda r: r.get("exporter") != "before"
     p99 = lambda mode: [r["p99_ms"] for r in disc if this(r) and r["mode"] == mode and r["flags"] == "(defaults)"]
     at = lambda mode, n, f: [r[f] for r in scl if this(r) and r["mode"] == mode and r["processes"] == n]
-    met = lambda values, limit: "met" if values and statistics.median(values) <= limit else "not met"
+    met = lambda values, limit: "not measured" if not values else "met" if statistics.median(values) <= limit else "not met"
     packed = lambda n, f, who: [r[f] for r in pack if (this(r) if who == "this" else not this(r)) and r["processes"] == n]
     show = lambda v, unit, digits: fmt(v, unit, digits) if v else "-"
     print("| goal (issue 21) | fixture, pid-keyed | fixture, per-process | default pack, 1000 CPython processes (before: per-process) | goal met (pid-keyed / default pack) |")
