@@ -35,18 +35,23 @@ struct Source<'a> {
 type Partition = HashMap<u32, MapEntries>;
 
 impl<'a> Source<'a> {
+    /// A shared object's maps, read whole: no labels of a process.
+    fn whole(object: &'a libbpf_rs::Object) -> Source<'a> {
+        Source {
+            object,
+            labels: Vec::new(),
+            target: None,
+            process: None,
+            withheld: Vec::new(),
+            of_pid: None,
+        }
+    }
+
     /// The sources of a program: its shared object read once (its maps count
     /// for every process, no pid label), or each attached instance.
     fn of(program: &ScrapeProgram<'a>) -> Vec<Source<'a>> {
         match program.shared {
-            Some(object) if !program.pid_keyed => vec![Source {
-                object,
-                labels: Vec::new(),
-                target: None,
-                process: None,
-                withheld: Vec::new(),
-                of_pid: None,
-            }],
+            Some(object) if !program.pid_keyed => vec![Source::whole(object)],
             _ => program
                 .instances
                 .iter()
@@ -196,14 +201,7 @@ fn partition(
     else {
         return None;
     };
-    let whole = Source {
-        object,
-        labels: Vec::new(),
-        target: None,
-        process: None,
-        withheld: Vec::new(),
-        of_pid: None,
-    };
+    let whole = Source::whole(object);
     let family = Family {
         program: program.name,
         metric,
